@@ -1,0 +1,410 @@
+//! The device configuration, `hydrowatch.toml`: what a device is, which sensors it reads, where it
+//! keeps its data and when its daily jobs run.
+//!
+//! Every field is documented in [`EXAMPLE`] (printed by `hydrowatch config example`), which a test
+//! parses, so the example can never drift from the code. Unknown keys are errors (a misspelt key
+//! silently ignored is a setting silently lost); every bad value is reported with its key and
+//! what is allowed, all problems at once.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Deserializer};
+
+/// The documented example configuration, printed by `hydrowatch config example`.
+pub const EXAMPLE: &str = include_str!("../hydrowatch.example.toml");
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The configuration file.
+        file: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, a key is unknown or a value has the wrong type or form.
+    #[error("{file}: {message}")]
+    Parse {
+        /// The configuration file.
+        file: String,
+        /// The parser's message, with line, column and the offending text.
+        message: String,
+    },
+    /// The values parse but do not make sense together (one line per problem).
+    #[error("{file}: invalid configuration:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The configuration file.
+        file: String,
+        /// Each problem, naming its key.
+        problems: Vec<String>,
+    },
+}
+
+/// A whole device configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who the device is and what clock it lives by.
+    pub device: DeviceConfig,
+    /// The embedded database.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// The sensors' series; at least one.
+    #[serde(default = "default_series")]
+    pub series: Vec<SeriesConfig>,
+    /// When the daily and weekly jobs run (local time of `device.timezone`).
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// The central server; absent means the device keeps everything to itself.
+    #[serde(default)]
+    pub server: Option<ServerConfig>,
+}
+
+/// `[device]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// The device's name in the fleet, e.g. `dma-017`.
+    pub id: String,
+    /// IANA time zone of the device's local clock.
+    #[serde(default = "default_tz", deserialize_with = "de_tz")]
+    pub timezone: Tz,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Path of the SQLite database file (relative to the working directory).
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    /// Readings older than this many days are deleted by the daily retention job.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+/// One `[[series]]`: a sensor quantity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesConfig {
+    /// Name used in files, messages and the database, e.g. `flow_rate`.
+    pub name: String,
+    /// Unit of the values, e.g. `m3/h` or `bar`.
+    pub unit: String,
+    /// Lowest value the sensor can physically report.
+    pub min: f64,
+    /// Highest value the sensor can physically report.
+    pub max: f64,
+}
+
+/// `[schedule]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Daily forecast of every series.
+    #[serde(default = "default_forecast_at")]
+    pub forecast_at: TimeOfDay,
+    /// Daily refit of the detection criteria.
+    #[serde(default = "default_criteria_at")]
+    pub criteria_at: TimeOfDay,
+    /// Daily retention.
+    #[serde(default = "default_retention_at")]
+    pub retention_at: TimeOfDay,
+    /// Weekly retraining of the forecasting models.
+    #[serde(default = "default_retrain_at")]
+    pub retrain_at: WeeklyTime,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Base URL of the central server, e.g. `https://hydrowatch.example.org`.
+    pub url: String,
+    /// Bearer token issued for this device by `hydrowatch serve token create`.
+    pub token: String,
+}
+
+/// A local wall-clock time of day, written `HH:MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeOfDay {
+    /// 0-23.
+    pub hour: u8,
+    /// 0-59.
+    pub minute: u8,
+}
+
+/// A weekday and a time of day, written like `sun 02:00`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeeklyTime {
+    /// The day of the week.
+    pub weekday: chrono::Weekday,
+    /// The local time on that day.
+    pub time: TimeOfDay,
+}
+
+impl FromStr for TimeOfDay {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("{s:?} is not a time of day: write HH:MM, 00:00 to 23:59");
+        let (h, m) = s.split_once(':').ok_or_else(err)?;
+        let (hour, minute): (u8, u8) = (h.parse().map_err(|_| err())?, m.parse().map_err(|_| err())?);
+        if hour > 23 || minute > 59 || m.len() != 2 {
+            return Err(err());
+        }
+        Ok(TimeOfDay { hour, minute })
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
+
+impl FromStr for WeeklyTime {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("{s:?} is not a weekly time: write a weekday and HH:MM, e.g. \"sun 02:00\"");
+        let (day, time) = s.trim().split_once(' ').ok_or_else(err)?;
+        let weekday = day.parse::<chrono::Weekday>().map_err(|_| err())?;
+        Ok(WeeklyTime { weekday, time: time.trim().parse()? })
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeOfDay {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for WeeklyTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses an IANA zone name, with an error that says what is expected.
+pub fn parse_timezone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>().map_err(|_| {
+        format!("{name:?} is not an IANA time zone name: use names such as \"Asia/Seoul\", \"Europe/Rome\" or \"UTC\"")
+    })
+}
+
+fn de_tz<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+    parse_timezone(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn default_tz() -> Tz {
+    chrono_tz::Asia::Seoul
+}
+fn default_database() -> PathBuf {
+    PathBuf::from("hydrowatch.db")
+}
+fn default_retention_days() -> u32 {
+    365
+}
+fn default_forecast_at() -> TimeOfDay {
+    TimeOfDay { hour: 0, minute: 30 }
+}
+fn default_criteria_at() -> TimeOfDay {
+    TimeOfDay { hour: 0, minute: 10 }
+}
+fn default_retention_at() -> TimeOfDay {
+    TimeOfDay { hour: 3, minute: 0 }
+}
+fn default_retrain_at() -> WeeklyTime {
+    WeeklyTime { weekday: chrono::Weekday::Sun, time: TimeOfDay { hour: 2, minute: 0 } }
+}
+fn default_series() -> Vec<SeriesConfig> {
+    vec![
+        SeriesConfig { name: "flow_rate".into(), unit: "m3/h".into(), min: 0.0, max: 2000.0 },
+        SeriesConfig { name: "pressure".into(), unit: "bar".into(), min: 0.0, max: 16.0 },
+    ]
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { database: default_database(), retention_days: default_retention_days() }
+    }
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            forecast_at: default_forecast_at(),
+            criteria_at: default_criteria_at(),
+            retention_at: default_retention_at(),
+            retrain_at: default_retrain_at(),
+        }
+    }
+}
+
+impl Default for Config {
+    /// The configuration of a device run without a file: `device-1` in Asia/Seoul with a flow
+    /// and a pressure series.
+    fn default() -> Self {
+        Config {
+            device: DeviceConfig { id: "device-1".into(), timezone: default_tz() },
+            storage: StorageConfig::default(),
+            series: default_series(),
+            schedule: ScheduleConfig::default(),
+            server: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { file: file.into(), problems })
+        }
+    }
+
+    /// The series named `name`, if configured.
+    pub fn series(&self, name: &str) -> Option<&SeriesConfig> {
+        self.series.iter().find(|s| s.name == name)
+    }
+
+    /// Every cross-field problem, each naming its key.
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let id = &self.device.id;
+        if id.is_empty()
+            || id.len() > 64
+            || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            p.push(format!(
+                "device.id = {id:?}: use 1 to 64 letters, digits, '_', '-' or '.' (it names the device in the fleet)"
+            ));
+        }
+        if self.storage.database.as_os_str().is_empty() {
+            p.push("storage.database is empty: give a file path such as \"hydrowatch.db\"".into());
+        }
+        if !(1..=36_500).contains(&self.storage.retention_days) {
+            p.push(format!(
+                "storage.retention_days = {}: allowed 1 to 36500 (default 365)",
+                self.storage.retention_days
+            ));
+        }
+        if self.series.is_empty() {
+            p.push("series: configure at least one [[series]]".into());
+        }
+        for (i, s) in self.series.iter().enumerate() {
+            let key = format!("series[{i}] ({:?})", s.name);
+            if let Err(e) = hydrowatch_core::check_series_name(&s.name) {
+                p.push(format!("{key}.name: {e}"));
+            }
+            if self.series[..i].iter().any(|o| o.name == s.name) {
+                p.push(format!("{key}.name: the name is used twice; each series needs its own"));
+            }
+            if s.unit.trim().is_empty() {
+                p.push(format!("{key}.unit is empty: give the unit, e.g. \"m3/h\" or \"bar\""));
+            }
+            if !s.min.is_finite() || !s.max.is_finite() || s.min >= s.max {
+                p.push(format!("{key}: min = {} and max = {} must be finite numbers with min < max", s.min, s.max));
+            }
+        }
+        if let Some(server) = &self.server {
+            if !(server.url.starts_with("http://") || server.url.starts_with("https://")) {
+                p.push(format!("server.url = {:?}: must start with https:// (or http:// on a trusted network)", server.url));
+            }
+            if server.token.trim().is_empty() {
+                p.push("server.token is empty: issue one with `hydrowatch serve token create DEVICE_ID`".into());
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_is_valid_and_documents_every_section() {
+        let c = Config::parse(EXAMPLE, "example").unwrap();
+        assert_eq!(c.device.timezone, chrono_tz::Asia::Seoul);
+        assert_eq!(c.series.len(), 2);
+        assert!(c.server.is_some());
+        for key in ["[device]", "[storage]", "[[series]]", "[schedule]", "[server]", "retrain_at"] {
+            assert!(EXAMPLE.contains(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn minimal_file_takes_defaults() {
+        let c = Config::parse("[device]\nid = \"dma-1\"\n", "t.toml").unwrap();
+        assert_eq!(c.storage.retention_days, 365);
+        assert_eq!(c.schedule.forecast_at, TimeOfDay { hour: 0, minute: 30 });
+        assert_eq!(c.series[0].name, "flow_rate");
+        assert!(c.server.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[device]\nid = \"a\"\ntimezon = \"UTC\"\n", "t.toml").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("timezon") && e.contains("timezone"), "{e}");
+        let e = Config::parse("[device]\nid = \"a\"\n[storag]\n", "t.toml").unwrap_err().to_string();
+        assert!(e.contains("storag"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_allowed() {
+        let e = Config::parse("[device]\nid = \"a\"\ntimezone = \"Asia/Seul\"\n", "t.toml").unwrap_err().to_string();
+        assert!(e.contains("Asia/Seul") && e.contains("IANA") && e.contains("line 3"), "{e}");
+        let e = Config::parse("[device]\nid = \"a\"\n[schedule]\nforecast_at = \"24:00\"\n", "t").unwrap_err().to_string();
+        assert!(e.contains("24:00") && e.contains("HH:MM"), "{e}");
+        let e = Config::parse("[device]\nid = \"a\"\n[schedule]\nretrain_at = \"someday 02:00\"\n", "t").unwrap_err().to_string();
+        assert!(e.contains("sun 02:00"), "{e}");
+        let text = r#"
+[device]
+id = "bad id"
+[storage]
+retention_days = 0
+[[series]]
+name = "flow"
+unit = ""
+min = 5
+max = 1
+[[series]]
+name = "flow"
+unit = "bar"
+min = 0
+max = 1
+[server]
+url = "ftp://x"
+token = ""
+"#;
+        let e = Config::parse(text, "t").unwrap_err().to_string();
+        for needle in [
+            "device.id",
+            "storage.retention_days = 0",
+            "series[0] (\"flow\").unit",
+            "min = 5 and max = 1",
+            "series[1] (\"flow\").name: the name is used twice",
+            "server.url",
+            "server.token",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in {e}");
+        }
+    }
+}

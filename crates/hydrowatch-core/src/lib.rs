@@ -1,0 +1,49 @@
+//! Domain types and time helpers shared by every hydrowatch crate. No I/O lives here.
+//!
+//! Invariants every crate relies on:
+//! - a stored or transmitted instant is a [`Timestamp`]: integer Unix seconds, UTC;
+//! - local time (a device's IANA zone) appears only at the edges: parsing input, printing output,
+//!   and schedules; [`time`] converts, resolving daylight-saving gaps and repeated hours exactly.
+
+pub mod time;
+
+pub use time::{LocalTimeParser, TimeError, Timestamp};
+
+/// One measured value of one series at one instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    /// When the value was measured.
+    pub ts: Timestamp,
+    /// The measured value, in the series' unit. Always finite.
+    pub value: f64,
+}
+
+/// The names a series may have: a letter first, then letters, digits, `_`, `-` or `.`, at most
+/// 64 characters. They become CSV headers and JSON keys, so nothing that needs quoting.
+pub fn check_series_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if first_ok && rest_ok && name.len() <= 64 {
+        Ok(())
+    } else {
+        Err(format!(
+            "series name {name:?} is not allowed: use a letter first, then letters, digits, '_', '-' or '.' (at most 64)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_names() {
+        assert!(check_series_name("flow_rate").is_ok());
+        assert!(check_series_name("p2.bar-1").is_ok());
+        assert!(check_series_name("").is_err());
+        assert!(check_series_name("1flow").is_err());
+        assert!(check_series_name("flow rate").is_err());
+        assert!(check_series_name(&"a".repeat(65)).is_err());
+    }
+}
