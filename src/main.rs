@@ -1,1 +1,54 @@
-fn main() {}
+//! `hydrowatch`: one binary for the device and the tools around it. This file only parses the
+//! command line and dispatches; each command lives in its own module.
+
+mod bench_storage;
+mod cli;
+mod config_cmd;
+mod context;
+mod demo;
+mod export;
+mod import;
+mod simulate;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HYDROWATCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    use cli::{BenchCommand, Command, ConfigCommand};
+    let global = cli.global;
+    match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Simulate(args) => simulate::run(&global, args),
+        Command::Import(args) => import::run(&global, args),
+        Command::Export(args) => export::run(&global, args),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config_cmd::check(&global, file),
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => config_cmd::example(),
+        Command::Bench {
+            command: BenchCommand::Storage(args),
+        } => bench_storage::run(args),
+        Command::BenchStorageStep(args) => bench_storage::run_step(args),
+    }
+}

@@ -153,7 +153,8 @@ impl FromStr for TimeOfDay {
     fn from_str(s: &str) -> Result<Self, String> {
         let err = || format!("{s:?} is not a time of day: write HH:MM, 00:00 to 23:59");
         let (h, m) = s.split_once(':').ok_or_else(err)?;
-        let (hour, minute): (u8, u8) = (h.parse().map_err(|_| err())?, m.parse().map_err(|_| err())?);
+        let (hour, minute): (u8, u8) =
+            (h.parse().map_err(|_| err())?, m.parse().map_err(|_| err())?);
         if hour > 23 || minute > 59 || m.len() != 2 {
             return Err(err());
         }
@@ -170,22 +171,30 @@ impl fmt::Display for TimeOfDay {
 impl FromStr for WeeklyTime {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let err = || format!("{s:?} is not a weekly time: write a weekday and HH:MM, e.g. \"sun 02:00\"");
+        let err =
+            || format!("{s:?} is not a weekly time: write a weekday and HH:MM, e.g. \"sun 02:00\"");
         let (day, time) = s.trim().split_once(' ').ok_or_else(err)?;
         let weekday = day.parse::<chrono::Weekday>().map_err(|_| err())?;
-        Ok(WeeklyTime { weekday, time: time.trim().parse()? })
+        Ok(WeeklyTime {
+            weekday,
+            time: time.trim().parse()?,
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for TimeOfDay {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
 impl<'de> Deserialize<'de> for WeeklyTime {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -210,27 +219,49 @@ fn default_retention_days() -> u32 {
     365
 }
 fn default_forecast_at() -> TimeOfDay {
-    TimeOfDay { hour: 0, minute: 30 }
+    TimeOfDay {
+        hour: 0,
+        minute: 30,
+    }
 }
 fn default_criteria_at() -> TimeOfDay {
-    TimeOfDay { hour: 0, minute: 10 }
+    TimeOfDay {
+        hour: 0,
+        minute: 10,
+    }
 }
 fn default_retention_at() -> TimeOfDay {
     TimeOfDay { hour: 3, minute: 0 }
 }
 fn default_retrain_at() -> WeeklyTime {
-    WeeklyTime { weekday: chrono::Weekday::Sun, time: TimeOfDay { hour: 2, minute: 0 } }
+    WeeklyTime {
+        weekday: chrono::Weekday::Sun,
+        time: TimeOfDay { hour: 2, minute: 0 },
+    }
 }
 fn default_series() -> Vec<SeriesConfig> {
     vec![
-        SeriesConfig { name: "flow_rate".into(), unit: "m3/h".into(), min: 0.0, max: 2000.0 },
-        SeriesConfig { name: "pressure".into(), unit: "bar".into(), min: 0.0, max: 16.0 },
+        SeriesConfig {
+            name: "flow_rate".into(),
+            unit: "m3/h".into(),
+            min: 0.0,
+            max: 2000.0,
+        },
+        SeriesConfig {
+            name: "pressure".into(),
+            unit: "bar".into(),
+            min: 0.0,
+            max: 16.0,
+        },
     ]
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { database: default_database(), retention_days: default_retention_days() }
+        StorageConfig {
+            database: default_database(),
+            retention_days: default_retention_days(),
+        }
     }
 }
 
@@ -250,7 +281,10 @@ impl Default for Config {
     /// and a pressure series.
     fn default() -> Self {
         Config {
-            device: DeviceConfig { id: "device-1".into(), timezone: default_tz() },
+            device: DeviceConfig {
+                id: "device-1".into(),
+                timezone: default_tz(),
+            },
             storage: StorageConfig::default(),
             series: default_series(),
             schedule: ScheduleConfig::default(),
@@ -263,19 +297,27 @@ impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
         Config::parse(&text, &file)
     }
 
     /// Parses and validates configuration text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            message: e.to_string(),
+        })?;
         let problems = config.problems();
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError::Invalid { file: file.into(), problems })
+            Err(ConfigError::Invalid {
+                file: file.into(),
+                problems,
+            })
         }
     }
 
@@ -290,7 +332,9 @@ impl Config {
         let id = &self.device.id;
         if id.is_empty()
             || id.len() > 64
-            || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         {
             p.push(format!(
                 "device.id = {id:?}: use 1 to 64 letters, digits, '_', '-' or '.' (it names the device in the fleet)"
@@ -314,18 +358,28 @@ impl Config {
                 p.push(format!("{key}.name: {e}"));
             }
             if self.series[..i].iter().any(|o| o.name == s.name) {
-                p.push(format!("{key}.name: the name is used twice; each series needs its own"));
+                p.push(format!(
+                    "{key}.name: the name is used twice; each series needs its own"
+                ));
             }
             if s.unit.trim().is_empty() {
-                p.push(format!("{key}.unit is empty: give the unit, e.g. \"m3/h\" or \"bar\""));
+                p.push(format!(
+                    "{key}.unit is empty: give the unit, e.g. \"m3/h\" or \"bar\""
+                ));
             }
             if !s.min.is_finite() || !s.max.is_finite() || s.min >= s.max {
-                p.push(format!("{key}: min = {} and max = {} must be finite numbers with min < max", s.min, s.max));
+                p.push(format!(
+                    "{key}: min = {} and max = {} must be finite numbers with min < max",
+                    s.min, s.max
+                ));
             }
         }
         if let Some(server) = &self.server {
             if !(server.url.starts_with("http://") || server.url.starts_with("https://")) {
-                p.push(format!("server.url = {:?}: must start with https:// (or http:// on a trusted network)", server.url));
+                p.push(format!(
+                    "server.url = {:?}: must start with https:// (or http:// on a trusted network)",
+                    server.url
+                ));
             }
             if server.token.trim().is_empty() {
                 p.push("server.token is empty: issue one with `hydrowatch serve token create DEVICE_ID`".into());
@@ -345,7 +399,14 @@ mod tests {
         assert_eq!(c.device.timezone, chrono_tz::Asia::Seoul);
         assert_eq!(c.series.len(), 2);
         assert!(c.server.is_some());
-        for key in ["[device]", "[storage]", "[[series]]", "[schedule]", "[server]", "retrain_at"] {
+        for key in [
+            "[device]",
+            "[storage]",
+            "[[series]]",
+            "[schedule]",
+            "[server]",
+            "retrain_at",
+        ] {
             assert!(EXAMPLE.contains(key), "{key}");
         }
     }
@@ -354,26 +415,54 @@ mod tests {
     fn minimal_file_takes_defaults() {
         let c = Config::parse("[device]\nid = \"dma-1\"\n", "t.toml").unwrap();
         assert_eq!(c.storage.retention_days, 365);
-        assert_eq!(c.schedule.forecast_at, TimeOfDay { hour: 0, minute: 30 });
+        assert_eq!(
+            c.schedule.forecast_at,
+            TimeOfDay {
+                hour: 0,
+                minute: 30
+            }
+        );
         assert_eq!(c.series[0].name, "flow_rate");
         assert!(c.server.is_none());
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let e = Config::parse("[device]\nid = \"a\"\ntimezon = \"UTC\"\n", "t.toml").unwrap_err().to_string();
-        assert!(e.contains("t.toml") && e.contains("timezon") && e.contains("timezone"), "{e}");
-        let e = Config::parse("[device]\nid = \"a\"\n[storag]\n", "t.toml").unwrap_err().to_string();
+        let e = Config::parse("[device]\nid = \"a\"\ntimezon = \"UTC\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("timezon") && e.contains("timezone"),
+            "{e}"
+        );
+        let e = Config::parse("[device]\nid = \"a\"\n[storag]\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("storag"), "{e}");
     }
 
     #[test]
     fn bad_values_name_key_and_allowed() {
-        let e = Config::parse("[device]\nid = \"a\"\ntimezone = \"Asia/Seul\"\n", "t.toml").unwrap_err().to_string();
-        assert!(e.contains("Asia/Seul") && e.contains("IANA") && e.contains("line 3"), "{e}");
-        let e = Config::parse("[device]\nid = \"a\"\n[schedule]\nforecast_at = \"24:00\"\n", "t").unwrap_err().to_string();
+        let e = Config::parse("[device]\nid = \"a\"\ntimezone = \"Asia/Seul\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Asia/Seul") && e.contains("IANA") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[device]\nid = \"a\"\n[schedule]\nforecast_at = \"24:00\"\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("24:00") && e.contains("HH:MM"), "{e}");
-        let e = Config::parse("[device]\nid = \"a\"\n[schedule]\nretrain_at = \"someday 02:00\"\n", "t").unwrap_err().to_string();
+        let e = Config::parse(
+            "[device]\nid = \"a\"\n[schedule]\nretrain_at = \"someday 02:00\"\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("sun 02:00"), "{e}");
         let text = r#"
 [device]

@@ -89,7 +89,11 @@ pub fn parse_time(text: &str) -> Result<ParsedTime, TimeError> {
             if p.peek() == Some(b':') {
                 p.i += 1;
             }
-            let mm = if p.peek().is_some() { p.digits(2, 2)? as i64 } else { 0 };
+            let mm = if p.peek().is_some() {
+                p.digits(2, 2)? as i64
+            } else {
+                0
+            };
             if hh > 23 || mm > 59 {
                 return Err(TimeError::Range);
             }
@@ -119,7 +123,11 @@ impl Cursor<'_> {
         c
     }
     fn expect(&mut self, c: u8) -> Result<(), TimeError> {
-        if self.next() == Some(c) { Ok(()) } else { Err(TimeError::Format) }
+        if self.next() == Some(c) {
+            Ok(())
+        } else {
+            Err(TimeError::Format)
+        }
     }
     /// Reads between `min` and `max` ASCII digits as a number.
     fn digits(&mut self, min: usize, max: usize) -> Result<u32, TimeError> {
@@ -134,7 +142,11 @@ impl Cursor<'_> {
                 _ => break,
             }
         }
-        if self.i - start < min { Err(TimeError::Format) } else { Ok(v) }
+        if self.i - start < min {
+            Err(TimeError::Format)
+        } else {
+            Ok(v)
+        }
     }
 }
 
@@ -154,7 +166,11 @@ pub struct LocalTimeParser {
 impl LocalTimeParser {
     /// A parser for one file whose local times are in `tz`.
     pub fn new(tz: Tz) -> Self {
-        LocalTimeParser { tz, last: None, cached_hour: None }
+        LocalTimeParser {
+            tz,
+            last: None,
+            cached_hour: None,
+        }
     }
 
     /// The zone local times are read in.
@@ -173,7 +189,10 @@ impl LocalTimeParser {
     }
 
     fn resolve(&mut self, naive: NaiveDateTime) -> Result<Timestamp, TimeError> {
-        let hour = naive.with_minute(0).and_then(|t| t.with_second(0)).unwrap_or(naive);
+        let hour = naive
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .unwrap_or(naive);
         if let Some((h, offset)) = self.cached_hour
             && h == hour
         {
@@ -221,7 +240,10 @@ pub fn hour_phase(tz: Tz) -> i64 {
     // The zone's offset now; zones whose sub-hour offset changed in the past are not a concern
     // for a device's year of data.
     let now = chrono::Utc::now();
-    let offset = tz.offset_from_utc_datetime(&now.naive_utc()).fix().local_minus_utc() as i64;
+    let offset = tz
+        .offset_from_utc_datetime(&now.naive_utc())
+        .fix()
+        .local_minus_utc() as i64;
     offset.rem_euclid(HOUR)
 }
 
@@ -235,7 +257,10 @@ pub fn local_date(ts: Timestamp, tz: Tz) -> NaiveDate {
 pub fn local_day_start(date: NaiveDate, tz: Tz) -> Timestamp {
     let midnight = date.and_time(NaiveTime::MIN);
     (0..=24 * 4)
-        .find_map(|quarter| tz.from_local_datetime(&(midnight + chrono::Duration::minutes(15 * quarter))).earliest())
+        .find_map(|quarter| {
+            tz.from_local_datetime(&(midnight + chrono::Duration::minutes(15 * quarter)))
+                .earliest()
+        })
         .map_or(midnight.and_utc().timestamp(), |t| t.timestamp())
 }
 
@@ -287,7 +312,12 @@ mod tests {
         ] {
             assert_eq!(parse_time(bad), Err(TimeError::Format), "{bad:?}");
         }
-        for bad in ["2024-13-01 00:00", "2024-02-30 00:00", "2024-07-09 24:00", "2024-07-09 00:60"] {
+        for bad in [
+            "2024-13-01 00:00",
+            "2024-02-30 00:00",
+            "2024-07-09 24:00",
+            "2024-07-09 00:60",
+        ] {
             assert_eq!(parse_time(bad), Err(TimeError::Range), "{bad:?}");
         }
     }
@@ -297,8 +327,14 @@ mod tests {
         let rome: Tz = "Europe/Rome".parse().unwrap();
         let mut p = LocalTimeParser::new(rome);
         assert!(p.parse("2021-03-28 01:00").is_ok());
-        assert_eq!(p.parse("2021-03-28 02:00"), Err(TimeError::Nonexistent { tz: rome }));
-        assert_eq!(p.parse("2021-03-28 02:59"), Err(TimeError::Nonexistent { tz: rome }));
+        assert_eq!(
+            p.parse("2021-03-28 02:00"),
+            Err(TimeError::Nonexistent { tz: rome })
+        );
+        assert_eq!(
+            p.parse("2021-03-28 02:59"),
+            Err(TimeError::Nonexistent { tz: rome })
+        );
         // 01:00 CET and 03:00 CEST are one hour apart.
         let a = p.parse("2021-03-28 01:00").unwrap();
         let b = p.parse("2021-03-28 03:00").unwrap();
@@ -309,7 +345,12 @@ mod tests {
     fn repeated_autumn_hour_follows_file_order() {
         let rome: Tz = "Europe/Rome".parse().unwrap();
         let mut p = LocalTimeParser::new(rome);
-        let rows = ["2021-10-31 01:00", "2021-10-31 02:00", "2021-10-31 02:00", "2021-10-31 03:00"];
+        let rows = [
+            "2021-10-31 01:00",
+            "2021-10-31 02:00",
+            "2021-10-31 02:00",
+            "2021-10-31 03:00",
+        ];
         let ts: Vec<_> = rows.iter().map(|r| p.parse(r).unwrap()).collect();
         assert_eq!(ts[0], utc("2021-10-30T23:00:00Z"));
         assert_eq!(ts[1], utc("2021-10-31T00:00:00Z"), "first 02:00 is CEST");
@@ -343,12 +384,19 @@ mod tests {
         let d = NaiveDate::from_ymd_opt(2021, 10, 31).unwrap();
         assert_eq!(local_day_start(d, rome), utc("2021-10-30T22:00:00Z"));
         let next = local_day_start(d.succ_opt().unwrap(), rome);
-        assert_eq!(next - local_day_start(d, rome), 25 * HOUR, "the autumn day has 25 hours");
+        assert_eq!(
+            next - local_day_start(d, rome),
+            25 * HOUR,
+            "the autumn day has 25 hours"
+        );
         assert_eq!(local_date(next - 1, rome), d);
         // Santiago skipped midnight on 2022-09-11: the day starts at 01:00 local.
         let santiago: Tz = "America/Santiago".parse().unwrap();
         let d = NaiveDate::from_ymd_opt(2022, 9, 11).unwrap();
-        assert_eq!(format_local(local_day_start(d, santiago), santiago), "2022-09-11 01:00");
+        assert_eq!(
+            format_local(local_day_start(d, santiago), santiago),
+            "2022-09-11 01:00"
+        );
     }
 
     #[test]
@@ -359,7 +407,10 @@ mod tests {
         let t = utc("2024-01-01T10:45:00Z"); // 16:15 local
         assert_eq!(hour_start(t, phase), utc("2024-01-01T10:30:00Z")); // 16:00 local
         assert_eq!(hour_start(t, 0), utc("2024-01-01T10:00:00Z"));
-        assert_eq!(hour_start(utc("2024-01-01T10:00:00Z"), 0), utc("2024-01-01T10:00:00Z"));
+        assert_eq!(
+            hour_start(utc("2024-01-01T10:00:00Z"), 0),
+            utc("2024-01-01T10:00:00Z")
+        );
         assert_eq!(hour_start(-1, 0), -HOUR);
     }
 }

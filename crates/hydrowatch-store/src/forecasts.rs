@@ -41,10 +41,15 @@ impl Store {
         points: &[ForecastPoint],
     ) -> Result<()> {
         let path = self.path.as_path();
-        let wrap = |source| crate::StoreError::Sqlite { path: path.to_path_buf(), source };
+        let wrap = |source| crate::StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(wrap)?;
         {
-            let mut del = tx.prepare_cached("DELETE FROM forecasts WHERE series_id = ?1 AND issued_at = ?2").map_err(wrap)?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM forecasts WHERE series_id = ?1 AND issued_at = ?2")
+                .map_err(wrap)?;
             del.execute((series.0, issued_at)).map_err(wrap)?;
             let mut ins = tx
                 .prepare_cached(
@@ -53,7 +58,10 @@ impl Store {
                 )
                 .map_err(wrap)?;
             for p in points {
-                ins.execute((series.0, issued_at, p.target, p.value, p.lower, p.upper, model_id)).map_err(wrap)?;
+                ins.execute((
+                    series.0, issued_at, p.target, p.value, p.lower, p.upper, model_id,
+                ))
+                .map_err(wrap)?;
             }
         }
         tx.commit().map_err(wrap)
@@ -83,7 +91,12 @@ impl Store {
 
     /// The day-ahead forecast (see the module header) of every target hour of `series` with
     /// `from <= target < to` that has one, by target time.
-    pub fn day_ahead(&self, series: SeriesId, from: Timestamp, to: Timestamp) -> Result<Vec<DayAheadRow>> {
+    pub fn day_ahead(
+        &self,
+        series: SeriesId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<DayAheadRow>> {
         let tz = self.tz;
         let mut stmt = self
             .conn
@@ -105,8 +118,12 @@ impl Store {
                 _ => {
                     let date = local_date(target, tz);
                     let day_start = local_day_start(date, tz);
-                    let next = date.succ_opt().map_or(Timestamp::MAX, |d| local_day_start(d, tz));
-                    let prev = date.pred_opt().map_or(Timestamp::MIN, |d| local_day_start(d, tz));
+                    let next = date
+                        .succ_opt()
+                        .map_or(Timestamp::MAX, |d| local_day_start(d, tz));
+                    let prev = date
+                        .pred_opt()
+                        .map_or(Timestamp::MIN, |d| local_day_start(d, tz));
                     let w = (day_start, next, prev, day_start);
                     window = Some(w);
                     w
@@ -138,7 +155,12 @@ mod tests {
 
     fn fc(start: Timestamp, base: f64) -> Vec<ForecastPoint> {
         (0..168)
-            .map(|h| ForecastPoint { target: start + h * HOUR, value: base + h as f64, lower: base, upper: base + 500.0 })
+            .map(|h| ForecastPoint {
+                target: start + h * HOUR,
+                value: base + h as f64,
+                lower: base,
+                upper: base + 500.0,
+            })
             .collect()
     }
 
@@ -152,9 +174,12 @@ mod tests {
         let d2_0030 = t.parse("2024-07-02 00:30").unwrap();
         let d2_0000 = t.parse("2024-07-02 00:00").unwrap();
         let d3_0000 = t.parse("2024-07-03 00:00").unwrap();
-        s.insert_forecast(f, d1_0030, None, &fc(d1_0030 + 30 * 60, 1000.0)).unwrap();
-        s.insert_forecast(f, d1_1200, Some(7), &fc(d1_1200 + HOUR, 2000.0)).unwrap();
-        s.insert_forecast(f, d2_0030, None, &fc(d2_0030 + 30 * 60, 3000.0)).unwrap();
+        s.insert_forecast(f, d1_0030, None, &fc(d1_0030 + 30 * 60, 1000.0))
+            .unwrap();
+        s.insert_forecast(f, d1_1200, Some(7), &fc(d1_1200 + HOUR, 2000.0))
+            .unwrap();
+        s.insert_forecast(f, d2_0030, None, &fc(d2_0030 + 30 * 60, 3000.0))
+            .unwrap();
         assert_eq!(s.forecast(f, d1_1200).unwrap().len(), 168);
 
         let rows = s.day_ahead(f, d2_0000, d3_0000 + 24 * HOUR).unwrap();
@@ -162,7 +187,11 @@ mod tests {
         let day2: Vec<_> = rows.iter().filter(|r| r.point.target < d3_0000).collect();
         assert_eq!(day2.len(), 24);
         assert!(day2.iter().all(|r| r.issued_at == d1_1200));
-        assert_eq!(day2[0].point.value, 2000.0 + 11.0, "00:00 of day 2 is hour 12 of the 12:00 issue");
+        assert_eq!(
+            day2[0].point.value,
+            2000.0 + 11.0,
+            "00:00 of day 2 is hour 12 of the 12:00 issue"
+        );
         // Day 3: issued on day 2.
         let day3: Vec<_> = rows.iter().filter(|r| r.point.target >= d3_0000).collect();
         assert_eq!(day3.len(), 24);

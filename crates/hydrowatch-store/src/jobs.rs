@@ -32,9 +32,17 @@ impl Store {
     /// The last run of job `name`, if it ever ran.
     pub fn last_job(&self, name: &str) -> Result<Option<JobRun>> {
         self.conn
-            .query_row("SELECT last_run, ok, message FROM jobs WHERE name = ?1", [name], |r| {
-                Ok(JobRun { at: r.get(0)?, ok: r.get(1)?, message: r.get(2)? })
-            })
+            .query_row(
+                "SELECT last_run, ok, message FROM jobs WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(JobRun {
+                        at: r.get(0)?,
+                        ok: r.get(1)?,
+                        message: r.get(2)?,
+                    })
+                },
+            )
             .optional()
             .map_err(|e| self.err(e))
     }

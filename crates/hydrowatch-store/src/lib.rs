@@ -110,9 +110,13 @@ impl Store {
     /// Opens (creating if needed) the database at `path` for a device in time zone `tz`, applying
     /// migrations. A new file records `tz`; an existing one must have the same hour phase.
     pub fn open(path: &Path, tz: Tz) -> Result<Store> {
-        let wrap = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let wrap = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut conn = Connection::open(path).map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(wrap)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -128,7 +132,10 @@ impl Store {
                 "SELECT (SELECT value FROM meta WHERE key = 'timezone'), \
                         CAST((SELECT value FROM meta WHERE key = 'hour_phase') AS INTEGER)",
                 [],
-                |r| Ok(r.get::<_, Option<String>>(0)?.zip(r.get::<_, Option<i64>>(1)?)),
+                |r| {
+                    Ok(r.get::<_, Option<String>>(0)?
+                        .zip(r.get::<_, Option<i64>>(1)?))
+                },
             )
             .optional()
             .map_err(wrap)?
@@ -153,7 +160,12 @@ impl Store {
                 (tz, phase)
             }
         };
-        Ok(Store { conn, path: path.to_path_buf(), hour_phase, tz })
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            hour_phase,
+            tz,
+        })
     }
 
     /// The database file.
@@ -173,14 +185,25 @@ impl Store {
 
     /// The schema version of the open file.
     pub fn schema_version(&self) -> Result<i64> {
-        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 
     /// Every series the database has, by id.
     pub fn series(&self) -> Result<Vec<SeriesInfo>> {
-        let mut stmt = self.conn.prepare_cached("SELECT id, name, unit FROM series ORDER BY id").map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, name, unit FROM series ORDER BY id")
+            .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| Ok(SeriesInfo { id: SeriesId(r.get(0)?), name: r.get(1)?, unit: r.get(2)? }))
+            .query_map([], |r| {
+                Ok(SeriesInfo {
+                    id: SeriesId(r.get(0)?),
+                    name: r.get(1)?,
+                    unit: r.get(2)?,
+                })
+            })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
         rows.map_err(|e| self.err(e))
     }
@@ -193,7 +216,12 @@ impl Store {
             None => Err(StoreError::UnknownSeries {
                 path: self.path.clone(),
                 name: name.to_string(),
-                known: self.series()?.into_iter().map(|s| s.name).collect::<Vec<_>>().join(", "),
+                known: self
+                    .series()?
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
@@ -201,23 +229,28 @@ impl Store {
     /// The id of the series called `name`, creating it if new. A known `unit` is recorded when
     /// the stored one is empty.
     pub fn ensure_series(&self, name: &str, unit: Option<&str>) -> Result<SeriesId> {
-        let unit = unit.unwrap_or("");
-        self.conn
-            .execute(
-                "INSERT INTO series(name, unit) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET unit = excluded.unit WHERE unit = '' AND excluded.unit <> ''",
-                (name, unit),
-            )
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .query_row("SELECT id FROM series WHERE name = ?1", [name], |r| r.get(0))
-            .map(SeriesId)
-            .map_err(|e| self.err(e))
+        ensure_series(&self.conn, name, unit).map_err(|e| self.err(e))
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
+}
+
+/// [`Store::ensure_series`] on a connection or transaction.
+fn ensure_series(conn: &Connection, name: &str, unit: Option<&str>) -> rusqlite::Result<SeriesId> {
+    conn.execute(
+        "INSERT INTO series(name, unit) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET unit = excluded.unit WHERE unit = '' AND excluded.unit <> ''",
+        (name, unit.unwrap_or("")),
+    )?;
+    conn.query_row("SELECT id FROM series WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .map(SeriesId)
 }
 
 #[cfg(test)]
@@ -240,20 +273,76 @@ mod tests {
     fn new_file_gets_every_table_and_current_version() {
         let (_d, s) = test_util::store("Asia/Seoul");
         assert_eq!(s.schema_version().unwrap(), migrations::LATEST);
-        let mut stmt = s.conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").unwrap();
-        let tables: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
-        for t in ["alarms", "criteria", "forecasts", "hourly", "jobs", "meta", "models", "outbox", "readings", "series"] {
-            assert!(tables.iter().any(|x| x == t), "missing table {t}: {tables:?}");
+        let mut stmt = s
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        let tables: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        for t in [
+            "alarms",
+            "criteria",
+            "forecasts",
+            "hourly",
+            "jobs",
+            "meta",
+            "models",
+            "outbox",
+            "readings",
+            "series",
+        ] {
+            assert!(
+                tables.iter().any(|x| x == t),
+                "missing table {t}: {tables:?}"
+            );
         }
-        let mode: String = s.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn migrates_an_existing_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.db");
+        std::fs::write(&path, b"").unwrap();
+        let s = Store::open(&path, chrono_tz::UTC).unwrap();
+        assert_eq!(s.schema_version().unwrap(), migrations::LATEST);
+        assert!(s.series().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(
+            &path,
+            "these are not the pages you are looking for, not at all",
+        )
+        .unwrap();
+        let e = Store::open(&path, chrono_tz::UTC)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("notes.txt") && e.contains("not a database"),
+            "{e}"
+        );
     }
 
     #[test]
     fn reopening_keeps_data_and_version() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let id = Store::open(&path, chrono_tz::UTC).unwrap().ensure_series("flow_rate", Some("m3/h")).unwrap();
+        let id = Store::open(&path, chrono_tz::UTC)
+            .unwrap()
+            .ensure_series("flow_rate", Some("m3/h"))
+            .unwrap();
         let s = Store::open(&path, chrono_tz::UTC).unwrap();
         assert_eq!(s.series_id("flow_rate").unwrap(), id);
         assert_eq!(s.series().unwrap()[0].unit, "m3/h");
@@ -265,8 +354,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         drop(Store::open(&path, chrono_tz::UTC).unwrap());
-        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 999").unwrap();
-        let e = Store::open(&path, chrono_tz::UTC).err().unwrap().to_string();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 999")
+            .unwrap();
+        let e = Store::open(&path, chrono_tz::UTC)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("999") && e.contains("upgrade"), "{e}");
     }
 
@@ -276,9 +371,20 @@ mod tests {
         let path = dir.path().join("t.db");
         drop(Store::open(&path, chrono_tz::Asia::Seoul).unwrap());
         // Same phase: fine, and the file keeps the zone it was created for.
-        assert_eq!(Store::open(&path, chrono_tz::Europe::Rome).unwrap().timezone(), chrono_tz::Asia::Seoul);
-        let e = Store::open(&path, chrono_tz::Asia::Kolkata).err().unwrap().to_string();
-        assert!(e.contains("Asia/Seoul") && e.contains("Asia/Kolkata"), "{e}");
+        assert_eq!(
+            Store::open(&path, chrono_tz::Europe::Rome)
+                .unwrap()
+                .timezone(),
+            chrono_tz::Asia::Seoul
+        );
+        let e = Store::open(&path, chrono_tz::Asia::Kolkata)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("Asia/Seoul") && e.contains("Asia/Kolkata"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -286,11 +392,22 @@ mod tests {
         let (_d, s) = test_util::store("UTC");
         let a = s.ensure_series("flow_rate", None).unwrap();
         assert_eq!(s.ensure_series("flow_rate", Some("m3/h")).unwrap(), a);
-        assert_eq!(s.series().unwrap()[0].unit, "m3/h", "a unit learnt later is recorded");
+        assert_eq!(
+            s.series().unwrap()[0].unit,
+            "m3/h",
+            "a unit learnt later is recorded"
+        );
         s.ensure_series("flow_rate", Some("l/s")).unwrap();
-        assert_eq!(s.series().unwrap()[0].unit, "m3/h", "a known unit is not replaced");
+        assert_eq!(
+            s.series().unwrap()[0].unit,
+            "m3/h",
+            "a known unit is not replaced"
+        );
         s.ensure_series("pressure", None).unwrap();
         let e = s.series_id("presure").unwrap_err().to_string();
-        assert!(e.contains("presure") && e.contains("flow_rate, pressure"), "{e}");
+        assert!(
+            e.contains("presure") && e.contains("flow_rate, pressure"),
+            "{e}"
+        );
     }
 }

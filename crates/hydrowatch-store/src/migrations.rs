@@ -108,16 +108,27 @@ pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the schema of `conn` up to [`LATEST`].
 pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
-    let wrap = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
-    let mut version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(wrap)?;
+    let wrap = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(wrap)?;
     if version > LATEST {
-        return Err(StoreError::TooNew { path: path.to_path_buf(), found: version, supported: LATEST });
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: LATEST,
+        });
     }
     while version < LATEST {
         let tx = conn.transaction().map_err(wrap)?;
-        tx.execute_batch(MIGRATIONS[version as usize]).map_err(wrap)?;
+        tx.execute_batch(MIGRATIONS[version as usize])
+            .map_err(wrap)?;
         version += 1;
-        tx.execute_batch(&format!("PRAGMA user_version = {version}")).map_err(wrap)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {version}"))
+            .map_err(wrap)?;
         tx.commit().map_err(wrap)?;
     }
     Ok(())

@@ -57,6 +57,7 @@ struct Agg {
 
 /// A batch of writes inside one transaction; see [`Store::bulk`].
 pub struct Bulk<'t> {
+    conn: &'t rusqlite::Connection,
     path: &'t std::path::Path,
     insert: Statement<'t>,
     lookup: Statement<'t>,
@@ -70,7 +71,10 @@ impl Bulk<'_> {
     /// their own, more precise, error).
     pub fn insert(&mut self, series: SeriesId, ts: Timestamp, value: f64) -> Result<Outcome> {
         debug_assert!(value.is_finite());
-        let wrap = |source| StoreError::Sqlite { path: self.path.to_path_buf(), source };
+        let wrap = |source| StoreError::Sqlite {
+            path: self.path.to_path_buf(),
+            source,
+        };
         if self.insert.execute((series.0, ts, value)).map_err(wrap)? == 1 {
             self.summary.inserted += 1;
             let bucket = hour_start(ts, self.hour_phase);
@@ -82,10 +86,18 @@ impl Bulk<'_> {
                     a.min = a.min.min(value);
                     a.max = a.max.max(value);
                 })
-                .or_insert(Agg { n: 1, sum: value, min: value, max: value });
+                .or_insert(Agg {
+                    n: 1,
+                    sum: value,
+                    min: value,
+                    max: value,
+                });
             return Ok(Outcome::Inserted);
         }
-        let stored: f64 = self.lookup.query_row((series.0, ts), |r| r.get(0)).map_err(wrap)?;
+        let stored: f64 = self
+            .lookup
+            .query_row((series.0, ts), |r| r.get(0))
+            .map_err(wrap)?;
         if stored == value {
             self.summary.duplicates += 1;
             Ok(Outcome::Duplicate)
@@ -95,6 +107,15 @@ impl Bulk<'_> {
         }
     }
 
+    /// The id of series `name`, created (inside this transaction) if new; see
+    /// [`Store::ensure_series`].
+    pub fn ensure_series(&mut self, name: &str, unit: Option<&str>) -> Result<SeriesId> {
+        crate::ensure_series(self.conn, name, unit).map_err(|source| StoreError::Sqlite {
+            path: self.path.to_path_buf(),
+            source,
+        })
+    }
+
     /// The counts so far.
     pub fn summary(&self) -> BulkSummary {
         self.summary
@@ -102,7 +123,10 @@ impl Bulk<'_> {
 }
 
 /// Adds the aggregates of newly inserted readings to `hourly`.
-fn flush_rollup(tx: &Transaction<'_>, rollup: HashMap<(i64, Timestamp), Agg>) -> rusqlite::Result<()> {
+fn flush_rollup(
+    tx: &Transaction<'_>,
+    rollup: HashMap<(i64, Timestamp), Agg>,
+) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO hourly(series_id, hour, n, sum, min, max) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(series_id, hour) DO UPDATE SET
@@ -118,15 +142,22 @@ fn flush_rollup(tx: &Transaction<'_>, rollup: HashMap<(i64, Timestamp), Agg>) ->
 impl Store {
     /// Runs `f` with a [`Bulk`] writer inside one transaction, which commits when `f` returns
     /// `Ok` and rolls back (nothing written) when it returns `Err` or panics.
-    pub fn bulk<T, E>(&mut self, f: impl FnOnce(&mut Bulk<'_>) -> Result<T, E>) -> Result<(T, BulkSummary), E>
+    pub fn bulk<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut Bulk<'_>) -> Result<T, E>,
+    ) -> Result<(T, BulkSummary), E>
     where
         E: From<StoreError>,
     {
         let path = self.path.as_path();
-        let wrap = |source| StoreError::Sqlite { path: path.to_path_buf(), source };
+        let wrap = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(wrap)?;
         let (out, summary, rollup) = {
             let mut bulk = Bulk {
+                conn: &tx,
                 path,
                 insert: tx
                     .prepare("INSERT INTO readings(series_id, ts, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
@@ -158,7 +189,12 @@ impl Store {
     }
 
     /// The readings of `series` with `from <= ts < to`, oldest first.
-    pub fn readings(&self, series: SeriesId, from: Timestamp, to: Timestamp) -> Result<Vec<Reading>> {
+    pub fn readings(
+        &self,
+        series: SeriesId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Reading>> {
         self.collect_readings(
             "SELECT ts, value FROM readings WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts",
             (series.0, from, to),
@@ -180,7 +216,10 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query((series.0, from, to)).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            f(Reading { ts: row.get(0).map_err(|e| self.err(e))?, value: row.get(1).map_err(|e| self.err(e))? });
+            f(Reading {
+                ts: row.get(0).map_err(|e| self.err(e))?,
+                value: row.get(1).map_err(|e| self.err(e))?,
+            });
         }
         Ok(())
     }
@@ -209,14 +248,23 @@ impl Store {
     /// Number of readings stored for `series`.
     pub fn count(&self, series: SeriesId) -> Result<u64> {
         self.conn
-            .query_row("SELECT coalesce(sum(n), 0) FROM hourly WHERE series_id = ?1", [series.0], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT coalesce(sum(n), 0) FROM hourly WHERE series_id = ?1",
+                [series.0],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as u64)
             .map_err(|e| self.err(e))
     }
 
     /// Hourly means of `series` for buckets starting in `from <= hour < to`, oldest first. Hours
     /// without any reading are absent (gap handling is the forecaster's job, not the store's).
-    pub fn hourly(&self, series: SeriesId, from: Timestamp, to: Timestamp) -> Result<Vec<HourlyMean>> {
+    pub fn hourly(
+        &self,
+        series: SeriesId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<HourlyMean>> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -226,7 +274,13 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map((series.0, from, to), |r| {
-                Ok(HourlyMean { hour: r.get(0)?, mean: r.get(1)?, count: r.get(2)?, min: r.get(3)?, max: r.get(4)? })
+                Ok(HourlyMean {
+                    hour: r.get(0)?,
+                    mean: r.get(1)?,
+                    count: r.get(2)?,
+                    min: r.get(3)?,
+                    max: r.get(4)?,
+                })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
         rows.map_err(|e| self.err(e))
@@ -235,7 +289,12 @@ impl Store {
     fn collect_readings(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Reading>> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params, |r| Ok(Reading { ts: r.get(0)?, value: r.get(1)? }))
+            .query_map(params, |r| {
+                Ok(Reading {
+                    ts: r.get(0)?,
+                    value: r.get(1)?,
+                })
+            })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
         rows.map_err(|e| self.err(e))
     }
@@ -254,12 +313,25 @@ mod tests {
     fn insert_is_idempotent_and_conflicts_keep_the_stored_value() {
         let (_d, mut s) = store("UTC");
         let f = s.ensure_series("flow_rate", None).unwrap();
-        assert_eq!(s.insert_readings(&[(f, r(60, 1.5))]).unwrap(), vec![Outcome::Inserted]);
-        assert_eq!(s.insert_readings(&[(f, r(60, 1.5))]).unwrap(), vec![Outcome::Duplicate]);
-        assert_eq!(s.insert_readings(&[(f, r(60, 2.0))]).unwrap(), vec![Outcome::Conflict { stored: 1.5 }]);
+        assert_eq!(
+            s.insert_readings(&[(f, r(60, 1.5))]).unwrap(),
+            vec![Outcome::Inserted]
+        );
+        assert_eq!(
+            s.insert_readings(&[(f, r(60, 1.5))]).unwrap(),
+            vec![Outcome::Duplicate]
+        );
+        assert_eq!(
+            s.insert_readings(&[(f, r(60, 2.0))]).unwrap(),
+            vec![Outcome::Conflict { stored: 1.5 }]
+        );
         assert_eq!(s.readings(f, 0, 1000).unwrap(), vec![r(60, 1.5)]);
         assert_eq!(s.count(f).unwrap(), 1);
-        assert_eq!(s.hourly(f, 0, 3600).unwrap()[0].count, 1, "a duplicate does not count twice");
+        assert_eq!(
+            s.hourly(f, 0, 3600).unwrap()[0].count,
+            1,
+            "a duplicate does not count twice"
+        );
     }
 
     #[test]
@@ -269,7 +341,11 @@ mod tests {
         let res: Result<((), BulkSummary), StoreError> = s.bulk(|b| {
             b.insert(f, 0, 1.0)?;
             b.insert(f, 60, 2.0)?;
-            Err(StoreError::UnknownSeries { path: "t".into(), name: "bad row".into(), known: String::new() })
+            Err(StoreError::UnknownSeries {
+                path: "t".into(),
+                name: "bad row".into(),
+                known: String::new(),
+            })
         });
         assert!(res.unwrap_err().to_string().contains("bad row"));
         assert!(s.readings(f, i64::MIN, i64::MAX).unwrap().is_empty());
@@ -281,7 +357,9 @@ mod tests {
         let (_d, mut s) = store("UTC");
         let f = s.ensure_series("flow_rate", None).unwrap();
         let p = s.ensure_series("pressure", None).unwrap();
-        let rows: Vec<_> = (0..200).flat_map(|i| [(f, r(i * 60, i as f64)), (p, r(i * 60, -(i as f64)))]).collect();
+        let rows: Vec<_> = (0..200)
+            .flat_map(|i| [(f, r(i * 60, i as f64)), (p, r(i * 60, -(i as f64)))])
+            .collect();
         s.insert_readings(&rows).unwrap();
         let latest = s.latest(f, 60).unwrap();
         assert_eq!(latest.len(), 60);
@@ -301,8 +379,19 @@ mod tests {
         let (_d, mut s) = store("UTC");
         let f = s.ensure_series("flow_rate", None).unwrap();
         // Two batches that both touch hour 1, and out-of-order arrival.
-        s.insert_readings(&(0..90).rev().map(|m| (f, r(m * 60, m as f64))).collect::<Vec<_>>()).unwrap();
-        s.insert_readings(&(90..180).map(|m| (f, r(m * 60, m as f64))).collect::<Vec<_>>()).unwrap();
+        s.insert_readings(
+            &(0..90)
+                .rev()
+                .map(|m| (f, r(m * 60, m as f64)))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        s.insert_readings(
+            &(90..180)
+                .map(|m| (f, r(m * 60, m as f64)))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         let h = s.hourly(f, 0, 4 * 3600).unwrap();
         assert_eq!(h.len(), 3);
         for (i, hm) in h.iter().enumerate() {
@@ -320,7 +409,12 @@ mod tests {
         let f = s.ensure_series("flow_rate", None).unwrap();
         // 10:30Z = 16:00 IST; 11:29Z = 16:59 IST: one local hour.
         let t0 = 1_704_105_000; // 2024-01-01T10:30:00Z
-        s.insert_readings(&(0..60).map(|m| (f, r(t0 + m * 60, 1.0))).collect::<Vec<_>>()).unwrap();
+        s.insert_readings(
+            &(0..60)
+                .map(|m| (f, r(t0 + m * 60, 1.0)))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
         let h = s.hourly(f, 0, i64::MAX).unwrap();
         assert_eq!(h.len(), 1);
         assert_eq!((h[0].hour, h[0].count), (t0, 60));

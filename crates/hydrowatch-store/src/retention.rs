@@ -33,7 +33,10 @@ impl Store {
         let batch = batch.max(1) as i64;
         let mut summary = RetentionSummary::default();
         let path = self.path.clone();
-        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         for series in self.series()? {
             loop {
                 let tx = self.conn.transaction().map_err(wrap)?;
@@ -50,18 +53,32 @@ impl Store {
                     None => cutoff,
                     Some(ts) => {
                         let first: Timestamp = tx
-                            .query_row("SELECT min(ts) FROM readings WHERE series_id = ?1", [series.id.0], |r| r.get(0))
+                            .query_row(
+                                "SELECT min(ts) FROM readings WHERE series_id = ?1",
+                                [series.id.0],
+                                |r| r.get(0),
+                            )
                             .map_err(wrap)?;
                         let b = hour_start(ts, self.hour_phase);
                         // A batch smaller than one bucket still deletes one whole bucket.
-                        if b <= first { (hour_start(first, self.hour_phase) + HOUR).min(cutoff) } else { b }
+                        if b <= first {
+                            (hour_start(first, self.hour_phase) + HOUR).min(cutoff)
+                        } else {
+                            b
+                        }
                     }
                 };
                 let deleted = tx
-                    .execute("DELETE FROM readings WHERE series_id = ?1 AND ts < ?2", (series.id.0, bound))
+                    .execute(
+                        "DELETE FROM readings WHERE series_id = ?1 AND ts < ?2",
+                        (series.id.0, bound),
+                    )
                     .map_err(wrap)?;
-                tx.execute("DELETE FROM hourly WHERE series_id = ?1 AND hour < ?2", (series.id.0, bound))
-                    .map_err(wrap)?;
+                tx.execute(
+                    "DELETE FROM hourly WHERE series_id = ?1 AND hour < ?2",
+                    (series.id.0, bound),
+                )
+                .map_err(wrap)?;
                 tx.commit().map_err(wrap)?;
                 summary.readings += deleted as u64;
                 summary.batches += 1;
@@ -71,11 +88,14 @@ impl Store {
             }
         }
         let tx = self.conn.transaction().map_err(wrap)?;
-        summary.forecasts =
-            tx.execute("DELETE FROM forecasts WHERE issued_at < ?1", [cutoff]).map_err(wrap)?
-                as u64;
+        summary.forecasts = tx
+            .execute("DELETE FROM forecasts WHERE issued_at < ?1", [cutoff])
+            .map_err(wrap)? as u64;
         summary.alarms = tx
-            .execute("DELETE FROM alarms WHERE cleared_at IS NOT NULL AND cleared_at < ?1", [cutoff])
+            .execute(
+                "DELETE FROM alarms WHERE cleared_at IS NOT NULL AND cleared_at < ?1",
+                [cutoff],
+            )
             .map_err(wrap)? as u64;
         tx.execute(
             "DELETE FROM criteria WHERE fitted_at < ?1
@@ -102,26 +122,59 @@ mod tests {
         let p = s.ensure_series("pressure", None).unwrap();
         let day = 86_400;
         let rows: Vec<_> = (0..3 * 24 * 60)
-            .flat_map(|m| [(f, Reading { ts: m * 60, value: 1.0 }), (p, Reading { ts: m * 60, value: 2.0 })])
+            .flat_map(|m| {
+                [
+                    (
+                        f,
+                        Reading {
+                            ts: m * 60,
+                            value: 1.0,
+                        },
+                    ),
+                    (
+                        p,
+                        Reading {
+                            ts: m * 60,
+                            value: 2.0,
+                        },
+                    ),
+                ]
+            })
             .collect();
         s.insert_readings(&rows).unwrap();
-        let pt = |t| ForecastPoint { target: t, value: 1.0, lower: 0.0, upper: 2.0 };
+        let pt = |t| ForecastPoint {
+            target: t,
+            value: 1.0,
+            lower: 0.0,
+            upper: 2.0,
+        };
         s.insert_forecast(f, 100, None, &[pt(3600)]).unwrap();
-        s.insert_forecast(f, 2 * day, None, &[pt(2 * day + 3600)]).unwrap();
+        s.insert_forecast(f, 2 * day, None, &[pt(2 * day + 3600)])
+            .unwrap();
 
         // Cut-off in the middle of an hour: rounded down to the bucket start.
         let sum = s.apply_retention(day + 1800, 500).unwrap();
         assert_eq!(sum.readings, 2 * 24 * 60);
-        assert!(sum.batches >= 2 * (24 * 60 / 500), "bounded batches: {sum:?}");
+        assert!(
+            sum.batches >= 2 * (24 * 60 / 500),
+            "bounded batches: {sum:?}"
+        );
         assert_eq!(sum.forecasts, 1);
         for series in [f, p] {
             assert_eq!(s.span(series).unwrap(), Some((day, 3 * day - 60)));
-            assert_eq!(s.count(series).unwrap(), 2 * 24 * 60, "hourly counts match readings");
+            assert_eq!(
+                s.count(series).unwrap(),
+                2 * 24 * 60,
+                "hourly counts match readings"
+            );
             assert_eq!(s.hourly(series, 0, i64::MAX).unwrap().len(), 48);
         }
         // Idempotent.
         assert_eq!(s.apply_retention(day + 1800, 500).unwrap().readings, 0);
         // A batch smaller than an hour still makes progress.
-        assert_eq!(s.apply_retention(day + 2 * 3600, 10).unwrap().readings, 2 * 2 * 60);
+        assert_eq!(
+            s.apply_retention(day + 2 * 3600, 10).unwrap().readings,
+            2 * 2 * 60
+        );
     }
 }

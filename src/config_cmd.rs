@@ -1,0 +1,48 @@
+//! `hydrowatch config check|example`.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use hydrowatch_config::{Config, EXAMPLE};
+
+use crate::cli::Global;
+
+/// Validates a configuration file and summarises it.
+pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
+    let Some(file) = file.or_else(|| global.config.clone()) else {
+        bail!("name the file to check: `hydrowatch config check hydrowatch.toml`");
+    };
+    let c = Config::load(&file)?;
+    let series: Vec<String> = c
+        .series
+        .iter()
+        .map(|s| format!("{} ({}, {}..{})", s.name, s.unit, s.min, s.max))
+        .collect();
+    println!("{}: valid", file.display());
+    println!("  device    {} in {}", c.device.id, c.device.timezone);
+    println!(
+        "  database  {} (keeps {} days)",
+        c.storage.database.display(),
+        c.storage.retention_days
+    );
+    println!("  series    {}", series.join(", "));
+    println!(
+        "  schedule  forecast {}, criteria {}, retention {}, retrain {} {}",
+        c.schedule.forecast_at,
+        c.schedule.criteria_at,
+        c.schedule.retention_at,
+        c.schedule.retrain_at.weekday,
+        c.schedule.retrain_at.time
+    );
+    match &c.server {
+        Some(s) => println!("  server    {}", s.url),
+        None => println!("  server    none (everything stays on the device)"),
+    }
+    Ok(())
+}
+
+/// Prints the documented example.
+pub fn example() -> anyhow::Result<()> {
+    print!("{EXAMPLE}");
+    Ok(())
+}

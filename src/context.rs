@@ -1,0 +1,54 @@
+//! What every command derives from the global options: the configuration and the database.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chrono_tz::Tz;
+use hydrowatch_config::Config;
+use hydrowatch_store::Store;
+
+use crate::cli::Global;
+
+/// The loaded configuration and where the database is.
+pub struct Context {
+    /// The configuration (the defaults without --config).
+    pub config: Config,
+    /// Whether a configuration file was given.
+    pub configured: bool,
+    /// The database file: --db, else storage.database.
+    pub db: PathBuf,
+}
+
+impl Context {
+    /// Loads the configuration named by --config, if any.
+    pub fn load(global: &Global) -> anyhow::Result<Context> {
+        let (config, configured) = match &global.config {
+            Some(path) => (Config::load(path)?, true),
+            None => (Config::default(), false),
+        };
+        let db = global
+            .db
+            .clone()
+            .unwrap_or_else(|| config.storage.database.clone());
+        Ok(Context {
+            config,
+            configured,
+            db,
+        })
+    }
+
+    /// Opens (creating if needed) the device database.
+    pub fn open_store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.db, self.config.device.timezone)
+            .with_context(|| format!("cannot open the database {}", self.db.display()))
+    }
+
+    /// The zone named by a `--timezone` option, or the device's.
+    pub fn timezone(&self, option: Option<&str>) -> anyhow::Result<Tz> {
+        match option {
+            Some(name) => hydrowatch_config::parse_timezone(name)
+                .map_err(|e| anyhow::anyhow!("--timezone {e}")),
+            None => Ok(self.config.device.timezone),
+        }
+    }
+}

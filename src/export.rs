@@ -1,0 +1,166 @@
+//! `hydrowatch export`: the prototype's table, readings with the day-ahead forecast beside them.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use anyhow::Context as _;
+use chrono_tz::Tz;
+use hydrowatch_core::time::{LocalTimeParser, format_local, hour_start};
+use hydrowatch_core::{Reading, Timestamp};
+use hydrowatch_store::{SeriesInfo, Store};
+
+use crate::cli::{ExportArgs, Global};
+use crate::context::Context;
+
+/// Runs the command.
+pub fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
+    let ctx = Context::load(global)?;
+    anyhow::ensure!(
+        ctx.db.is_file(),
+        "{}: no such database (import or record readings first)",
+        ctx.db.display()
+    );
+    let store = ctx.open_store()?;
+    let tz = match &args.timezone {
+        Some(_) => ctx.timezone(args.timezone.as_deref())?,
+        None => store.timezone(),
+    };
+    let all = store.series()?;
+    let series: Vec<SeriesInfo> = if args.series.is_empty() {
+        all
+    } else {
+        let mut picked = Vec::new();
+        for name in &args.series {
+            let id = store.series_id(name)?;
+            picked.extend(all.iter().filter(|s| s.id == id).cloned());
+        }
+        picked
+    };
+    anyhow::ensure!(
+        !series.is_empty(),
+        "{}: the database holds no series yet",
+        ctx.db.display()
+    );
+
+    let bound = |text: &Option<String>, name: &str| -> anyhow::Result<Option<Timestamp>> {
+        text.as_deref()
+            .map(|t| {
+                // A bare date means its local midnight.
+                let full = if t.trim().len() == 10 {
+                    format!("{} 00:00", t.trim())
+                } else {
+                    t.to_string()
+                };
+                LocalTimeParser::new(tz)
+                    .parse(&full)
+                    .with_context(|| format!("--{name} {t:?}"))
+            })
+            .transpose()
+    };
+    let from = bound(&args.from, "from")?.unwrap_or(Timestamp::MIN);
+    let to = bound(&args.to, "to")?.unwrap_or(Timestamp::MAX);
+    anyhow::ensure!(from < to, "--from must be before --to");
+
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let rows = write_table(&store, &series, from, to, tz, args.hourly, &mut out)?;
+    out.flush()?;
+    if let Some(path) = &args.out {
+        println!(
+            "wrote {rows} rows of {} series to {}",
+            series.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `time,<series...>,<series>_predict...` and returns the number of rows.
+fn write_table(
+    store: &Store,
+    series: &[SeriesInfo],
+    from: Timestamp,
+    to: Timestamp,
+    tz: Tz,
+    hourly: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let phase = store.hour_phase();
+    let mut columns: Vec<Vec<Reading>> = Vec::with_capacity(series.len());
+    let mut predicts: Vec<HashMap<Timestamp, f64>> = Vec::with_capacity(series.len());
+    // The bucket holding `from` (guarding the open-ended default against overflow).
+    let first_hour = hour_start(from.max(Timestamp::MIN + 3600), phase);
+    for s in series {
+        columns.push(if hourly {
+            store
+                .hourly(s.id, first_hour, to)?
+                .into_iter()
+                .map(|h| Reading {
+                    ts: h.hour,
+                    value: h.mean,
+                })
+                .filter(|r| r.ts >= from)
+                .collect()
+        } else {
+            store.readings(s.id, from, to)?
+        });
+        predicts.push(
+            store
+                .day_ahead(s.id, first_hour, to)?
+                .into_iter()
+                .map(|d| (d.point.target, d.point.value))
+                .collect(),
+        );
+    }
+    let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+    writeln!(
+        out,
+        "time,{},{}",
+        names.join(","),
+        names
+            .iter()
+            .map(|n| format!("{n}_predict"))
+            .collect::<Vec<_>>()
+            .join(",")
+    )?;
+
+    // Merge the sorted columns by time.
+    let mut pos = vec![0usize; columns.len()];
+    let mut rows = 0;
+    let mut line = String::with_capacity(128);
+    while let Some(ts) = columns
+        .iter()
+        .zip(&pos)
+        .filter_map(|(c, &p)| c.get(p).map(|r| r.ts))
+        .min()
+    {
+        line.clear();
+        line.push_str(&format_local(ts, tz));
+        if ts % 60 != 0 {
+            line.push_str(&format!(":{:02}", ts.rem_euclid(60)));
+        }
+        for (c, p) in columns.iter().zip(pos.iter_mut()) {
+            line.push(',');
+            if let Some(r) = c.get(*p).filter(|r| r.ts == ts) {
+                line.push_str(&r.value.to_string());
+                *p += 1;
+            }
+        }
+        let bucket = hour_start(ts, phase);
+        for p in &predicts {
+            line.push(',');
+            if let Some(v) = p.get(&bucket) {
+                line.push_str(&v.to_string());
+            }
+        }
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+        rows += 1;
+    }
+    Ok(rows)
+}

@@ -1,0 +1,611 @@
+//! End-to-end tests of the `hydrowatch` binary: real files, a real SQLite database, real
+//! processes (one integration test binary for the whole command line).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hydrowatch_store::{ForecastPoint, Store};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hydrowatch"))
+}
+
+/// Runs hydrowatch in `dir` with `args`.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    bin()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("hydrowatch runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "failed: {}\n{}", stderr(&o), stdout(&o));
+    o
+}
+
+#[track_caller]
+fn fails(o: Output) -> String {
+    assert!(!o.status.success(), "should have failed: {}", stdout(&o));
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn store(dir: &Path) -> Store {
+    Store::open(&dir.join("hydrowatch.db"), chrono_tz::Asia::Seoul).unwrap()
+}
+
+/// Number of readings of `series` in the default database of `dir` (0 if the series is absent).
+fn count(dir: &Path, series: &str) -> u64 {
+    let s = store(dir);
+    s.series_id(series)
+        .map(|id| s.count(id).unwrap())
+        .unwrap_or(0)
+}
+
+#[test]
+fn help_teaches_each_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = stdout(&ok(run(dir.path(), &["--help"])));
+    for cmd in ["simulate", "import", "export", "config", "bench"] {
+        assert!(top.contains(cmd), "{top}");
+    }
+    assert!(top.contains("--config") && top.contains("--db"));
+    let import = stdout(&ok(run(dir.path(), &["import", "--help"])));
+    for needle in [
+        "--series",
+        "--timezone",
+        "--skip-bad",
+        "time,value",
+        "missing values",
+        "--db",
+    ] {
+        assert!(
+            import.contains(needle),
+            "import --help lacks {needle}: {import}"
+        );
+    }
+}
+
+#[test]
+fn narrow_prototype_file_with_missing_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "f.csv",
+        "time,value\n2024-07-09 0:01,227\n2024-07-09 0:02,\n2024-07-09 0:03,229.5\n",
+    );
+    let out = stdout(&ok(run(d, &["import", "--series", "flow_rate", "f.csv"])));
+    assert!(
+        out.contains("2 new readings") && out.contains("1 missing cells"),
+        "{out}"
+    );
+    let table = stdout(&ok(run(d, &["export"])));
+    assert_eq!(
+        table, "time,flow_rate,flow_rate_predict\n2024-07-09 00:01,227,\n2024-07-09 00:03,229.5,\n",
+        "the empty cell is missing, not a zero"
+    );
+    // Without --series the file's series is unknown.
+    let e = fails(run(d, &["import", "f.csv"]));
+    assert!(e.contains("f.csv") && e.contains("--series"), "{e}");
+}
+
+#[test]
+fn wide_files_iso_times_and_global_options_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "w.csv",
+        "time,flow_rate,pressure\n2024-07-08T15:01:00Z,10,3.5\n2024-07-09T00:02:00+09:00,11,\n2024-07-09 00:03:00,12,3.4\n",
+    );
+    // --db before and after the command.
+    ok(run(d, &["--db", "a.db", "import", "w.csv"]));
+    ok(run(d, &["import", "--db", "b.db", "w.csv"]));
+    for db in ["a.db", "b.db"] {
+        let table = stdout(&ok(run(d, &["export", "--db", db])));
+        assert_eq!(
+            table,
+            "time,flow_rate,pressure,flow_rate_predict,pressure_predict\n\
+             2024-07-09 00:01,10,3.5,,\n2024-07-09 00:02,11,,,\n2024-07-09 00:03,12,3.4,,\n"
+        );
+    }
+    // Only one column of a wide file.
+    ok(run(d, &["import", "--series", "pressure", "w.csv"]));
+    assert_eq!((count(d, "pressure"), count(d, "flow_rate")), (2, 0));
+}
+
+#[test]
+fn daylight_saving_both_transitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // As in the Italian DMA files: 02:00 missing in March, repeated in October.
+    write(
+        d,
+        "rome.csv",
+        "time,value\n2021-03-28 01:00,4.79\n2021-03-28 03:00,4.58\n\
+         2021-10-31 01:00,6.68\n2021-10-31 02:00,6.55\n2021-10-31 02:00,6.48\n2021-10-31 03:00,6.22\n",
+    );
+    let out = stdout(&ok(run(
+        d,
+        &[
+            "import",
+            "--timezone",
+            "Europe/Rome",
+            "--series",
+            "inflow",
+            "rome.csv",
+        ],
+    )));
+    assert!(
+        out.contains("6 new readings"),
+        "both 02:00 rows are kept: {out}"
+    );
+    let s = store(d);
+    let id = s.series_id("inflow").unwrap();
+    let ts: Vec<i64> = s
+        .readings(id, i64::MIN, i64::MAX)
+        .unwrap()
+        .iter()
+        .map(|r| r.ts)
+        .collect();
+    assert_eq!(ts[1] - ts[0], 3600);
+    assert_eq!(
+        &ts[2..].windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>(),
+        &[3600, 3600, 3600]
+    );
+    // Exported in Rome time, the repeated hour appears twice, in order.
+    let table = stdout(&ok(run(d, &["export", "--timezone", "Europe/Rome"])));
+    assert!(
+        table.contains("2021-10-31 02:00,6.55,\n2021-10-31 02:00,6.48,\n"),
+        "{table}"
+    );
+
+    // A time in the spring gap never happened: an error naming it.
+    write(d, "gap.csv", "time,value\n2021-03-28 02:30,1\n");
+    let e = fails(run(
+        d,
+        &[
+            "import",
+            "--timezone",
+            "Europe/Rome",
+            "--series",
+            "inflow",
+            "gap.csv",
+        ],
+    ));
+    assert!(
+        e.contains("gap.csv, line 2")
+            && e.contains("does not exist")
+            && e.contains("2021-03-28 02:30"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_bad_input_names_file_line_column_value_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = "2024-07-09 00:01,1,2\n";
+    let cases = [
+        (
+            "value.csv",
+            "2024-07-09 00:02,abc,2\n",
+            "value.csv, line 3, column 2 (`flow_rate`): not a finite number: \"abc\"",
+        ),
+        (
+            "time.csv",
+            "2024-07-09 24:02,1,2\n",
+            "time.csv, line 3, column 1 (`time`)",
+        ),
+        (
+            "form.csv",
+            "09/07/2024 00:02,1,2\n",
+            "form.csv, line 3, column 1 (`time`): not a time",
+        ),
+        (
+            "fields.csv",
+            "2024-07-09 00:02,1\n",
+            "fields.csv, line 3: expected 3 fields like the header, found 2",
+        ),
+        (
+            "inf.csv",
+            "2024-07-09 00:02,1,inf\n",
+            "inf.csv, line 3, column 3 (`pressure`)",
+        ),
+        (
+            "quote.csv",
+            "\"2024-07-09 00:02,1,2\n",
+            "quote.csv, line 3: a quoted field is not closed",
+        ),
+    ];
+    for (name, bad, needle) in cases {
+        // The bad row sits between good rows, after a good file: nothing of either is kept.
+        write(d, "ok.csv", &format!("time,flow_rate,pressure\n{good}"));
+        write(
+            d,
+            name,
+            &format!("time,flow_rate,pressure\n{good}{bad}2024-07-09 00:03,1,2\n"),
+        );
+        let e = fails(run(d, &["import", "ok.csv", name]));
+        assert!(e.contains(needle), "{name}: {e}");
+        assert!(
+            e.contains("nothing was imported") && e.contains("--skip-bad"),
+            "{e}"
+        );
+        assert_eq!(count(d, "flow_rate"), 0, "{name}: nothing committed");
+    }
+    // Header problems.
+    for (text, needle) in [
+        ("", "empty"),
+        ("stamp,flow_rate\n", "first column must be the time"),
+        ("time,flow rate\n", "not allowed"),
+    ] {
+        write(d, "h.csv", text);
+        let e = fails(run(d, &["import", "h.csv"]));
+        assert!(e.contains("h.csv, line 1") && e.contains(needle), "{e}");
+    }
+    let e = fails(run(d, &["import", "missing.csv"]));
+    assert!(e.contains("missing.csv: no such file"), "{e}");
+    let e = fails(run(d, &["import", "--timezone", "Mars/Olympus", "ok.csv"]));
+    assert!(e.contains("Mars/Olympus") && e.contains("IANA"), "{e}");
+    write(d, "w.csv", "time,flow_rate\n");
+    let e = fails(run(d, &["import", "--series", "pressure", "w.csv"]));
+    assert!(
+        e.contains("--series pressure: no such column (the file has: flow_rate)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn skip_bad_reports_every_skipped_row_and_imports_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "f.csv",
+        "time,flow_rate\n2024-07-09 00:01,1\nnot a time,2\n2024-07-09 00:03,x\n2024-07-09 00:04,4\n",
+    );
+    let o = ok(run(d, &["import", "--skip-bad", "f.csv"]));
+    let e = stderr(&o);
+    assert!(
+        e.contains("skipped: f.csv, line 3, column 1")
+            && e.contains("skipped: f.csv, line 4, column 2"),
+        "{e}"
+    );
+    assert!(stdout(&o).contains("2 new readings") && stdout(&o).contains("2 bad rows skipped"));
+    assert_eq!(count(d, "flow_rate"), 2);
+}
+
+#[test]
+fn reimport_adds_nothing_and_conflicts_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "f.csv",
+        "time,flow_rate\n2024-07-09 00:01,1\n2024-07-09 00:02,2\n",
+    );
+    ok(run(d, &["import", "f.csv"]));
+    let out = stdout(&ok(run(d, &["import", "f.csv"])));
+    assert!(
+        out.contains("0 new readings") && out.contains("2 already stored"),
+        "{out}"
+    );
+    assert_eq!(count(d, "flow_rate"), 2);
+    write(d, "g.csv", "time,flow_rate\n2024-07-09 00:02,5\n");
+    let o = ok(run(d, &["import", "g.csv"]));
+    assert!(
+        stderr(&o).contains("conflict: g.csv, line 2: flow_rate = 5 but 2 is already stored"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("1 conflicting"));
+    let s = store(d);
+    let v = s
+        .readings(s.series_id("flow_rate").unwrap(), 0, i64::MAX)
+        .unwrap();
+    assert_eq!(v[1].value, 2.0, "the stored value is kept");
+}
+
+#[test]
+fn configured_series_and_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = stdout(&ok(run(d, &["config", "example"])));
+    write(
+        d,
+        "hydrowatch.toml",
+        &cfg.replace("hydrowatch.db", "dev.db"),
+    );
+    write(d, "f.csv", "time,flow_rate,level\n2024-07-09 00:01,1,2\n");
+    let e = fails(run(d, &["--config", "hydrowatch.toml", "import", "f.csv"]));
+    assert!(
+        e.contains("\"level\" is not in the configuration") && e.contains("flow_rate, pressure"),
+        "{e}"
+    );
+    ok(run(
+        d,
+        &[
+            "--config",
+            "hydrowatch.toml",
+            "import",
+            "--series",
+            "flow_rate",
+            "f.csv",
+        ],
+    ));
+    let s = Store::open(&d.join("dev.db"), chrono_tz::Asia::Seoul).unwrap();
+    assert_eq!(
+        s.series().unwrap()[0].unit,
+        "m3/h",
+        "storage.database and units come from the file"
+    );
+}
+
+#[test]
+fn config_check_and_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let example = stdout(&ok(run(d, &["config", "example"])));
+    write(d, "good.toml", &example);
+    let out = stdout(&ok(run(d, &["config", "check", "good.toml"])));
+    assert!(
+        out.contains("good.toml: valid") && out.contains("dma-017 in Asia/Seoul"),
+        "{out}"
+    );
+    write(
+        d,
+        "bad.toml",
+        &example.replace("retention_days = 365", "retention_dayz = 365"),
+    );
+    let e = fails(run(d, &["config", "check", "bad.toml"]));
+    assert!(
+        e.contains("bad.toml") && e.contains("retention_dayz") && e.contains("retention_days"),
+        "{e}"
+    );
+    write(
+        d,
+        "bad2.toml",
+        &example.replace("forecast_at = \"00:30\"", "forecast_at = \"0030\""),
+    );
+    let e = fails(run(d, &["config", "check", "bad2.toml"]));
+    assert!(e.contains("forecast_at") && e.contains("HH:MM"), "{e}");
+    let e = fails(run(d, &["--config", "nope.toml", "export"]));
+    assert!(e.contains("nope.toml: cannot read"), "{e}");
+}
+
+#[test]
+fn simulate_writes_minutes_and_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "30",
+            "--seed",
+            "4",
+            "--out",
+            "s.csv",
+            "--labels",
+            "l.csv",
+            "--start",
+            "2024-03-01",
+        ],
+    ));
+    let data = std::fs::read_to_string(d.join("s.csv")).unwrap();
+    let lines: Vec<&str> = data.lines().collect();
+    assert_eq!(lines[0], "time,flow_rate,pressure");
+    assert_eq!(lines.len(), 1 + 30 * 1440);
+    assert!(lines[1].starts_with("2024-03-01 00:00,") && lines[2].starts_with("2024-03-01 00:01,"));
+    let labels = std::fs::read_to_string(d.join("l.csv")).unwrap();
+    assert!(labels.starts_with("start,end,kind,series\n"));
+    for kind in [",burst,", ",leak,", ",stuck,", ",silent,", ",spike,"] {
+        assert!(labels.contains(kind), "{kind} missing in {labels}");
+    }
+    // Same seed, same bytes.
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "30",
+            "--seed",
+            "4",
+            "--out",
+            "t.csv",
+            "--start",
+            "2024-03-01",
+        ],
+    ));
+    assert_eq!(std::fs::read(d.join("t.csv")).unwrap(), data.as_bytes());
+    // The simulator's file imports as it is.
+    let out = stdout(&ok(run(d, &["import", "s.csv"])));
+    assert!(out.contains(&format!("{} rows", 30 * 1440)), "{out}");
+    let usage = run(d, &["simulate", "--days", "0", "--out", "x.csv"]);
+    assert_eq!(usage.status.code(), Some(2), "a usage error");
+    assert!(stderr(&usage).contains("--days"));
+}
+
+#[test]
+fn export_holds_the_day_ahead_forecast_beside_the_readings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "f.csv",
+        "time,flow_rate,pressure\n2024-07-02 10:00,100,3\n2024-07-02 10:30,110,3\n2024-07-02 11:00,120,3\n",
+    );
+    ok(run(d, &["import", "f.csv"]));
+    {
+        let mut s = store(d);
+        let id = s.series_id("flow_rate").unwrap();
+        let mut p = hydrowatch_core::LocalTimeParser::new(chrono_tz::Asia::Seoul);
+        let issued_d1 = p.parse("2024-07-01 00:30").unwrap();
+        let issued_d2 = p.parse("2024-07-02 00:30").unwrap();
+        let points = |start: i64, v: f64| -> Vec<ForecastPoint> {
+            (0..168)
+                .map(|h| ForecastPoint {
+                    target: start + h * 3600,
+                    value: v,
+                    lower: v - 1.0,
+                    upper: v + 1.0,
+                })
+                .collect()
+        };
+        // Issued the day before: the one to show. Issued the same day: not day-ahead.
+        s.insert_forecast(id, issued_d1, None, &points(issued_d1 + 1800, 105.0))
+            .unwrap();
+        s.insert_forecast(id, issued_d2, None, &points(issued_d2 + 1800, 999.0))
+            .unwrap();
+    }
+    ok(run(
+        d,
+        &[
+            "export",
+            "--from",
+            "2024-07-02",
+            "--to",
+            "2024-07-03",
+            "--out",
+            "t.csv",
+        ],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(d.join("t.csv")).unwrap(),
+        "time,flow_rate,pressure,flow_rate_predict,pressure_predict\n\
+         2024-07-02 10:00,100,3,105,\n2024-07-02 10:30,110,3,105,\n2024-07-02 11:00,120,3,105,\n"
+    );
+    let hourly = stdout(&ok(run(d, &["export", "--hourly"])));
+    assert_eq!(
+        hourly,
+        "time,flow_rate,pressure,flow_rate_predict,pressure_predict\n2024-07-02 10:00,105,3,105,\n2024-07-02 11:00,120,3,105,\n"
+    );
+    let e = fails(run(d, &["export", "--from", "July"]));
+    assert!(e.contains("--from \"July\""), "{e}");
+    let e = fails(run(d, &["export", "--series", "level"]));
+    assert!(e.contains("no series named \"level\""), "{e}");
+}
+
+#[test]
+fn kill_9_during_import_leaves_none_or_all_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "120",
+            "--seed",
+            "9",
+            "--out",
+            "big.csv",
+            "--no-events",
+        ],
+    ));
+    let full = 2 * 120 * 1440;
+    let mut killed_mid_import = 0;
+    for (i, delay_ms) in [150u64, 400, 800, 1200].into_iter().enumerate() {
+        let db = format!("k{i}.db");
+        let mut child = bin()
+            .current_dir(d)
+            .args(["import", "--db", &db, "big.csv"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let still_running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        killed_mid_import += usize::from(still_running);
+        let s = Store::open(&d.join(&db), chrono_tz::Asia::Seoul)
+            .expect("the database opens after kill -9");
+        let n: u64 = s
+            .series()
+            .unwrap()
+            .iter()
+            .map(|x| s.count(x.id).unwrap())
+            .sum();
+        let rows: usize = s
+            .series()
+            .unwrap()
+            .iter()
+            .map(|x| s.readings(x.id, i64::MIN, i64::MAX).unwrap().len())
+            .sum();
+        assert!(
+            n == 0 || n == full,
+            "kill after {delay_ms} ms left {n} readings"
+        );
+        assert_eq!(rows as u64, n, "roll-up and readings agree");
+    }
+    assert!(
+        killed_mid_import >= 1,
+        "no kill landed during an import: make the file bigger"
+    );
+}
+
+#[test]
+fn bench_storage_runs_both_contenders() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stdout(&ok(run(
+        dir.path(),
+        &[
+            "bench", "storage", "--days", "2", "--reps", "2", "--dir", "b",
+        ],
+    )));
+    assert!(
+        out.contains("| operation | CSV time | SQLite time"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("\n| ").count(),
+        2 + 6,
+        "header, rule and six operations: {out}"
+    );
+    assert!(
+        !out.contains("MISMATCH"),
+        "both contenders read the same values: {out}"
+    );
+    assert!(
+        out.contains("| hourly roll-up of one series |") && out.contains("| 48 |"),
+        "{out}"
+    );
+}
+
+#[test]
+fn demo_runs_from_an_empty_directory_without_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stdout(&ok(run(dir.path(), &["demo", "--days", "3"])));
+    assert!(
+        out.contains(&format!("imported   {} readings", 2 * 3 * 1440)),
+        "{out}"
+    );
+    assert!(out.contains("stored 0 new (60 duplicates)"), "{out}");
+    assert!(dir.path().join("hydrowatch-demo/hydrowatch.db").is_file());
+    // Running it again starts from a fresh database.
+    let again = stdout(&ok(run(dir.path(), &["demo", "--days", "3"])));
+    assert!(
+        again.contains(&format!("imported   {} readings", 2 * 3 * 1440)),
+        "{again}"
+    );
+}
