@@ -119,6 +119,7 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error first (file, line, column, value), then what it means for the database.
 fn explain_failure(e: anyhow::Error, db: &Path) -> anyhow::Error {
     let hint = match e.downcast_ref::<CsvError>() {
         Some(csv) if csv.is_row_error() => {
@@ -126,10 +127,10 @@ fn explain_failure(e: anyhow::Error, db: &Path) -> anyhow::Error {
         }
         _ => "",
     };
-    e.context(format!(
-        "nothing was imported ({} is unchanged){hint}",
+    anyhow::anyhow!(
+        "{e:#}\nnothing was imported ({} is unchanged){hint}",
         db.display()
-    ))
+    )
 }
 
 fn report(args: &ImportArgs, tally: &Tally, summary: BulkSummary) {

@@ -3,8 +3,10 @@
 //!
 //! Every field is documented in [`EXAMPLE`] (printed by `hydrowatch config example`), which a test
 //! parses, so the example can never drift from the code. Unknown keys are errors (a misspelt key
-//! silently ignored is a setting silently lost); every bad value is reported with its key and
-//! what is allowed, all problems at once.
+//! silently ignored is a setting silently lost). A malformed file, an unknown key or a value of
+//! the wrong form is reported with its line, the text and what is allowed (the TOML parser stops
+//! at the first); values that parse but do not fit together are all reported at once, each with
+//! its key.
 
 use std::fmt;
 use std::path::PathBuf;

@@ -173,11 +173,6 @@ impl LocalTimeParser {
         }
     }
 
-    /// The zone local times are read in.
-    pub fn tz(&self) -> Tz {
-        self.tz
-    }
-
     /// Parses the next time of the file.
     pub fn parse(&mut self, text: &str) -> Result<Timestamp, TimeError> {
         let ts = match parse_time(text)? {
@@ -220,14 +215,6 @@ impl LocalTimeParser {
 pub fn format_local(ts: Timestamp, tz: Tz) -> String {
     match DateTime::from_timestamp(ts, 0) {
         Some(t) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
-        None => format!("@{ts}"),
-    }
-}
-
-/// Formats an instant as RFC 3339 with the zone's offset, e.g. `2024-07-09T00:01:00+09:00`.
-pub fn format_rfc3339(ts: Timestamp, tz: Tz) -> String {
-    match DateTime::from_timestamp(ts, 0) {
-        Some(t) => t.with_timezone(&tz).to_rfc3339(),
         None => format!("@{ts}"),
     }
 }
@@ -375,7 +362,6 @@ mod tests {
         let rome: Tz = "Europe/Rome".parse().unwrap();
         let t = utc("2021-10-31T01:30:00Z");
         assert_eq!(format_local(t, rome), "2021-10-31 02:30");
-        assert_eq!(format_rfc3339(t, rome), "2021-10-31T02:30:00+01:00");
     }
 
     #[test]

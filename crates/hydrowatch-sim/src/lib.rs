@@ -230,16 +230,6 @@ impl Simulator {
         &self.events
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &SimConfig {
-        &self.config
-    }
-
-    /// Number of minutes the simulation covers.
-    pub fn minutes(&self) -> u64 {
-        self.minutes
-    }
-
     fn local(&mut self, ts: Timestamp) -> chrono::NaiveDateTime {
         let half_hour = ts - ts.rem_euclid(1800);
         let base = match self.local_cache {

@@ -201,29 +201,6 @@ impl Store {
         )
     }
 
-    /// Calls `f` for each reading of `series` with `from <= ts < to`, oldest first, without
-    /// holding them all in memory.
-    pub fn for_each_reading(
-        &self,
-        series: SeriesId,
-        from: Timestamp,
-        to: Timestamp,
-        mut f: impl FnMut(Reading),
-    ) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT ts, value FROM readings WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts")
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query((series.0, from, to)).map_err(|e| self.err(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            f(Reading {
-                ts: row.get(0).map_err(|e| self.err(e))?,
-                value: row.get(1).map_err(|e| self.err(e))?,
-            });
-        }
-        Ok(())
-    }
-
     /// The newest `n` readings of `series`, oldest first.
     pub fn latest(&self, series: SeriesId, n: usize) -> Result<Vec<Reading>> {
         let mut v = self.collect_readings(
@@ -369,9 +346,6 @@ mod tests {
         assert_eq!(day, vec![r(60, -1.0), r(120, -2.0)], "[from, to)");
         assert_eq!(s.span(f).unwrap(), Some((0, 199 * 60)));
         assert_eq!(s.count(p).unwrap(), 200);
-        let mut n = 0;
-        s.for_each_reading(f, 0, i64::MAX, |_| n += 1).unwrap();
-        assert_eq!(n, 200);
     }
 
     #[test]
