@@ -1,0 +1,80 @@
+//! The 10-90% band of a forecast, from residuals of past forecasts per horizon step: step `h`
+//! gets the 10th and 90th percentile of `actual - forecast` at step `h` over the validation
+//! forecasts. Models and baselines get their band the same way.
+
+/// Residual percentiles per horizon step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Band {
+    /// 10th percentile of the residual, per step.
+    pub q10: Vec<f64>,
+    /// 90th percentile of the residual, per step.
+    pub q90: Vec<f64>,
+}
+
+impl Band {
+    /// From residual rows (one per past forecast, `NaN` where the actual was unknown); steps
+    /// without any residual get a zero-width band.
+    pub fn from_residuals(rows: &[Vec<f64>], horizon: usize) -> Band {
+        let mut q10 = Vec::with_capacity(horizon);
+        let mut q90 = Vec::with_capacity(horizon);
+        for h in 0..horizon {
+            let mut r: Vec<f64> = rows
+                .iter()
+                .filter_map(|row| row.get(h).copied())
+                .filter(|v| v.is_finite())
+                .collect();
+            r.sort_by(f64::total_cmp);
+            q10.push(quantile(&r, 0.1));
+            q90.push(quantile(&r, 0.9));
+        }
+        Band { q10, q90 }
+    }
+
+    /// Lower and upper bounds around `points`; never crossing (lower <= point <= upper is not
+    /// promised, lower <= upper is).
+    pub fn apply(&self, points: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        points
+            .iter()
+            .enumerate()
+            .map(|(h, p)| {
+                let (a, b) = (
+                    p + self.q10.get(h).copied().unwrap_or(0.0),
+                    p + self.q90.get(h).copied().unwrap_or(0.0),
+                );
+                (a.min(b), a.max(b))
+            })
+            .unzip()
+    }
+}
+
+/// Linear-interpolated quantile of sorted values; 0 for none.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        1 => sorted[0],
+        n => {
+            let pos = q * (n - 1) as f64;
+            let (i, frac) = (pos.floor() as usize, pos.fract());
+            sorted[i] + (sorted[(i + 1).min(n - 1)] - sorted[i]) * frac
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_per_step() {
+        let rows: Vec<Vec<f64>> = (0..=10)
+            .map(|i| vec![i as f64, -(i as f64), f64::NAN])
+            .collect();
+        let b = Band::from_residuals(&rows, 3);
+        assert!((b.q10[0] - 1.0).abs() < 1e-12 && (b.q90[0] - 9.0).abs() < 1e-12);
+        assert!((b.q10[1] + 9.0).abs() < 1e-12 && (b.q90[1] + 1.0).abs() < 1e-12);
+        assert_eq!((b.q10[2], b.q90[2]), (0.0, 0.0));
+        let (lo, hi) = b.apply(&[100.0, 100.0, 100.0]);
+        assert_eq!((lo[0], hi[0]), (101.0, 109.0));
+        assert_eq!((lo[1], hi[1]), (91.0, 99.0));
+    }
+}

@@ -1,0 +1,256 @@
+//! The baselines every model must beat: seasonal naive (the same hour last week) and MSTL + ETS
+//! (augurs: daily and weekly seasonality by MSTL, the trend by automatic ETS).
+//!
+//! Both are "fitted" by estimating their band from forecasts they would have made at daily
+//! origins over the last weeks of the history; both look only at the history they are given.
+
+use crate::{
+    Band, Fit, Forecast, ForecastError, GapRules, HORIZON, History, Predict, WEEK, fill_gaps,
+};
+
+/// Weeks at the end of a history whose daily origins estimate a baseline's band.
+const BAND_WEEKS: usize = 4;
+
+/// Filled values of a history, with the hours still unknown (long gaps) replaced by the same
+/// hour of a neighbouring week: what models that cannot skip gaps need.
+pub fn seasonal_fill(history: &History) -> Vec<f64> {
+    let filled = fill_gaps(&history.series.values, GapRules::default());
+    let mut v = filled.values;
+    for i in 0..v.len() {
+        if v[i].is_nan() {
+            let back = (1..=8)
+                .filter_map(|k| i.checked_sub(k * WEEK))
+                .map(|j| v[j])
+                .find(|x| x.is_finite());
+            let fwd = (1..=8)
+                .map(|k| i + k * WEEK)
+                .filter(|&j| j < v.len())
+                .map(|j| v[j])
+                .find(|x| x.is_finite());
+            v[i] = back.or(fwd).unwrap_or(f64::NAN);
+        }
+    }
+    // Whatever is still unknown (a series shorter than a week with a gap) takes the mean.
+    let known: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    let mean = known.iter().sum::<f64>() / known.len().max(1) as f64;
+    v.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = mean);
+    v
+}
+
+/// Residual rows of `forecast_fn` at daily origins over the last `weeks` weeks of `history`
+/// whose horizon ends inside it.
+fn backtest_residuals(
+    history: &History,
+    weeks: usize,
+    min_history: usize,
+    forecast_fn: impl Fn(&History) -> Result<Vec<f64>, ForecastError>,
+) -> Result<Vec<Vec<f64>>, ForecastError> {
+    let n = history.series.values.len();
+    let mut rows = Vec::new();
+    let mut origin = n.saturating_sub(weeks * WEEK + HORIZON).max(min_history);
+    while origin + HORIZON <= n {
+        let fc = forecast_fn(&history.until(origin))?;
+        let actual = &history.series.values[origin..origin + HORIZON];
+        rows.push(actual.iter().zip(&fc).map(|(a, f)| a - f).collect());
+        origin += 24;
+    }
+    Ok(rows)
+}
+
+fn forecast(history: &History, points: Vec<f64>, band: &Band, model: String) -> Forecast {
+    let (lower, upper) = band.apply(&points);
+    Forecast {
+        start: history.series.end(),
+        step: history.series.step,
+        points,
+        lower,
+        upper,
+        model,
+    }
+}
+
+/// Seasonal naive: each hour as the same hour one week earlier (or, where that is unknown,
+/// the latest earlier week that is known).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeasonalNaive;
+
+/// A fitted [`SeasonalNaive`].
+#[derive(Debug, Clone)]
+pub struct FittedSeasonalNaive {
+    band: Band,
+}
+
+fn seasonal_naive_points(history: &History) -> Result<Vec<f64>, ForecastError> {
+    let v = seasonal_fill(history);
+    if v.len() < WEEK {
+        return Err(ForecastError::TooShort {
+            what: "seasonal naive".into(),
+            needed: WEEK,
+            available: v.len(),
+        });
+    }
+    Ok((0..HORIZON).map(|h| v[v.len() - WEEK + h % WEEK]).collect())
+}
+
+impl Fit for SeasonalNaive {
+    type Fitted = FittedSeasonalNaive;
+    fn fit(&self, history: &History) -> Result<FittedSeasonalNaive, ForecastError> {
+        let rows = backtest_residuals(history, BAND_WEEKS, WEEK, seasonal_naive_points)?;
+        Ok(FittedSeasonalNaive {
+            band: Band::from_residuals(&rows, HORIZON),
+        })
+    }
+}
+
+impl Predict for FittedSeasonalNaive {
+    fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
+        Ok(forecast(
+            history,
+            seasonal_naive_points(history)?,
+            &self.band,
+            self.name(),
+        ))
+    }
+    fn name(&self) -> String {
+        "seasonal-naive".into()
+    }
+}
+
+/// MSTL with daily and weekly seasonality and an automatic ETS trend (augurs), refitted on the
+/// last `weeks` weeks of history at every forecast.
+#[derive(Debug, Clone, Copy)]
+pub struct MstlEts {
+    /// Weeks of history each forecast is fitted on.
+    pub weeks: usize,
+}
+
+impl Default for MstlEts {
+    /// Fitted on the last 8 weeks.
+    fn default() -> Self {
+        MstlEts { weeks: 8 }
+    }
+}
+
+/// A fitted [`MstlEts`].
+#[derive(Debug, Clone)]
+pub struct FittedMstlEts {
+    weeks: usize,
+    band: Band,
+}
+
+fn mstl_points(history: &History, weeks: usize) -> Result<Vec<f64>, ForecastError> {
+    let v = seasonal_fill(history);
+    if v.len() < 2 * WEEK {
+        return Err(ForecastError::TooShort {
+            what: "MSTL+ETS".into(),
+            needed: 2 * WEEK,
+            available: v.len(),
+        });
+    }
+    let y = &v[v.len().saturating_sub(weeks * WEEK)..];
+    let trend = augurs::ets::AutoETS::non_seasonal().into_trend_model();
+    let model = augurs::mstl::MSTLModel::new(vec![24, WEEK], trend);
+    let fitted = augurs::Fit::fit(&model, y).map_err(|e| ForecastError::Baseline(e.to_string()))?;
+    let fc = augurs::Predict::predict(&fitted, HORIZON, None)
+        .map_err(|e| ForecastError::Baseline(e.to_string()))?;
+    Ok(fc.point)
+}
+
+impl Fit for MstlEts {
+    type Fitted = FittedMstlEts;
+    fn fit(&self, history: &History) -> Result<FittedMstlEts, ForecastError> {
+        let weeks = self.weeks.max(2);
+        let rows = backtest_residuals(history, BAND_WEEKS, 2 * WEEK, |h| mstl_points(h, weeks))?;
+        Ok(FittedMstlEts {
+            weeks,
+            band: Band::from_residuals(&rows, HORIZON),
+        })
+    }
+}
+
+impl Predict for FittedMstlEts {
+    fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
+        Ok(forecast(
+            history,
+            mstl_points(history, self.weeks)?,
+            &self.band,
+            self.name(),
+        ))
+    }
+    fn name(&self) -> String {
+        "mstl-ets".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Holidays, Series};
+
+    /// A weekly pattern with a daily cycle, noise-free.
+    fn weekly(weeks: usize) -> History {
+        let values = (0..weeks * WEEK)
+            .map(|i| {
+                50.0 + 20.0 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin()
+                    + (i % WEEK / 24) as f64
+            })
+            .collect();
+        History {
+            series: Series {
+                start: 0,
+                step: 3600,
+                values,
+            },
+            timezone: chrono_tz::UTC,
+            holidays: Holidays::default(),
+        }
+    }
+
+    #[test]
+    fn seasonal_naive_repeats_last_week_and_bridges_gaps() {
+        let mut h = weekly(6);
+        let n = h.series.values.len();
+        // A long gap in the last week: the week before fills it.
+        for v in &mut h.series.values[n - 100..n - 80] {
+            *v = f64::NAN;
+        }
+        let fitted = SeasonalNaive.fit(&h).unwrap();
+        let fc = fitted.predict(&h).unwrap();
+        assert_eq!(fc.points.len(), HORIZON);
+        assert_eq!(fc.start, n as i64 * 3600);
+        let truth = weekly(7).series.values[n..].to_vec();
+        for (p, t) in fc.points.iter().zip(&truth) {
+            assert!((p - t).abs() < 1e-9);
+        }
+        assert!(fc.lower.iter().zip(&fc.upper).all(|(l, u)| l <= u));
+        let short = weekly(1).until(100);
+        assert!(matches!(
+            SeasonalNaive.fit(&short).map(|_| ()),
+            Err(ForecastError::TooShort { .. }) | Ok(())
+        ));
+        assert!(matches!(
+            FittedSeasonalNaive {
+                band: fitted.band.clone()
+            }
+            .predict(&short),
+            Err(ForecastError::TooShort { .. })
+        ));
+    }
+
+    #[test]
+    fn mstl_ets_follows_a_clean_weekly_pattern() {
+        let h = weekly(6);
+        let fitted = MstlEts::default().fit(&h).unwrap();
+        let fc = fitted.predict(&h).unwrap();
+        let truth = weekly(7).series.values[6 * WEEK..].to_vec();
+        let mae = fc
+            .points
+            .iter()
+            .zip(&truth)
+            .map(|(p, t)| (p - t).abs())
+            .sum::<f64>()
+            / HORIZON as f64;
+        assert!(mae < 1.0, "MAE {mae}");
+        assert_eq!(fitted.name(), "mstl-ets");
+    }
+}

@@ -1,0 +1,490 @@
+//! Neural forecasters: burn networks ([`net`]) trained by [`train`], arranged by a [`Strategy`]
+//! into a 168-hour forecast, saved and loaded as artefact folders ([`crate::artifact`]).
+//!
+//! Invariants:
+//! - the scaler is fitted on the training span only; validation and test windows come after it;
+//! - a window is used only if every hour it reads (input window, seasonal lags, targets) is
+//!   usable under the gap rules: nothing is learnt from invented data;
+//! - forecasting at origin `o` reads only hours before `o` (recursive forecasts read their own
+//!   earlier outputs, never actual values at or after `o`).
+
+pub mod net;
+pub mod train;
+
+use std::time::Instant;
+
+use burn::tensor::Device;
+use hydrowatch_core::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::{CALENDAR_FEATURES, features};
+use crate::scale::MinMax;
+use crate::{
+    Band, Fit, Forecast, ForecastError, GapRules, HORIZON, History, Predict, Scores, WEEK,
+    fill_gaps,
+};
+pub use net::{ModelKind, Net, NetConfig};
+pub use train::{Dataset, EpochLog, Optimizer, TrainConfig};
+
+/// Input features per time step: the scaled value and the calendar features.
+pub const FEATURES: usize = 1 + CALENDAR_FEATURES;
+/// Seasonal lags per output hour: the same hour one and two weeks before.
+const LAG_WEEKS: usize = 2;
+/// How far back a window reads: its input, or its oldest seasonal lag.
+fn lookback(window: usize) -> usize {
+    window.max(LAG_WEEKS * WEEK)
+}
+
+/// How the 168 hours are produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// One network emits all 168 hours.
+    Mimo,
+    /// Seven networks, one per day ahead, each from actual data.
+    Direct,
+    /// One 24-hour network, applied seven times to its own output.
+    Recursive,
+}
+
+impl Strategy {
+    /// Its name in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Mimo => "mimo",
+            Strategy::Direct => "direct",
+            Strategy::Recursive => "recursive",
+        }
+    }
+
+    /// Hours each network emits, and how many networks there are.
+    pub(crate) fn layout(self) -> (usize, usize) {
+        match self {
+            Strategy::Mimo => (HORIZON, 1),
+            Strategy::Direct => (24, HORIZON / 24),
+            Strategy::Recursive => (24, 1),
+        }
+    }
+
+    /// Hours after an origin that a training window needs as targets.
+    fn target_span(self) -> usize {
+        match self {
+            Strategy::Recursive => 24,
+            _ => HORIZON,
+        }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mimo" => Ok(Strategy::Mimo),
+            "direct" => Ok(Strategy::Direct),
+            "recursive" => Ok(Strategy::Recursive),
+            other => Err(format!(
+                "unknown strategy {other:?}: use mimo, direct or recursive"
+            )),
+        }
+    }
+}
+
+/// A neural forecaster configuration: what to build and how to train it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeuralConfig {
+    /// The encoder.
+    pub kind: ModelKind,
+    /// How the horizon is produced.
+    pub strategy: Strategy,
+    /// Hours of input.
+    pub window: usize,
+    /// Stacked encoder layers.
+    pub layers: usize,
+    /// Hidden units.
+    pub units: usize,
+    /// Dropout.
+    pub dropout: f64,
+    /// Transformer attention heads.
+    pub heads: usize,
+    /// Training.
+    pub train: TrainConfig,
+    /// Gap rules of the preprocessing.
+    pub gaps: GapRules,
+}
+
+impl NeuralConfig {
+    /// The default model: one LSTM layer of 64 units over 48 hours, MIMO, AdamW.
+    pub fn new(kind: ModelKind, strategy: Strategy) -> NeuralConfig {
+        NeuralConfig {
+            kind,
+            strategy,
+            window: 48,
+            layers: 1,
+            units: 64,
+            dropout: 0.1,
+            heads: 4,
+            train: TrainConfig::default(),
+            gaps: GapRules::default(),
+        }
+    }
+
+    /// The original prototype: 2 LSTM layers of 50 units, dense output, SGD with learning rate
+    /// 0.01 and momentum 0.9, MSE loss.
+    pub fn prototype() -> NeuralConfig {
+        NeuralConfig {
+            layers: 2,
+            units: 50,
+            dropout: 0.0,
+            train: TrainConfig {
+                learning_rate: 0.01,
+                optimizer: Optimizer::Sgd { momentum: 0.9 },
+                ..TrainConfig::default()
+            },
+            ..NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo)
+        }
+    }
+
+    /// `kind/strategy`, e.g. `lstm/mimo`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.kind.name(), self.strategy.name())
+    }
+
+    pub(crate) fn net_config(&self) -> NetConfig {
+        let (outputs, _) = self.strategy.layout();
+        NetConfig {
+            kind: self.kind,
+            layers: self.layers,
+            units: self.units,
+            dropout: self.dropout,
+            heads: self.heads,
+            features: FEATURES,
+            lags: LAG_WEEKS * outputs,
+            outputs,
+        }
+    }
+}
+
+/// Where the training data came from and how well the model did on data it never saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingReport {
+    /// First hour of the history trained on.
+    pub from: Timestamp,
+    /// End of the history trained on (exclusive).
+    pub to: Timestamp,
+    /// Windows used for training, validation and test (8:1:1, in time order).
+    pub windows: [usize; 3],
+    /// Epochs run, per network.
+    pub epochs: Vec<usize>,
+    /// Scores of daily forecasts over the validation span.
+    pub validation: Scores,
+    /// Scores of daily forecasts over the test span (never used for any choice).
+    pub test: Option<Scores>,
+    /// Wall time of the training, seconds.
+    pub seconds: f64,
+}
+
+/// A trained neural forecaster.
+pub struct FittedNeural {
+    /// Its configuration.
+    pub config: NeuralConfig,
+    /// Scaling of the values, fitted on the training span.
+    pub scaler: MinMax,
+    /// The 10-90% band, from validation residuals.
+    pub band: Band,
+    /// What training saw and scored.
+    pub report: TrainingReport,
+    /// The per-epoch losses of each network.
+    pub log: Vec<Vec<EpochLog>>,
+    /// The networks (one, or seven for the direct strategy).
+    pub nets: Vec<Net>,
+}
+
+/// Scaled values and calendar features of a history, extended `extra` hours past its end.
+struct Prepared {
+    scaled: Vec<f64>,
+    usable: Vec<bool>,
+    calendar: Vec<[f32; CALENDAR_FEATURES]>,
+}
+
+fn prepare(history: &History, gaps: GapRules, scaler: &MinMax, extra: usize) -> Prepared {
+    let filled = fill_gaps(&history.series.values, gaps);
+    let n = filled.values.len();
+    let calendar = (0..n + extra)
+        .map(|i| features(history.series.time(i), history.timezone, &history.holidays))
+        .collect();
+    Prepared {
+        scaled: filled.values.iter().map(|v| scaler.scale(*v)).collect(),
+        usable: filled.usable,
+        calendar,
+    }
+}
+
+/// Inputs of one window: origin `o`, the network's output block starting `offset` hours after it.
+fn sample(
+    values: &[f64],
+    calendar: &[[f32; CALENDAR_FEATURES]],
+    o: usize,
+    window: usize,
+    offset: usize,
+    outputs: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut seq = Vec::with_capacity(window * FEATURES);
+    for j in o - window..o {
+        seq.push(values[j] as f32);
+        seq.extend_from_slice(&calendar[j]);
+    }
+    let mut lags = Vec::with_capacity(LAG_WEEKS * outputs);
+    for k in 1..=LAG_WEEKS {
+        lags.extend((0..outputs).map(|h| values[o + offset + h - k * WEEK] as f32));
+    }
+    (seq, lags)
+}
+
+/// One network's outputs for the window at `origin` of `values`.
+fn run_net(
+    config: &NeuralConfig,
+    net: &Net,
+    values: &[f64],
+    calendar: &[[f32; CALENDAR_FEATURES]],
+    origin: usize,
+    offset: usize,
+    device: &Device,
+) -> Vec<f64> {
+    let (outputs, _) = config.strategy.layout();
+    let (seq, lags) = sample(values, calendar, origin, config.window, offset, outputs);
+    let mut one = Dataset {
+        window: config.window,
+        features: FEATURES,
+        n_lags: lags.len(),
+        outputs,
+        ..Dataset::default()
+    };
+    one.push(&seq, &lags, &vec![0.0; outputs]);
+    let (s, l) = one.inputs(&[0], device);
+    let out = net
+        .forward(s, l)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("the network outputs f32");
+    out.into_iter().map(f64::from).collect()
+}
+
+/// Forecast (scaled) at origin `o` of `values`, reading only `values[..o]`.
+fn forecast_scaled(
+    config: &NeuralConfig,
+    nets: &[Net],
+    values: &[f64],
+    calendar: &[[f32; CALENDAR_FEATURES]],
+    o: usize,
+    device: &Device,
+) -> Vec<f64> {
+    match config.strategy {
+        Strategy::Mimo => run_net(config, &nets[0], values, calendar, o, 0, device),
+        Strategy::Direct => nets
+            .iter()
+            .enumerate()
+            .flat_map(|(d, net)| run_net(config, net, values, calendar, o, d * 24, device))
+            .collect(),
+        Strategy::Recursive => {
+            // A private copy of the recent past, extended day by day with the model's output.
+            let start = o - lookback(config.window);
+            let mut buf: Vec<f64> = values[start..o].to_vec();
+            buf.resize(o - start + HORIZON, f64::NAN);
+            let calendar = &calendar[start..];
+            let mut out = Vec::with_capacity(HORIZON);
+            for day in 0..HORIZON / 24 {
+                let origin = o - start + day * 24;
+                let day_out = run_net(config, &nets[0], &buf, calendar, origin, 0, device);
+                buf[origin..origin + 24].copy_from_slice(&day_out);
+                out.extend(day_out);
+            }
+            out
+        }
+    }
+}
+
+impl Fit for NeuralConfig {
+    type Fitted = FittedNeural;
+
+    fn fit(&self, history: &History) -> Result<FittedNeural, ForecastError> {
+        self.fit_with_progress(history, |_, _| {})
+    }
+}
+
+impl NeuralConfig {
+    /// [`Fit::fit`], calling `progress(network index, epoch)` after each epoch.
+    pub fn fit_with_progress(
+        &self,
+        history: &History,
+        mut progress: impl FnMut(usize, &EpochLog),
+    ) -> Result<FittedNeural, ForecastError> {
+        let started = Instant::now();
+        if self.kind == ModelKind::Transformer && !self.units.is_multiple_of(self.heads.max(1)) {
+            return Err(ForecastError::Input(format!(
+                "transformer: {} units are not divisible by {} heads",
+                self.units, self.heads
+            )));
+        }
+        let back = lookback(self.window);
+        let span = self.strategy.target_span();
+        let filled = fill_gaps(&history.series.values, self.gaps);
+        let n = filled.values.len();
+        // Prefix sums of unusable hours: a window is valid when its range has none.
+        let mut bad = vec![0usize; n + 1];
+        for i in 0..n {
+            bad[i + 1] = bad[i] + usize::from(!filled.usable[i]);
+        }
+        let origins: Vec<usize> = (back..=n.saturating_sub(span))
+            .filter(|&o| bad[o + span] == bad[o - back])
+            .collect();
+        let needed = 100;
+        if origins.len() < needed {
+            return Err(ForecastError::TooShort {
+                what: format!(
+                    "training {} ({} windows of {} + {} hours)",
+                    self.name(),
+                    needed,
+                    back,
+                    span
+                ),
+                needed: back + span + needed,
+                available: n - bad[n],
+            });
+        }
+        let (n_train, n_val) = (origins.len() * 8 / 10, origins.len() / 10);
+        let (train_o, rest) = origins.split_at(n_train);
+        let (val_o, test_o) = rest.split_at(n_val);
+        let train_end = train_o.last().copied().unwrap_or(0) + span;
+        let scaler = MinMax::fit(&filled.values[..train_end])
+            .ok_or_else(|| ForecastError::Input("no usable value in the training span".into()))?;
+        let prep = prepare(history, self.gaps, &scaler, HORIZON);
+        let net_config = self.net_config();
+        let (outputs, nets_needed) = self.strategy.layout();
+        let dataset = |os: &[usize], offset: usize| {
+            let mut d = Dataset {
+                window: self.window,
+                features: FEATURES,
+                n_lags: net_config.lags,
+                outputs,
+                ..Dataset::default()
+            };
+            for &o in os {
+                let (seq, lags) = sample(
+                    &prep.scaled,
+                    &prep.calendar,
+                    o,
+                    self.window,
+                    offset,
+                    outputs,
+                );
+                d.push(
+                    &seq,
+                    &lags,
+                    &prep.scaled[o + offset..o + offset + outputs]
+                        .iter()
+                        .map(|v| *v as f32)
+                        .collect::<Vec<_>>(),
+                );
+            }
+            d
+        };
+        let mut nets = Vec::with_capacity(nets_needed);
+        let mut log = Vec::with_capacity(nets_needed);
+        for k in 0..nets_needed {
+            let offset = k * outputs;
+            let (net, epochs) = train::train(
+                &net_config,
+                &self.train,
+                &dataset(train_o, offset),
+                &dataset(val_o, offset),
+                |e| progress(k, e),
+            );
+            nets.push(net);
+            log.push(epochs);
+        }
+
+        // Daily forecasts over the validation and test spans: band and scores.
+        let device = Device::flex();
+        let score = |os: &[usize]| -> (Vec<Scores>, Vec<Vec<f64>>) {
+            let mut scores = Vec::new();
+            let mut residuals = Vec::new();
+            for &o in os.iter().step_by(24) {
+                if o + HORIZON > n {
+                    break;
+                }
+                let fc: Vec<f64> =
+                    forecast_scaled(self, &nets, &prep.scaled, &prep.calendar, o, &device)
+                        .iter()
+                        .map(|v| scaler.unscale(*v))
+                        .collect();
+                let actual = &history.series.values[o..o + HORIZON];
+                residuals.push(actual.iter().zip(&fc).map(|(a, f)| a - f).collect());
+                scores.extend(Scores::of(actual, &fc));
+            }
+            (scores, residuals)
+        };
+        let (val_scores, val_residuals) = score(val_o);
+        let (test_scores, _) = score(test_o);
+        let report = TrainingReport {
+            from: history.series.start,
+            to: history.series.end(),
+            windows: [train_o.len(), val_o.len(), test_o.len()],
+            epochs: log.iter().map(Vec::len).collect(),
+            validation: Scores::mean(&val_scores),
+            test: (!test_scores.is_empty()).then(|| Scores::mean(&test_scores)),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok(FittedNeural {
+            config: self.clone(),
+            scaler,
+            band: Band::from_residuals(&val_residuals, HORIZON),
+            report,
+            log,
+            nets,
+        })
+    }
+}
+
+impl Predict for FittedNeural {
+    fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
+        let back = lookback(self.config.window);
+        let n = history.series.values.len();
+        if n < back {
+            return Err(ForecastError::TooShort {
+                what: format!("forecasting with {}", self.name()),
+                needed: back,
+                available: n,
+            });
+        }
+        let prep = prepare(history, self.config.gaps, &self.scaler, HORIZON);
+        if let Some(gap) = prep.usable[n - back..].iter().rposition(|u| !u) {
+            return Err(ForecastError::Input(format!(
+                "the model reads the last {back} hours, and hour {} of them is inside a gap longer than {} hours",
+                gap + 1,
+                self.config.gaps.max_interpolate
+            )));
+        }
+        let scaled = forecast_scaled(
+            &self.config,
+            &self.nets,
+            &prep.scaled,
+            &prep.calendar,
+            n,
+            &Device::flex(),
+        );
+        let points: Vec<f64> = scaled.iter().map(|v| self.scaler.unscale(*v)).collect();
+        let (lower, upper) = self.band.apply(&points);
+        Ok(Forecast {
+            start: history.series.end(),
+            step: history.series.step,
+            points,
+            lower,
+            upper,
+            model: self.name(),
+        })
+    }
+
+    fn name(&self) -> String {
+        self.config.name()
+    }
+}

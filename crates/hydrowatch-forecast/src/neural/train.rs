@@ -1,0 +1,224 @@
+//! The training loop: mini-batches in a seeded order, early stopping on validation loss, the
+//! learning rate halved when validation stops improving, the best epoch's weights kept.
+//!
+//! A plain loop rather than burn's `Learner`: without burn's `tui` feature the Learner prints raw
+//! debug lines, and the loop below is all this crate needs (see ../shared/burn-notes.md).
+
+use burn::module::Module;
+use burn::nn::loss::{MseLoss, Reduction};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, SgdConfig};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::{SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+
+use super::net::{Net, NetConfig};
+
+/// Windows ready for a network: inputs and targets, flattened row-major, scaled.
+#[derive(Debug, Clone, Default)]
+pub struct Dataset {
+    /// `[n, window, features]`.
+    pub seq: Vec<f32>,
+    /// `[n, lags]`.
+    pub lags: Vec<f32>,
+    /// `[n, outputs]`.
+    pub target: Vec<f32>,
+    /// Window length.
+    pub window: usize,
+    /// Features per step.
+    pub features: usize,
+    /// Lags per window.
+    pub n_lags: usize,
+    /// Outputs per window.
+    pub outputs: usize,
+}
+
+impl Dataset {
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.target.len() / self.outputs.max(1)
+    }
+
+    /// True when there is no window.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends one window.
+    pub fn push(&mut self, seq: &[f32], lags: &[f32], target: &[f32]) {
+        self.seq.extend_from_slice(seq);
+        self.lags.extend_from_slice(lags);
+        self.target.extend_from_slice(target);
+    }
+
+    /// The inputs of the windows `idx` as tensors.
+    pub fn inputs(&self, idx: &[usize], device: &Device) -> (Tensor<3>, Tensor<2>) {
+        let (w, f, l) = (self.window, self.features, self.n_lags);
+        let mut seq = Vec::with_capacity(idx.len() * w * f);
+        let mut lags = Vec::with_capacity(idx.len() * l);
+        for &i in idx {
+            seq.extend_from_slice(&self.seq[i * w * f..(i + 1) * w * f]);
+            lags.extend_from_slice(&self.lags[i * l..(i + 1) * l]);
+        }
+        (
+            Tensor::from_data(TensorData::new(seq, [idx.len(), w, f]), device),
+            Tensor::from_data(TensorData::new(lags, [idx.len(), l]), device),
+        )
+    }
+
+    fn targets(&self, idx: &[usize], device: &Device) -> Tensor<2> {
+        let p = self.outputs;
+        let mut t = Vec::with_capacity(idx.len() * p);
+        for &i in idx {
+            t.extend_from_slice(&self.target[i * p..(i + 1) * p]);
+        }
+        Tensor::from_data(TensorData::new(t, [idx.len(), p]), device)
+    }
+}
+
+/// The optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// AdamW with burn's defaults (the default).
+    AdamW,
+    /// SGD with momentum (the prototype's: momentum 0.9).
+    Sgd {
+        /// Momentum.
+        momentum: f64,
+    },
+}
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Most epochs to run.
+    pub epochs: usize,
+    /// Windows per mini-batch.
+    pub batch: usize,
+    /// Initial learning rate.
+    pub learning_rate: f64,
+    /// The optimiser.
+    pub optimizer: Optimizer,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    /// Seed of the initial weights and of the batch order.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 30,
+            batch: 64,
+            learning_rate: 1e-3,
+            optimizer: Optimizer::AdamW,
+            patience: 5,
+            seed: 42,
+        }
+    }
+}
+
+/// One epoch of training.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss (MSE on scaled values).
+    pub train_loss: f64,
+    /// Validation loss (MSE on scaled values).
+    pub val_loss: f64,
+    /// Learning rate used.
+    pub learning_rate: f64,
+}
+
+/// Mean squared error of `net` on `data`, in batches, without gradients.
+pub fn evaluate(net: &Net, data: &Dataset, batch: usize, device: &Device) -> f64 {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut total = 0.0;
+    for chunk in idx.chunks(batch.max(1)) {
+        let (seq, lags) = data.inputs(chunk, device);
+        let loss = MseLoss::new().forward(
+            net.forward(seq, lags),
+            data.targets(chunk, device),
+            Reduction::Mean,
+        );
+        total += f64::from(loss.into_scalar::<f32>()) * chunk.len() as f64;
+    }
+    total / data.len().max(1) as f64
+}
+
+/// Trains a network of shape `net` on `train`, stopping early on `val`; returns the weights of
+/// the best validation epoch (ready for inference on the plain CPU device) and the log.
+pub fn train(
+    net: &NetConfig,
+    config: &TrainConfig,
+    train: &Dataset,
+    val: &Dataset,
+    mut on_epoch: impl FnMut(&EpochLog),
+) -> (Net, Vec<EpochLog>) {
+    let device = Device::flex().autodiff();
+    device.seed(config.seed);
+    let plain = Device::flex();
+    let mut model = net.init(&device);
+    let mut optim = match config.optimizer {
+        Optimizer::AdamW => AdamWConfig::new().init(),
+        Optimizer::Sgd { momentum } => SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_momentum(momentum)
+                    .with_dampening(0.0),
+            ))
+            .init(),
+    };
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut lr = config.learning_rate;
+    let mut best: Option<(f64, Net)> = None;
+    let mut since_best = 0;
+    let mut log = Vec::new();
+    for epoch in 1..=config.epochs.max(1) {
+        order.shuffle(&mut rng);
+        let mut sum = 0.0;
+        for chunk in order.chunks(config.batch.max(1)) {
+            let (seq, lags) = train.inputs(chunk, &device);
+            let loss = MseLoss::new().forward(
+                model.forward(seq, lags),
+                train.targets(chunk, &device),
+                Reduction::Mean,
+            );
+            sum += f64::from(loss.clone().into_scalar::<f32>()) * chunk.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+        }
+        let inference = model.valid().to_device(&plain);
+        let val_loss = if val.is_empty() {
+            sum / train.len().max(1) as f64
+        } else {
+            evaluate(&inference, val, 256, &plain)
+        };
+        let entry = EpochLog {
+            epoch,
+            train_loss: sum / train.len().max(1) as f64,
+            val_loss,
+            learning_rate: lr,
+        };
+        on_epoch(&entry);
+        log.push(entry);
+        if best.as_ref().is_none_or(|(b, _)| val_loss < *b) {
+            best = Some((val_loss, inference));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best % 2 == 0 {
+                lr *= 0.5;
+            }
+            if since_best >= config.patience {
+                break;
+            }
+        }
+    }
+    let (_, best) = best.expect("at least one epoch ran");
+    (best, log)
+}
