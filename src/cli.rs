@@ -44,6 +44,12 @@ pub enum Command {
     Import(ImportArgs),
     /// Write readings, with the day-ahead forecast beside them, as CSV.
     Export(ExportArgs),
+    /// Train a forecasting model on a CSV file and write its folder.
+    Train(crate::forecasting::TrainArgs),
+    /// Forecast the next 168 hours after a CSV file's history.
+    Forecast(crate::forecasting::ForecastArgs),
+    /// Score models and baselines on the last weeks of CSV files.
+    Backtest(crate::forecasting::BacktestArgs),
     /// Check or print the device configuration.
     Config {
         #[command(subcommand)]

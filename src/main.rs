@@ -7,6 +7,7 @@ mod config_cmd;
 mod context;
 mod demo;
 mod export;
+mod forecasting;
 mod import;
 mod simulate;
 
@@ -40,6 +41,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(&global, args),
         Command::Import(args) => import::run(&global, args),
         Command::Export(args) => export::run(&global, args),
+        Command::Train(args) => forecasting::train(&global, args),
+        Command::Forecast(args) => forecasting::forecast(&global, args),
+        Command::Backtest(args) => forecasting::backtest_cmd(&global, args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_cmd::check(&global, file),

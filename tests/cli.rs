@@ -609,3 +609,234 @@ fn demo_runs_from_an_empty_directory_without_configuration() {
         "{again}"
     );
 }
+
+/// An hourly `time,value` file of `weeks` weeks of a daily/weekly pattern in `tz`, starting at
+/// local midnight of `start`, with `missing` rows left empty.
+fn hourly_file(
+    dir: &Path,
+    name: &str,
+    tz: chrono_tz::Tz,
+    start: &str,
+    weeks: usize,
+    missing: &[usize],
+) -> PathBuf {
+    let t0 = hydrowatch_core::LocalTimeParser::new(tz)
+        .parse(&format!("{start} 00:00"))
+        .unwrap();
+    let mut text = String::from("time,value\n");
+    for i in 0..weeks * 168 {
+        let hour = (i % 24) as f64;
+        let day = ((i / 24) % 7) as f64;
+        let v = 40.0 + (10.0 + day) * (hour / 24.0 * std::f64::consts::TAU).sin();
+        let t = hydrowatch_core::time::format_local(t0 + i as i64 * 3600, tz);
+        if missing.contains(&i) {
+            text.push_str(&format!("{t},\n"));
+        } else {
+            text.push_str(&format!("{t},{v:.3}\n"));
+        }
+    }
+    write(dir, name, &text)
+}
+
+#[test]
+fn train_then_forecast_with_the_saved_model_across_daylight_saving() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rome = chrono_tz::Europe::Rome;
+    // Six weeks ending on Friday 2021-10-29 23:00: the forecast crosses the autumn change.
+    hourly_file(d, "h.csv", rome, "2021-09-18", 6, &[100, 101, 500]);
+    let out = stdout(&ok(run(
+        d,
+        &[
+            "train",
+            "--input",
+            "h.csv",
+            "--timezone",
+            "Europe/Rome",
+            "--model-dir",
+            "m",
+            "-w",
+            "24",
+            "-e",
+            "2",
+            "-b",
+            "32",
+        ],
+    )));
+    assert!(
+        out.contains("trained lstm/mimo") && out.contains("validation: PI1"),
+        "{out}"
+    );
+    for f in ["model.json", "net0.bpk", "loss_history.csv"] {
+        assert!(d.join("m").join(f).is_file(), "{f}");
+    }
+    let losses = std::fs::read_to_string(d.join("m/loss_history.csv")).unwrap();
+    assert!(
+        losses.starts_with("net,epoch,train_loss,val_loss,learning_rate\n1,1,"),
+        "{losses}"
+    );
+
+    let out = stdout(&ok(run(
+        d,
+        &[
+            "forecast",
+            "--input",
+            "h.csv",
+            "--timezone",
+            "Europe/Rome",
+            "--model-dir",
+            "m",
+            "--output",
+            "f.csv",
+        ],
+    )));
+    assert!(out.contains("trained model lstm/mimo"), "{out}");
+    let f = std::fs::read_to_string(d.join("f.csv")).unwrap();
+    let lines: Vec<&str> = f.lines().collect();
+    assert_eq!(lines[0], "time,value,lower,upper");
+    assert_eq!(lines.len(), 1 + 168);
+    assert!(lines[1].starts_with("2021-10-30 00:00,"), "{}", lines[1]);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("2021-10-31 02:00,"))
+            .count(),
+        2,
+        "the repeated hour twice"
+    );
+    assert!(
+        lines[168].starts_with("2021-11-05 22:00,"),
+        "168 hours later: {}",
+        lines[168]
+    );
+    for l in &lines[1..] {
+        let v: Vec<f64> = l.split(',').skip(1).map(|x| x.parse().unwrap()).collect();
+        assert!(v[1] <= v[2] && v.iter().all(|x| x.is_finite()), "{l}");
+    }
+    // JSON too.
+    ok(run(
+        d,
+        &[
+            "forecast",
+            "--input",
+            "h.csv",
+            "--timezone",
+            "Europe/Rome",
+            "--model-dir",
+            "m",
+            "--output",
+            "f.json",
+        ],
+    ));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("f.json")).unwrap()).unwrap();
+    assert_eq!(json["points"].as_array().unwrap().len(), 168);
+}
+
+#[test]
+fn forecast_without_a_model_uses_a_baseline_when_history_is_short_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    hourly_file(d, "short.csv", chrono_tz::Asia::Seoul, "2024-03-04", 2, &[]);
+    let out = stdout(&ok(run(
+        d,
+        &["forecast", "--input", "short.csv", "--output", "f.csv"],
+    )));
+    assert!(
+        out.contains("baseline") && out.contains("too little history"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("f.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        169
+    );
+    // Less than a week: nothing can forecast it.
+    hourly_file(d, "tiny.csv", chrono_tz::Asia::Seoul, "2024-03-04", 0, &[]);
+    write(
+        d,
+        "tiny.csv",
+        "time,value\n2024-03-04 00:00,1\n2024-03-04 01:00,2\n",
+    );
+    let e = fails(run(
+        d,
+        &["forecast", "--input", "tiny.csv", "--output", "f.csv"],
+    ));
+    assert!(e.contains("too little history"), "{e}");
+}
+
+#[test]
+fn forecast_inputs_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "bad.csv",
+        "time,value\n2024-03-04 00:00,1\n2024-03-04 01:00,x\n",
+    );
+    let e = fails(run(
+        d,
+        &["forecast", "--input", "bad.csv", "--output", "f.csv"],
+    ));
+    assert!(e.contains("bad.csv, line 3, column 2"), "{e}");
+    hourly_file(d, "h.csv", chrono_tz::Asia::Seoul, "2024-03-04", 2, &[]);
+    let e = fails(run(
+        d,
+        &[
+            "forecast",
+            "--input",
+            "h.csv",
+            "--model-dir",
+            "nowhere",
+            "--output",
+            "f.csv",
+        ],
+    ));
+    assert!(e.contains("nowhere") && e.contains("model.json"), "{e}");
+    let e = fails(run(
+        d,
+        &["train", "--input", "h.csv", "--model-dir", "m", "-p", "24"],
+    ));
+    assert!(e.contains("-p 24") && e.contains("168"), "{e}");
+}
+
+#[test]
+fn minute_data_is_averaged_to_hours_and_an_incomplete_last_hour_is_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "15",
+            "--out",
+            "sim.csv",
+            "--no-events",
+        ],
+    ));
+    // Cut the last 30 minutes: the last hour is incomplete.
+    let text = std::fs::read_to_string(d.join("sim.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let kept: Vec<String> = lines[..lines.len() - 30]
+        .iter()
+        .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+        .collect();
+    write(
+        d,
+        "flow.csv",
+        &(kept.join("\n").replace("time,flow_rate", "time,value") + "\n"),
+    );
+    ok(run(
+        d,
+        &["forecast", "--input", "flow.csv", "--output", "f.csv"],
+    ));
+    let f = std::fs::read_to_string(d.join("f.csv")).unwrap();
+    assert!(
+        f.lines().nth(1).unwrap().starts_with("2024-01-15 23:00,"),
+        "{}",
+        f.lines().nth(1).unwrap()
+    );
+}

@@ -26,13 +26,14 @@ use crate::{
 pub use net::{ModelKind, Net, NetConfig};
 pub use train::{Dataset, EpochLog, Optimizer, TrainConfig};
 
-/// Input features per time step: the scaled value and the calendar features.
-pub const FEATURES: usize = 1 + CALENDAR_FEATURES;
+/// Input features per time step: the scaled value, the scaled value a week earlier, and the
+/// calendar features.
+pub const FEATURES: usize = 2 + CALENDAR_FEATURES;
 /// Seasonal lags per output hour: the same hour one and two weeks before.
-const LAG_WEEKS: usize = 2;
-/// How far back a window reads: its input, or its oldest seasonal lag.
+const LAG_WEEKS: usize = 4;
+/// How far back a window reads: its input (and a week before it), or its oldest seasonal lag.
 fn lookback(window: usize) -> usize {
-    window.max(LAG_WEEKS * WEEK)
+    (window + WEEK).max(LAG_WEEKS * WEEK)
 }
 
 /// How the 168 hours are produced.
@@ -158,7 +159,7 @@ impl NeuralConfig {
             dropout: self.dropout,
             heads: self.heads,
             features: FEATURES,
-            lags: LAG_WEEKS * outputs,
+            lag_weeks: LAG_WEEKS,
             outputs,
         }
     }
@@ -231,6 +232,7 @@ fn sample(
     let mut seq = Vec::with_capacity(window * FEATURES);
     for j in o - window..o {
         seq.push(values[j] as f32);
+        seq.push(values[j - WEEK] as f32);
         seq.extend_from_slice(&calendar[j]);
     }
     let mut lags = Vec::with_capacity(LAG_WEEKS * outputs);
@@ -364,7 +366,7 @@ impl NeuralConfig {
             let mut d = Dataset {
                 window: self.window,
                 features: FEATURES,
-                n_lags: net_config.lags,
+                n_lags: LAG_WEEKS * outputs,
                 outputs,
                 ..Dataset::default()
             };

@@ -1,0 +1,574 @@
+//! `hydrowatch train`, `hydrowatch forecast` and `hydrowatch backtest` on CSV files: reading a
+//! file into an hourly history, and the three commands over hydrowatch-forecast.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use chrono_tz::Tz;
+use clap::Args;
+use hydrowatch_core::time::{format_local, hour_phase};
+use hydrowatch_csv::{ReadOptions, ReadingsCsv};
+use hydrowatch_forecast::backtest::{BacktestResult, backtest};
+use hydrowatch_forecast::baseline::{MstlEts, SeasonalNaive};
+use hydrowatch_forecast::neural::{EpochLog, FittedNeural, ModelKind, NeuralConfig, Strategy};
+use hydrowatch_forecast::{
+    Fit, Forecast, HORIZON, History, Holidays, Predict, Series, WEEK, artifact,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::Global;
+use crate::context::Context;
+
+/// Options shared by the commands that read a history from a CSV file.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Readings: `time,value` (hourly or minute data; empty values are missing readings), or a
+    /// wide file with --series.
+    #[arg(long, value_name = "FILE.csv")]
+    pub input: PathBuf,
+    /// Time zone of times without an offset, and of the calendar (default: the device's).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// Column to read from a wide file (default: the `value` column).
+    #[arg(long, value_name = "NAME")]
+    pub series: Option<String>,
+}
+
+/// `hydrowatch train`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example (the prototype's options):\n  hydrowatch train --input dma_01.csv --timezone Europe/Rome --model-dir models/dma_01 -w 48 -e 30 -b 64\n\n\
+Writes into DIR: model.json (configuration, scaler, band, scores), the weights (net*.bpk) and \
+loss_history.csv. Training uses the file's windows in time order: 80% to train, 10% to stop \
+early, 10% to test; the test scores are printed."
+)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Folder to write the trained model into.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: PathBuf,
+    /// The network.
+    #[arg(long, default_value = "lstm", value_parser = ["lstm", "gru", "rnn", "transformer"])]
+    pub model: String,
+    /// How the 168 hours are produced.
+    #[arg(long, default_value = "mimo", value_parser = ["mimo", "direct", "recursive"])]
+    pub strategy: String,
+    /// Hours of input the network reads.
+    #[arg(short = 'w', long, default_value_t = 48, value_parser = clap::value_parser!(u32).range(1..=2016))]
+    pub window: u32,
+    /// Hours forecast (the device forecasts 168; kept for the prototype's scripts).
+    #[arg(short = 'p', long, default_value_t = 168)]
+    pub horizon: usize,
+    /// Most epochs (training stops earlier when validation stops improving).
+    #[arg(short = 'e', long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub epochs: u32,
+    /// Windows per mini-batch.
+    #[arg(short = 'b', long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub batch: u32,
+    /// The original prototype's network: 2 LSTM layers of 50 units, SGD (lr 0.01, momentum 0.9).
+    #[arg(long, conflicts_with_all = ["model", "tune"])]
+    pub prototype: bool,
+    /// Try a few sizes and windows; keep the best on validation.
+    #[arg(long)]
+    pub tune: bool,
+    /// Seed: the same seed and data give the same model.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// `hydrowatch forecast`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Writes 168 rows `time,value,lower,upper` for the hours after the last complete hour of \
+FILE, times in its time zone as `YYYY-MM-DD HH:MM`; lower and upper are the 10% and 90% band. \
+With --model-dir the trained model forecasts from the history in FILE without retraining; \
+without it the default model is trained on FILE first, or, when FILE is too short for it, the \
+better of the baselines is used. The output says which. An output name ending in .json gives JSON."
+)]
+pub struct ForecastArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// A folder written by `hydrowatch train`.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Where to write the forecast (.csv or .json).
+    #[arg(long, value_name = "OUT.csv")]
+    pub output: PathBuf,
+}
+
+/// `hydrowatch backtest`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example (the 10 DMAs of the Battle of Water Demand Forecasting):\n  \
+hydrowatch backtest --timezone Europe/Rome --markdown shared/data/dma-inflow/dma_*.csv\n\n\
+Each forecaster is fitted once on the history before the last K weeks, then forecasts 168 hours \
+from every midnight of those weeks using only the history before it. PI1 = mean absolute error \
+of hours 1-24, PI2 = largest absolute error of hours 1-24, PI3 = mean absolute error of hours \
+25-168 (in the series' unit); MAPE in %."
+)]
+pub struct BacktestArgs {
+    /// Readings files (`time,value`), one series each.
+    #[arg(required = true, value_name = "FILE.csv")]
+    pub files: Vec<PathBuf>,
+    /// Time zone of the files (default: the device's).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// Weeks at the end of each file to forecast.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=520))]
+    pub weeks: u32,
+    /// Networks to include (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "lstm", value_parser = ["lstm", "gru", "rnn", "transformer"])]
+    pub model: Vec<String>,
+    /// Strategies to include (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "mimo", value_parser = ["mimo", "direct", "recursive"])]
+    pub strategy: Vec<String>,
+    /// Print the tables as Markdown.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+/// Reads a CSV into an hourly history in `tz`; the last hour is dropped when the readings are
+/// finer than hourly and it is incomplete.
+pub fn read_history(path: &Path, tz: Tz, series: Option<&str>) -> anyhow::Result<History> {
+    let options = ReadOptions {
+        timezone: tz,
+        series: Some(series.unwrap_or("value").to_string()),
+    };
+    let mut file = ReadingsCsv::open(path, &options)?;
+    let mut points = Vec::new();
+    while let Some(row) = file.next_row() {
+        let row = row?;
+        if let Some(v) = row.values[0] {
+            points.push((row.ts, v));
+        }
+    }
+    if points.is_empty() {
+        bail!("{}: no readings", path.display());
+    }
+    let mut series = Series::resample(&points, 3600, hour_phase(tz))?;
+    // The interval of the readings: the most common gap between consecutive ones.
+    let mut gaps: Vec<i64> = points
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|d| *d > 0)
+        .collect();
+    gaps.sort_unstable();
+    let interval = gaps.get(gaps.len() / 2).copied().unwrap_or(3600);
+    if interval < 3600 {
+        let last_hour = series.time(series.values.len() - 1);
+        let in_last = points.iter().filter(|(t, _)| *t >= last_hour).count() as i64;
+        if in_last < 3600 / interval {
+            series.values.pop();
+        }
+    }
+    Ok(History {
+        series,
+        timezone: tz,
+        holidays: Holidays::default(),
+    })
+}
+
+fn neural_config(args: &TrainArgs) -> anyhow::Result<NeuralConfig> {
+    let mut config = if args.prototype {
+        NeuralConfig::prototype()
+    } else {
+        let kind: ModelKind = args.model.parse().map_err(anyhow::Error::msg)?;
+        let strategy: Strategy = args.strategy.parse().map_err(anyhow::Error::msg)?;
+        NeuralConfig::new(kind, strategy)
+    };
+    if args.prototype {
+        config.strategy = args.strategy.parse().map_err(anyhow::Error::msg)?;
+    }
+    config.window = args.window as usize;
+    config.train.epochs = args.epochs as usize;
+    config.train.batch = args.batch as usize;
+    config.train.seed = args.seed;
+    Ok(config)
+}
+
+/// Trains with a progress bar per epoch.
+fn fit_with_bar(
+    config: &NeuralConfig,
+    history: &History,
+    label: &str,
+) -> anyhow::Result<FittedNeural> {
+    let nets = if config.strategy == Strategy::Direct {
+        HORIZON / 24
+    } else {
+        1
+    };
+    let bar = ProgressBar::new((config.train.epochs * nets) as u64).with_style(
+        ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} epochs {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    let fitted = config.fit_with_progress(history, |net, e: &EpochLog| {
+        bar.set_position((net * config.train.epochs + e.epoch) as u64);
+        bar.set_message(format!(
+            "net {}: train {:.5} val {:.5} lr {:.1e}",
+            net + 1,
+            e.train_loss,
+            e.val_loss,
+            e.learning_rate
+        ));
+    })?;
+    bar.finish_and_clear();
+    Ok(fitted)
+}
+
+/// `hydrowatch train`
+pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
+    let ctx = Context::load(global)?;
+    if args.horizon != HORIZON {
+        bail!(
+            "-p {}: hydrowatch models forecast {HORIZON} hours (7 days); leave -p out or give 168",
+            args.horizon
+        );
+    }
+    let tz = ctx.timezone(args.input.timezone.as_deref())?;
+    let history = read_history(&args.input.input, tz, args.input.series.as_deref())?;
+    let base = neural_config(&args)?;
+    let candidates: Vec<NeuralConfig> = if args.tune {
+        let mut c = Vec::new();
+        for window in [24, 48, 168] {
+            for units in [32, 64] {
+                c.push(NeuralConfig {
+                    window,
+                    units,
+                    ..base.clone()
+                });
+            }
+        }
+        c
+    } else {
+        vec![base]
+    };
+    let mut best: Option<FittedNeural> = None;
+    for (i, config) in candidates.iter().enumerate() {
+        let label = if candidates.len() > 1 {
+            format!(
+                "{} w={} units={} ({}/{})",
+                config.name(),
+                config.window,
+                config.units,
+                i + 1,
+                candidates.len()
+            )
+        } else {
+            config.name()
+        };
+        let fitted = fit_with_bar(config, &history, &label)?;
+        let v = fitted.report.validation;
+        if candidates.len() > 1 {
+            println!("{label}: validation PI1 {:.3} PI3 {:.3}", v.pi1, v.pi3);
+        }
+        let score = |f: &FittedNeural| f.report.validation.pi1 + f.report.validation.pi3;
+        if best.as_ref().is_none_or(|b| score(&fitted) < score(b)) {
+            best = Some(fitted);
+        }
+    }
+    let fitted = best.expect("at least one candidate");
+    let context = artifact::Context {
+        step: 3600,
+        timezone: tz,
+        holidays: history.holidays.clone(),
+    };
+    artifact::save(&fitted, &context, &args.model_dir)?;
+    write_loss_history(&fitted, &args.model_dir.join("loss_history.csv"))?;
+
+    let r = &fitted.report;
+    println!(
+        "trained {} (window {} h, {} units) on {} hours of {} in {:.1} s: {} training, {} validation, {} test windows; epochs {:?}",
+        fitted.name(),
+        fitted.config.window,
+        fitted.config.units,
+        history.series.values.len(),
+        args.input.input.display(),
+        r.seconds,
+        r.windows[0],
+        r.windows[1],
+        r.windows[2],
+        r.epochs
+    );
+    println!(
+        "validation: PI1 {:.3}  PI2 {:.3}  PI3 {:.3}  RMSE {:.3}  MAPE {:.1}%",
+        r.validation.pi1, r.validation.pi2, r.validation.pi3, r.validation.rmse, r.validation.mape
+    );
+    if let Some(t) = r.test {
+        println!(
+            "test:       PI1 {:.3}  PI2 {:.3}  PI3 {:.3}  RMSE {:.3}  MAPE {:.1}%",
+            t.pi1, t.pi2, t.pi3, t.rmse, t.mape
+        );
+    }
+    println!("model written to {}", args.model_dir.display());
+    Ok(())
+}
+
+fn write_loss_history(model: &FittedNeural, path: &Path) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    writeln!(out, "net,epoch,train_loss,val_loss,learning_rate")?;
+    for (net, log) in model.log.iter().enumerate() {
+        for e in log {
+            writeln!(
+                out,
+                "{},{},{},{},{}",
+                net + 1,
+                e.epoch,
+                e.train_loss,
+                e.val_loss,
+                e.learning_rate
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `hydrowatch forecast`
+pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
+    let ctx = Context::load(global)?;
+    let tz = ctx.timezone(args.input.timezone.as_deref())?;
+    let mut history = read_history(&args.input.input, tz, args.input.series.as_deref())?;
+    let (fc, note) = match &args.model_dir {
+        Some(dir) => {
+            let (model, context) = artifact::load(dir)?;
+            if context.step != history.series.step {
+                bail!(
+                    "{}: the model forecasts intervals of {} s, the input has {} s",
+                    dir.display(),
+                    context.step,
+                    history.series.step
+                );
+            }
+            history.timezone = context.timezone;
+            history.holidays = context.holidays;
+            (
+                model.predict(&history)?,
+                format!("trained model {} from {}", model.name(), dir.display()),
+            )
+        }
+        None => default_forecast(&history)?,
+    };
+    write_forecast(&fc, tz, &args.output)?;
+    println!(
+        "wrote {} hours from {} to {} ({note})",
+        fc.points.len(),
+        format_local(fc.start, tz),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// Trains the default model and forecasts; with too little history for it, the better baseline.
+fn default_forecast(history: &History) -> anyhow::Result<(Forecast, String)> {
+    let config = NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo);
+    match fit_with_bar(&config, history, &config.name()) {
+        Ok(model) => {
+            let fc = model.predict(history)?;
+            Ok((
+                fc,
+                format!("default model {} trained on the input", model.name()),
+            ))
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            // The better baseline over the last weeks the history allows.
+            let weeks = (history.series.values.len() / WEEK)
+                .saturating_sub(3)
+                .clamp(1, 4);
+            let naive = backtest(&SeasonalNaive, history, weeks).ok();
+            let mstl = backtest(&MstlEts::default(), history, weeks).ok();
+            let use_mstl = matches!((&naive, &mstl), (Some(n), Some(m)) if m.scores.pi1 + m.scores.pi3 < n.scores.pi1 + n.scores.pi3);
+            let fc = if use_mstl {
+                MstlEts::default().fit(history)?.predict(history)?
+            } else {
+                SeasonalNaive.fit(history)?.predict(history)?
+            };
+            Ok((
+                fc.clone(),
+                format!("baseline {} because {reason}", fc.model),
+            ))
+        }
+    }
+}
+
+fn write_forecast(fc: &Forecast, tz: Tz, path: &Path) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    {
+        serde_json::to_writer_pretty(&mut out, fc)?;
+    } else {
+        writeln!(out, "time,value,lower,upper")?;
+        for i in 0..fc.points.len() {
+            writeln!(
+                out,
+                "{},{:.4},{:.4},{:.4}",
+                format_local(fc.time(i), tz),
+                fc.points[i],
+                fc.lower[i],
+                fc.upper[i]
+            )?;
+        }
+    }
+    out.flush()
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `hydrowatch backtest`
+pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
+    let ctx = Context::load(global)?;
+    let tz = ctx.timezone(args.timezone.as_deref())?;
+    let weeks = args.weeks as usize;
+    let mut configs = Vec::new();
+    for m in &args.model {
+        for s in &args.strategy {
+            configs.push(NeuralConfig::new(
+                m.parse().map_err(anyhow::Error::msg)?,
+                s.parse().map_err(anyhow::Error::msg)?,
+            ));
+        }
+    }
+    let mut all: Vec<(String, Vec<BacktestResult>)> = Vec::new();
+    for file in &args.files {
+        let history = read_history(file, tz, None)?;
+        let name = file.file_stem().map_or_else(
+            || file.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let mut results = vec![
+            backtest(&SeasonalNaive, &history, weeks)?,
+            backtest(&MstlEts::default(), &history, weeks)?,
+        ];
+        for config in &configs {
+            // Fitting happens inside backtest; its progress bar is the training's.
+            let mut r = backtest(
+                &BarFit(config.clone(), format!("{name} {}", config.name())),
+                &history,
+                weeks,
+            )?;
+            r.name = config.name();
+            results.push(r);
+        }
+        print_table(
+            &format!("{name}: last {weeks} weeks"),
+            &results,
+            args.markdown,
+        );
+        all.push((name, results));
+    }
+    if all.len() > 1 {
+        let names: Vec<String> = all[0].1.iter().map(|r| r.name.clone()).collect();
+        let mean: Vec<BacktestResult> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let rows: Vec<&BacktestResult> = all.iter().map(|(_, r)| &r[i]).collect();
+                let n = rows.len() as f64;
+                BacktestResult {
+                    name: name.clone(),
+                    scores: hydrowatch_forecast::Scores::mean(
+                        &rows.iter().map(|r| r.scores).collect::<Vec<_>>(),
+                    ),
+                    origins: rows.iter().map(|r| r.origins).sum(),
+                    fit_seconds: rows.iter().map(|r| r.fit_seconds).sum::<f64>() / n,
+                    predict_seconds: rows.iter().map(|r| r.predict_seconds).sum::<f64>() / n,
+                }
+            })
+            .collect();
+        print_table(
+            &format!("mean over {} series", all.len()),
+            &mean,
+            args.markdown,
+        );
+    }
+    Ok(())
+}
+
+/// A neural configuration whose fitting shows a progress bar.
+struct BarFit(NeuralConfig, String);
+
+impl Fit for BarFit {
+    type Fitted = FittedNeural;
+    fn fit(&self, history: &History) -> Result<FittedNeural, hydrowatch_forecast::ForecastError> {
+        fit_with_bar(&self.0, history, &self.1)
+            .map_err(|e| hydrowatch_forecast::ForecastError::Input(format!("{e:#}")))
+    }
+}
+
+fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
+    let naive = rows
+        .iter()
+        .find(|r| r.name == "seasonal-naive")
+        .map(|r| r.scores);
+    println!();
+    if markdown {
+        println!("**{title}**\n");
+        println!(
+            "| forecaster | PI1 | PI2 | PI3 | RMSE | MAPE % | PI1 vs naive | PI3 vs naive | fit s | forecast ms |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    } else {
+        println!("{title}");
+        println!(
+            "{:<22} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>7} {:>9}",
+            "forecaster",
+            "PI1",
+            "PI2",
+            "PI3",
+            "RMSE",
+            "MAPE%",
+            "PI1/naive",
+            "PI3/naive",
+            "fit s",
+            "fcst ms"
+        );
+    }
+    for r in rows {
+        let s = r.scores;
+        let (g1, g3) = naive.map_or((String::new(), String::new()), |n| {
+            (pct(s.pi1, n.pi1), pct(s.pi3, n.pi3))
+        });
+        if markdown {
+            println!(
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {g1} | {g3} | {:.1} | {:.1} |",
+                r.name,
+                s.pi1,
+                s.pi2,
+                s.pi3,
+                s.rmse,
+                s.mape,
+                r.fit_seconds,
+                r.predict_seconds * 1e3
+            );
+        } else {
+            println!(
+                "{:<22} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7.1} {:>9} {:>9} {:>7.1} {:>9.1}",
+                r.name,
+                s.pi1,
+                s.pi2,
+                s.pi3,
+                s.rmse,
+                s.mape,
+                g1,
+                g3,
+                r.fit_seconds,
+                r.predict_seconds * 1e3
+            );
+        }
+    }
+}
+
+/// `x` relative to `base`, as a signed percentage.
+fn pct(x: f64, base: f64) -> String {
+    format!("{:+.1}%", (x / base - 1.0) * 100.0)
+}
