@@ -81,6 +81,41 @@ pub enum BenchCommand {
     /// CSV files against SQLite for the device's workload: append, bulk load, newest readings,
     /// one day, one year, hourly roll-up; time and peak memory, mean and standard deviation.
     Storage(crate::bench_storage::BenchArgs),
+    /// One LSTM training step (1 layer, input seq x 2, dense 168 outputs, MSE, AdamW) with burn,
+    /// and with Keras side by side when --python is given.
+    LstmStep(LstmStepArgs),
+}
+
+/// `hydrowatch bench lstm-step`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Side by side with Keras (TensorFlow CPU) in one run:\n  \
+python3 -m venv .venv-peers && .venv-peers/bin/pip install tensorflow-cpu\n  \
+hydrowatch bench lstm-step --python .venv-peers/bin/python --keras-script ../shared/peers/keras_lstm_step.py"
+)]
+pub struct LstmStepArgs {
+    /// Sequence length.
+    #[arg(long, default_value_t = 168)]
+    pub seq: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Hidden units.
+    #[arg(long, default_value_t = 64)]
+    pub hidden: usize,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Python with TensorFlow, to time the Keras reference in the same run.
+    #[arg(long, value_name = "PYTHON")]
+    pub python: Option<PathBuf>,
+    /// The Keras reference script.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "../shared/peers/keras_lstm_step.py"
+    )]
+    pub keras_script: PathBuf,
 }
 
 /// `hydrowatch simulate --days N --seed S --out FILE [--labels FILE] [--start YYYY-MM-DD]`

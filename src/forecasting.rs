@@ -480,6 +480,7 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
                         &rows.iter().map(|r| r.scores).collect::<Vec<_>>(),
                     ),
                     origins: rows.iter().map(|r| r.origins).sum(),
+                    fallbacks: rows.iter().map(|r| r.fallbacks).sum(),
                     fit_seconds: rows.iter().map(|r| r.fit_seconds).sum::<f64>() / n,
                     predict_seconds: rows.iter().map(|r| r.predict_seconds).sum::<f64>() / n,
                 }
@@ -571,4 +572,46 @@ fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
 /// `x` relative to `base`, as a signed percentage.
 fn pct(x: f64, base: f64) -> String {
     format!("{:+.1}%", (x / base - 1.0) * 100.0)
+}
+
+/// `hydrowatch bench lstm-step`: burn's step time, and Keras's in the same run when asked.
+pub fn bench_lstm_step(args: crate::cli::LstmStepArgs) -> anyhow::Result<()> {
+    let burn_ms = hydrowatch_forecast::bench::lstm_train_step_ms(
+        args.batch,
+        args.seq,
+        args.hidden,
+        args.steps,
+    );
+    println!(
+        "burn 0.22.1 nn::Lstm (flex CPU): batch={} seq={} hidden={}: {burn_ms:.1} ms per training step",
+        args.batch, args.seq, args.hidden
+    );
+    if let Some(python) = &args.python {
+        let out = std::process::Command::new(python)
+            .arg(&args.keras_script)
+            .env("SEQ", args.seq.to_string())
+            .env("BATCH", args.batch.to_string())
+            .env("HIDDEN", args.hidden.to_string())
+            .env("STEPS", args.steps.to_string())
+            .output()
+            .with_context(|| format!("cannot run {}", python.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.contains("ms")).with_context(|| {
+            format!(
+                "the Keras script printed no timing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        let keras_ms: f64 = line
+            .rsplit(':')
+            .next()
+            .and_then(|t| t.trim().trim_end_matches("ms").trim().parse().ok())
+            .with_context(|| format!("cannot read the Keras timing from {line:?}"))?;
+        println!("{line}");
+        println!(
+            "ratio burn / Keras: {:.2} (below 1: burn is faster)",
+            burn_ms / keras_ms
+        );
+    }
+    Ok(())
 }

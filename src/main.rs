@@ -53,6 +53,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Storage(args),
         } => bench_storage::run(args),
+        Command::Bench {
+            command: BenchCommand::LstmStep(args),
+        } => forecasting::bench_lstm_step(args),
         Command::BenchStorageStep(args) => bench_storage::run_step(args),
     }
 }

@@ -1,9 +1,13 @@
 //! Rolling-origin backtests: fit once on the history before the last `weeks` weeks, then
 //! forecast from every day's midnight origin in those weeks (as the device does daily) with
 //! only the history before that origin, and score each forecast against what happened.
+//!
+//! Where a forecaster cannot forecast from an origin (its input falls in a long gap), the
+//! seasonal-naive forecast is scored in its place, as the device would send it, and counted.
 
 use std::time::Instant;
 
+use crate::baseline::SeasonalNaive;
 use crate::{Fit, ForecastError, HORIZON, History, Predict, Scores, WEEK};
 
 /// The outcome of one forecaster's backtest.
@@ -15,6 +19,8 @@ pub struct BacktestResult {
     pub scores: Scores,
     /// Forecasts scored.
     pub origins: usize,
+    /// Origins where the forecaster could not forecast and seasonal naive stood in.
+    pub fallbacks: usize,
     /// Seconds to fit.
     pub fit_seconds: f64,
     /// Mean seconds per forecast.
@@ -48,17 +54,29 @@ pub fn backtest<F: Fit>(
     let fit_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut scores = Vec::with_capacity(origins.len());
+    let mut fallbacks = 0;
+    let mut naive = None;
     for &o in &origins {
-        let fc = fitted.predict(&history.until(o))?;
-        scores.extend(Scores::of(
-            &history.series.values[o..o + HORIZON],
-            &fc.points,
-        ));
+        let past = history.until(o);
+        let points = match fitted.predict(&past) {
+            Ok(fc) => fc.points,
+            Err(ForecastError::Input(_) | ForecastError::TooShort { .. }) => {
+                fallbacks += 1;
+                let naive = match &naive {
+                    Some(n) => n,
+                    None => naive.insert(SeasonalNaive.fit(&history.until(first))?),
+                };
+                naive.predict(&past)?.points
+            }
+            Err(e) => return Err(e),
+        };
+        scores.extend(Scores::of(&history.series.values[o..o + HORIZON], &points));
     }
     Ok(BacktestResult {
         name: fitted.name(),
         scores: Scores::mean(&scores),
         origins: scores.len(),
+        fallbacks,
         fit_seconds,
         predict_seconds: started.elapsed().as_secs_f64() / origins.len() as f64,
     })
@@ -86,5 +104,39 @@ mod tests {
         assert_eq!(r.origins, 7 * 7 + 1);
         assert!(r.scores.pi1 < 1e-12 && r.scores.pi3 < 1e-12, "{r:?}");
         assert!(backtest(&SeasonalNaive, &history.until(100), 8).is_err());
+    }
+
+    /// A forecaster that can never forecast.
+    struct Broken;
+    impl Fit for Broken {
+        type Fitted = Broken;
+        fn fit(&self, _: &History) -> Result<Broken, ForecastError> {
+            Ok(Broken)
+        }
+    }
+    impl Predict for Broken {
+        fn predict(&self, _: &History) -> Result<crate::Forecast, ForecastError> {
+            Err(ForecastError::Input("a gap".into()))
+        }
+        fn name(&self) -> String {
+            "broken".into()
+        }
+    }
+
+    #[test]
+    fn seasonal_naive_stands_in_where_a_forecaster_cannot_forecast_and_is_counted() {
+        let values: Vec<f64> = (0..12 * WEEK).map(|i| ((i % WEEK) as f64).sqrt()).collect();
+        let history = History {
+            series: Series {
+                start: 0,
+                step: 3600,
+                values,
+            },
+            timezone: chrono_tz::UTC,
+            holidays: Holidays::default(),
+        };
+        let r = backtest(&Broken, &history, 2).unwrap();
+        assert_eq!(r.fallbacks, r.origins);
+        assert!(r.scores.pi1 < 1e-12, "the stand-in forecast is scored");
     }
 }

@@ -17,6 +17,7 @@ pub mod artifact;
 pub mod backtest;
 pub mod band;
 pub mod baseline;
+pub mod bench;
 pub mod calendar;
 pub mod metrics;
 pub mod neural;

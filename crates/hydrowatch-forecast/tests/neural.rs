@@ -2,7 +2,7 @@
 //! models and data are tiny; see ../shared/burn-notes.md).
 
 use hydrowatch_core::LocalTimeParser;
-use hydrowatch_forecast::neural::{ModelKind, NeuralConfig, Strategy, TrainConfig};
+use hydrowatch_forecast::neural::{FEATURES, ModelKind, NeuralConfig, Strategy, TrainConfig};
 use hydrowatch_forecast::{
     Fit, ForecastError, HORIZON, History, Holidays, Predict, Series, WEEK, artifact,
 };
@@ -119,7 +119,7 @@ fn every_model_and_strategy_gives_168_hours_after_the_history_across_dst() {
 
 #[test]
 fn saved_and_loaded_models_forecast_identically() {
-    let history = pattern(0, 5);
+    let history = pattern(0, 7);
     let mut config = small(ModelKind::Gru, Strategy::Direct);
     config.train.epochs = 1;
     let fitted = config.fit(&history).unwrap();
@@ -145,7 +145,7 @@ fn saved_and_loaded_models_forecast_identically() {
 
 #[test]
 fn bad_artifacts_are_clear_errors() {
-    let history = pattern(0, 5);
+    let history = pattern(0, 7);
     let mut config = small(ModelKind::Lstm, Strategy::Mimo);
     config.train.epochs = 1;
     let fitted = config.fit(&history).unwrap();
@@ -171,7 +171,7 @@ fn bad_artifacts_are_clear_errors() {
 
     std::fs::write(
         d.join("model.json"),
-        json.replace("\"features\": 6", "\"features\": 9"),
+        json.replace(&format!("\"features\": {FEATURES}"), "\"features\": 9"),
     )
     .unwrap();
     let e = msg(artifact::load(d).err().unwrap());
@@ -208,7 +208,7 @@ fn too_short_history_and_input_gaps_are_explained() {
         .unwrap()
         .to_string();
     assert!(e.contains("too little history"), "{e}");
-    let history = pattern(0, 5);
+    let history = pattern(0, 7);
     let mut config = small(ModelKind::Lstm, Strategy::Mimo);
     config.train.epochs = 1;
     let fitted = config.fit(&history).unwrap();

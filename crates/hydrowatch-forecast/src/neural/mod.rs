@@ -458,13 +458,22 @@ impl Predict for FittedNeural {
                 available: n,
             });
         }
-        let prep = prepare(history, self.config.gaps, &self.scaler, HORIZON);
-        if let Some(gap) = prep.usable[n - back..].iter().rposition(|u| !u) {
+        let mut prep = prepare(history, self.config.gaps, &self.scaler, HORIZON);
+        // The recent input must be real; older hours (seasonal lags) unknown after the gap rules
+        // take the same hour of a neighbouring week, as the baselines do.
+        let recent = self.config.window + WEEK;
+        if let Some(gap) = prep.usable[n - recent..].iter().rposition(|u| !u) {
             return Err(ForecastError::Input(format!(
-                "the model reads the last {back} hours, and hour {} of them is inside a gap longer than {} hours",
+                "the model reads the last {recent} hours, and hour {} of them is inside a gap longer than {} hours",
                 gap + 1,
                 self.config.gaps.max_interpolate
             )));
+        }
+        if prep.usable[n - back..].iter().any(|u| !u) {
+            prep.scaled = crate::baseline::seasonal_fill(history)
+                .iter()
+                .map(|v| self.scaler.scale(*v))
+                .collect();
         }
         let scaled = forecast_scaled(
             &self.config,
