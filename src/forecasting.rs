@@ -25,15 +25,75 @@ use crate::context::Context;
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// Readings: `time,value` (hourly or minute data; empty values are missing readings), or a
-    /// wide file with --series.
+    /// wide file with --series. Without it, the device database (--db) is read.
     #[arg(long, value_name = "FILE.csv")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     /// Time zone of times without an offset, and of the calendar (default: the device's).
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<String>,
-    /// Column to read from a wide file (default: the `value` column).
+    /// Column to read from a wide file (default: the `value` column), or the series of the
+    /// database to train on.
     #[arg(long, value_name = "NAME")]
     pub series: Option<String>,
+}
+
+impl InputArgs {
+    /// The history named by these options: the file's, or the database series'.
+    fn history(&self, ctx: &Context) -> anyhow::Result<(History, String)> {
+        let tz = ctx.timezone(self.timezone.as_deref())?;
+        match &self.input {
+            Some(path) => Ok((
+                read_history(path, tz, self.series.as_deref())?,
+                path.display().to_string(),
+            )),
+            None => {
+                let store = ctx.open_store()?;
+                let Some(name) = &self.series else {
+                    let names: Vec<String> = store.series()?.into_iter().map(|s| s.name).collect();
+                    bail!(
+                        "name the input: --input FILE.csv, or --series NAME of the database {} (it has: {})",
+                        ctx.db.display(),
+                        names.join(", ")
+                    );
+                };
+                Ok((
+                    db_history(&store, name)?,
+                    format!("{name} in {}", ctx.db.display()),
+                ))
+            }
+        }
+    }
+}
+
+/// The hourly history of series `name` of the database; the last hour is left out when it holds
+/// fewer readings than a typical hour (it is still being filled).
+fn db_history(store: &hydrowatch_store::Store, name: &str) -> anyhow::Result<History> {
+    let id = store.series_id(name)?;
+    let hours = store.hourly(id, i64::MIN / 2, i64::MAX)?;
+    let (Some(first), Some(last)) = (hours.first(), hours.last()) else {
+        bail!(
+            "series {name} of {} has no readings",
+            store.path().display()
+        );
+    };
+    let mut values = vec![f64::NAN; ((last.hour - first.hour) / 3600 + 1) as usize];
+    for h in &hours {
+        values[((h.hour - first.hour) / 3600) as usize] = h.mean;
+    }
+    let mut counts: Vec<u32> = hours.iter().map(|h| h.count).collect();
+    counts.sort_unstable();
+    if last.count < counts[counts.len() / 2] {
+        values.pop();
+    }
+    Ok(History {
+        series: Series {
+            start: first.hour,
+            step: 3600,
+            values,
+        },
+        timezone: store.timezone(),
+        holidays: Holidays::default(),
+    })
 }
 
 /// `hydrowatch train`
@@ -91,12 +151,13 @@ better of the baselines is used. The output says which. An output name ending in
 pub struct ForecastArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// A folder written by `hydrowatch train`.
+    /// A folder written by `hydrowatch train`. Without --input: the folder of per-series model
+    /// folders (default: `models` beside the database).
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
-    /// Where to write the forecast (.csv or .json).
+    /// Where to write the forecast (.csv or .json); needed with --input.
     #[arg(long, value_name = "OUT.csv")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
 }
 
 /// `hydrowatch backtest`
@@ -230,7 +291,7 @@ pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
         );
     }
     let tz = ctx.timezone(args.input.timezone.as_deref())?;
-    let history = read_history(&args.input.input, tz, args.input.series.as_deref())?;
+    let (history, source) = args.input.history(&ctx)?;
     let base = neural_config(&args)?;
     let candidates: Vec<NeuralConfig> = if args.tune {
         let mut c = Vec::new();
@@ -287,7 +348,7 @@ pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
         fitted.config.window,
         fitted.config.units,
         history.series.values.len(),
-        args.input.input.display(),
+        source,
         r.seconds,
         r.windows[0],
         r.windows[1],
@@ -333,8 +394,16 @@ fn write_loss_history(model: &FittedNeural, path: &Path) -> anyhow::Result<()> {
 /// `hydrowatch forecast`
 pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
+    if args.input.input.is_none() {
+        return forecast_database(&ctx, &args);
+    }
+    let Some(output) = &args.output else {
+        bail!(
+            "--output OUT.csv is needed with --input (the forecast of a file is written to a file)"
+        );
+    };
     let tz = ctx.timezone(args.input.timezone.as_deref())?;
-    let mut history = read_history(&args.input.input, tz, args.input.series.as_deref())?;
+    let (mut history, _) = args.input.history(&ctx)?;
     let (fc, note) = match &args.model_dir {
         Some(dir) => {
             let (model, context) = artifact::load(dir)?;
@@ -353,49 +422,112 @@ pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
                 format!("trained model {} from {}", model.name(), dir.display()),
             )
         }
-        None => default_forecast(&history)?,
+        None => match train_default(&history) {
+            Ok(model) => (
+                model.predict(&history)?,
+                format!("default model {} trained on the input", model.name()),
+            ),
+            Err(e) => baseline_forecast(&history, &e.to_string())?,
+        },
     };
-    write_forecast(&fc, tz, &args.output)?;
+    write_forecast(&fc, tz, output)?;
     println!(
         "wrote {} hours from {} to {} ({note})",
         fc.points.len(),
         format_local(fc.start, tz),
-        args.output.display()
+        output.display()
     );
     Ok(())
 }
 
-/// Trains the default model and forecasts; with too little history for it, the better baseline.
-fn default_forecast(history: &History) -> anyhow::Result<(Forecast, String)> {
-    let config = NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo);
-    match fit_with_bar(&config, history, &config.name()) {
-        Ok(model) => {
-            let fc = model.predict(history)?;
-            Ok((
-                fc,
-                format!("default model {} trained on the input", model.name()),
-            ))
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            // The better baseline over the last weeks the history allows.
-            let weeks = (history.series.values.len() / WEEK)
-                .saturating_sub(3)
-                .clamp(1, 4);
-            let naive = backtest(&SeasonalNaive, history, weeks).ok();
-            let mstl = backtest(&MstlEts::default(), history, weeks).ok();
-            let use_mstl = matches!((&naive, &mstl), (Some(n), Some(m)) if m.scores.pi1 + m.scores.pi3 < n.scores.pi1 + n.scores.pi3);
-            let fc = if use_mstl {
-                MstlEts::default().fit(history)?.predict(history)?
-            } else {
-                SeasonalNaive.fit(history)?.predict(history)?
-            };
-            Ok((
-                fc.clone(),
-                format!("baseline {} because {reason}", fc.model),
-            ))
-        }
+/// Forecasts every series of the database with its model in `MODELS/<series>` (trained and saved
+/// there first if missing), and stores each forecast.
+fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
+    let mut store = ctx.open_store()?;
+    let tz = store.timezone();
+    let models = args
+        .model_dir
+        .clone()
+        .unwrap_or_else(|| ctx.db.parent().unwrap_or(Path::new(".")).join("models"));
+    let series = store.series()?;
+    if series.is_empty() {
+        bail!(
+            "{} holds no series yet: import or record readings first",
+            ctx.db.display()
+        );
     }
+    for s in series {
+        let history = db_history(&store, &s.name)?;
+        let dir = models.join(&s.name);
+        let (fc, note) = if dir.join("model.json").is_file() {
+            match artifact::load(&dir)
+                .and_then(|(m, _)| m.predict(&history).map(|fc| (fc, m.name())))
+            {
+                Ok((fc, name)) => (fc, format!("model {name} from {}", dir.display())),
+                Err(e) => baseline_forecast(&history, &e.to_string())?,
+            }
+        } else {
+            match train_default(&history) {
+                Ok(model) => {
+                    let context = artifact::Context {
+                        step: 3600,
+                        timezone: tz,
+                        holidays: history.holidays.clone(),
+                    };
+                    artifact::save(&model, &context, &dir)?;
+                    write_loss_history(&model, &dir.join("loss_history.csv"))?;
+                    (
+                        model.predict(&history)?,
+                        format!(
+                            "default model {} trained now and saved to {}",
+                            model.name(),
+                            dir.display()
+                        ),
+                    )
+                }
+                Err(e) => baseline_forecast(&history, &e.to_string())?,
+            }
+        };
+        let points: Vec<hydrowatch_store::ForecastPoint> = (0..fc.points.len())
+            .map(|i| hydrowatch_store::ForecastPoint {
+                target: fc.time(i),
+                value: fc.points[i],
+                lower: fc.lower[i],
+                upper: fc.upper[i],
+            })
+            .collect();
+        store.insert_forecast(s.id, fc.start, None, &points)?;
+        println!(
+            "{}: {} hours from {} stored ({note})",
+            s.name,
+            points.len(),
+            format_local(fc.start, tz)
+        );
+    }
+    Ok(())
+}
+
+/// Trains the default model, with a progress bar.
+fn train_default(history: &History) -> anyhow::Result<FittedNeural> {
+    let config = NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo);
+    fit_with_bar(&config, history, &config.name())
+}
+
+/// The better baseline over the last weeks the history allows; `reason` says why no model.
+fn baseline_forecast(history: &History, reason: &str) -> anyhow::Result<(Forecast, String)> {
+    let weeks = (history.series.values.len() / WEEK)
+        .saturating_sub(3)
+        .clamp(1, 4);
+    let naive = backtest(&SeasonalNaive, history, weeks).ok();
+    let mstl = backtest(&MstlEts::default(), history, weeks).ok();
+    let use_mstl = matches!((&naive, &mstl), (Some(n), Some(m)) if m.scores.pi1 + m.scores.pi3 < n.scores.pi1 + n.scores.pi3);
+    let fc = if use_mstl {
+        MstlEts::default().fit(history)?.predict(history)?
+    } else {
+        SeasonalNaive.fit(history)?.predict(history)?
+    };
+    let note = format!("baseline {} because {reason}", fc.model);
+    Ok((fc, note))
 }
 
 fn write_forecast(fc: &Forecast, tz: Tz, path: &Path) -> anyhow::Result<()> {

@@ -840,3 +840,67 @@ fn minute_data_is_averaged_to_hours_and_an_incomplete_last_hour_is_left_out() {
         f.lines().nth(1).unwrap()
     );
 }
+
+#[test]
+fn forecast_of_the_database_trains_once_saves_models_and_stores_every_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "42",
+            "--out",
+            "sim.csv",
+            "--no-events",
+        ],
+    ));
+    ok(run(d, &["import", "sim.csv"]));
+    let first = stdout(&ok(run(d, &["forecast"])));
+    assert!(
+        first.contains(
+            "flow_rate: 168 hours from 2024-02-12 00:00 stored (default model lstm/mimo trained now"
+        ),
+        "{first}"
+    );
+    assert!(first.contains("pressure: 168 hours"), "{first}");
+    assert!(
+        d.join("models/flow_rate/model.json").is_file()
+            && d.join("models/pressure/net0.bpk").is_file()
+    );
+    let second = stdout(&ok(run(d, &["forecast"])));
+    assert!(
+        second.contains("flow_rate: 168 hours from 2024-02-12 00:00 stored (model lstm/mimo from"),
+        "{second}"
+    );
+    let s = store(d);
+    let issued = hydrowatch_core::LocalTimeParser::new(chrono_tz::Asia::Seoul)
+        .parse("2024-02-12 00:00")
+        .unwrap();
+    for name in ["flow_rate", "pressure"] {
+        let fc = s.forecast(s.series_id(name).unwrap(), issued).unwrap();
+        assert_eq!(fc.len(), 168, "{name}");
+        assert_eq!(fc[0].target, issued);
+        assert!(fc.iter().all(|p| p.value.is_finite() && p.lower <= p.upper));
+    }
+    // Training from the database names its series.
+    let e = fails(run(d, &["train", "--model-dir", "m"]));
+    assert!(
+        e.contains("--series NAME") && e.contains("flow_rate, pressure"),
+        "{e}"
+    );
+    let out = stdout(&ok(run(
+        d,
+        &[
+            "train",
+            "--series",
+            "pressure",
+            "--model-dir",
+            "m",
+            "-e",
+            "1",
+        ],
+    )));
+    assert!(out.contains("pressure in hydrowatch.db"), "{out}");
+}

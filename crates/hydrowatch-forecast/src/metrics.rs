@@ -19,8 +19,9 @@ pub struct Scores {
 }
 
 impl Scores {
-    /// Scores `forecast` against `actual` (`NaN` = unknown); `None` if hours 1-24 or 25-168 have
-    /// no known actual at all.
+    /// Scores `forecast` against `actual` (`NaN` = unknown); `None` if hours 1-24 have no known
+    /// actual at all. A score with no known actual in its hours (PI3 when hours 25-168 are all
+    /// unknown, MAPE when every actual is zero) is `NaN`.
     pub fn of(actual: &[f64], forecast: &[f64]) -> Option<Scores> {
         let errs: Vec<Option<f64>> = actual
             .iter()
@@ -58,10 +59,16 @@ impl Scores {
         })
     }
 
-    /// The mean of several scores, field by field.
+    /// The mean of several scores, field by field, each over the forecasts that have it.
     pub fn mean(all: &[Scores]) -> Scores {
-        let n = all.len().max(1) as f64;
-        let avg = |f: fn(&Scores) -> f64| all.iter().map(f).sum::<f64>() / n;
+        let avg = |f: fn(&Scores) -> f64| {
+            let known: Vec<f64> = all.iter().map(f).filter(|v| v.is_finite()).collect();
+            if known.is_empty() {
+                f64::NAN
+            } else {
+                known.iter().sum::<f64>() / known.len() as f64
+            }
+        };
         Scores {
             pi1: avg(|s| s.pi1),
             pi2: avg(|s| s.pi2),
@@ -93,5 +100,13 @@ mod tests {
         gappy[0] = f64::NAN;
         assert_eq!(Scores::of(&gappy, &fc).unwrap().pi2, 0.0);
         assert!(Scores::of(&vec![f64::NAN; 168], &fc).is_none());
+        // Hours 25-168 unknown: PI3 is NaN and the mean of several skips it.
+        let mut first_day_only = vec![f64::NAN; 168];
+        first_day_only[..24].fill(10.0);
+        let partial = Scores::of(&first_day_only, &fc).unwrap();
+        assert!(partial.pi3.is_nan());
+        let mean = Scores::mean(&[partial, s]);
+        assert_eq!(mean.pi3, s.pi3);
+        assert_eq!(mean.pi1, (partial.pi1 + s.pi1) / 2.0);
     }
 }
