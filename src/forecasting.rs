@@ -615,6 +615,7 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
                     fallbacks: rows.iter().map(|r| r.fallbacks).sum(),
                     fit_seconds: rows.iter().map(|r| r.fit_seconds).sum::<f64>() / n,
                     predict_seconds: rows.iter().map(|r| r.predict_seconds).sum::<f64>() / n,
+                    forecasts: Vec::new(),
                 }
             })
             .collect();
@@ -623,6 +624,7 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
             &mean,
             args.markdown,
         );
+        print_relative(&all, args.markdown);
     }
     Ok(())
 }
@@ -697,6 +699,47 @@ fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
                 r.fit_seconds,
                 r.predict_seconds * 1e3
             );
+        }
+    }
+}
+
+/// Per forecaster, the change of PI1 and PI3 against seasonal naive of each series, averaged
+/// over the series: every series weighs the same whatever its flow.
+fn print_relative(all: &[(String, Vec<BacktestResult>)], markdown: bool) {
+    let Some((_, first)) = all.first() else {
+        return;
+    };
+    println!();
+    if markdown {
+        println!(
+            "**mean over {} series of each series' change against seasonal naive**\n",
+            all.len()
+        );
+        println!("| forecaster | PI1 | PI3 |");
+        println!("| --- | --- | --- |");
+    } else {
+        println!(
+            "mean over {} series of each series' change against seasonal naive",
+            all.len()
+        );
+    }
+    for (i, row) in first.iter().enumerate() {
+        let change = |f: fn(&hydrowatch_forecast::Scores) -> f64| {
+            let v: Vec<f64> = all
+                .iter()
+                .filter_map(|(_, r)| {
+                    let naive = r.iter().find(|x| x.name == "seasonal-naive")?;
+                    let c = f(&r[i].scores) / f(&naive.scores) - 1.0;
+                    c.is_finite().then_some(c)
+                })
+                .collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64 * 100.0
+        };
+        let (c1, c3) = (change(|s| s.pi1), change(|s| s.pi3));
+        if markdown {
+            println!("| {} | {c1:+.1}% | {c3:+.1}% |", row.name);
+        } else {
+            println!("{:<28} PI1 {c1:+6.1}%  PI3 {c3:+6.1}%", row.name);
         }
     }
 }

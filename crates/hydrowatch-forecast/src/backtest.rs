@@ -25,6 +25,19 @@ pub struct BacktestResult {
     pub fit_seconds: f64,
     /// Mean seconds per forecast.
     pub predict_seconds: f64,
+    /// The forecast from each origin, in origin order (for combining forecasters).
+    #[serde(skip)]
+    pub forecasts: Vec<Vec<f64>>,
+}
+
+/// Scores `forecasts` (one per origin of [`origins`]) against `history`.
+pub fn score(history: &History, weeks: usize, forecasts: &[Vec<f64>]) -> Scores {
+    let all: Vec<Scores> = origins(history, weeks)
+        .iter()
+        .zip(forecasts)
+        .filter_map(|(&o, fc)| Scores::of(&history.series.values[o..o + HORIZON], fc))
+        .collect();
+    Scores::mean(&all)
 }
 
 /// Indices of the daily origins of the last `weeks` weeks of `history` whose horizon ends
@@ -54,6 +67,7 @@ pub fn backtest<F: Fit>(
     let fit_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut scores = Vec::with_capacity(origins.len());
+    let mut forecasts = Vec::with_capacity(origins.len());
     let mut fallbacks = 0;
     let mut naive = None;
     for &o in &origins {
@@ -71,6 +85,7 @@ pub fn backtest<F: Fit>(
             Err(e) => return Err(e),
         };
         scores.extend(Scores::of(&history.series.values[o..o + HORIZON], &points));
+        forecasts.push(points);
     }
     Ok(BacktestResult {
         name: fitted.name(),
@@ -79,6 +94,7 @@ pub fn backtest<F: Fit>(
         fallbacks,
         fit_seconds,
         predict_seconds: started.elapsed().as_secs_f64() / origins.len() as f64,
+        forecasts,
     })
 }
 
@@ -103,6 +119,7 @@ mod tests {
         let r = backtest(&SeasonalNaive, &history, 8).unwrap();
         assert_eq!(r.origins, 7 * 7 + 1);
         assert!(r.scores.pi1 < 1e-12 && r.scores.pi3 < 1e-12, "{r:?}");
+        assert_eq!(score(&history, 8, &r.forecasts), r.scores);
         assert!(backtest(&SeasonalNaive, &history.until(100), 8).is_err());
     }
 
