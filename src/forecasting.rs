@@ -100,8 +100,9 @@ fn db_history(store: &hydrowatch_store::Store, name: &str) -> anyhow::Result<His
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example (the prototype's options):\n  hydrowatch train --input dma_01.csv --timezone Europe/Rome --model-dir models/dma_01 -w 48 -e 30 -b 64\n\n\
-Writes into DIR: model.json (configuration, scaler, band, scores), the weights (net*.bpk) and \
-loss_history.csv. Training uses the file's windows in time order: 80% to train, 10% to stop \
+Writes into DIR: model.json (configuration, scaler, band, scores), the weights (net*.bpk), \
+loss_history.csv, learning_curve.png and test_forecast.png (the forecasts 1-24 hours ahead over \
+the test span against what happened). Training uses the file's windows in time order: 80% to train, 10% to stop \
 early, 10% to test; the test scores are printed."
 )]
 pub struct TrainArgs {
@@ -340,6 +341,23 @@ pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
     };
     artifact::save(&fitted, &context, &args.model_dir)?;
     write_loss_history(&fitted, &args.model_dir.join("loss_history.csv"))?;
+    let title = format!(
+        "{} ({} epochs, batch {})",
+        fitted.name(),
+        fitted.report.epochs.iter().max().unwrap_or(&0),
+        fitted.config.train.batch
+    );
+    crate::plot::learning_curve(
+        &fitted.log,
+        &format!("learning curve: {title}"),
+        &args.model_dir.join("learning_curve.png"),
+    )?;
+    plot_test_span(
+        &fitted,
+        &history,
+        &title,
+        &args.model_dir.join("test_forecast.png"),
+    )?;
 
     let r = &fitted.report;
     println!(
@@ -367,6 +385,67 @@ pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
     }
     println!("model written to {}", args.model_dir.display());
     Ok(())
+}
+
+/// The day-ahead forecasts (hours 1-24 of each midnight's forecast) over the test span against
+/// the actual values, each forecast hour drawn at the hour it forecasts.
+fn plot_test_span(
+    model: &FittedNeural,
+    history: &History,
+    title: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let s = &history.series;
+    let from = ((model.report.test_from - s.start) / s.step).max(0) as usize;
+    let n = s.values.len();
+    let (mut times, mut actual, mut forecast, mut lower, mut upper) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut o = from;
+    while o + 24 <= n {
+        let fc = match model.predict(&history.until(o)) {
+            Ok(fc) => Some(fc),
+            Err(hydrowatch_forecast::ForecastError::Input(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        for h in 0..24 {
+            times.push(s.time(o + h));
+            actual.push(s.values[o + h]);
+            forecast.push(fc.as_ref().map_or(f64::NAN, |f| f.points[h]));
+            lower.push(fc.as_ref().map_or(f64::NAN, |f| f.lower[h]));
+            upper.push(fc.as_ref().map_or(f64::NAN, |f| f.upper[h]));
+        }
+        o += 24;
+    }
+    if times.is_empty() {
+        return Ok(());
+    }
+    let errs: Vec<f64> = actual
+        .iter()
+        .zip(&forecast)
+        .map(|(a, f)| a - f)
+        .filter(|e| e.is_finite())
+        .collect();
+    let rmse = (errs.iter().map(|e| e * e).sum::<f64>() / errs.len().max(1) as f64).sqrt();
+    crate::plot::time_plot(
+        &times,
+        &[
+            crate::plot::Line {
+                label: "actual",
+                values: &actual,
+                color: plotters::style::BLACK,
+            },
+            crate::plot::Line {
+                label: "forecast, 1-24 h ahead",
+                values: &forecast,
+                color: plotters::style::RED,
+            },
+        ],
+        Some((&lower, &upper)),
+        history.timezone,
+        &format!("test span: {title}, RMSE {rmse:.3}"),
+        "hourly mean",
+        path,
+    )
 }
 
 fn write_loss_history(model: &FittedNeural, path: &Path) -> anyhow::Result<()> {

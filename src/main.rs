@@ -9,6 +9,7 @@ mod demo;
 mod export;
 mod forecasting;
 mod import;
+mod plot;
 mod simulate;
 
 use std::process::ExitCode;

@@ -670,6 +670,13 @@ fn train_then_forecast_with_the_saved_model_across_daylight_saving() {
     for f in ["model.json", "net0.bpk", "loss_history.csv"] {
         assert!(d.join("m").join(f).is_file(), "{f}");
     }
+    for png in ["learning_curve.png", "test_forecast.png"] {
+        let bytes = std::fs::read(d.join("m").join(png)).unwrap();
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+            "{png}: a real picture"
+        );
+    }
     let losses = std::fs::read_to_string(d.join("m/loss_history.csv")).unwrap();
     assert!(
         losses.starts_with("net,epoch,train_loss,val_loss,learning_rate\n1,1,"),

@@ -174,6 +174,8 @@ pub struct TrainingReport {
     pub to: Timestamp,
     /// Windows used for training, validation and test (8:1:1, in time order).
     pub windows: [usize; 3],
+    /// Origin of the first test window: forecasts from here on were never used for any choice.
+    pub test_from: Timestamp,
     /// Epochs run, per network.
     pub epochs: Vec<usize>,
     /// Scores of daily forecasts over the validation span.
@@ -431,6 +433,7 @@ impl NeuralConfig {
             from: history.series.start,
             to: history.series.end(),
             windows: [train_o.len(), val_o.len(), test_o.len()],
+            test_from: history.series.time(test_o.first().copied().unwrap_or(n)),
             epochs: log.iter().map(Vec::len).collect(),
             validation: Scores::mean(&val_scores),
             test: (!test_scores.is_empty()).then(|| Scores::mean(&test_scores)),
