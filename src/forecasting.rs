@@ -85,15 +85,7 @@ fn db_history(store: &hydrowatch_store::Store, name: &str) -> anyhow::Result<His
     if last.count < counts[counts.len() / 2] {
         values.pop();
     }
-    Ok(History {
-        series: Series {
-            start: first.hour,
-            step: 3600,
-            values,
-        },
-        timezone: store.timezone(),
-        holidays: Holidays::default(),
-    })
+    Ok(History::hourly(first.hour, values, store.timezone()))
 }
 
 /// `hydrowatch train`
@@ -668,7 +660,23 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
                 weeks,
             )?;
             r.name = config.name();
+            // The model averaged with MSTL+ETS, origin by origin: no extra fitting.
+            let mean: Vec<Vec<f64>> = r
+                .forecasts
+                .iter()
+                .zip(&results[1].forecasts)
+                .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect())
+                .collect();
+            let blend = BacktestResult {
+                name: format!("{} + mstl-ets", r.name),
+                scores: hydrowatch_forecast::backtest::score(&history, weeks, &mean),
+                fit_seconds: r.fit_seconds + results[1].fit_seconds,
+                predict_seconds: r.predict_seconds + results[1].predict_seconds,
+                forecasts: Vec::new(),
+                ..r.clone()
+            };
             results.push(r);
+            results.push(blend);
         }
         print_table(
             &format!("{name}: last {weeks} weeks"),

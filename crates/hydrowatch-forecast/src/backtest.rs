@@ -102,20 +102,11 @@ pub fn backtest<F: Fit>(
 mod tests {
     use super::*;
     use crate::baseline::SeasonalNaive;
-    use crate::{Holidays, Series};
 
     #[test]
     fn a_repeating_week_is_forecast_perfectly_by_seasonal_naive() {
         let values: Vec<f64> = (0..12 * WEEK).map(|i| ((i % WEEK) as f64).sqrt()).collect();
-        let history = History {
-            series: Series {
-                start: 0,
-                step: 3600,
-                values,
-            },
-            timezone: chrono_tz::UTC,
-            holidays: Holidays::default(),
-        };
+        let history = History::hourly(0, values, chrono_tz::UTC);
         let r = backtest(&SeasonalNaive, &history, 8).unwrap();
         assert_eq!(r.origins, 7 * 7 + 1);
         assert!(r.scores.pi1 < 1e-12 && r.scores.pi3 < 1e-12, "{r:?}");
@@ -143,15 +134,7 @@ mod tests {
     #[test]
     fn seasonal_naive_stands_in_where_a_forecaster_cannot_forecast_and_is_counted() {
         let values: Vec<f64> = (0..12 * WEEK).map(|i| ((i % WEEK) as f64).sqrt()).collect();
-        let history = History {
-            series: Series {
-                start: 0,
-                step: 3600,
-                values,
-            },
-            timezone: chrono_tz::UTC,
-            holidays: Holidays::default(),
-        };
+        let history = History::hourly(0, values, chrono_tz::UTC);
         let r = backtest(&Broken, &history, 2).unwrap();
         assert_eq!(r.fallbacks, r.origins);
         assert!(r.scores.pi1 < 1e-12, "the stand-in forecast is scored");

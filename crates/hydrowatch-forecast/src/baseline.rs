@@ -185,7 +185,6 @@ impl Predict for FittedMstlEts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Holidays, Series};
 
     /// A weekly pattern with a daily cycle, noise-free.
     fn weekly(weeks: usize) -> History {
@@ -195,15 +194,7 @@ mod tests {
                     + (i % WEEK / 24) as f64
             })
             .collect();
-        History {
-            series: Series {
-                start: 0,
-                step: 3600,
-                values,
-            },
-            timezone: chrono_tz::UTC,
-            holidays: Holidays::default(),
-        }
+        History::hourly(0, values, chrono_tz::UTC)
     }
 
     #[test]

@@ -88,6 +88,19 @@ pub struct History {
 }
 
 impl History {
+    /// An hourly history starting at `start`, without holidays.
+    pub fn hourly(start: Timestamp, values: Vec<f64>, timezone: Tz) -> History {
+        History {
+            series: Series {
+                start,
+                step: 3600,
+                values,
+            },
+            timezone,
+            holidays: Holidays::default(),
+        }
+    }
+
     /// The history up to (not including) interval `end`.
     pub fn until(&self, end: usize) -> History {
         History {

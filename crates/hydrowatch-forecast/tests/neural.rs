@@ -16,15 +16,7 @@ fn pattern(start: i64, weeks: usize) -> History {
             40.0 + (10.0 + day as f64) * (hour / 24.0 * std::f64::consts::TAU).sin()
         })
         .collect();
-    History {
-        series: Series {
-            start,
-            step: 3600,
-            values,
-        },
-        timezone: chrono_tz::UTC,
-        holidays: Holidays::default(),
-    }
+    History::hourly(start, values, chrono_tz::UTC)
 }
 
 fn small(kind: ModelKind, strategy: Strategy) -> NeuralConfig {
