@@ -736,13 +736,13 @@ fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
     if markdown {
         println!("**{title}**\n");
         println!(
-            "| forecaster | PI1 | PI2 | PI3 | RMSE | MAPE % | PI1 vs naive | PI3 vs naive | fit s | forecast ms |"
+            "| forecaster | PI1 | PI2 | PI3 | RMSE | MAPE % | PI1 vs naive | PI3 vs naive | fit s | forecast ms | forecasts (by seasonal naive) |"
         );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     } else {
         println!("{title}");
         println!(
-            "{:<22} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>7} {:>9}",
+            "{:<28} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>7} {:>9} {:>10}",
             "forecaster",
             "PI1",
             "PI2",
@@ -752,7 +752,8 @@ fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
             "PI1/naive",
             "PI3/naive",
             "fit s",
-            "fcst ms"
+            "fcst ms",
+            "by naive"
         );
     }
     for r in rows {
@@ -762,7 +763,7 @@ fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
         });
         if markdown {
             println!(
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {g1} | {g3} | {:.1} | {:.1} |",
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {g1} | {g3} | {:.1} | {:.1} | {} ({}) |",
                 r.name,
                 s.pi1,
                 s.pi2,
@@ -770,11 +771,13 @@ fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
                 s.rmse,
                 s.mape,
                 r.fit_seconds,
-                r.predict_seconds * 1e3
+                r.predict_seconds * 1e3,
+                r.origins,
+                r.fallbacks
             );
         } else {
             println!(
-                "{:<22} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7.1} {:>9} {:>9} {:>7.1} {:>9.1}",
+                "{:<28} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7.1} {:>9} {:>9} {:>7.1} {:>9.1} {:>4}/{:<5}",
                 r.name,
                 s.pi1,
                 s.pi2,
@@ -784,7 +787,9 @@ fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
                 g1,
                 g3,
                 r.fit_seconds,
-                r.predict_seconds * 1e3
+                r.predict_seconds * 1e3,
+                r.fallbacks,
+                r.origins
             );
         }
     }
