@@ -29,7 +29,7 @@ pub use train::{Dataset, EpochLog, Optimizer, TrainConfig};
 /// Input features per time step: the scaled value, the scaled value a week earlier, and the
 /// calendar features.
 pub const FEATURES: usize = 2 + CALENDAR_FEATURES;
-/// Seasonal lags per output hour: the same hour one and two weeks before.
+/// Seasonal lags per output hour: the same hour one to four weeks before.
 const LAG_WEEKS: usize = 4;
 /// How far back a window reads: its input (and a week before it), or its oldest seasonal lag.
 fn lookback(window: usize) -> usize {
