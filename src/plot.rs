@@ -27,6 +27,9 @@ fn err(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("cannot draw {}: {e}", path.display())
 }
 
+/// Picks one loss out of an epoch's log.
+type LossOf = fn(&EpochLog) -> f64;
+
 /// Training and validation loss per epoch, one pair of lines per network.
 pub fn learning_curve(log: &[Vec<EpochLog>], title: &str, path: &Path) -> anyhow::Result<()> {
     register_font();
@@ -70,26 +73,23 @@ pub fn learning_curve(log: &[Vec<EpochLog>], title: &str, path: &Path) -> anyhow
                 c.mix(1.0)
             }
         };
-        let train = shade(BLUE);
-        chart
-            .draw_series(LineSeries::new(
-                net.iter().map(|e| (e.epoch, e.train_loss)),
-                train.stroke_width(2),
-            ))
-            .map_err(|e| err(path, e))?
-            .label(label("training"))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], train.stroke_width(2))
-            });
-        let val = shade(RED);
-        chart
-            .draw_series(LineSeries::new(
-                net.iter().map(|e| (e.epoch, e.val_loss)),
-                val.stroke_width(2),
-            ))
-            .map_err(|e| err(path, e))?
-            .label(label("validation"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], val.stroke_width(2)));
+        let kinds: [(&str, RGBColor, LossOf); 2] = [
+            ("training", BLUE, |e| e.train_loss),
+            ("validation", RED, |e| e.val_loss),
+        ];
+        for (what, color, loss) in kinds {
+            let color = shade(color);
+            chart
+                .draw_series(LineSeries::new(
+                    net.iter().map(|e| (e.epoch, loss(e))),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| err(path, e))?
+                .label(label(what))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
     }
     chart
         .configure_series_labels()
