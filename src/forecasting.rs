@@ -130,6 +130,9 @@ pub struct TrainArgs {
     /// Seed: the same seed and data give the same model.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// What training minimises: mse (squared error) or l1 (absolute error, what PI1 and PI3 score).
+    #[arg(long, default_value = "mse", value_parser = ["mse", "l1"])]
+    pub loss: String,
 }
 
 /// `hydrowatch forecast`
@@ -179,6 +182,15 @@ pub struct BacktestArgs {
     /// Strategies to include (comma separated).
     #[arg(long, value_delimiter = ',', default_value = "mimo", value_parser = ["mimo", "direct", "recursive"])]
     pub strategy: Vec<String>,
+    /// Hours of input of the networks.
+    #[arg(short = 'w', long, default_value_t = 48, value_parser = clap::value_parser!(u32).range(1..=2016))]
+    pub window: u32,
+    /// Most epochs of the networks.
+    #[arg(short = 'e', long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub epochs: u32,
+    /// Training loss of the networks.
+    #[arg(long, default_value = "mse", value_parser = ["mse", "l1"])]
+    pub loss: String,
     /// Print the tables as Markdown.
     #[arg(long)]
     pub markdown: bool,
@@ -240,6 +252,7 @@ fn neural_config(args: &TrainArgs) -> anyhow::Result<NeuralConfig> {
     config.train.epochs = args.epochs as usize;
     config.train.batch = args.batch as usize;
     config.train.seed = args.seed;
+    config.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
     Ok(config)
 }
 
@@ -635,10 +648,14 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
     let mut configs = Vec::new();
     for m in &args.model {
         for s in &args.strategy {
-            configs.push(NeuralConfig::new(
+            let mut config = NeuralConfig::new(
                 m.parse().map_err(anyhow::Error::msg)?,
                 s.parse().map_err(anyhow::Error::msg)?,
-            ));
+            );
+            config.window = args.window as usize;
+            config.train.epochs = args.epochs as usize;
+            config.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
+            configs.push(config);
         }
     }
     let mut all: Vec<(String, Vec<BacktestResult>)> = Vec::new();

@@ -53,7 +53,7 @@ pub fn learning_curve(log: &[Vec<EpochLog>], title: &str, path: &Path) -> anyhow
     chart
         .configure_mesh()
         .x_desc("epoch")
-        .y_desc("loss (MSE of scaled values)")
+        .y_desc("loss (of scaled values)")
         .y_labels(10)
         .y_label_formatter(&|v| format!("{v:.4}"))
         .draw()

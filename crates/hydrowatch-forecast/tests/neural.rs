@@ -217,3 +217,37 @@ fn too_short_history_and_input_gaps_are_explained() {
         .to_string();
     assert!(e.contains("NaN"), "{e}");
 }
+
+#[test]
+fn the_l1_loss_trains_and_is_recorded_in_the_model() {
+    let history = pattern(0, 7);
+    let mut config = small(ModelKind::Lstm, Strategy::Mimo);
+    config.train.loss = hydrowatch_forecast::neural::Loss::L1;
+    let fitted = config.fit(&history).unwrap();
+    let truth = pattern(0, 8).series.values[7 * WEEK..].to_vec();
+    let err = mae(&fitted.predict(&history).unwrap().points, &truth);
+    assert!(err < 3.0, "MAE {err}");
+    let dir = tempfile::tempdir().unwrap();
+    let context = artifact::Context {
+        step: 3600,
+        timezone: chrono_tz::UTC,
+        holidays: Holidays::default(),
+    };
+    artifact::save(&fitted, &context, dir.path()).unwrap();
+    let json = std::fs::read_to_string(dir.path().join("model.json")).unwrap();
+    assert!(
+        json.contains("\"loss\": \"l1\""),
+        "the loss is part of the model's record"
+    );
+    // A model.json written before the option existed reads as MSE.
+    std::fs::write(
+        dir.path().join("model.json"),
+        json.replace(",\n      \"loss\": \"l1\"", ""),
+    )
+    .unwrap();
+    let (loaded, _) = artifact::load(dir.path()).unwrap();
+    assert_eq!(
+        loaded.config.train.loss,
+        hydrowatch_forecast::neural::Loss::Mse
+    );
+}

@@ -24,7 +24,7 @@ use crate::{
     fill_gaps,
 };
 pub use net::{ModelKind, Net, NetConfig};
-pub use train::{Dataset, EpochLog, Optimizer, TrainConfig};
+pub use train::{Dataset, EpochLog, Loss, Optimizer, TrainConfig};
 
 /// Input features per time step: the scaled value, the scaled value a week earlier, and the
 /// calendar features.

@@ -105,6 +105,40 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Seed of the initial weights and of the batch order.
     pub seed: u64,
+    /// What training minimises.
+    #[serde(default)]
+    pub loss: Loss,
+}
+
+/// The training loss, on scaled values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// Mean squared error (the prototype's).
+    #[default]
+    Mse,
+    /// Mean absolute error: what PI1 and PI3 score.
+    L1,
+}
+
+impl Loss {
+    fn of(self, prediction: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
+        match self {
+            Loss::Mse => MseLoss::new().forward(prediction, target, Reduction::Mean),
+            Loss::L1 => (prediction - target).abs().mean(),
+        }
+    }
+}
+
+impl std::str::FromStr for Loss {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mse" => Ok(Loss::Mse),
+            "l1" => Ok(Loss::L1),
+            other => Err(format!("unknown loss {other:?}: use mse or l1")),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -116,6 +150,7 @@ impl Default for TrainConfig {
             optimizer: Optimizer::AdamW,
             patience: 5,
             seed: 42,
+            loss: Loss::Mse,
         }
     }
 }
@@ -125,26 +160,22 @@ impl Default for TrainConfig {
 pub struct EpochLog {
     /// 1-based epoch.
     pub epoch: usize,
-    /// Mean training loss (MSE on scaled values).
+    /// Mean training loss (on scaled values).
     pub train_loss: f64,
-    /// Validation loss (MSE on scaled values).
+    /// Validation loss (on scaled values).
     pub val_loss: f64,
     /// Learning rate used.
     pub learning_rate: f64,
 }
 
-/// Mean squared error of `net` on `data`, in batches, without gradients.
-pub fn evaluate(net: &Net, data: &Dataset, batch: usize, device: &Device) -> f64 {
+/// The `loss` of `net` on `data`, in batches, without gradients.
+pub fn evaluate(net: &Net, data: &Dataset, loss: Loss, batch: usize, device: &Device) -> f64 {
     let idx: Vec<usize> = (0..data.len()).collect();
     let mut total = 0.0;
     for chunk in idx.chunks(batch.max(1)) {
         let (seq, lags) = data.inputs(chunk, device);
-        let loss = MseLoss::new().forward(
-            net.forward(seq, lags),
-            data.targets(chunk, device),
-            Reduction::Mean,
-        );
-        total += f64::from(loss.into_scalar::<f32>()) * chunk.len() as f64;
+        let value = loss.of(net.forward(seq, lags), data.targets(chunk, device));
+        total += f64::from(value.into_scalar::<f32>()) * chunk.len() as f64;
     }
     total / data.len().max(1) as f64
 }
@@ -183,11 +214,9 @@ pub fn train(
         let mut sum = 0.0;
         for chunk in order.chunks(config.batch.max(1)) {
             let (seq, lags) = train.inputs(chunk, &device);
-            let loss = MseLoss::new().forward(
-                model.forward(seq, lags),
-                train.targets(chunk, &device),
-                Reduction::Mean,
-            );
+            let loss = config
+                .loss
+                .of(model.forward(seq, lags), train.targets(chunk, &device));
             sum += f64::from(loss.clone().into_scalar::<f32>()) * chunk.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
@@ -196,7 +225,7 @@ pub fn train(
         let val_loss = if val.is_empty() {
             sum / train.len().max(1) as f64
         } else {
-            evaluate(&inference, val, 256, &plain)
+            evaluate(&inference, val, config.loss, 256, &plain)
         };
         let entry = EpochLog {
             epoch,
