@@ -122,7 +122,7 @@ pub struct TrainArgs {
     #[arg(short = 'b', long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub batch: u32,
     /// The original prototype's network: 2 LSTM layers of 50 units, SGD (lr 0.01, momentum 0.9).
-    #[arg(long, conflicts_with_all = ["model", "tune"])]
+    #[arg(long, conflicts_with_all = ["model", "tune", "loss"])]
     pub prototype: bool,
     /// Try a few sizes and windows; keep the best on validation.
     #[arg(long)]
@@ -130,8 +130,9 @@ pub struct TrainArgs {
     /// Seed: the same seed and data give the same model.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// What training minimises: mse (squared error) or l1 (absolute error, what PI1 and PI3 score).
-    #[arg(long, default_value = "mse", value_parser = ["mse", "l1"])]
+    /// What training minimises: l1 (absolute error, what PI1 and PI3 score) or mse (squared
+    /// error, the prototype's). --prototype always uses mse.
+    #[arg(long, default_value = "l1", value_parser = ["mse", "l1"])]
     pub loss: String,
 }
 
@@ -189,7 +190,7 @@ pub struct BacktestArgs {
     #[arg(short = 'e', long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub epochs: u32,
     /// Training loss of the networks.
-    #[arg(long, default_value = "mse", value_parser = ["mse", "l1"])]
+    #[arg(long, default_value = "l1", value_parser = ["mse", "l1"])]
     pub loss: String,
     /// Print the tables as Markdown.
     #[arg(long)]
@@ -238,21 +239,22 @@ pub fn read_history(path: &Path, tz: Tz, series: Option<&str>) -> anyhow::Result
 }
 
 fn neural_config(args: &TrainArgs) -> anyhow::Result<NeuralConfig> {
+    let strategy: Strategy = args.strategy.parse().map_err(anyhow::Error::msg)?;
     let mut config = if args.prototype {
-        NeuralConfig::prototype()
+        NeuralConfig {
+            strategy,
+            ..NeuralConfig::prototype()
+        }
     } else {
         let kind: ModelKind = args.model.parse().map_err(anyhow::Error::msg)?;
-        let strategy: Strategy = args.strategy.parse().map_err(anyhow::Error::msg)?;
-        NeuralConfig::new(kind, strategy)
+        let mut config = NeuralConfig::new(kind, strategy);
+        config.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
+        config
     };
-    if args.prototype {
-        config.strategy = args.strategy.parse().map_err(anyhow::Error::msg)?;
-    }
     config.window = args.window as usize;
     config.train.epochs = args.epochs as usize;
     config.train.batch = args.batch as usize;
     config.train.seed = args.seed;
-    config.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
     Ok(config)
 }
 

@@ -114,7 +114,7 @@ pub struct NeuralConfig {
 }
 
 impl NeuralConfig {
-    /// The default model: one LSTM layer of 64 units over 48 hours, MIMO, AdamW.
+    /// The default model: one LSTM layer of 64 units over 48 hours, MIMO, AdamW, L1 loss.
     pub fn new(kind: ModelKind, strategy: Strategy) -> NeuralConfig {
         NeuralConfig {
             kind,
@@ -139,6 +139,7 @@ impl NeuralConfig {
             train: TrainConfig {
                 learning_rate: 0.01,
                 optimizer: Optimizer::Sgd { momentum: 0.9 },
+                loss: Loss::Mse,
                 ..TrainConfig::default()
             },
             ..NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo)
