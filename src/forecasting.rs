@@ -11,7 +11,7 @@ use clap::Args;
 use hydrowatch_core::time::{format_local, hour_phase};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
 use hydrowatch_forecast::backtest::{BacktestResult, backtest};
-use hydrowatch_forecast::baseline::{MstlEts, SeasonalNaive};
+use hydrowatch_forecast::baseline::{MstlEts, SeasonalMean, SeasonalNaive};
 use hydrowatch_forecast::neural::{EpochLog, FittedNeural, ModelKind, NeuralConfig, Strategy};
 use hydrowatch_forecast::{
     Fit, Forecast, HORIZON, History, Holidays, Predict, Series, WEEK, artifact,
@@ -667,9 +667,11 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
             || file.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
+        let mstl = backtest(&MstlEts::default(), &history, weeks)?;
         let mut results = vec![
             backtest(&SeasonalNaive, &history, weeks)?,
-            backtest(&MstlEts::default(), &history, weeks)?,
+            backtest(&SeasonalMean::default(), &history, weeks)?,
+            mstl.clone(),
         ];
         for config in &configs {
             // Fitting happens inside backtest; its progress bar is the training's.
@@ -683,14 +685,14 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
             let mean: Vec<Vec<f64>> = r
                 .forecasts
                 .iter()
-                .zip(&results[1].forecasts)
+                .zip(&mstl.forecasts)
                 .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect())
                 .collect();
             let blend = BacktestResult {
                 name: format!("{} + mstl-ets", r.name),
                 scores: hydrowatch_forecast::backtest::score(&history, weeks, &mean),
-                fit_seconds: r.fit_seconds + results[1].fit_seconds,
-                predict_seconds: r.predict_seconds + results[1].predict_seconds,
+                fit_seconds: r.fit_seconds + mstl.fit_seconds,
+                predict_seconds: r.predict_seconds + mstl.predict_seconds,
                 forecasts: Vec::new(),
                 ..r.clone()
             };

@@ -1,5 +1,7 @@
-//! The baselines every model must beat: seasonal naive (the same hour last week) and MSTL + ETS
-//! (augurs: daily and weekly seasonality by MSTL, the trend by automatic ETS).
+//! The baselines every model must beat: seasonal naive (the same hour last week), the seasonal
+//! mean (the same hour averaged over the last 4 weeks: the neural models' seasonal head starts
+//! there, so it measures what training adds) and MSTL + ETS (augurs: daily and weekly
+//! seasonality by MSTL, the trend by automatic ETS).
 //!
 //! Both are "fitted" by estimating their band from forecasts they would have made at daily
 //! origins over the last weeks of the history; both look only at the history they are given.
@@ -116,6 +118,76 @@ impl Predict for FittedSeasonalNaive {
     }
 }
 
+/// Seasonal mean: each hour as the mean of the same hour over the last `weeks` weeks (the
+/// known ones).
+#[derive(Debug, Clone, Copy)]
+pub struct SeasonalMean {
+    /// Weeks averaged.
+    pub weeks: usize,
+}
+
+impl Default for SeasonalMean {
+    /// The last 4 weeks.
+    fn default() -> Self {
+        SeasonalMean { weeks: 4 }
+    }
+}
+
+/// A fitted [`SeasonalMean`].
+#[derive(Debug, Clone)]
+pub struct FittedSeasonalMean {
+    weeks: usize,
+    band: Band,
+}
+
+fn seasonal_mean_points(history: &History, weeks: usize) -> Result<Vec<f64>, ForecastError> {
+    let v = seasonal_fill(history);
+    let n = v.len();
+    if n < WEEK {
+        return Err(ForecastError::TooShort {
+            what: "seasonal mean".into(),
+            needed: WEEK,
+            available: n,
+        });
+    }
+    Ok((0..HORIZON)
+        .map(|h| {
+            let same_hour: Vec<f64> = (1..=weeks.max(1))
+                .filter_map(|k| (n + h % WEEK).checked_sub(k * WEEK))
+                .map(|j| v[j])
+                .collect();
+            same_hour.iter().sum::<f64>() / same_hour.len() as f64
+        })
+        .collect())
+}
+
+impl Fit for SeasonalMean {
+    type Fitted = FittedSeasonalMean;
+    fn fit(&self, history: &History) -> Result<FittedSeasonalMean, ForecastError> {
+        let rows = backtest_residuals(history, BAND_WEEKS, WEEK, |h| {
+            seasonal_mean_points(h, self.weeks)
+        })?;
+        Ok(FittedSeasonalMean {
+            weeks: self.weeks,
+            band: Band::from_residuals(&rows, HORIZON),
+        })
+    }
+}
+
+impl Predict for FittedSeasonalMean {
+    fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
+        Ok(forecast(
+            history,
+            seasonal_mean_points(history, self.weeks)?,
+            &self.band,
+            self.name(),
+        ))
+    }
+    fn name(&self) -> String {
+        format!("seasonal-mean-{}w", self.weeks)
+    }
+}
+
 /// MSTL with daily and weekly seasonality and an automatic ETS trend (augurs), refitted on the
 /// last `weeks` weeks of history at every forecast.
 #[derive(Debug, Clone, Copy)]
@@ -226,6 +298,37 @@ mod tests {
             .predict(&short),
             Err(ForecastError::TooShort { .. })
         ));
+    }
+
+    #[test]
+    fn seasonal_mean_averages_the_same_hour_of_the_last_weeks() {
+        // Week k holds the value k everywhere: the mean of weeks 3..=6 is 4.5.
+        let values: Vec<f64> = (0..6 * WEEK).map(|i| (i / WEEK + 1) as f64).collect();
+        let h = History::hourly(0, values, chrono_tz::UTC);
+        let fc = SeasonalMean::default()
+            .fit(&h)
+            .unwrap()
+            .predict(&h)
+            .unwrap();
+        assert!(
+            fc.points.iter().all(|p| (p - 4.5).abs() < 1e-12),
+            "{:?}",
+            &fc.points[..3]
+        );
+        assert_eq!(fc.model, "seasonal-mean-4w");
+        // With fewer weeks than asked, the known ones are averaged.
+        let two = History::hourly(
+            0,
+            (0..2 * WEEK).map(|i| (i / WEEK) as f64).collect(),
+            chrono_tz::UTC,
+        );
+        let fc = FittedSeasonalMean {
+            weeks: 4,
+            band: Band::from_residuals(&[], HORIZON),
+        }
+        .predict(&two)
+        .unwrap();
+        assert!(fc.points.iter().all(|p| (p - 0.5).abs() < 1e-12));
     }
 
     #[test]
