@@ -264,11 +264,7 @@ fn fit_with_bar(
     history: &History,
     label: &str,
 ) -> anyhow::Result<FittedNeural> {
-    let nets = if config.strategy == Strategy::Direct {
-        HORIZON / 24
-    } else {
-        1
-    };
+    let (_, nets) = config.strategy.layout();
     let bar = ProgressBar::new((config.train.epochs * nets) as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} epochs {msg}")
             .expect("valid template")

@@ -27,6 +27,25 @@ fn err(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("cannot draw {}: {e}", path.display())
 }
 
+/// Draws the legend and writes the file.
+fn finish<'a, X, Y>(
+    mut chart: ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    path: &Path,
+) -> anyhow::Result<()>
+where
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(path, e))?;
+    root.present().map_err(|e| err(path, e))
+}
+
 /// Picks one loss out of an epoch's log.
 type LossOf = fn(&EpochLog) -> f64;
 
@@ -91,13 +110,7 @@ pub fn learning_curve(log: &[Vec<EpochLog>], title: &str, path: &Path) -> anyhow
                 });
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(path, e))?;
-    root.present().map_err(|e| err(path, e))
+    finish(chart, &root, path)
 }
 
 /// One line of a time plot.
@@ -187,11 +200,5 @@ pub fn time_plot(
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(path, e))?;
-    root.present().map_err(|e| err(path, e))
+    finish(chart, &root, path)
 }

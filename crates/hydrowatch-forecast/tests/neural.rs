@@ -35,6 +35,15 @@ fn small(kind: ModelKind, strategy: Strategy) -> NeuralConfig {
     }
 }
 
+/// The context of the synthetic histories: hourly, UTC, no holidays.
+fn utc_context() -> artifact::Context {
+    artifact::Context {
+        step: 3600,
+        timezone: chrono_tz::UTC,
+        holidays: Holidays::default(),
+    }
+}
+
 fn mae(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64
 }
@@ -116,11 +125,7 @@ fn saved_and_loaded_models_forecast_identically() {
     config.train.epochs = 1;
     let fitted = config.fit(&history).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let context = artifact::Context {
-        step: 3600,
-        timezone: chrono_tz::UTC,
-        holidays: Holidays::default(),
-    };
+    let context = utc_context();
     artifact::save(&fitted, &context, dir.path()).unwrap();
     let (loaded, ctx) = artifact::load(dir.path()).unwrap();
     assert_eq!(ctx.step, 3600);
@@ -141,11 +146,7 @@ fn bad_artifacts_are_clear_errors() {
     let mut config = small(ModelKind::Lstm, Strategy::Mimo);
     config.train.epochs = 1;
     let fitted = config.fit(&history).unwrap();
-    let context = artifact::Context {
-        step: 3600,
-        timezone: chrono_tz::UTC,
-        holidays: Holidays::default(),
-    };
+    let context = utc_context();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let msg = |e: ForecastError| e.to_string();
@@ -228,11 +229,7 @@ fn the_l1_loss_trains_and_is_recorded_in_the_model() {
     let err = mae(&fitted.predict(&history).unwrap().points, &truth);
     assert!(err < 3.0, "MAE {err}");
     let dir = tempfile::tempdir().unwrap();
-    let context = artifact::Context {
-        step: 3600,
-        timezone: chrono_tz::UTC,
-        holidays: Holidays::default(),
-    };
+    let context = utc_context();
     artifact::save(&fitted, &context, dir.path()).unwrap();
     let json = std::fs::read_to_string(dir.path().join("model.json")).unwrap();
     assert!(

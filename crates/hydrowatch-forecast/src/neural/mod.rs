@@ -59,7 +59,7 @@ impl Strategy {
     }
 
     /// Hours each network emits, and how many networks there are.
-    pub(crate) fn layout(self) -> (usize, usize) {
+    pub fn layout(self) -> (usize, usize) {
         match self {
             Strategy::Mimo => (HORIZON, 1),
             Strategy::Direct => (24, HORIZON / 24),
