@@ -860,15 +860,30 @@ fn pct(x: f64, base: f64) -> String {
 
 /// `hydrowatch bench lstm-step`: burn's step time, and Keras's in the same run when asked.
 pub fn bench_lstm_step(args: crate::cli::LstmStepArgs) -> anyhow::Result<()> {
-    let burn_ms = hydrowatch_forecast::bench::lstm_train_step_ms(
+    use hydrowatch_forecast::bench::{LstmCell, lstm_train_step_ms};
+    let fused_ms = lstm_train_step_ms(
+        LstmCell::Fused,
+        args.batch,
+        args.seq,
+        args.hidden,
+        args.steps,
+    );
+    let stock_ms = lstm_train_step_ms(
+        LstmCell::Stock,
         args.batch,
         args.seq,
         args.hidden,
         args.steps,
     );
     println!(
-        "burn 0.22.1 nn::Lstm (flex CPU): batch={} seq={} hidden={}: {burn_ms:.1} ms per training step",
-        args.batch, args.seq, args.hidden
+        "batch={} seq={} hidden={}, mean of {} steps after one warm-up:",
+        args.batch, args.seq, args.hidden, args.steps
+    );
+    println!("burn 0.22.1 nn::Lstm (flex CPU): {stock_ms:.1} ms per training step");
+    println!("hydrowatch fused LSTM (flex CPU): {fused_ms:.1} ms per training step");
+    println!(
+        "ratio stock / fused: {:.2} (the fused cell is that many times faster)",
+        stock_ms / fused_ms
     );
     if let Some(python) = &args.python {
         let out = std::process::Command::new(python)
@@ -893,8 +908,12 @@ pub fn bench_lstm_step(args: crate::cli::LstmStepArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read the Keras timing from {line:?}"))?;
         println!("{line}");
         println!(
-            "ratio burn / Keras: {:.2} (below 1: burn is faster)",
-            burn_ms / keras_ms
+            "ratio Keras / fused: {:.2} (above 1: hydrowatch is faster than Keras)",
+            keras_ms / fused_ms
+        );
+        println!(
+            "ratio Keras / stock: {:.2} (burn's own nn::Lstm)",
+            keras_ms / stock_ms
         );
     }
     Ok(())

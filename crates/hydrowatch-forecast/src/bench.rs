@@ -1,6 +1,7 @@
 //! The reference training step for the side-by-side comparison with Keras
 //! (`../shared/peers/keras_lstm_step.py`): one LSTM layer, a dense head of 168 outputs, MSE,
-//! AdamW(1e-3), random inputs of `[batch, seq, 2]`. Used by `hydrowatch bench lstm-step`.
+//! AdamW(1e-3), random inputs of `[batch, seq, 2]`. Used by `hydrowatch bench lstm-step`, with
+//! burn's stock `nn::Lstm` and with hydrowatch's fused cell.
 
 use std::time::Instant;
 
@@ -10,28 +11,64 @@ use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
 
+use crate::neural::fused_lstm::FusedLstm;
+
+/// Which LSTM implementation a benchmark runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LstmCell {
+    /// burn's `nn::Lstm`.
+    Stock,
+    /// hydrowatch's fused cell with its own backward pass (the one the forecaster uses).
+    Fused,
+}
+
 #[derive(Module, Debug)]
 struct Reference {
-    lstm: Lstm,
+    stock: Option<Lstm>,
+    fused: Option<FusedLstm>,
     head: Linear,
 }
 
-/// Mean milliseconds of one training step of the reference configuration with burn's stock
-/// `nn::Lstm`, after one warm-up step.
-pub fn lstm_train_step_ms(batch: usize, seq: usize, hidden: usize, steps: usize) -> f64 {
+impl Reference {
+    fn last_hidden(&self, x: Tensor<3>) -> Tensor<2> {
+        match (&self.stock, &self.fused) {
+            (Some(lstm), _) => lstm.forward(x, None).1.hidden,
+            (None, Some(lstm)) => {
+                let [batch, seq, _] = x.dims();
+                let out = lstm.forward(x);
+                let hidden = out.dims()[2];
+                out.narrow(1, seq - 1, 1).reshape([batch, hidden])
+            }
+            (None, None) => unreachable!("one cell is always set"),
+        }
+    }
+}
+
+/// Mean milliseconds of one training step of the reference configuration, after one warm-up
+/// step.
+pub fn lstm_train_step_ms(
+    cell: LstmCell,
+    batch: usize,
+    seq: usize,
+    hidden: usize,
+    steps: usize,
+) -> f64 {
     let device = Device::flex().autodiff();
     device.seed(1);
     let mut model = Reference {
-        lstm: LstmConfig::new(2, hidden, true).init(&device),
+        stock: (cell == LstmCell::Stock).then(|| LstmConfig::new(2, hidden, true).init(&device)),
+        fused: (cell == LstmCell::Fused).then(|| FusedLstm::new(2, hidden, &device)),
         head: LinearConfig::new(hidden, 168).init(&device),
     };
     let mut optim = AdamWConfig::new().init();
     let x = Tensor::<3>::random([batch, seq, 2], Distribution::Normal(0.0, 1.0), &device);
     let y = Tensor::<2>::random([batch, 168], Distribution::Normal(0.0, 1.0), &device);
     let mut step = |model: Reference| {
-        let (_, state) = model.lstm.forward(x.clone(), None);
-        let loss =
-            MseLoss::new().forward(model.head.forward(state.hidden), y.clone(), Reduction::Mean);
+        let loss = MseLoss::new().forward(
+            model.head.forward(model.last_hidden(x.clone())),
+            y.clone(),
+            Reduction::Mean,
+        );
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         optim.step(1e-3, model, grads)
     };

@@ -175,7 +175,10 @@ fn bad_artifacts_are_clear_errors() {
 
     std::fs::write(
         d.join("model.json"),
-        json.replace("\"format\": 1", "\"format\": 99"),
+        json.replace(
+            &format!("\"format\": {}", artifact::FORMAT),
+            "\"format\": 99",
+        ),
     )
     .unwrap();
     assert!(msg(artifact::load(d).err().unwrap()).contains("format"));

@@ -8,6 +8,8 @@
 //! - forecasting at origin `o` reads only hours before `o` (recursive forecasts read their own
 //!   earlier outputs, never actual values at or after `o`).
 
+pub mod fused_lstm;
+mod lstm_kernel;
 pub mod net;
 pub mod train;
 

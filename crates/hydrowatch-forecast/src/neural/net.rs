@@ -15,11 +15,11 @@ use burn::module::{Module, Param};
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
-use burn::nn::{
-    Dropout, DropoutConfig, Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig, Rnn, RnnConfig,
-};
+use burn::nn::{Dropout, DropoutConfig, Gru, GruConfig, Linear, LinearConfig, Rnn, RnnConfig};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+
+use super::fused_lstm::FusedLstm;
 
 /// The sequence encoder of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ pub struct NetConfig {
 /// The network; exactly one of the encoders is non-empty.
 #[derive(Module, Debug)]
 pub struct Net {
-    lstm: Vec<Lstm>,
+    lstm: Vec<FusedLstm>,
     gru: Vec<Gru>,
     rnn: Vec<Rnn>,
     proj: Option<Linear>,
@@ -107,7 +107,7 @@ impl NetConfig {
         match self.kind {
             ModelKind::Lstm => {
                 lstm = (0..layers)
-                    .map(|i| LstmConfig::new(d_in(i), self.units, true).init(device))
+                    .map(|i| FusedLstm::new(d_in(i), self.units, device))
                     .collect()
             }
             ModelKind::Gru => {
@@ -163,13 +163,10 @@ impl Net {
         };
         let summary = if !self.lstm.is_empty() {
             let mut x = seq;
-            let mut hidden = None;
             for layer in &self.lstm {
-                let (out, state) = layer.forward(x, None);
-                x = out;
-                hidden = Some(state.hidden);
+                x = layer.forward(x);
             }
-            hidden.expect("at least one layer")
+            last_step(x)
         } else if !self.gru.is_empty() {
             let mut x = seq;
             for layer in &self.gru {
