@@ -50,6 +50,8 @@ pub enum Command {
     Forecast(crate::forecasting::ForecastArgs),
     /// Score models and baselines on the last weeks of CSV files.
     Backtest(crate::forecasting::BacktestArgs),
+    /// Judge readings: staged alarms, sensor checks, night flow; score against labelled events.
+    Detect(crate::detect::DetectArgs),
     /// Check or print the device configuration.
     Config {
         #[command(subcommand)]

@@ -52,3 +52,20 @@ impl Context {
         }
     }
 }
+
+/// Parses a time option (`2024-07-01`, meaning its local midnight, or `2024-07-01 06:00`, or with
+/// an offset) in `tz`; errors name the option `--{name}`.
+pub fn parse_local_time(
+    text: &str,
+    tz: Tz,
+    name: &str,
+) -> anyhow::Result<hydrowatch_core::Timestamp> {
+    let full = if text.trim().len() == 10 {
+        format!("{} 00:00", text.trim())
+    } else {
+        text.to_string()
+    };
+    hydrowatch_core::LocalTimeParser::new(tz)
+        .parse(&full)
+        .with_context(|| format!("--{name} {text:?}"))
+}

@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 
 use anyhow::Context as _;
 use chrono_tz::Tz;
-use hydrowatch_core::time::{LocalTimeParser, format_local, hour_start};
+use hydrowatch_core::time::{format_local, hour_start};
 use hydrowatch_core::{Reading, Timestamp};
 use hydrowatch_store::{SeriesInfo, Store};
 
@@ -45,17 +45,7 @@ pub fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
 
     let bound = |text: &Option<String>, name: &str| -> anyhow::Result<Option<Timestamp>> {
         text.as_deref()
-            .map(|t| {
-                // A bare date means its local midnight.
-                let full = if t.trim().len() == 10 {
-                    format!("{} 00:00", t.trim())
-                } else {
-                    t.to_string()
-                };
-                LocalTimeParser::new(tz)
-                    .parse(&full)
-                    .with_context(|| format!("--{name} {t:?}"))
-            })
+            .map(|t| crate::context::parse_local_time(t, tz, name))
             .transpose()
     };
     let from = bound(&args.from, "from")?.unwrap_or(Timestamp::MIN);

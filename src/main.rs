@@ -6,6 +6,7 @@ mod cli;
 mod config_cmd;
 mod context;
 mod demo;
+mod detect;
 mod export;
 mod forecasting;
 mod import;
@@ -46,6 +47,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Train(args) => forecasting::train(&global, args),
         Command::Forecast(args) => forecasting::forecast(&global, args),
         Command::Backtest(args) => forecasting::backtest_cmd(&global, args),
+        Command::Detect(args) => detect::run(&global, args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_cmd::check(&global, file),

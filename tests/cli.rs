@@ -911,3 +911,96 @@ fn forecast_of_the_database_trains_once_saves_models_and_stores_every_series() {
     )));
     assert!(out.contains("pressure in hydrowatch.db"), "{out}");
 }
+
+#[test]
+fn detect_writes_one_verdict_per_reading_alerts_as_json_lines_and_scores_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(run(
+        d,
+        &[
+            "simulate", "--days", "35", "--seed", "3", "--out", "m.csv", "--labels", "e.csv",
+        ],
+    ));
+    let out = stdout(&ok(run(
+        d,
+        &[
+            "detect",
+            "--input",
+            "m.csv",
+            "--output",
+            "judged.csv",
+            "--alarms",
+            "alarms.jsonl",
+            "--labels",
+            "e.csv",
+            "--baseline-until",
+            "2024-01-08",
+        ],
+    )));
+    let data = std::fs::read_to_string(d.join("m.csv")).unwrap();
+    let readings: usize = data
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').skip(1).filter(|c| !c.is_empty()).count())
+        .sum();
+    let judged = std::fs::read_to_string(d.join("judged.csv")).unwrap();
+    let mut lines = judged.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,series,value,stage,direction,percentile,kind")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), readings, "one row per reading and series");
+    assert!(
+        rows.iter()
+            .all(|r| r.len() == 7 && r[3].parse::<u8>().unwrap() <= 4)
+    );
+    // After the baseline every reading has a percentile; the series are named by the header.
+    let late: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] >= "2024-01-08").collect();
+    assert!(late.iter().all(|r| !r[5].is_empty()));
+    assert!(rows.iter().any(|r| r[1] == "pressure"));
+
+    let alarms = std::fs::read_to_string(d.join("alarms.jsonl")).unwrap();
+    let messages: Vec<serde_json::Value> = alarms
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!messages.is_empty(), "the simulated events raise alarms");
+    for m in &messages {
+        for field in [
+            "machine_number",
+            "time",
+            "outlier_stage",
+            "value",
+            "series",
+            "unit",
+            "kind",
+            "direction",
+            "expected",
+            "percentile",
+            "alarm_id",
+            "state",
+        ] {
+            assert!(m.get(field).is_some(), "{field} missing in {m}");
+        }
+    }
+    // Every alarm that opens is eventually the same id in its later transitions.
+    let opened = messages.iter().filter(|m| m["state"] == "opened").count();
+    assert!(out.contains(&format!("alarms opened: {opened}")), "{out}");
+    assert!(
+        out.contains("| burst |") && out.contains("false alarms"),
+        "{out}"
+    );
+
+    let e = fails(run(
+        d,
+        &[
+            "detect", "--input", "m.csv", "--output", "o.csv", "--labels", "m.csv",
+        ],
+    ));
+    assert!(
+        e.contains("m.csv:1") && e.contains("start,end,kind,series"),
+        "{e}"
+    );
+}

@@ -65,6 +65,9 @@ pub struct Config {
     /// The central server; absent means the device keeps everything to itself.
     #[serde(default)]
     pub server: Option<ServerConfig>,
+    /// How readings are judged and alarms raised.
+    #[serde(default)]
+    pub detection: DetectionConfig,
 }
 
 /// `[device]`
@@ -76,6 +79,9 @@ pub struct DeviceConfig {
     /// IANA time zone of the device's local clock.
     #[serde(default = "default_tz", deserialize_with = "de_tz")]
     pub timezone: Tz,
+    /// The device's number in alert messages (the prototype's `machine_number`).
+    #[serde(default = "default_machine_number")]
+    pub machine_number: u32,
 }
 
 /// `[storage]`
@@ -102,6 +108,21 @@ pub struct SeriesConfig {
     pub min: f64,
     /// Highest value the sensor can physically report.
     pub max: f64,
+    /// Percentiles where alarm stages 1-4 start (default [90, 95, 98, 99]).
+    #[serde(default)]
+    pub stages: Option<[f64; 4]>,
+    /// Minutes without a reading before a `stale` alarm (default 15).
+    #[serde(default)]
+    pub stale_minutes: Option<u32>,
+    /// Minutes of identical readings before a `stuck` alarm (default 30).
+    #[serde(default)]
+    pub stuck_minutes: Option<u32>,
+    /// Largest plausible change per minute (default a tenth of max - min).
+    #[serde(default)]
+    pub max_rate: Option<f64>,
+    /// Track the minimum night flow (default: when the unit is a rate such as m3/h or L/s).
+    #[serde(default)]
+    pub night_flow: Option<bool>,
 }
 
 /// `[schedule]`
@@ -130,6 +151,86 @@ pub struct ServerConfig {
     pub url: String,
     /// Bearer token issued for this device by `hydrowatch serve token create`.
     pub token: String,
+}
+
+/// `[detection]`: defaults of every series' detection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// Days of history the criteria are fitted on.
+    #[serde(default = "default_trailing_days")]
+    pub trailing_days: u32,
+    /// Lowest stage (1-4) that opens an outlier alarm.
+    #[serde(default = "default_open_stage")]
+    pub open_stage: u8,
+    /// Readings in a row at that stage or above before the alarm opens.
+    #[serde(default = "default_open_after")]
+    pub open_after: u32,
+    /// Readings in a row below an alarm's stage before it de-escalates.
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: u32,
+    /// Normal readings in a row before an alarm clears.
+    #[serde(default = "default_clear_after")]
+    pub clear_after: u32,
+    /// Local start of the night window of the minimum night flow.
+    #[serde(default = "default_night_start")]
+    pub night_start: TimeOfDay,
+    /// Local end of the night window.
+    #[serde(default = "default_night_end")]
+    pub night_end: TimeOfDay,
+    /// Rise of the night minimum over the median of recent nights that raises an alarm.
+    #[serde(default = "default_night_rise")]
+    pub night_rise: f64,
+    /// Recent normal nights in that median.
+    #[serde(default = "default_night_baseline")]
+    pub night_baseline: usize,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        DetectionConfig {
+            trailing_days: default_trailing_days(),
+            open_stage: default_open_stage(),
+            open_after: default_open_after(),
+            hysteresis: default_hysteresis(),
+            clear_after: default_clear_after(),
+            night_start: default_night_start(),
+            night_end: default_night_end(),
+            night_rise: default_night_rise(),
+            night_baseline: default_night_baseline(),
+        }
+    }
+}
+
+fn default_machine_number() -> u32 {
+    1
+}
+fn default_trailing_days() -> u32 {
+    28
+}
+fn default_open_stage() -> u8 {
+    4
+}
+fn default_open_after() -> u32 {
+    4
+}
+fn default_hysteresis() -> u32 {
+    5
+}
+fn default_clear_after() -> u32 {
+    10
+}
+fn default_night_start() -> TimeOfDay {
+    TimeOfDay { hour: 1, minute: 0 }
+}
+fn default_night_end() -> TimeOfDay {
+    TimeOfDay { hour: 5, minute: 0 }
+}
+fn default_night_rise() -> f64 {
+    0.10
+}
+fn default_night_baseline() -> usize {
+    14
 }
 
 /// A local wall-clock time of day, written `HH:MM`.
@@ -248,12 +349,22 @@ fn default_series() -> Vec<SeriesConfig> {
             unit: "m3/h".into(),
             min: 0.0,
             max: 2000.0,
+            stages: None,
+            stale_minutes: None,
+            stuck_minutes: None,
+            max_rate: None,
+            night_flow: None,
         },
         SeriesConfig {
             name: "pressure".into(),
             unit: "bar".into(),
             min: 0.0,
             max: 16.0,
+            stages: None,
+            stale_minutes: None,
+            stuck_minutes: None,
+            max_rate: None,
+            night_flow: None,
         },
     ]
 }
@@ -286,11 +397,13 @@ impl Default for Config {
             device: DeviceConfig {
                 id: "device-1".into(),
                 timezone: default_tz(),
+                machine_number: default_machine_number(),
             },
             storage: StorageConfig::default(),
             series: default_series(),
             schedule: ScheduleConfig::default(),
             server: None,
+            detection: DetectionConfig::default(),
         }
     }
 }

@@ -1,0 +1,151 @@
+//! System checks of one series (stuck, outside the physical range, jump) and the local clock
+//! the detector reads hours and nights from.
+//!
+//! Stale (no reading for N minutes) is judged in [`crate::Detector::tick`], since it is the
+//! absence of readings.
+
+use chrono::NaiveDateTime;
+use chrono_tz::Tz;
+use hydrowatch_core::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::{AlarmKind, Direction, SeriesSettings};
+
+/// Local time of instants, with the zone's offset cached for the quarter hour it holds in
+/// (every zone's offset changes only on a quarter hour), so a reading costs an addition.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalClock {
+    tz: Tz,
+    cached: Option<(Timestamp, i64)>,
+}
+
+impl LocalClock {
+    pub(crate) fn new(tz: Tz) -> LocalClock {
+        LocalClock { tz, cached: None }
+    }
+
+    pub(crate) fn local(&mut self, ts: Timestamp) -> NaiveDateTime {
+        use chrono::Offset;
+        let quarter = ts - ts.rem_euclid(900);
+        let offset = match self.cached {
+            Some((q, offset)) if q == quarter => offset,
+            _ => {
+                let offset = chrono::DateTime::from_timestamp(quarter, 0).map_or(0, |t| {
+                    t.with_timezone(&self.tz).offset().fix().local_minus_utc() as i64
+                });
+                self.cached = Some((quarter, offset));
+                offset
+            }
+        };
+        chrono::DateTime::from_timestamp(ts + offset, 0)
+            .map_or(NaiveDateTime::MIN, |t| t.naive_utc())
+    }
+}
+
+/// What the system checks remember of a series between readings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CheckState {
+    /// The last judged reading.
+    pub last: Option<(Timestamp, f64)>,
+    /// First reading of the current run of identical values.
+    pub same_since: Option<Timestamp>,
+}
+
+/// The stage each check gives one reading, `(kind, direction, stage)`; 0 where normal.
+pub(crate) fn judge(
+    state: &mut CheckState,
+    settings: &SeriesSettings,
+    ts: Timestamp,
+    value: f64,
+) -> [(AlarmKind, Direction, u8); 5] {
+    let (range_high, range_low) = (value > settings.max, value < settings.min);
+    let (mut jump_high, mut jump_low) = (false, false);
+    match state.last {
+        Some((last_ts, last_value)) if last_value == value => {
+            state.same_since.get_or_insert(last_ts);
+        }
+        Some((last_ts, last_value)) => {
+            state.same_since = None;
+            if let Some(rate) = settings.max_rate {
+                let minutes = ((ts - last_ts) as f64 / 60.0).max(1.0);
+                let change = (value - last_value) / minutes;
+                jump_high = change > rate;
+                jump_low = -change > rate;
+            }
+        }
+        None => state.same_since = None,
+    }
+    let stuck = state
+        .same_since
+        .is_some_and(|since| ts - since >= i64::from(settings.stuck_minutes) * 60);
+    state.last = Some((ts, value));
+    let stage = |b: bool, s: u8| if b { s } else { 0 };
+    [
+        (AlarmKind::Range, Direction::High, stage(range_high, 4)),
+        (AlarmKind::Range, Direction::Low, stage(range_low, 4)),
+        (AlarmKind::Stuck, Direction::None, stage(stuck, 3)),
+        (AlarmKind::Jump, Direction::High, stage(jump_high, 3)),
+        (AlarmKind::Jump, Direction::Low, stage(jump_low, 3)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> SeriesSettings {
+        SeriesSettings::new("flow_rate", "m3/h", 0.0, 100.0, true)
+    }
+
+    fn stage_of(checks: &[(AlarmKind, Direction, u8); 5], kind: AlarmKind, d: Direction) -> u8 {
+        checks
+            .iter()
+            .find(|c| c.0 == kind && c.1 == d)
+            .map_or(0, |c| c.2)
+    }
+
+    #[test]
+    fn stuck_starts_after_the_configured_minutes_of_identical_values() {
+        let (s, mut state) = (settings(), CheckState::default());
+        for minute in 0..=30 {
+            let checks = judge(&mut state, &s, minute * 60, 42.0);
+            let expected = if minute >= 30 { 3 } else { 0 };
+            assert_eq!(
+                stage_of(&checks, AlarmKind::Stuck, Direction::None),
+                expected,
+                "minute {minute}"
+            );
+        }
+        let checks = judge(&mut state, &s, 31 * 60, 42.5);
+        assert_eq!(stage_of(&checks, AlarmKind::Stuck, Direction::None), 0);
+    }
+
+    #[test]
+    fn range_and_jump_have_directions() {
+        let (s, mut state) = (settings(), CheckState::default());
+        judge(&mut state, &s, 0, 50.0);
+        let up = judge(&mut state, &s, 60, 61.0);
+        assert_eq!(stage_of(&up, AlarmKind::Jump, Direction::High), 3);
+        let down = judge(&mut state, &s, 120, 50.5);
+        assert_eq!(stage_of(&down, AlarmKind::Jump, Direction::Low), 3);
+        // 10 per minute is the limit (a tenth of the range); over 2 minutes 19 is fine.
+        let slow = judge(&mut state, &s, 240, 69.5);
+        assert_eq!(stage_of(&slow, AlarmKind::Jump, Direction::High), 0);
+        let high = judge(&mut state, &s, 300, 100.5);
+        assert_eq!(stage_of(&high, AlarmKind::Range, Direction::High), 4);
+        let low = judge(&mut state, &s, 360, -0.1);
+        assert_eq!(stage_of(&low, AlarmKind::Range, Direction::Low), 4);
+        // Exactly on the limits is inside the range.
+        let edge = judge(&mut state, &s, 420, 0.0);
+        assert_eq!(stage_of(&edge, AlarmKind::Range, Direction::Low), 0);
+    }
+
+    #[test]
+    fn the_clock_follows_daylight_saving() {
+        let mut clock = LocalClock::new(chrono_tz::Europe::Rome);
+        // 2024-03-31 00:59:00 UTC is 01:59 CET; a minute later it is 03:00 CEST.
+        let before = 1_711_846_740;
+        assert_eq!(clock.local(before).to_string(), "2024-03-31 01:59:00");
+        assert_eq!(clock.local(before + 60).to_string(), "2024-03-31 03:00:00");
+    }
+}

@@ -1,0 +1,361 @@
+//! Criteria: what a series' value is expected to be at each local hour of the week, and how far
+//! it normally strays. Robust statistics (median, and the median absolute deviation scaled by
+//! 1.4826 so that it estimates a standard deviation under normal noise), so the events inside
+//! the fitting span (a burst, a stuck sensor) barely move them.
+//!
+//! The spread is not that of the raw values around the expected ones: demand drifts for hours
+//! (weather, a holiday, an event in town), so raw deviations are long-correlated and a threshold
+//! on them is crossed for hours at a time, several times a week, with nothing wrong. The detector
+//! therefore follows the current level of the deviation with an exponential average over
+//! [`LEVEL_MINUTES`] and judges each reading's deviation from expected-plus-level; the spread
+//! is fitted on exactly those residuals (the same recursion run over the fitting span), so the
+//! percentiles stay calibrated. A sudden change (a burst, a spike, a failing sensor) stands out
+//! at once; the level is not updated from readings judged abnormal, so it does not absorb them.
+//!
+//! Levels, chosen by the history available: hour of week (168 cells) from 14 days on, hour of
+//! day (24) from 2 days, one global cell from 30 readings; with less, no criteria (readings are
+//! not staged yet). Each cell's spread has a floor of a tenth of the global spread, so a cell of
+//! near-identical values cannot turn ordinary noise into a critical stage.
+
+use chrono::{Datelike, Timelike};
+use chrono_tz::Tz;
+use hydrowatch_core::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::checks::LocalClock;
+
+/// How finely the criteria are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// 168 cells: Monday 00:00 ... Sunday 23:00.
+    HourOfWeek,
+    /// 24 cells.
+    HourOfDay,
+    /// One cell.
+    Global,
+}
+
+/// Fitted criteria of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Criteria {
+    /// When they were fitted.
+    pub fitted_at: Timestamp,
+    /// Their resolution.
+    pub level: Level,
+    /// Minutes per cell of `expected` (15 for minute data, 60 for sparser readings).
+    pub step: u32,
+    /// Where in a cell of `expected`, and in an hourly cell of `spread`, its readings lie on
+    /// average (minutes from the cell's start): the point its value belongs to.
+    pub centres: (f64, f64),
+    /// Expected value per cell of `step` minutes.
+    pub expected: Vec<f64>,
+    /// Spread (a robust standard deviation) per hourly cell.
+    pub spread: Vec<f64>,
+    /// Readings they were fitted on.
+    pub samples: usize,
+}
+
+const MAD_SCALE: f64 = 1.4826;
+/// Time constant of the level of the deviation, minutes.
+pub const LEVEL_MINUTES: f64 = 60.0;
+/// Readings further apart than this restart the level at zero.
+const LEVEL_RESET_SECONDS: i64 = 3 * 3600;
+
+/// The weight of a new residual in the level after `seconds` since the last one.
+fn level_weight(seconds: i64) -> f64 {
+    1.0 - (-(seconds.max(0) as f64) / (60.0 * LEVEL_MINUTES)).exp()
+}
+
+/// Follows the level of the deviations: returns the residual of `deviation` from the level
+/// before it, and updates the level when `learn`.
+pub(crate) fn follow_level(
+    level: &mut Option<(Timestamp, f64)>,
+    ts: Timestamp,
+    deviation: f64,
+    learn: bool,
+) -> f64 {
+    let current = match *level {
+        Some((t, l)) if ts - t <= LEVEL_RESET_SECONDS => Some((t, l)),
+        _ => None,
+    };
+    let before = current.map_or(0.0, |(_, l)| l);
+    if learn {
+        let updated = match current {
+            Some((t, l)) => l + level_weight(ts - t) * (deviation - l),
+            // The first reading after a gap starts the level where it is.
+            None => deviation,
+        };
+        *level = Some((ts, updated));
+    }
+    deviation - before
+}
+const HOUR_OF_WEEK_DAYS: i64 = 14;
+const HOUR_OF_DAY_DAYS: i64 = 2;
+const GLOBAL_MIN_READINGS: usize = 30;
+/// Cells need this many readings each at their level, or the next coarser level is used.
+const MIN_PER_CELL: usize = 2;
+
+impl Criteria {
+    /// Fits criteria on `readings` (any order; non-finite values ignored), or `None` when
+    /// there are too few.
+    pub fn fit(readings: &[(Timestamp, f64)], tz: Tz, fitted_at: Timestamp) -> Option<Criteria> {
+        let mut finite: Vec<(Timestamp, f64)> = readings
+            .iter()
+            .copied()
+            .filter(|(_, v)| v.is_finite())
+            .collect();
+        finite.sort_by_key(|r| r.0);
+        if finite.len() < GLOBAL_MIN_READINGS {
+            return None;
+        }
+        let first = finite.iter().map(|r| r.0).min()?;
+        let last = finite.iter().map(|r| r.0).max()?;
+        let days = (last - first) / 86_400;
+        let mut clock = LocalClock::new(tz);
+        let minutes: Vec<u32> = finite
+            .iter()
+            .map(|&(ts, _)| minute_of_week(clock.local(ts)))
+            .collect();
+        let values: Vec<f64> = finite.iter().map(|r| r.1).collect();
+        // Quarter-hour expectations follow a steep morning rise; they need readings every few
+        // minutes to fill.
+        let mut gaps: Vec<i64> = finite
+            .windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .filter(|g| *g > 0)
+            .collect();
+        let spacing = if gaps.is_empty() {
+            3600
+        } else {
+            let mid = gaps.len() / 2;
+            *gaps.select_nth_unstable(mid).1
+        };
+        let step = if spacing <= 300 { 15 } else { 60 };
+        let (global_expected, global_spread) = robust(&mut values.clone());
+        let floor = (global_spread * 0.01).max(1e-9 * global_expected.abs().max(1.0));
+        let global = Criteria {
+            fitted_at,
+            level: Level::Global,
+            step: 60,
+            centres: (0.0, 0.0),
+            expected: vec![global_expected],
+            spread: vec![global_spread.max(floor)],
+            samples: values.len(),
+        };
+        let by_cell = |level: Level| -> Option<Criteria> {
+            let n = level.period() / 60;
+            let mut buckets = vec![Vec::new(); level.period() / step as usize];
+            for (m, v) in minutes.iter().zip(&values) {
+                buckets[level.cell(*m, step)].push(*v);
+            }
+            if buckets.iter().any(|b| b.len() < MIN_PER_CELL) {
+                return None;
+            }
+            let mut c = Criteria {
+                expected: buckets.iter_mut().map(|b| median_of(b)).collect(),
+                spread: vec![1.0; n],
+                level,
+                step,
+                centres: (
+                    minutes.iter().map(|m| f64::from(m % step)).sum::<f64>() / minutes.len() as f64,
+                    minutes.iter().map(|m| f64::from(m % 60)).sum::<f64>() / minutes.len() as f64,
+                ),
+                ..global.clone()
+            };
+            // The residuals the detector will judge: deviation from expected, less its level.
+            let residuals_of = |c: &Criteria, from: Timestamp| {
+                let mut level_state = None;
+                finite
+                    .iter()
+                    .zip(&minutes)
+                    .filter(|((ts, _), _)| *ts >= from)
+                    .map(|(&(ts, v), m)| {
+                        (*m, follow_level(&mut level_state, ts, v - c.at(*m).0, true))
+                    })
+                    .collect::<Vec<(u32, f64)>>()
+            };
+            let all = residuals_of(&c, Timestamp::MIN);
+            let mut per_cell = vec![Vec::new(); n];
+            for (m, r) in &all {
+                per_cell[level.cell(*m, 60)].push(*r);
+            }
+            c.spread = per_cell
+                .iter_mut()
+                .map(|r| robust(r).1.max(floor))
+                .collect();
+            // The tails are calibrated out of sample where the span allows: the last week judged
+            // with expectations fitted on the weeks before it, as the detector will be judging
+            // tomorrow (in-sample residuals are smaller: the medians have seen them).
+            let split = last - CALIBRATION_DAYS * 86_400;
+            let mut early = vec![Vec::new(); c.expected.len()];
+            for ((ts, v), m) in finite.iter().zip(&minutes) {
+                if *ts < split {
+                    early[level.cell(*m, step)].push(*v);
+                }
+            }
+            let held_out = if days >= HOUR_OF_WEEK_DAYS + CALIBRATION_DAYS
+                && early.iter().all(|b| b.len() >= MIN_PER_CELL)
+            {
+                let before = Criteria {
+                    expected: early.iter_mut().map(|b| median_of(b)).collect(),
+                    ..c.clone()
+                };
+                residuals_of(&before, split)
+            } else {
+                all
+            };
+            c.calibrate(&held_out);
+            Some(c)
+        };
+        let fitted = if days >= HOUR_OF_WEEK_DAYS {
+            by_cell(Level::HourOfWeek)
+        } else {
+            None
+        }
+        .or_else(|| {
+            (days >= HOUR_OF_DAY_DAYS)
+                .then(|| by_cell(Level::HourOfDay))
+                .flatten()
+        });
+        Some(fitted.unwrap_or(global))
+    }
+
+    /// Widens the spreads so that, on the fitting span's own residuals, stage 4 (|z| at or
+    /// above the 99th percentile) is as rare as under normal noise (2% of readings): real
+    /// residuals have heavier tails than the MAD sees.
+    fn calibrate(&mut self, residuals: &[(u32, f64)]) {
+        let mut u: Vec<f64> = residuals
+            .iter()
+            .map(|(m, r)| r.abs() / self.at(*m).1)
+            .collect();
+        if u.is_empty() {
+            return;
+        }
+        let k = (0.98 * (u.len() - 1) as f64).round() as usize;
+        let (_, q, _) = u.select_nth_unstable_by(k, f64::total_cmp);
+        let factor = (*q / Z_STAGE_4).clamp(1.0, 10.0);
+        self.spread.iter_mut().for_each(|s| *s *= factor);
+    }
+
+    /// Expected value and spread at `minute` of the local week (0 = Monday 00:00), each
+    /// interpolated linearly between the centres of its cells, so that a steep morning rise is
+    /// followed between them.
+    pub fn at(&self, minute: u32) -> (f64, f64) {
+        if self.level == Level::Global {
+            return (self.expected[0], self.spread[0]);
+        }
+        let period = self.level.period() as u32;
+        let minute = minute % period;
+        (
+            interpolate(&self.expected, minute, self.step, self.centres.0),
+            interpolate(&self.spread, minute, 60, self.centres.1),
+        )
+    }
+}
+
+/// Days at the end of a fitting span judged out of sample to calibrate the tails.
+const CALIBRATION_DAYS: i64 = 7;
+
+/// |z| where stage 4 starts at the default stages (the 99th percentile).
+const Z_STAGE_4: f64 = 2.326_347_9;
+
+/// Minute of the local week, 0 = Monday 00:00.
+pub(crate) fn minute_of_week(local: chrono::NaiveDateTime) -> u32 {
+    local.weekday().num_days_from_monday() * 1440 + local.hour() * 60 + local.minute()
+}
+
+/// The value at `minute` of a cyclic series of cells of `step` minutes whose values belong to
+/// `centre` minutes into each cell, linear between those points.
+fn interpolate(cells: &[f64], minute: u32, step: u32, centre: f64) -> f64 {
+    let n = cells.len();
+    let position = (f64::from(minute) - centre) / f64::from(step);
+    let lower = position.floor();
+    let f = position - lower;
+    let i0 = lower.rem_euclid(n as f64) as usize;
+    cells[i0] * (1.0 - f) + cells[(i0 + 1) % n] * f
+}
+
+impl Level {
+    /// Minutes in one cycle.
+    fn period(self) -> usize {
+        match self {
+            Level::HourOfWeek => 7 * 1440,
+            Level::HourOfDay => 1440,
+            Level::Global => 60,
+        }
+    }
+
+    /// The cell of `step` minutes holding `minute_of_week`.
+    fn cell(self, minute_of_week: u32, step: u32) -> usize {
+        (minute_of_week as usize % self.period()) / step as usize
+    }
+}
+
+/// Median and scaled median absolute deviation; reorders `values`.
+fn robust(values: &mut [f64]) -> (f64, f64) {
+    let median = median_of(values);
+    for v in values.iter_mut() {
+        *v = (*v - median).abs();
+    }
+    (median, MAD_SCALE * median_of(values))
+}
+
+/// The median by selection (linear time), the mean of the two middle values for even counts.
+fn median_of(values: &mut [f64]) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let mid = n / 2;
+    let (lower, m, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
+    let m = *m;
+    if n % 2 == 1 {
+        m
+    } else {
+        let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (below + m) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3600;
+
+    #[test]
+    fn median_and_mad_are_robust_to_outliers() {
+        let mut v = vec![1.0, 2.0, 3.0, 4.0, 1000.0];
+        let (m, s) = robust(&mut v);
+        assert_eq!(m, 3.0);
+        assert!((s - MAD_SCALE * 1.0).abs() < 1e-12);
+        assert_eq!(median_of(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn the_level_follows_the_history_available() {
+        let tz = chrono_tz::UTC;
+        // A value per hour equal to the hour of day, with a little weekday variation.
+        let series = |days: i64| -> Vec<(Timestamp, f64)> {
+            (0..days * 24)
+                .map(|h| (h * HOUR, (h % 24) as f64 + (h / 24 % 7) as f64 * 0.01))
+                .collect()
+        };
+        assert!(Criteria::fit(&series(1)[..20], tz, 0).is_none());
+        assert_eq!(
+            Criteria::fit(&series(2)[..40], tz, 0).unwrap().level,
+            Level::Global
+        );
+        let day = Criteria::fit(&series(3), tz, 0).unwrap();
+        assert_eq!(day.level, Level::HourOfDay);
+        assert!((day.at(7 * 60).0 - 7.0).abs() < 0.05);
+        let week = Criteria::fit(&series(15), tz, 0).unwrap();
+        assert_eq!(week.level, Level::HourOfWeek);
+        // 1970-01-01 was a Thursday (weekday 3): its hour 5 carries 0.00 of weekday variation.
+        assert!((week.at(3 * 1440 + 5 * 60).0 - 5.0).abs() < 1e-9);
+        // Between two cell centres the expectation is interpolated.
+        assert!((week.at(3 * 1440 + 5 * 60 + 30).0 - 5.5).abs() < 1e-9);
+        assert!(week.spread.iter().all(|s| *s > 0.0));
+    }
+}

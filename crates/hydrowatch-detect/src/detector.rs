@@ -1,0 +1,367 @@
+//! The detector of a device: every series' criteria, checks, night flow and alarm machines.
+//! [`Detector::observe`] judges one reading; [`Detector::tick`] advances time without one
+//! (stale sensors, nights that ended without a reading after them).
+
+use chrono_tz::Tz;
+use hydrowatch_core::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::checks::{self, CheckState, LocalClock};
+use crate::criteria::{follow_level, minute_of_week};
+use crate::lifecycle::{LifecycleSettings, Machine};
+use crate::nightflow::{NightFlow, NightResult};
+use crate::{AlarmKind, Alert, Criteria, DetectError, Direction, SeriesSettings};
+
+/// Whether a reading could be judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Judged; the stage says how unusual it is.
+    Judged,
+    /// Not newer than the series' last reading (out of order, or the clock went back): stored
+    /// by the caller, but not judged, and no state changed.
+    Late,
+    /// Not a finite number: not judged, no state changed.
+    Invalid,
+}
+
+/// What one reading was found to be.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// Whether it was judged.
+    pub verdict: Verdict,
+    /// The highest stage any check gave it (0: normal, or not judged).
+    pub stage: u8,
+    /// The check that gave that stage (`None` when normal).
+    pub kind: Option<AlarmKind>,
+    /// Which way it is abnormal (for outliers, also when normal: which side of expected).
+    pub direction: Option<Direction>,
+    /// Its percentile under the criteria (`None` before criteria exist).
+    pub percentile: Option<f64>,
+    /// The value expected at its hour of the week.
+    pub expected: Option<f64>,
+}
+
+impl Judgement {
+    fn unjudged(verdict: Verdict) -> Judgement {
+        Judgement {
+            verdict,
+            stage: 0,
+            kind: None,
+            direction: None,
+            percentile: None,
+            expected: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SeriesState {
+    name: String,
+    criteria: Option<Criteria>,
+    checks: CheckState,
+    machines: Vec<Machine>,
+    night: Option<NightFlow>,
+    /// The level of the deviation from expected (see the criteria module): time, level.
+    level: Option<(Timestamp, f64)>,
+}
+
+/// The part of a detector that is saved across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Saved {
+    next_alarm_id: u64,
+    series: Vec<SeriesState>,
+}
+
+/// The detector of one device.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    settings: Vec<SeriesSettings>,
+    saved: Saved,
+    clock: LocalClock,
+}
+
+/// The machines of a series, in a fixed order, with the lifecycle settings of each kind.
+fn machines(night: bool) -> Vec<Machine> {
+    let mut m = vec![
+        Machine::new(AlarmKind::Outlier, Direction::High),
+        Machine::new(AlarmKind::Outlier, Direction::Low),
+        Machine::new(AlarmKind::Stale, Direction::None),
+        Machine::new(AlarmKind::Stuck, Direction::None),
+        Machine::new(AlarmKind::Range, Direction::High),
+        Machine::new(AlarmKind::Range, Direction::Low),
+        Machine::new(AlarmKind::Jump, Direction::High),
+        Machine::new(AlarmKind::Jump, Direction::Low),
+    ];
+    if night {
+        m.push(Machine::new(AlarmKind::NightFlow, Direction::High));
+    }
+    m
+}
+
+fn lifecycle_of(kind: AlarmKind, settings: &SeriesSettings) -> LifecycleSettings {
+    match kind {
+        AlarmKind::Outlier => settings.lifecycle,
+        // A reading clears a stale alarm; a changed value a stuck one.
+        AlarmKind::Stale | AlarmKind::Stuck => LifecycleSettings::immediate(1),
+        AlarmKind::Range | AlarmKind::Jump => LifecycleSettings::immediate(3),
+        // Two normal nights in a row.
+        AlarmKind::NightFlow => LifecycleSettings::immediate(2),
+    }
+}
+
+/// Standard normal CDF.
+fn phi(z: f64) -> f64 {
+    0.5 * statrs::function::erf::erfc(-z / std::f64::consts::SQRT_2)
+}
+
+impl Detector {
+    /// A detector for `settings` (one per series) in time zone `tz`, with no history.
+    pub fn new(tz: Tz, settings: Vec<SeriesSettings>) -> Result<Detector, DetectError> {
+        for s in &settings {
+            s.validate()?;
+        }
+        let series = settings
+            .iter()
+            .map(|s| SeriesState {
+                name: s.name.clone(),
+                criteria: None,
+                checks: CheckState::default(),
+                machines: machines(s.night_flow.is_some()),
+                night: s.night_flow.as_ref().map(|_| NightFlow::new()),
+                level: None,
+            })
+            .collect();
+        Ok(Detector {
+            settings,
+            saved: Saved {
+                next_alarm_id: 1,
+                series,
+            },
+            clock: LocalClock::new(tz),
+        })
+    }
+
+    /// A detector continuing from a state saved by [`Detector::state_json`]; the settings are
+    /// today's, the series must be the same.
+    pub fn restore(
+        tz: Tz,
+        settings: Vec<SeriesSettings>,
+        state: &str,
+    ) -> Result<Detector, DetectError> {
+        let mut detector = Detector::new(tz, settings)?;
+        let saved: Saved = serde_json::from_str(state)?;
+        let stored: Vec<String> = saved.series.iter().map(|s| s.name.clone()).collect();
+        let configured: Vec<String> = detector.settings.iter().map(|s| s.name.clone()).collect();
+        if stored != configured {
+            return Err(DetectError::StateMismatch { stored, configured });
+        }
+        for (state, settings) in saved.series.iter().zip(&detector.settings) {
+            if state.night.is_some() != settings.night_flow.is_some() {
+                return Err(DetectError::Settings {
+                    series: settings.name.clone(),
+                    field: "night_flow",
+                    message: "switched since the state was saved: clear the stored state".into(),
+                });
+            }
+        }
+        detector.saved = saved;
+        Ok(detector)
+    }
+
+    /// The state to save (criteria, open alarms, counters, night-flow history), as JSON.
+    pub fn state_json(&self) -> String {
+        serde_json::to_string(&self.saved).expect("the detector state always serialises")
+    }
+
+    /// The series, in order.
+    pub fn settings(&self) -> &[SeriesSettings] {
+        &self.settings
+    }
+
+    /// The index of series `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.settings.iter().position(|s| s.name == name)
+    }
+
+    /// Criteria in use for series `series`.
+    pub fn criteria(&self, series: usize) -> Option<&Criteria> {
+        self.saved.series[series].criteria.as_ref()
+    }
+
+    /// Replaces the criteria of series `series`.
+    pub fn set_criteria(&mut self, series: usize, criteria: Option<Criteria>) {
+        self.saved.series[series].criteria = criteria;
+    }
+
+    /// Open alarms: (series, kind, direction, stage, alarm id).
+    pub fn open_alarms(&self) -> Vec<(&str, AlarmKind, Direction, u8, u64)> {
+        self.saved
+            .series
+            .iter()
+            .flat_map(|s| {
+                s.machines.iter().filter_map(move |m| {
+                    m.open
+                        .map(|(id, stage)| (s.name.as_str(), m.kind, m.direction, stage, id))
+                })
+            })
+            .collect()
+    }
+
+    /// Judges one reading of series `series` (an index of [`Detector::settings`]) and returns
+    /// its judgement and the alarm transitions it caused.
+    pub fn observe(&mut self, series: usize, ts: Timestamp, value: f64) -> (Judgement, Vec<Alert>) {
+        if !value.is_finite() {
+            return (Judgement::unjudged(Verdict::Invalid), Vec::new());
+        }
+        let state = &mut self.saved.series[series];
+        if state.checks.last.is_some_and(|(last, _)| ts <= last) {
+            return (Judgement::unjudged(Verdict::Late), Vec::new());
+        }
+        let settings = &self.settings[series];
+        let local = self.clock.local(ts);
+        let checks = checks::judge(&mut state.checks, settings, ts, value);
+
+        let mut judgement = Judgement {
+            verdict: Verdict::Judged,
+            stage: 0,
+            kind: None,
+            direction: None,
+            percentile: None,
+            expected: None,
+        };
+        let mut outlier = (0u8, 0u8);
+        if let Some(c) = &state.criteria {
+            let (expected, spread) = c.at(minute_of_week(local));
+            let level = state.level.map_or(0.0, |(_, l)| l);
+            let z = follow_level(&mut state.level, ts, value - expected, false) / spread;
+            let percentile = 100.0 * phi(z.abs());
+            let stage = settings.stage_of(percentile);
+            // Readings abnormal enough to open an alarm do not move the level: a burst must
+            // not become the level the end of the burst is judged against.
+            if stage < settings.lifecycle.open_stage {
+                follow_level(&mut state.level, ts, value - expected, true);
+            }
+            let expected = expected + level;
+            let direction = if z >= 0.0 {
+                Direction::High
+            } else {
+                Direction::Low
+            };
+            outlier = if z >= 0.0 { (stage, 0) } else { (0, stage) };
+            judgement.direction = Some(direction);
+            judgement.percentile = Some(percentile);
+            judgement.expected = Some(expected);
+            if stage > 0 {
+                judgement.stage = stage;
+                judgement.kind = Some(AlarmKind::Outlier);
+            }
+        }
+        // System checks win ties: a reading outside the range is a range problem first.
+        for (kind, direction, stage) in checks {
+            if stage > 0 && stage >= judgement.stage {
+                judgement.stage = stage;
+                judgement.kind = Some(kind);
+                judgement.direction = Some(direction);
+            }
+        }
+        let night = match (&mut state.night, &settings.night_flow) {
+            (Some(nf), Some(ns)) => nf.observe(ns, local, value),
+            _ => None,
+        };
+
+        let mut alerts = Vec::new();
+        let next_id = &mut self.saved.next_alarm_id;
+        for machine in &mut state.machines {
+            let stage = match (machine.kind, machine.direction) {
+                (AlarmKind::Outlier, Direction::High) => outlier.0,
+                (AlarmKind::Outlier, _) => outlier.1,
+                (AlarmKind::Stale, _) => 0,
+                (AlarmKind::NightFlow, _) => match &night {
+                    Some(n) => n.stage,
+                    None => continue,
+                },
+                (kind, direction) => checks
+                    .iter()
+                    .find(|c| c.0 == kind && c.1 == direction)
+                    .map_or(0, |c| c.2),
+            };
+            let lifecycle = lifecycle_of(machine.kind, settings);
+            if let Some((transition, stage, alarm_id)) = machine.step(stage, &lifecycle, next_id) {
+                let (value, expected, percentile) = match machine.kind {
+                    AlarmKind::Outlier => (Some(value), judgement.expected, judgement.percentile),
+                    AlarmKind::NightFlow => night_values(night.as_ref()),
+                    _ => (Some(value), judgement.expected, None),
+                };
+                alerts.push(Alert {
+                    alarm_id,
+                    series: settings.name.clone(),
+                    unit: settings.unit.clone(),
+                    kind: machine.kind,
+                    direction: machine.direction,
+                    stage,
+                    state: transition,
+                    time: ts,
+                    value,
+                    expected,
+                    percentile,
+                });
+            }
+        }
+        (judgement, alerts)
+    }
+
+    /// Advances time to `now` without a reading: opens `stale` alarms of series silent for
+    /// their stale time, and closes nights whose window has passed.
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Alert> {
+        let local = self.clock.local(now);
+        let mut alerts = Vec::new();
+        for (state, settings) in self.saved.series.iter_mut().zip(&self.settings) {
+            let stale = state
+                .checks
+                .last
+                .is_some_and(|(last, _)| now - last >= i64::from(settings.stale_minutes) * 60);
+            let night = match (&mut state.night, &settings.night_flow) {
+                (Some(nf), Some(ns)) => nf.tick(ns, local),
+                _ => None,
+            };
+            let next_id = &mut self.saved.next_alarm_id;
+            for machine in &mut state.machines {
+                let (stage, values) = match machine.kind {
+                    AlarmKind::Stale if stale => (3, (None, None, None)),
+                    AlarmKind::NightFlow if night.is_some() => (
+                        night.as_ref().map_or(0, |n| n.stage),
+                        night_values(night.as_ref()),
+                    ),
+                    _ => continue,
+                };
+                let lifecycle = lifecycle_of(machine.kind, settings);
+                if let Some((transition, stage, alarm_id)) =
+                    machine.step(stage, &lifecycle, next_id)
+                {
+                    alerts.push(Alert {
+                        alarm_id,
+                        series: settings.name.clone(),
+                        unit: settings.unit.clone(),
+                        kind: machine.kind,
+                        direction: machine.direction,
+                        stage,
+                        state: transition,
+                        time: now,
+                        value: values.0,
+                        expected: values.1,
+                        percentile: values.2,
+                    });
+                }
+            }
+        }
+        alerts
+    }
+}
+
+fn night_values(night: Option<&NightResult>) -> (Option<f64>, Option<f64>, Option<f64>) {
+    match night {
+        Some(n) => (Some(n.minimum).filter(|m| m.is_finite()), n.baseline, None),
+        None => (None, None, None),
+    }
+}

@@ -1,0 +1,350 @@
+//! The alarm lifecycle of one (series, kind, direction): a small state machine fed one stage
+//! per judged reading (or per night, for night flow).
+//!
+//! ```text
+//! closed --(open_after readings in a row at stage >= open_stage)--> open at the lowest of them
+//! open(S) --(a reading above S)--> escalated to it, at once
+//! open(S) --(hysteresis readings in a row below S, some abnormal)--> de-escalated to the
+//!            highest stage among them
+//! open(S) --(clear_after normal readings in a row)--> cleared
+//! ```
+//!
+//! A reading that keeps an alarm at its stage changes nothing and sends nothing. Each
+//! transition is one [`Alert`].
+
+use chrono_tz::Tz;
+use hydrowatch_core::Timestamp;
+use hydrowatch_core::time::format_local;
+use serde::{Deserialize, Serialize};
+
+use crate::{AlarmKind, Direction};
+
+/// When alarms open, de-escalate and clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleSettings {
+    /// Lowest stage that can open an alarm.
+    pub open_stage: u8,
+    /// Readings in a row at `open_stage` or above before the alarm opens.
+    pub open_after: u32,
+    /// Readings in a row below the alarm's stage before it de-escalates.
+    pub hysteresis: u32,
+    /// Normal readings in a row before the alarm clears.
+    pub clear_after: u32,
+}
+
+impl Default for LifecycleSettings {
+    /// Outlier alarms: open at stage 4 (critical) held 4 minutes, de-escalate after 5 minutes
+    /// below, clear after 10 normal minutes (tuned in docs/DETECTION.md).
+    fn default() -> Self {
+        LifecycleSettings {
+            open_stage: 4,
+            open_after: 4,
+            hysteresis: 5,
+            clear_after: 10,
+        }
+    }
+}
+
+impl LifecycleSettings {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=4).contains(&self.open_stage) {
+            return Err(format!("open_stage {} must be 1 to 4", self.open_stage));
+        }
+        if self.open_after == 0 || self.hysteresis == 0 || self.clear_after == 0 {
+            return Err("open_after, hysteresis and clear_after must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Settings of a check that opens on its first abnormal reading.
+    pub(crate) fn immediate(clear_after: u32) -> LifecycleSettings {
+        LifecycleSettings {
+            open_stage: 1,
+            open_after: 1,
+            hysteresis: 1,
+            clear_after,
+        }
+    }
+}
+
+/// A change of an alarm's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transition {
+    /// The alarm opened.
+    Opened,
+    /// Its stage rose.
+    Escalated,
+    /// Its stage fell.
+    DeEscalated,
+    /// It closed.
+    Cleared,
+}
+
+impl Transition {
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transition::Opened => "opened",
+            Transition::Escalated => "escalated",
+            Transition::DeEscalated => "de-escalated",
+            Transition::Cleared => "cleared",
+        }
+    }
+}
+
+/// One alarm transition, as the device reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The alarm (the same id from opening to clearing).
+    pub alarm_id: u64,
+    /// Series name.
+    pub series: String,
+    /// Unit of the value.
+    pub unit: String,
+    /// What the alarm is about.
+    pub kind: AlarmKind,
+    /// Which way.
+    pub direction: Direction,
+    /// Stage after the transition (0 when cleared).
+    pub stage: u8,
+    /// The transition.
+    pub state: Transition,
+    /// The reading (or tick) that caused it.
+    pub time: Timestamp,
+    /// The value read, if any.
+    pub value: Option<f64>,
+    /// The value expected, if known.
+    pub expected: Option<f64>,
+    /// The percentile of the value, for outliers.
+    pub percentile: Option<f64>,
+}
+
+/// The alert message: the prototype's four fields first, then the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertMessage {
+    /// The device's number (the prototype's field).
+    pub machine_number: u32,
+    /// Local time `YYYY-MM-DD HH:MM`.
+    pub time: String,
+    /// Stage 0-4.
+    pub outlier_stage: u8,
+    /// The value read.
+    pub value: Option<f64>,
+    /// Series name.
+    pub series: String,
+    /// Unit.
+    pub unit: String,
+    /// `outlier`, `stale`, `stuck`, `range`, `jump`, `night_flow`.
+    pub kind: AlarmKind,
+    /// `high`, `low` or `none`.
+    pub direction: Direction,
+    /// The value expected.
+    pub expected: Option<f64>,
+    /// The value's percentile.
+    pub percentile: Option<f64>,
+    /// The alarm.
+    pub alarm_id: u64,
+    /// `opened`, `escalated`, `de-escalated`, `cleared`.
+    pub state: Transition,
+}
+
+impl Alert {
+    /// The message for the central server, times in `tz`.
+    pub fn message(&self, machine_number: u32, tz: Tz) -> AlertMessage {
+        AlertMessage {
+            machine_number,
+            time: format_local(self.time, tz),
+            outlier_stage: self.stage,
+            value: self.value,
+            series: self.series.clone(),
+            unit: self.unit.clone(),
+            kind: self.kind,
+            direction: self.direction,
+            expected: self.expected,
+            percentile: self.percentile,
+            alarm_id: self.alarm_id,
+            state: self.state,
+        }
+    }
+}
+
+/// The state machine of one (series, kind, direction).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Machine {
+    pub kind: AlarmKind,
+    pub direction: Direction,
+    /// The open alarm: id, stage.
+    pub open: Option<(u64, u8)>,
+    /// Closed: readings in a row at the opening stage or above, and the lowest of them.
+    run: u32,
+    run_min: u8,
+    /// Open: readings in a row below the stage, and the highest of them.
+    below: u32,
+    below_max: u8,
+    /// Open: normal readings in a row.
+    normal: u32,
+}
+
+impl Machine {
+    pub(crate) fn new(kind: AlarmKind, direction: Direction) -> Machine {
+        Machine {
+            kind,
+            direction,
+            open: None,
+            run: 0,
+            run_min: u8::MAX,
+            below: 0,
+            below_max: 0,
+            normal: 0,
+        }
+    }
+
+    /// Feeds one stage; returns the transition and the stage after it, if any. `next_id`
+    /// gives the id of an alarm that opens.
+    pub(crate) fn step(
+        &mut self,
+        stage: u8,
+        settings: &LifecycleSettings,
+        next_id: &mut u64,
+    ) -> Option<(Transition, u8, u64)> {
+        match self.open {
+            None => {
+                if stage >= settings.open_stage {
+                    self.run += 1;
+                    self.run_min = self.run_min.min(stage);
+                    if self.run >= settings.open_after {
+                        let (id, at) = (*next_id, self.run_min);
+                        *next_id += 1;
+                        self.open = Some((id, at));
+                        self.reset_counters();
+                        return Some((Transition::Opened, at, id));
+                    }
+                } else {
+                    self.run = 0;
+                    self.run_min = u8::MAX;
+                }
+                None
+            }
+            Some((id, current)) => {
+                if stage > current {
+                    self.open = Some((id, stage));
+                    self.reset_counters();
+                    return Some((Transition::Escalated, stage, id));
+                }
+                if stage == current {
+                    self.below = 0;
+                    self.below_max = 0;
+                    self.normal = 0;
+                    return None;
+                }
+                self.normal = if stage == 0 { self.normal + 1 } else { 0 };
+                self.below += 1;
+                self.below_max = self.below_max.max(stage);
+                if self.normal >= settings.clear_after {
+                    self.open = None;
+                    self.reset_counters();
+                    return Some((Transition::Cleared, 0, id));
+                }
+                if self.below >= settings.hysteresis && self.below_max > 0 {
+                    let to = self.below_max;
+                    self.open = Some((id, to));
+                    self.below = 0;
+                    self.below_max = 0;
+                    return Some((Transition::DeEscalated, to, id));
+                }
+                None
+            }
+        }
+    }
+
+    fn reset_counters(&mut self) {
+        self.run = 0;
+        self.run_min = u8::MAX;
+        self.below = 0;
+        self.below_max = 0;
+        self.normal = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stages: &[u8], settings: LifecycleSettings) -> Vec<Option<(Transition, u8)>> {
+        let mut m = Machine::new(AlarmKind::Outlier, Direction::High);
+        let mut id = 1;
+        stages
+            .iter()
+            .map(|s| m.step(*s, &settings, &mut id).map(|(t, s, _)| (t, s)))
+            .collect()
+    }
+
+    fn settings(
+        open_stage: u8,
+        open_after: u32,
+        hysteresis: u32,
+        clear_after: u32,
+    ) -> LifecycleSettings {
+        LifecycleSettings {
+            open_stage,
+            open_after,
+            hysteresis,
+            clear_after,
+        }
+    }
+
+    #[test]
+    fn opens_after_the_confirming_run_at_its_lowest_stage() {
+        let out = run(&[3, 0, 3, 4, 3], settings(3, 3, 2, 3));
+        assert_eq!(out[..4], [None, None, None, None]);
+        assert_eq!(out[4], Some((Transition::Opened, 3)));
+        // Stage 2 never opens an alarm whose opening stage is 3.
+        assert!(
+            run(&[2; 20], settings(3, 3, 2, 3))
+                .iter()
+                .all(Option::is_none)
+        );
+    }
+
+    #[test]
+    fn escalates_at_once_and_holding_the_stage_sends_nothing() {
+        let out = run(&[3, 3, 4, 4, 4, 3], settings(3, 1, 2, 3));
+        assert_eq!(out[0], Some((Transition::Opened, 3)));
+        assert_eq!(out[1], None);
+        assert_eq!(out[2], Some((Transition::Escalated, 4)));
+        assert_eq!(out[3..], [None, None, None]);
+    }
+
+    #[test]
+    fn de_escalates_only_after_the_hysteresis_and_to_the_highest_stage_seen() {
+        // Open at 4, then 2, 3, 2: after three readings below 4, down to 3.
+        let out = run(&[4, 2, 3, 2, 2], settings(3, 1, 3, 5));
+        assert_eq!(out[1..3], [None, None]);
+        assert_eq!(out[3], Some((Transition::DeEscalated, 3)));
+        // A reading back at the stage restarts the count.
+        let out = run(&[4, 2, 2, 4, 2, 2, 2], settings(3, 1, 3, 5));
+        assert!(out[1..6].iter().all(Option::is_none));
+        assert_eq!(out[6], Some((Transition::DeEscalated, 2)));
+    }
+
+    #[test]
+    fn clears_after_enough_normal_readings_in_a_row_and_then_opens_a_new_alarm() {
+        let mut m = Machine::new(AlarmKind::Outlier, Direction::Low);
+        let s = settings(3, 1, 2, 3);
+        let mut id = 7;
+        assert_eq!(m.step(3, &s, &mut id), Some((Transition::Opened, 3, 7)));
+        assert_eq!(m.step(0, &s, &mut id), None);
+        assert_eq!(
+            m.step(1, &s, &mut id),
+            Some((Transition::DeEscalated, 1, 7))
+        );
+        // Two normal, one abnormal (the count restarts), then three normal.
+        for stage in [0, 0, 1, 0, 0] {
+            assert_eq!(m.step(stage, &s, &mut id), None);
+        }
+        assert_eq!(m.step(0, &s, &mut id), Some((Transition::Cleared, 0, 7)));
+        assert_eq!(m.step(4, &s, &mut id), Some((Transition::Opened, 4, 8)));
+    }
+}

@@ -1,0 +1,277 @@
+//! Scoring a detector against labelled events (the simulator writes them): per-event recall and
+//! detection delay, false alarms per day, and precision/recall/F1 per reading.
+//!
+//! Rules, per event kind (an event is one labelled span, on one or more series):
+//! - `burst`: detected by any alarm of its series reaching stage 3 or more;
+//! - `leak`: detected by a `night_flow` alarm of its series;
+//! - `stuck`: by a `stuck` alarm; `silent`: by a `stale` alarm;
+//! - `spike` and any other kind: by any alarm of its series;
+//!
+//! counting alarms that open or escalate from the event's start until `GRACE` after its end. An
+//! opened alarm is a false alarm when no event of its series spans it (with the same grace).
+//! Per reading, a reading is predicted abnormal when an alarm of its series is open after it,
+//! and actually abnormal when it lies inside an event of its series.
+
+use std::collections::BTreeMap;
+
+use hydrowatch_core::Timestamp;
+use serde::Serialize;
+
+use crate::{AlarmKind, Alert, Transition};
+
+/// Alarms this long after an event's end still belong to it (they clear with hysteresis, and a
+/// repaired leak changes the night after).
+pub const GRACE: i64 = 6 * 3600;
+
+/// One labelled span on one series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Start (inclusive).
+    pub start: Timestamp,
+    /// End (exclusive).
+    pub end: Timestamp,
+    /// Event kind (`burst`, `leak`, `stuck`, `silent`, `spike`, ...).
+    pub kind: String,
+    /// The series affected.
+    pub series: String,
+}
+
+/// How one event was detected.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventScore {
+    /// Event kind.
+    pub kind: String,
+    /// Start.
+    pub start: Timestamp,
+    /// End.
+    pub end: Timestamp,
+    /// Series affected.
+    pub series: Vec<String>,
+    /// First qualifying alarm: its time, kind and stage.
+    pub detected: Option<(Timestamp, AlarmKind, u8)>,
+}
+
+impl EventScore {
+    /// Minutes from the event's start to its detection.
+    pub fn delay_minutes(&self) -> Option<f64> {
+        self.detected
+            .map(|(t, _, _)| (t - self.start) as f64 / 60.0)
+    }
+}
+
+/// Reading-level confusion counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Confusion {
+    /// Abnormal and flagged.
+    pub true_positive: u64,
+    /// Normal but flagged.
+    pub false_positive: u64,
+    /// Abnormal, not flagged.
+    pub false_negative: u64,
+    /// Normal, not flagged.
+    pub true_negative: u64,
+}
+
+impl Confusion {
+    /// Precision.
+    pub fn precision(&self) -> f64 {
+        ratio(self.true_positive, self.true_positive + self.false_positive)
+    }
+    /// Recall.
+    pub fn recall(&self) -> f64 {
+        ratio(self.true_positive, self.true_positive + self.false_negative)
+    }
+    /// F1.
+    pub fn f1(&self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        }
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Accumulates the scores of one run.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    /// Events, grouped from the labels by (start, end, kind).
+    events: Vec<EventScore>,
+    /// Label spans per series, sorted by start.
+    spans: BTreeMap<String, Vec<(Timestamp, Timestamp)>>,
+    /// Open alarms per series.
+    open: BTreeMap<String, usize>,
+    /// Opened alarms outside every event: (time, series, kind).
+    false_alarms: Vec<(Timestamp, String, AlarmKind)>,
+    opened: usize,
+    confusion: Confusion,
+}
+
+impl Scorer {
+    /// A scorer for `labels`.
+    pub fn new(labels: &[Label]) -> Scorer {
+        let mut grouped: BTreeMap<(Timestamp, Timestamp, String), Vec<String>> = BTreeMap::new();
+        let mut spans: BTreeMap<String, Vec<(Timestamp, Timestamp)>> = BTreeMap::new();
+        for l in labels {
+            grouped
+                .entry((l.start, l.end, l.kind.clone()))
+                .or_default()
+                .push(l.series.clone());
+            spans
+                .entry(l.series.clone())
+                .or_default()
+                .push((l.start, l.end));
+        }
+        for s in spans.values_mut() {
+            s.sort();
+        }
+        Scorer {
+            events: grouped
+                .into_iter()
+                .map(|((start, end, kind), series)| EventScore {
+                    kind,
+                    start,
+                    end,
+                    series,
+                    detected: None,
+                })
+                .collect(),
+            spans,
+            open: BTreeMap::new(),
+            false_alarms: Vec::new(),
+            opened: 0,
+            confusion: Confusion::default(),
+        }
+    }
+
+    fn inside(&self, series: &str, ts: Timestamp, grace: i64) -> bool {
+        self.spans.get(series).is_some_and(|spans| {
+            // Spans are few (tens a year): a scan is clear and fast enough.
+            spans.iter().any(|(s, e)| *s <= ts && ts < e + grace)
+        })
+    }
+
+    /// Records the alerts of one reading or tick.
+    pub fn alerts(&mut self, alerts: &[Alert]) {
+        for a in alerts {
+            let open = self.open.entry(a.series.clone()).or_default();
+            match a.state {
+                Transition::Opened => *open += 1,
+                Transition::Cleared => *open = open.saturating_sub(1),
+                _ => {}
+            }
+            if a.state == Transition::Opened {
+                self.opened += 1;
+                if !self.inside(&a.series, a.time, GRACE) {
+                    self.false_alarms.push((a.time, a.series.clone(), a.kind));
+                }
+            }
+            if !matches!(a.state, Transition::Opened | Transition::Escalated) {
+                continue;
+            }
+            for e in &mut self.events {
+                let qualifies = match e.kind.as_str() {
+                    "burst" => a.stage >= 3,
+                    "leak" => a.kind == AlarmKind::NightFlow,
+                    "stuck" => a.kind == AlarmKind::Stuck,
+                    "silent" => a.kind == AlarmKind::Stale,
+                    _ => true,
+                };
+                if e.detected.is_none()
+                    && qualifies
+                    && e.series.contains(&a.series)
+                    && e.start <= a.time
+                    && a.time < e.end + GRACE
+                {
+                    e.detected = Some((a.time, a.kind, a.stage));
+                }
+            }
+        }
+    }
+
+    /// Records one judged reading of `series` (after its alerts were recorded).
+    pub fn reading(&mut self, series: &str, ts: Timestamp) {
+        let predicted = self.open.get(series).is_some_and(|n| *n > 0);
+        let actual = self.inside(series, ts, 0);
+        let c = &mut self.confusion;
+        match (actual, predicted) {
+            (true, true) => c.true_positive += 1,
+            (false, true) => c.false_positive += 1,
+            (true, false) => c.false_negative += 1,
+            (false, false) => c.true_negative += 1,
+        }
+    }
+
+    /// The events and how each was detected.
+    pub fn events(&self) -> &[EventScore] {
+        &self.events
+    }
+
+    /// Opened alarms outside every event.
+    pub fn false_alarms(&self) -> &[(Timestamp, String, AlarmKind)] {
+        &self.false_alarms
+    }
+
+    /// All opened alarms.
+    pub fn opened(&self) -> usize {
+        self.opened
+    }
+
+    /// Reading-level counts.
+    pub fn confusion(&self) -> Confusion {
+        self.confusion
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Direction;
+
+    fn alert(time: Timestamp, kind: AlarmKind, stage: u8, state: Transition) -> Alert {
+        Alert {
+            alarm_id: 1,
+            series: "flow_rate".into(),
+            unit: "m3/h".into(),
+            kind,
+            direction: Direction::High,
+            stage,
+            state,
+            time,
+            value: Some(1.0),
+            expected: None,
+            percentile: None,
+        }
+    }
+
+    #[test]
+    fn bursts_need_stage_three_and_alarms_outside_events_are_false() {
+        let labels = vec![Label {
+            start: 1000,
+            end: 2000,
+            kind: "burst".into(),
+            series: "flow_rate".into(),
+        }];
+        let mut s = Scorer::new(&labels);
+        s.alerts(&[alert(1060, AlarmKind::Outlier, 2, Transition::Opened)]);
+        s.reading("flow_rate", 1060);
+        assert!(s.events()[0].detected.is_none(), "stage 2 is not enough");
+        s.alerts(&[alert(1180, AlarmKind::Outlier, 3, Transition::Escalated)]);
+        assert_eq!(s.events()[0].delay_minutes(), Some(3.0));
+        s.alerts(&[alert(
+            2000 + GRACE,
+            AlarmKind::Outlier,
+            3,
+            Transition::Opened,
+        )]);
+        assert_eq!(s.false_alarms().len(), 1);
+        assert_eq!(s.opened(), 2);
+        s.reading("flow_rate", 3000);
+        let c = s.confusion();
+        assert_eq!((c.true_positive, c.false_positive), (1, 1));
+    }
+}

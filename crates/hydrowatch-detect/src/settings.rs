@@ -1,0 +1,112 @@
+//! Detection settings of one series, with the defaults tuned on a simulated year
+//! (docs/DETECTION.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::DetectError;
+use crate::lifecycle::LifecycleSettings;
+use crate::nightflow::NightSettings;
+
+/// How one series is judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesSettings {
+    /// Series name, e.g. `flow_rate`.
+    pub name: String,
+    /// Unit of its values, for messages.
+    pub unit: String,
+    /// Lowest physically possible value (readings below open a `range` alarm).
+    pub min: f64,
+    /// Highest physically possible value.
+    pub max: f64,
+    /// Percentiles where stages 1-4 start (interest, caution, warning, critical).
+    pub stages: [f64; 4],
+    /// Days of history the criteria are fitted on.
+    pub trailing_days: u32,
+    /// Minutes without a reading before a `stale` alarm.
+    pub stale_minutes: u32,
+    /// Minutes of identical readings before a `stuck` alarm.
+    pub stuck_minutes: u32,
+    /// Largest plausible change per minute (a faster one opens a `jump` alarm); `None`: off.
+    pub max_rate: Option<f64>,
+    /// Night-flow tracking (flow series only); `None`: off.
+    pub night_flow: Option<NightSettings>,
+    /// When outlier alarms open, de-escalate and clear.
+    pub lifecycle: LifecycleSettings,
+}
+
+impl SeriesSettings {
+    /// Defaults for a series: stages at the 90/95/98/99th percentile, 28 days of criteria,
+    /// stale after 15 minutes, stuck after 30, a jump when a minute's change exceeds a tenth of
+    /// the physical range, night flow for flow series.
+    pub fn new(name: &str, unit: &str, min: f64, max: f64, flow: bool) -> SeriesSettings {
+        let range = max - min;
+        SeriesSettings {
+            name: name.to_string(),
+            unit: unit.to_string(),
+            min,
+            max,
+            stages: [90.0, 95.0, 98.0, 99.0],
+            trailing_days: 28,
+            stale_minutes: 15,
+            stuck_minutes: 30,
+            max_rate: (range.is_finite() && range > 0.0).then_some(range / 10.0),
+            night_flow: flow.then(NightSettings::default),
+            lifecycle: LifecycleSettings::default(),
+        }
+    }
+
+    /// Checks the settings, naming the first one that cannot work.
+    pub fn validate(&self) -> Result<(), DetectError> {
+        let bad = |field, message: String| {
+            Err(DetectError::Settings {
+                series: self.name.clone(),
+                field,
+                message,
+            })
+        };
+        let s = self.stages;
+        if !(s.iter().all(|p| (50.0..100.0).contains(p)) && s.windows(2).all(|w| w[0] < w[1])) {
+            return bad(
+                "stages",
+                format!("{s:?}: four increasing percentiles in [50, 100) are needed"),
+            );
+        }
+        if self.min.is_nan() || self.max.is_nan() || self.min >= self.max {
+            return bad(
+                "min/max",
+                format!("min {} must be below max {}", self.min, self.max),
+            );
+        }
+        if self.trailing_days == 0 {
+            return bad("trailing_days", "must be at least 1".into());
+        }
+        if self.stale_minutes == 0 || self.stuck_minutes == 0 {
+            return bad(
+                "stale_minutes/stuck_minutes",
+                "must be at least 1 minute".into(),
+            );
+        }
+        if self.max_rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+            return bad("max_rate", format!("{:?}: must be positive", self.max_rate));
+        }
+        if let Some(n) = &self.night_flow {
+            n.validate().map_err(|message| DetectError::Settings {
+                series: self.name.clone(),
+                field: "night_flow",
+                message,
+            })?;
+        }
+        self.lifecycle
+            .validate()
+            .map_err(|message| DetectError::Settings {
+                series: self.name.clone(),
+                field: "lifecycle",
+                message,
+            })
+    }
+
+    /// The stage of a percentile: `k` where `stages[k-1] <= p < stages[k]`, 0 below the first.
+    pub fn stage_of(&self, percentile: f64) -> u8 {
+        self.stages.iter().filter(|s| percentile >= **s).count() as u8
+    }
+}

@@ -1,0 +1,553 @@
+//! `hydrowatch detect`: judges the readings of a CSV file with `hydrowatch-detect`, the way the
+//! daemon will: a tick at every row's time (stale sensors, ended
+//! nights), every reading judged in time order, criteria refitted daily at
+//! `schedule.criteria_at` from the trailing `detection.trailing_days` (or fitted once, on the
+//! span before `--baseline-until`).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use chrono::TimeZone;
+use chrono_tz::Tz;
+use clap::Args;
+use hydrowatch_config::{Config, TimeOfDay};
+use hydrowatch_core::time::{format_local, local_date};
+use hydrowatch_core::{LocalTimeParser, Timestamp};
+use hydrowatch_csv::{ReadOptions, ReadingsCsv};
+use hydrowatch_detect::score::{Label, Scorer};
+use hydrowatch_detect::{
+    AlarmKind, Alert, Criteria, Detector, Judgement, LifecycleSettings, NightSettings,
+    SeriesSettings, Transition, Verdict,
+};
+
+use crate::cli::Global;
+use crate::context::{Context, parse_local_time};
+
+/// `hydrowatch detect`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+hydrowatch simulate --days 365 --out year.csv --labels events.csv\n  \
+hydrowatch detect --input year.csv --output judged.csv --alarms alarms.jsonl --labels events.csv\n\n\
+OUT has one row per reading and series: time,series,value,stage,direction,percentile,kind. \
+stage is 0 (normal) to 4: 1 interest (90th-95th percentile), 2 caution (95-98), 3 warning \
+(98-99), 4 critical (99-100), each band including its lower bound; kind names the check that gave \
+the stage (outlier, stuck, range, jump), or late/invalid for readings that could not be judged. \
+ALARMS has one JSON alert per line, only when an alarm opens, escalates, de-escalates or clears.")]
+pub struct DetectArgs {
+    /// Readings file: `time,<series>,<series>...` (the simulator's `time,flow_rate,pressure`).
+    #[arg(long, value_name = "FILE.csv")]
+    pub input: PathBuf,
+    /// Time zone of the file's times (default: the device's).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// Fit the criteria once on the readings before this local time, instead of refitting them
+    /// daily from the trailing days.
+    #[arg(long, value_name = "T")]
+    pub baseline_until: Option<String>,
+    /// Per-reading verdicts (CSV).
+    #[arg(long, value_name = "OUT.csv")]
+    pub output: PathBuf,
+    /// Alarm transitions, one JSON alert message per line.
+    #[arg(long, value_name = "ALARMS.jsonl")]
+    pub alarms: Option<PathBuf>,
+    /// Labelled events (`start,end,kind,series`, as `hydrowatch simulate --labels` writes): score
+    /// the detection against them.
+    #[arg(long, value_name = "LABELS.csv")]
+    pub labels: Option<PathBuf>,
+}
+
+/// Detection settings of series `name` (and `unit`, if known) from the configuration; series
+/// not configured get the defaults, with no physical range.
+pub fn series_settings(config: &Config, name: &str, unit: Option<&str>) -> SeriesSettings {
+    let d = &config.detection;
+    let configured = config.series(name);
+    let unit = configured
+        .map(|s| s.unit.as_str())
+        .or(unit)
+        .unwrap_or_default();
+    let (min, max) = configured.map_or((f64::NEG_INFINITY, f64::INFINITY), |s| (s.min, s.max));
+    // A rate unit (m3/h, L/s) is a flow; without a unit, the name decides.
+    let looks_like_flow = if unit.is_empty() {
+        name.contains("flow")
+    } else {
+        unit.contains('/')
+    };
+    let flow = configured
+        .and_then(|s| s.night_flow)
+        .unwrap_or(looks_like_flow);
+    let mut s = SeriesSettings::new(name, unit, min, max, flow);
+    s.trailing_days = d.trailing_days;
+    s.lifecycle = LifecycleSettings {
+        open_stage: d.open_stage,
+        open_after: d.open_after,
+        hysteresis: d.hysteresis,
+        clear_after: d.clear_after,
+    };
+    if let Some(n) = &mut s.night_flow {
+        *n = NightSettings {
+            start: time_of_day(d.night_start),
+            end: time_of_day(d.night_end),
+            rise: d.night_rise,
+            nights: d.night_baseline,
+            min_nights: d.night_baseline.min(5),
+        };
+    }
+    if let Some(c) = configured {
+        s.stages = c.stages.unwrap_or(s.stages);
+        s.stale_minutes = c.stale_minutes.unwrap_or(s.stale_minutes);
+        s.stuck_minutes = c.stuck_minutes.unwrap_or(s.stuck_minutes);
+        s.max_rate = c.max_rate.or(s.max_rate);
+    }
+    s
+}
+
+fn time_of_day(t: TimeOfDay) -> chrono::NaiveTime {
+    chrono::NaiveTime::from_hms_opt(u32::from(t.hour), u32::from(t.minute), 0)
+        .expect("TimeOfDay is validated")
+}
+
+/// The first instant at local time `t` on `date` (the next existing minute inside a
+/// daylight-saving gap).
+fn at_local(date: chrono::NaiveDate, t: TimeOfDay, tz: Tz) -> Timestamp {
+    let start = date.and_time(time_of_day(t));
+    (0..=120)
+        .find_map(|m| {
+            tz.from_local_datetime(&(start + chrono::Duration::minutes(m)))
+                .earliest()
+        })
+        .map_or(start.and_utc().timestamp(), |t| t.timestamp())
+}
+
+/// When criteria are (re)fitted.
+enum Refit {
+    /// Daily at a local time, from the trailing days before it.
+    Daily {
+        at: TimeOfDay,
+        next: Option<Timestamp>,
+    },
+    /// Once, on everything before `until`.
+    Once { until: Timestamp, done: bool },
+}
+
+/// Rows of readings through a detector, refitting criteria as the daemon does.
+pub struct Engine {
+    /// The detector.
+    pub detector: Detector,
+    tz: Tz,
+    buffers: Vec<VecDeque<(Timestamp, f64)>>,
+    refit: Refit,
+}
+
+impl Engine {
+    fn new(detector: Detector, tz: Tz, refit: Refit) -> Engine {
+        let n = detector.settings().len();
+        Engine {
+            detector,
+            tz,
+            buffers: vec![VecDeque::new(); n],
+            refit,
+        }
+    }
+
+    fn fit(&mut self, before: Timestamp, trailing: bool) {
+        for (i, buffer) in self.buffers.iter_mut().enumerate() {
+            let days = i64::from(self.detector.settings()[i].trailing_days);
+            let from = if trailing {
+                before - days * 86_400
+            } else {
+                Timestamp::MIN
+            };
+            while buffer.front().is_some_and(|(t, _)| *t < from) {
+                buffer.pop_front();
+            }
+            let span: Vec<(Timestamp, f64)> = buffer
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t < before)
+                .collect();
+            let fitted = Criteria::fit(&span, self.tz, before);
+            if fitted.is_some() || trailing {
+                self.detector.set_criteria(i, fitted);
+            }
+        }
+    }
+
+    /// Advances to `ts` (the time of the next readings): refits the criteria when due and
+    /// ticks the detector. Returns the alarm transitions of the tick (stale sensors, nights).
+    fn advance(&mut self, ts: Timestamp) -> Vec<Alert> {
+        match &mut self.refit {
+            Refit::Daily { at, next } => {
+                let at = *at;
+                let tz = self.tz;
+                let following = |ts: Timestamp| {
+                    let date = local_date(ts, tz);
+                    let today = at_local(date, at, tz);
+                    if today > ts {
+                        today
+                    } else {
+                        at_local(date.succ_opt().unwrap_or(date), at, tz)
+                    }
+                };
+                let due = *next.get_or_insert_with(|| following(ts));
+                if ts >= due {
+                    *next = Some(following(ts));
+                    self.fit(due, true);
+                }
+            }
+            Refit::Once { until, done } => {
+                if !*done && ts >= *until {
+                    let until = *until;
+                    *done = true;
+                    self.fit(until, false);
+                    self.buffers.iter_mut().for_each(VecDeque::clear);
+                }
+            }
+        }
+        self.detector.tick(ts)
+    }
+
+    /// Judges one reading of series `series` (call [`Engine::advance`] to its time first).
+    fn observe(&mut self, series: usize, ts: Timestamp, value: f64) -> (Judgement, Vec<Alert>) {
+        let (judgement, alerts) = self.detector.observe(series, ts, value);
+        let learning = !matches!(self.refit, Refit::Once { done: true, .. });
+        if learning && judgement.verdict == Verdict::Judged {
+            self.buffers[series].push_back((ts, value));
+        }
+        (judgement, alerts)
+    }
+}
+
+/// Writes the per-reading verdicts.
+struct Verdicts {
+    out: BufWriter<File>,
+}
+
+impl Verdicts {
+    fn create(path: &Path) -> anyhow::Result<Verdicts> {
+        let mut out = BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        writeln!(out, "time,series,value,stage,direction,percentile,kind")?;
+        Ok(Verdicts { out })
+    }
+
+    fn write(
+        &mut self,
+        time: &str,
+        series: &str,
+        value: f64,
+        j: &Judgement,
+    ) -> std::io::Result<()> {
+        let kind = match j.verdict {
+            Verdict::Judged => j.kind.map_or("", AlarmKind::name),
+            Verdict::Late => "late",
+            Verdict::Invalid => "invalid",
+        };
+        let direction = j.direction.map_or("", |d| d.name());
+        match j.percentile {
+            Some(p) => writeln!(
+                self.out,
+                "{time},{series},{value},{},{direction},{p:.2},{kind}",
+                j.stage
+            ),
+            None => writeln!(
+                self.out,
+                "{time},{series},{value},{},{direction},,{kind}",
+                j.stage
+            ),
+        }
+    }
+}
+
+/// Counts for the summary.
+#[derive(Default)]
+struct Tally {
+    readings: u64,
+    late: u64,
+    invalid: u64,
+    stages: [u64; 5],
+    transitions: u64,
+    opened: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, j: &Judgement, alerts: &[Alert]) {
+        self.readings += 1;
+        match j.verdict {
+            Verdict::Judged => self.stages[usize::from(j.stage)] += 1,
+            Verdict::Late => self.late += 1,
+            Verdict::Invalid => self.invalid += 1,
+        }
+        self.alerts(alerts);
+    }
+
+    fn alerts(&mut self, alerts: &[Alert]) {
+        for a in alerts {
+            self.transitions += 1;
+            if a.state == Transition::Opened {
+                *self.opened.entry(a.kind.name()).or_default() += 1;
+            }
+        }
+    }
+
+    fn print(&self, series: usize, span: Option<(Timestamp, Timestamp)>) {
+        let days = span.map_or(0.0, |(a, b)| (b - a) as f64 / 86_400.0);
+        println!(
+            "judged {} readings of {series} series over {days:.1} days ({} late, {} invalid, not judged)",
+            self.readings, self.late, self.invalid
+        );
+        println!(
+            "stages: 0 normal {}, 1 interest {}, 2 caution {}, 3 warning {}, 4 critical {}",
+            self.stages[0], self.stages[1], self.stages[2], self.stages[3], self.stages[4]
+        );
+        let opened: u64 = self.opened.values().sum();
+        let kinds: Vec<String> = self
+            .opened
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!(
+            "alarms opened: {opened}{} ({} transitions)",
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            },
+            self.transitions
+        );
+    }
+}
+
+/// `hydrowatch detect`
+pub fn run(global: &Global, args: DetectArgs) -> anyhow::Result<()> {
+    let ctx = Context::load(global)?;
+    run_file(&ctx, &args, &args.input)
+}
+
+fn refit_policy(ctx: &Context, args: &DetectArgs, tz: Tz) -> anyhow::Result<Refit> {
+    Ok(match &args.baseline_until {
+        Some(t) => Refit::Once {
+            until: parse_local_time(t, tz, "baseline-until")?,
+            done: false,
+        },
+        None => Refit::Daily {
+            at: ctx.config.schedule.criteria_at,
+            next: None,
+        },
+    })
+}
+
+fn alarms_writer(path: Option<&PathBuf>) -> anyhow::Result<Option<BufWriter<File>>> {
+    path.map(|p| {
+        File::create(p)
+            .map(BufWriter::new)
+            .with_context(|| format!("cannot create {}", p.display()))
+    })
+    .transpose()
+}
+
+fn write_alerts(
+    out: &mut Option<BufWriter<File>>,
+    alerts: &[Alert],
+    machine: u32,
+    tz: Tz,
+) -> anyhow::Result<()> {
+    if let Some(out) = out {
+        for a in alerts {
+            serde_json::to_writer(&mut *out, &a.message(machine, tz))?;
+            out.write_all(b"\n")?;
+        }
+    }
+    Ok(())
+}
+
+fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()> {
+    let tz = ctx.timezone(args.timezone.as_deref())?;
+    let output = &args.output;
+    let options = ReadOptions {
+        timezone: tz,
+        series: None,
+    };
+    let mut file = ReadingsCsv::open(input, &options)?;
+    let names: Vec<String> = file.series().map(str::to_string).collect();
+    let settings: Vec<SeriesSettings> = names
+        .iter()
+        .map(|n| series_settings(&ctx.config, n, None))
+        .collect();
+    let detector = Detector::new(tz, settings)?;
+    let mut engine = Engine::new(detector, tz, refit_policy(ctx, args, tz)?);
+    let mut scorer = args
+        .labels
+        .as_deref()
+        .map(|p| read_labels(p, tz).map(|l| Scorer::new(&l)))
+        .transpose()?;
+    let mut verdicts = Verdicts::create(output)?;
+    let mut alarms = alarms_writer(args.alarms.as_ref())?;
+    let machine = ctx.config.device.machine_number;
+    let mut tally = Tally::default();
+    let mut span = None;
+    while let Some(row) = file.next_row() {
+        let row = row?;
+        let ts = row.ts;
+        span = Some(span.map_or((ts, ts), |(a, _): (Timestamp, Timestamp)| (a, ts)));
+        let mut alerts = engine.advance(ts);
+        tally.alerts(&alerts);
+        if let Some(s) = &mut scorer {
+            s.alerts(&alerts);
+        }
+        let time = format_local(ts, tz);
+        for (i, v) in row.values.iter().enumerate() {
+            let Some(v) = *v else { continue };
+            let (judgement, new) = engine.observe(i, ts, v);
+            tally.add(&judgement, &new);
+            if let Some(s) = &mut scorer {
+                s.alerts(&new);
+                if judgement.verdict == Verdict::Judged {
+                    s.reading(&names[i], ts);
+                }
+            }
+            verdicts
+                .write(&time, &names[i], v, &judgement)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            alerts.extend(new);
+        }
+        write_alerts(&mut alarms, &alerts, machine, tz)?;
+    }
+    verdicts.out.flush()?;
+    if let Some(a) = &mut alarms {
+        a.flush()?;
+    }
+    tally.print(names.len(), span);
+    if let Some(s) = &scorer {
+        print_scores(s, span, tz);
+    }
+    Ok(())
+}
+
+/// Reads `start,end,kind,series` labels; errors name file, line, field and value.
+pub fn read_labels(path: &Path, tz: Tz) -> anyhow::Result<Vec<Label>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut parser = LocalTimeParser::new(tz);
+    let mut labels = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
+        let n = i + 1;
+        if n == 1 {
+            anyhow::ensure!(
+                line.trim() == "start,end,kind,series",
+                "{}:1: header {:?}: expected start,end,kind,series",
+                path.display(),
+                line.trim()
+            );
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        anyhow::ensure!(
+            fields.len() == 4,
+            "{}:{n}: {} fields, expected 4 (start,end,kind,series): {line:?}",
+            path.display(),
+            fields.len()
+        );
+        let mut time = |field: &str, text: &str| {
+            parser
+                .parse(text)
+                .with_context(|| format!("{}:{n}: field {field}, value {text:?}", path.display()))
+        };
+        let (start, end) = (time("start", fields[0])?, time("end", fields[1])?);
+        anyhow::ensure!(
+            start < end,
+            "{}:{n}: end {:?} is not after start {:?}",
+            path.display(),
+            fields[1],
+            fields[0]
+        );
+        labels.push(Label {
+            start,
+            end,
+            kind: fields[2].to_string(),
+            series: fields[3].to_string(),
+        });
+    }
+    Ok(labels)
+}
+
+fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz: Tz) {
+    let weeks = span.map_or(0.0, |(a, b)| (b - a) as f64 / (7.0 * 86_400.0));
+    println!();
+    println!("| event | start | series | detected by | stage | delay |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for e in s.events() {
+        let (by, stage, delay) = match e.detected {
+            Some((_, kind, stage)) => (
+                kind.name().to_string(),
+                stage.to_string(),
+                format_delay(e.delay_minutes().unwrap_or_default()),
+            ),
+            None => ("**missed**".into(), String::new(), String::new()),
+        };
+        println!(
+            "| {} | {} | {} | {by} | {stage} | {delay} |",
+            e.kind,
+            format_local(e.start, tz),
+            e.series.join(" "),
+        );
+    }
+    println!();
+    println!("| kind | events | detected | median delay | longest delay |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut kinds: Vec<&str> = s.events().iter().map(|e| e.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for kind in kinds {
+        let events: Vec<_> = s.events().iter().filter(|e| e.kind == kind).collect();
+        let mut delays: Vec<f64> = events.iter().filter_map(|e| e.delay_minutes()).collect();
+        delays.sort_by(f64::total_cmp);
+        let median = delays
+            .get(delays.len() / 2)
+            .map_or(String::new(), |d| format_delay(*d));
+        let longest = delays.last().map_or(String::new(), |d| format_delay(*d));
+        println!(
+            "| {kind} | {} | {} | {median} | {longest} |",
+            events.len(),
+            delays.len()
+        );
+    }
+    let false_alarms = s.false_alarms();
+    println!();
+    println!(
+        "alarms opened: {}; outside every event (false alarms): {} = {:.2} per week",
+        s.opened(),
+        false_alarms.len(),
+        false_alarms.len() as f64 / weeks.max(1e-9)
+    );
+    for (t, series, kind) in false_alarms.iter().take(20) {
+        println!(
+            "  false alarm: {} {series} {}",
+            format_local(*t, tz),
+            kind.name()
+        );
+    }
+    let c = s.confusion();
+    println!(
+        "per reading (abnormal = inside an event; flagged = an alarm of its series open): precision {:.3}, recall {:.3}, F1 {:.3}",
+        c.precision(),
+        c.recall(),
+        c.f1()
+    );
+}
+
+fn format_delay(minutes: f64) -> String {
+    if minutes < 120.0 {
+        format!("{minutes:.0} min")
+    } else if minutes < 48.0 * 60.0 {
+        format!("{:.1} h", minutes / 60.0)
+    } else {
+        format!("{:.1} days", minutes / 1440.0)
+    }
+}
