@@ -86,6 +86,9 @@ pub enum BenchCommand {
     /// One LSTM training step (1 layer, input seq x 2, dense 168 outputs, MSE, AdamW) with burn,
     /// and with Keras side by side when --python is given.
     LstmStep(LstmStepArgs),
+    /// Detection speed: one reading judged, and a year of minute data for two series
+    /// backfilled (criteria refitted daily), on simulated data held in memory.
+    Detect(crate::detect::BenchArgs),
 }
 
 /// `hydrowatch bench lstm-step`

@@ -83,6 +83,7 @@ pub fn series_settings(config: &Config, name: &str, unit: Option<&str>) -> Serie
     s.lifecycle = LifecycleSettings {
         open_stage: d.open_stage,
         open_after: d.open_after,
+        open_percentile: d.open_percentile,
         hysteresis: d.hysteresis,
         clear_after: d.clear_after,
     };
@@ -550,4 +551,80 @@ fn format_delay(minutes: f64) -> String {
     } else {
         format!("{:.1} days", minutes / 1440.0)
     }
+}
+
+/// `hydrowatch bench detect`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Days of simulated minute data.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Repetitions of each measurement.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// `hydrowatch bench detect`: the detection of the daemon without any I/O, on a simulated year
+/// held in memory. Prints the backfill time (criteria refitted daily, every reading judged, every
+/// tick) and the time per reading with fixed criteria.
+pub fn bench(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
+    use std::time::Instant;
+    let ctx = Context::load(global)?;
+    let tz = ctx.config.device.timezone;
+    let sim = hydrowatch_sim::Simulator::new(hydrowatch_sim::SimConfig {
+        days: args.days,
+        timezone: tz,
+        ..Default::default()
+    });
+    let rows: Vec<(Timestamp, [Option<f64>; 2])> =
+        sim.map(|s| (s.ts, [s.flow_rate, s.pressure])).collect();
+    let readings: usize = rows.iter().map(|r| r.1.iter().flatten().count()).sum();
+    let settings = || -> Vec<SeriesSettings> {
+        hydrowatch_sim::SERIES
+            .iter()
+            .map(|n| series_settings(&ctx.config, n, None))
+            .collect()
+    };
+    let pass = |refit: Refit| -> anyhow::Result<(f64, usize)> {
+        let mut engine = Engine::new(Detector::new(tz, settings())?, tz, refit);
+        let mut alerts = 0;
+        let started = Instant::now();
+        for (ts, values) in &rows {
+            alerts += engine.advance(*ts).len();
+            for (i, v) in values.iter().enumerate() {
+                if let Some(v) = v {
+                    alerts += engine.observe(i, *ts, *v).1.len();
+                }
+            }
+        }
+        Ok((started.elapsed().as_secs_f64(), alerts))
+    };
+    let until = rows.get(28 * 1440).map_or(Timestamp::MAX, |r| r.0);
+    println!(
+        "{} days of minute data, {readings} readings of flow_rate and pressure, {} runs each:",
+        args.days, args.runs
+    );
+    let mut backfill = Vec::new();
+    let mut judged = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let (s, _) = pass(Refit::Daily {
+            at: ctx.config.schedule.criteria_at,
+            next: None,
+        })?;
+        backfill.push(s);
+        let (s, _) = pass(Refit::Once { until, done: false })?;
+        judged.push(s * 1e6 / readings as f64);
+    }
+    let (mb, sb) = mean_sd(&backfill);
+    let (mj, sj) = mean_sd(&judged);
+    println!("backfill, criteria refitted daily: {mb:.2} s ± {sb:.2}");
+    println!("one reading judged (criteria fitted once, ticks included): {mj:.2} µs ± {sj:.2}");
+    Ok(())
+}
+
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len().max(1) as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
 }

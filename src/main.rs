@@ -60,6 +60,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::LstmStep(args),
         } => forecasting::bench_lstm_step(args),
+        Command::Bench {
+            command: BenchCommand::Detect(args),
+        } => detect::bench(&global, args),
         Command::BenchStorageStep(args) => bench_storage::run_step(args),
     }
 }

@@ -166,6 +166,9 @@ pub struct DetectionConfig {
     /// Readings in a row at that stage or above before the alarm opens.
     #[serde(default = "default_open_after")]
     pub open_after: u32,
+    /// ... each also at this percentile or above.
+    #[serde(default = "default_open_percentile")]
+    pub open_percentile: f64,
     /// Readings in a row below an alarm's stage before it de-escalates.
     #[serde(default = "default_hysteresis")]
     pub hysteresis: u32,
@@ -192,6 +195,7 @@ impl Default for DetectionConfig {
             trailing_days: default_trailing_days(),
             open_stage: default_open_stage(),
             open_after: default_open_after(),
+            open_percentile: default_open_percentile(),
             hysteresis: default_hysteresis(),
             clear_after: default_clear_after(),
             night_start: default_night_start(),
@@ -212,7 +216,10 @@ fn default_open_stage() -> u8 {
     4
 }
 fn default_open_after() -> u32 {
-    4
+    2
+}
+fn default_open_percentile() -> f64 {
+    99.9999
 }
 fn default_hysteresis() -> u32 {
     5
@@ -227,7 +234,7 @@ fn default_night_end() -> TimeOfDay {
     TimeOfDay { hour: 5, minute: 0 }
 }
 fn default_night_rise() -> f64 {
-    0.10
+    0.08
 }
 fn default_night_baseline() -> usize {
     14

@@ -110,6 +110,12 @@ fn lifecycle_of(kind: AlarmKind, settings: &SeriesSettings) -> LifecycleSettings
     }
 }
 
+/// While the criteria are coarser than hour of week, outlier alarms need this many spreads.
+const LEARNING_Z: f64 = 6.0;
+
+/// Deviations this many spreads from expected-plus-level leave the level where it is.
+const FREEZE_Z: f64 = 5.0;
+
 /// Standard normal CDF.
 fn phi(z: f64) -> f64 {
     0.5 * statrs::function::erf::erfc(-z / std::f64::consts::SQRT_2)
@@ -231,15 +237,18 @@ impl Detector {
             expected: None,
         };
         let mut outlier = (0u8, 0u8);
+        let mut z_abs = 0.0;
         if let Some(c) = &state.criteria {
             let (expected, spread) = c.at(minute_of_week(local));
             let level = state.level.map_or(0.0, |(_, l)| l);
             let z = follow_level(&mut state.level, ts, value - expected, false) / spread;
-            let percentile = 100.0 * phi(z.abs());
+            z_abs = z.abs();
+            let percentile = 100.0 * phi(z_abs);
             let stage = settings.stage_of(percentile);
-            // Readings abnormal enough to open an alarm do not move the level: a burst must
-            // not become the level the end of the burst is judged against.
-            if stage < settings.lifecycle.open_stage {
+            // Far-out readings do not move the level: a burst must not become the level its
+            // end is judged against. Ordinary excursions (even at stage 4) still do, or the
+            // level would stop following the noise it is there to follow.
+            if z.abs() < FREEZE_Z {
                 follow_level(&mut state.level, ts, value - expected, true);
             }
             let expected = expected + level;
@@ -270,6 +279,10 @@ impl Detector {
             _ => None,
         };
 
+        let learning = state
+            .criteria
+            .as_ref()
+            .is_none_or(|c| c.level != crate::Level::HourOfWeek);
         let mut alerts = Vec::new();
         let next_id = &mut self.saved.next_alarm_id;
         for machine in &mut state.machines {
@@ -287,7 +300,17 @@ impl Detector {
                     .map_or(0, |c| c.2),
             };
             let lifecycle = lifecycle_of(machine.kind, settings);
-            if let Some((transition, stage, alarm_id)) = machine.step(stage, &lifecycle, next_id) {
+            // Until the criteria resolve the hour of the week (14 days of history), outlier
+            // alarms open only for gross deviations: the coarser criteria know nothing of
+            // weekends, so an ordinary Saturday morning would look abnormal.
+            let percentile = match machine.kind {
+                AlarmKind::Outlier if learning && z_abs < LEARNING_Z => 0.0,
+                AlarmKind::Outlier => judgement.percentile.unwrap_or(100.0),
+                _ => 100.0,
+            };
+            if let Some((transition, stage, alarm_id)) =
+                machine.step(stage, percentile, &lifecycle, next_id)
+            {
                 let (value, expected, percentile) = match machine.kind {
                     AlarmKind::Outlier => (Some(value), judgement.expected, judgement.percentile),
                     AlarmKind::NightFlow => night_values(night.as_ref()),
@@ -337,7 +360,7 @@ impl Detector {
                 };
                 let lifecycle = lifecycle_of(machine.kind, settings);
                 if let Some((transition, stage, alarm_id)) =
-                    machine.step(stage, &lifecycle, next_id)
+                    machine.step(stage, 100.0, &lifecycle, next_id)
                 {
                     alerts.push(Alert {
                         alarm_id,

@@ -2,7 +2,8 @@
 //! per judged reading (or per night, for night flow).
 //!
 //! ```text
-//! closed --(open_after readings in a row at stage >= open_stage)--> open at the lowest of them
+//! closed --(open_after readings in a row at stage >= open_stage and percentile >= open_percentile)
+//!        --> open at the lowest of their stages
 //! open(S) --(a reading above S)--> escalated to it, at once
 //! open(S) --(hysteresis readings in a row below S, some abnormal)--> de-escalated to the
 //!            highest stage among them
@@ -20,12 +21,15 @@ use serde::{Deserialize, Serialize};
 use crate::{AlarmKind, Direction};
 
 /// When alarms open, de-escalate and clear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LifecycleSettings {
     /// Lowest stage that can open an alarm.
     pub open_stage: u8,
     /// Readings in a row at `open_stage` or above before the alarm opens.
     pub open_after: u32,
+    /// ... each also at this percentile or above (outliers only: the stages are the
+    /// prototype's, but the 99th percentile is crossed every day by ordinary demand noise).
+    pub open_percentile: f64,
     /// Readings in a row below the alarm's stage before it de-escalates.
     pub hysteresis: u32,
     /// Normal readings in a row before the alarm clears.
@@ -33,12 +37,14 @@ pub struct LifecycleSettings {
 }
 
 impl Default for LifecycleSettings {
-    /// Outlier alarms: open at stage 4 (critical) held 4 minutes, de-escalate after 5 minutes
-    /// below, clear after 10 normal minutes (tuned in docs/DETECTION.md).
+    /// Outlier alarms: open after 2 readings in a row at stage 4 (critical) and beyond the
+    /// 99.9999th percentile, de-escalate after 5 readings below, clear after 10 normal readings
+    /// (tuned on three simulated years, docs/DETECTION.md).
     fn default() -> Self {
         LifecycleSettings {
             open_stage: 4,
-            open_after: 4,
+            open_after: 2,
+            open_percentile: 99.9999,
             hysteresis: 5,
             clear_after: 10,
         }
@@ -51,6 +57,12 @@ impl LifecycleSettings {
         if !(1..=4).contains(&self.open_stage) {
             return Err(format!("open_stage {} must be 1 to 4", self.open_stage));
         }
+        if !(0.0..100.0).contains(&self.open_percentile) {
+            return Err(format!(
+                "open_percentile {} must be at least 0 and below 100",
+                self.open_percentile
+            ));
+        }
         if self.open_after == 0 || self.hysteresis == 0 || self.clear_after == 0 {
             return Err("open_after, hysteresis and clear_after must be at least 1".into());
         }
@@ -62,6 +74,7 @@ impl LifecycleSettings {
         LifecycleSettings {
             open_stage: 1,
             open_after: 1,
+            open_percentile: 0.0,
             hysteresis: 1,
             clear_after,
         }
@@ -201,17 +214,19 @@ impl Machine {
         }
     }
 
-    /// Feeds one stage; returns the transition and the stage after it, if any. `next_id`
-    /// gives the id of an alarm that opens.
+    /// Feeds one stage (and the reading's percentile, 100 where there is none); returns the
+    /// transition and the stage after it, if any. `next_id` gives the id of an alarm that
+    /// opens.
     pub(crate) fn step(
         &mut self,
         stage: u8,
+        percentile: f64,
         settings: &LifecycleSettings,
         next_id: &mut u64,
     ) -> Option<(Transition, u8, u64)> {
         match self.open {
             None => {
-                if stage >= settings.open_stage {
+                if stage >= settings.open_stage && percentile >= settings.open_percentile {
                     self.run += 1;
                     self.run_min = self.run_min.min(stage);
                     if self.run >= settings.open_after {
@@ -277,7 +292,10 @@ mod tests {
         let mut id = 1;
         stages
             .iter()
-            .map(|s| m.step(*s, &settings, &mut id).map(|(t, s, _)| (t, s)))
+            .map(|s| {
+                m.step(*s, 100.0, &settings, &mut id)
+                    .map(|(t, s, _)| (t, s))
+            })
             .collect()
     }
 
@@ -290,6 +308,7 @@ mod tests {
         LifecycleSettings {
             open_stage,
             open_after,
+            open_percentile: 0.0,
             hysteresis,
             clear_after,
         }
@@ -334,17 +353,26 @@ mod tests {
         let mut m = Machine::new(AlarmKind::Outlier, Direction::Low);
         let s = settings(3, 1, 2, 3);
         let mut id = 7;
-        assert_eq!(m.step(3, &s, &mut id), Some((Transition::Opened, 3, 7)));
-        assert_eq!(m.step(0, &s, &mut id), None);
         assert_eq!(
-            m.step(1, &s, &mut id),
+            m.step(3, 100.0, &s, &mut id),
+            Some((Transition::Opened, 3, 7))
+        );
+        assert_eq!(m.step(0, 100.0, &s, &mut id), None);
+        assert_eq!(
+            m.step(1, 100.0, &s, &mut id),
             Some((Transition::DeEscalated, 1, 7))
         );
         // Two normal, one abnormal (the count restarts), then three normal.
         for stage in [0, 0, 1, 0, 0] {
-            assert_eq!(m.step(stage, &s, &mut id), None);
+            assert_eq!(m.step(stage, 100.0, &s, &mut id), None);
         }
-        assert_eq!(m.step(0, &s, &mut id), Some((Transition::Cleared, 0, 7)));
-        assert_eq!(m.step(4, &s, &mut id), Some((Transition::Opened, 4, 8)));
+        assert_eq!(
+            m.step(0, 100.0, &s, &mut id),
+            Some((Transition::Cleared, 0, 7))
+        );
+        assert_eq!(
+            m.step(4, 100.0, &s, &mut id),
+            Some((Transition::Opened, 4, 8))
+        );
     }
 }

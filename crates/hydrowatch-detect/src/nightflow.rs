@@ -27,12 +27,12 @@ pub struct NightSettings {
 }
 
 impl Default for NightSettings {
-    /// 01:00-05:00, 10% above the median of the last 14 normal nights, judged from 5 nights on.
+    /// 01:00-05:00, 8% above the median of the last 14 normal nights, judged from 5 nights on.
     fn default() -> Self {
         NightSettings {
             start: NaiveTime::from_hms_opt(1, 0, 0).expect("valid time"),
             end: NaiveTime::from_hms_opt(5, 0, 0).expect("valid time"),
-            rise: 0.10,
+            rise: 0.08,
             nights: 14,
             min_nights: 5,
         }
@@ -277,15 +277,15 @@ mod tests {
             assert_eq!((r.stage, r.baseline), (0, None), "too few nights to judge");
             assert!((r.minimum - 10.0).abs() < 1e-9);
         }
-        let r = night(&mut nf, &s, 6, 10.9);
-        assert_eq!((r.stage, r.baseline), (0, Some(10.0)), "9% is normal");
+        let r = night(&mut nf, &s, 6, 10.7);
+        assert_eq!((r.stage, r.baseline), (0, Some(10.0)), "7% is normal");
         assert_eq!(
             night(&mut nf, &s, 7, 11.05).stage,
             2,
             "10.5% above 10.0 is stage 2"
         );
-        assert_eq!(night(&mut nf, &s, 8, 12.1).stage, 3);
-        assert_eq!(night(&mut nf, &s, 9, 13.5).stage, 4);
+        assert_eq!(night(&mut nf, &s, 8, 11.7).stage, 3);
+        assert_eq!(night(&mut nf, &s, 9, 12.5).stage, 4);
         // The abnormal nights stay out of the baseline.
         assert_eq!(night(&mut nf, &s, 10, 11.0).baseline, Some(10.0));
     }
