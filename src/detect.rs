@@ -1,5 +1,5 @@
-//! `hydrowatch detect`: judges the readings of a CSV file with `hydrowatch-detect`, the way the
-//! daemon will: a tick at every row's time (stale sensors, ended
+//! `hydrowatch detect`: judges readings with `hydrowatch-detect`, from a CSV file or from the
+//! device database, the way the daemon will: a tick at every row's time (stale sensors, ended
 //! nights), every reading judged in time order, criteria refitted daily at
 //! `schedule.criteria_at` from the trailing `detection.trailing_days` (or fitted once, on the
 //! span before `--baseline-until`).
@@ -30,7 +30,11 @@ use crate::context::{Context, parse_local_time};
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 hydrowatch simulate --days 365 --out year.csv --labels events.csv\n  \
-hydrowatch detect --input year.csv --output judged.csv --alarms alarms.jsonl --labels events.csv\n\n\
+hydrowatch detect --input year.csv --output judged.csv --alarms alarms.jsonl --labels events.csv\n  \
+hydrowatch detect                  (the device database: readings not judged yet, or the newest)\n  \
+hydrowatch detect --since 2024-07-01 --until 2024-08-01   (the device database: a backfill)\n\n\
+On the database, alarms go to its alarms table and the detector's state (criteria, open alarms) \
+is saved with them, so the next run (or the daemon) continues where this one stopped.\n\n\
 OUT has one row per reading and series: time,series,value,stage,direction,percentile,kind. \
 stage is 0 (normal) to 4: 1 interest (90th-95th percentile), 2 caution (95-98), 3 warning \
 (98-99), 4 critical (99-100), each band including its lower bound; kind names the check that gave \
@@ -38,8 +42,9 @@ the stage (outlier, stuck, range, jump), or late/invalid for readings that could
 ALARMS has one JSON alert per line, only when an alarm opens, escalates, de-escalates or clears.")]
 pub struct DetectArgs {
     /// Readings file: `time,<series>,<series>...` (the simulator's `time,flow_rate,pressure`).
+    /// Without it: the device database.
     #[arg(long, value_name = "FILE.csv")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     /// Time zone of the file's times (default: the device's).
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<String>,
@@ -47,9 +52,9 @@ pub struct DetectArgs {
     /// daily from the trailing days.
     #[arg(long, value_name = "T")]
     pub baseline_until: Option<String>,
-    /// Per-reading verdicts (CSV).
+    /// Per-reading verdicts (CSV). Required with --input.
     #[arg(long, value_name = "OUT.csv")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     /// Alarm transitions, one JSON alert message per line.
     #[arg(long, value_name = "ALARMS.jsonl")]
     pub alarms: Option<PathBuf>,
@@ -57,6 +62,13 @@ pub struct DetectArgs {
     /// the detection against them.
     #[arg(long, value_name = "LABELS.csv")]
     pub labels: Option<PathBuf>,
+    /// Database: judge the stored readings from this time on (default: from the last one
+    /// judged, or only the newest minute on a first run).
+    #[arg(long, value_name = "T", conflicts_with = "input")]
+    pub since: Option<String>,
+    /// Database: stop before this time.
+    #[arg(long, value_name = "T", conflicts_with = "input")]
+    pub until: Option<String>,
 }
 
 /// Detection settings of series `name` (and `unit`, if known) from the configuration; series
@@ -325,7 +337,10 @@ impl Tally {
 /// `hydrowatch detect`
 pub fn run(global: &Global, args: DetectArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
-    run_file(&ctx, &args, &args.input)
+    match &args.input {
+        Some(input) => run_file(&ctx, &args, input),
+        None => run_database(&ctx, &args),
+    }
 }
 
 fn refit_policy(ctx: &Context, args: &DetectArgs, tz: Tz) -> anyhow::Result<Refit> {
@@ -367,7 +382,9 @@ fn write_alerts(
 
 fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()> {
     let tz = ctx.timezone(args.timezone.as_deref())?;
-    let output = &args.output;
+    let Some(output) = &args.output else {
+        anyhow::bail!("--output OUT.csv is required with --input (the per-reading verdicts)");
+    };
     let options = ReadOptions {
         timezone: tz,
         series: None,
@@ -424,6 +441,154 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
     tally.print(names.len(), span);
     if let Some(s) = &scorer {
         print_scores(s, span, tz);
+    }
+    Ok(())
+}
+
+fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.labels.is_none(),
+        "--labels scores a file run: use it with --input"
+    );
+    anyhow::ensure!(
+        ctx.db.is_file(),
+        "{}: no such database (import or record readings first, or give --input FILE.csv)",
+        ctx.db.display()
+    );
+    let mut store = ctx.open_store()?;
+    let tz = store.timezone();
+    let series = store.series()?;
+    anyhow::ensure!(
+        !series.is_empty(),
+        "{}: the database holds no series yet",
+        ctx.db.display()
+    );
+    let settings: Vec<SeriesSettings> = series
+        .iter()
+        .map(|s| series_settings(&ctx.config, &s.name, Some(&s.unit)))
+        .collect();
+    let detector = match store.detector_state()? {
+        Some(state) => match Detector::restore(tz, settings.clone(), &state) {
+            Ok(d) => d,
+            Err(hydrowatch_detect::DetectError::StateMismatch { stored, configured }) => {
+                eprintln!(
+                    "the saved detector state is for series {stored:?}, the database has {configured:?}: starting afresh"
+                );
+                Detector::new(tz, settings)?
+            }
+            Err(e) => return Err(e).context("cannot restore the saved detector state"),
+        },
+        None => Detector::new(tz, settings)?,
+    };
+    let until = args
+        .until
+        .as_deref()
+        .map(|t| parse_local_time(t, tz, "until"))
+        .transpose()?
+        .unwrap_or(Timestamp::MAX);
+    let since = match args.since.as_deref() {
+        Some(t) => parse_local_time(t, tz, "since")?,
+        None => {
+            let mut since = Timestamp::MAX;
+            for (i, s) in series.iter().enumerate() {
+                let from = match detector.last_judged(i) {
+                    Some(last) => last + 1,
+                    None => store
+                        .span(s.id)?
+                        .map_or(Timestamp::MAX, |(_, newest)| newest),
+                };
+                since = since.min(from);
+            }
+            since
+        }
+    };
+    let mut engine = Engine::new(detector, tz, refit_policy(ctx, args, tz)?);
+    // History before the span, for the criteria only.
+    for (i, s) in series.iter().enumerate() {
+        let days = i64::from(engine.detector.settings()[i].trailing_days);
+        for r in store.readings(s.id, since.saturating_sub(days * 86_400), since)? {
+            engine.buffers[i].push_back((r.ts, r.value));
+        }
+    }
+    if matches!(engine.refit, Refit::Daily { .. }) {
+        for i in 0..series.len() {
+            if engine.detector.criteria(i).is_none() {
+                let span: Vec<(Timestamp, f64)> = engine.buffers[i].iter().copied().collect();
+                engine
+                    .detector
+                    .set_criteria(i, Criteria::fit(&span, tz, since));
+            }
+        }
+    }
+    let mut rows: std::collections::BTreeMap<Timestamp, Vec<Option<f64>>> =
+        std::collections::BTreeMap::new();
+    for (i, s) in series.iter().enumerate() {
+        for r in store.readings(s.id, since, until)? {
+            rows.entry(r.ts).or_insert_with(|| vec![None; series.len()])[i] = Some(r.value);
+        }
+    }
+    let mut verdicts = args.output.as_deref().map(Verdicts::create).transpose()?;
+    let mut alarms = alarms_writer(args.alarms.as_ref())?;
+    let machine = ctx.config.device.machine_number;
+    let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
+    let mut tally = Tally::default();
+    let mut changes = Vec::new();
+    let mut span = None;
+    for (&ts, values) in &rows {
+        span = Some(span.map_or((ts, ts), |(a, _): (Timestamp, Timestamp)| (a, ts)));
+        let mut alerts = engine.advance(ts);
+        tally.alerts(&alerts);
+        let time = format_local(ts, tz);
+        for (i, v) in values.iter().enumerate() {
+            let Some(v) = *v else { continue };
+            let (judgement, new) = engine.observe(i, ts, v);
+            tally.add(&judgement, &new);
+            if let Some(out) = &mut verdicts {
+                out.write(&time, names[i], v, &judgement)?;
+            }
+            alerts.extend(new);
+        }
+        write_alerts(&mut alarms, &alerts, machine, tz)?;
+        for a in &alerts {
+            let id = series[engine
+                .detector
+                .index(&a.series)
+                .expect("alerts name known series")]
+            .id;
+            changes.push(hydrowatch_store::AlarmChange {
+                id: a.alarm_id as i64,
+                series: id,
+                kind: a.kind.name().to_string(),
+                direction: a.direction.name().to_string(),
+                stage: a.stage,
+                state: a.state.name().to_string(),
+                time: a.time,
+                value: a.value,
+                expected: a.expected,
+                percentile: a.percentile,
+            });
+        }
+    }
+    if let Some(out) = &mut verdicts {
+        out.out.flush()?;
+    }
+    if let Some(a) = &mut alarms {
+        a.flush()?;
+    }
+    store.record_detection(&engine.detector.state_json(), &changes)?;
+    tally.print(series.len(), span);
+    let open = store.alarms(true)?;
+    println!("open alarms in {}: {}", ctx.db.display(), open.len());
+    for a in open.iter().take(20) {
+        println!(
+            "  #{} {} {} {} stage {} since {}",
+            a.id,
+            a.series,
+            a.kind,
+            a.direction,
+            a.stage,
+            format_local(a.opened_at, tz)
+        );
     }
     Ok(())
 }

@@ -1004,3 +1004,58 @@ fn detect_writes_one_verdict_per_reading_alerts_as_json_lines_and_scores_labels(
         "{e}"
     );
 }
+
+#[test]
+fn detect_on_the_database_continues_across_runs_like_one_file_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(run(
+        d,
+        &["simulate", "--days", "40", "--seed", "4", "--out", "m.csv"],
+    ));
+    ok(run(d, &["import", "m.csv"]));
+    ok(run(
+        d,
+        &[
+            "detect",
+            "--input",
+            "m.csv",
+            "--output",
+            "o.csv",
+            "--alarms",
+            "file.jsonl",
+        ],
+    ));
+    // The same readings from the database, in two runs: the second continues the first.
+    ok(run(
+        d,
+        &[
+            "detect",
+            "--since",
+            "2024-01-01",
+            "--until",
+            "2024-01-25",
+            "--alarms",
+            "a.jsonl",
+        ],
+    ));
+    ok(run(d, &["detect", "--alarms", "b.jsonl"]));
+    let read = |name: &str| std::fs::read_to_string(d.join(name)).unwrap();
+    let file = read("file.jsonl");
+    let both = read("a.jsonl") + &read("b.jsonl");
+    assert!(!file.is_empty());
+    assert_eq!(
+        both, file,
+        "two database runs = one file run, transition for transition"
+    );
+    // The alarms table holds every alarm opened, and the open ones agree with the messages.
+    let store = store(d);
+    let opened = file.lines().filter(|l| l.contains("\"opened\"")).count();
+    assert_eq!(store.alarms(false).unwrap().len(), opened);
+    drop(store);
+    // Nothing left to judge.
+    let again = stdout(&ok(run(d, &["detect"])));
+    assert!(again.contains("alarms opened: 0"), "{again}");
+    let e = fails(run(d, &["detect", "--labels", "x.csv"]));
+    assert!(e.contains("--input"), "{e}");
+}

@@ -200,6 +200,11 @@ impl Detector {
         self.saved.series[series].criteria = criteria;
     }
 
+    /// Time of the last reading judged of series `series`.
+    pub fn last_judged(&self, series: usize) -> Option<Timestamp> {
+        self.saved.series[series].checks.last.map(|(t, _)| t)
+    }
+
     /// Open alarms: (series, kind, direction, stage, alarm id).
     pub fn open_alarms(&self) -> Vec<(&str, AlarmKind, Direction, u8, u64)> {
         self.saved

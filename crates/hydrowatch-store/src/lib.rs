@@ -17,6 +17,7 @@
 //! 6. Retention deletes old rows in batches of bounded size, each its own short transaction, so a
 //!    reading that arrives meanwhile waits for one batch at most.
 
+mod alarms;
 mod forecasts;
 mod jobs;
 mod migrations;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use rusqlite::{Connection, OptionalExtension};
 
+pub use alarms::{AlarmChange, AlarmRow};
 pub use forecasts::{DayAheadRow, ForecastPoint};
 pub use jobs::JobRun;
 pub use readings::{Bulk, BulkSummary, HourlyMean, Outcome};
@@ -82,6 +84,15 @@ pub enum StoreError {
         created_for: String,
         /// The zone asked for now.
         requested: Tz,
+    },
+    /// A write found the database in a state it cannot follow (e.g. an alarm to update that
+    /// is not there); nothing of the write is kept.
+    #[error("database {path}: {message}")]
+    Inconsistent {
+        /// The database file.
+        path: PathBuf,
+        /// What was found.
+        message: String,
     },
     /// A series name was asked for that the database does not have.
     #[error("database {path} has no series named {name:?} (it has: {known})")]
