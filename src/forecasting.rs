@@ -11,7 +11,7 @@ use clap::Args;
 use hydrowatch_core::time::{format_local, hour_phase};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
 use hydrowatch_forecast::backtest::{BacktestResult, backtest};
-use hydrowatch_forecast::baseline::{MstlEts, SeasonalMean, SeasonalNaive};
+use hydrowatch_forecast::baseline::{MstlEts, SeasonalBlend, SeasonalMean, SeasonalNaive};
 use hydrowatch_forecast::neural::{EpochLog, FittedNeural, ModelKind, NeuralConfig, Strategy};
 use hydrowatch_forecast::{
     Fit, Forecast, HORIZON, History, Holidays, Predict, Series, WEEK, artifact,
@@ -41,11 +41,11 @@ impl InputArgs {
     /// The history named by these options: the file's, or the database series'.
     fn history(&self, ctx: &Context) -> anyhow::Result<(History, String)> {
         let tz = ctx.timezone(self.timezone.as_deref())?;
-        match &self.input {
-            Some(path) => Ok((
+        let (mut history, name) = match &self.input {
+            Some(path) => (
                 read_history(path, tz, self.series.as_deref())?,
                 path.display().to_string(),
-            )),
+            ),
             None => {
                 let store = ctx.open_store()?;
                 let Some(name) = &self.series else {
@@ -56,13 +56,20 @@ impl InputArgs {
                         names.join(", ")
                     );
                 };
-                Ok((
+                (
                     db_history(&store, name)?,
                     format!("{name} in {}", ctx.db.display()),
-                ))
+                )
             }
-        }
+        };
+        history.holidays = holidays(ctx);
+        Ok((history, name))
     }
+}
+
+/// The configured holidays (`[forecast] holidays`).
+fn holidays(ctx: &Context) -> Holidays {
+    Holidays(ctx.config.forecast.holidays.clone())
 }
 
 /// The hourly history of series `name` of the database; the last hour is left out when it holds
@@ -376,6 +383,17 @@ pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
         r.windows[2],
         r.epochs
     );
+    if !r.network_days.is_empty() {
+        let days: Vec<&str> = r
+            .network_days
+            .iter()
+            .map(|n| if *n { "network" } else { "blend" })
+            .collect();
+        println!(
+            "day by day (whichever was better on validation): {}",
+            days.join(", ")
+        );
+    }
     println!(
         "validation: PI1 {:.3}  PI2 {:.3}  PI3 {:.3}  RMSE {:.3}  MAPE {:.1}%",
         r.validation.pi1, r.validation.pi2, r.validation.pi3, r.validation.rmse, r.validation.mape
@@ -539,7 +557,8 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
         );
     }
     for s in series {
-        let history = db_history(&store, &s.name)?;
+        let mut history = db_history(&store, &s.name)?;
+        history.holidays = holidays(ctx);
         let dir = models.join(&s.name);
         let (fc, note) = if dir.join("model.json").is_file() {
             match artifact::load(&dir)
@@ -600,13 +619,26 @@ fn baseline_forecast(history: &History, reason: &str) -> anyhow::Result<(Forecas
     let weeks = (history.series.values.len() / WEEK)
         .saturating_sub(3)
         .clamp(1, 4);
-    let naive = backtest(&SeasonalNaive, history, weeks).ok();
-    let mstl = backtest(&MstlEts::default(), history, weeks).ok();
-    let use_mstl = matches!((&naive, &mstl), (Some(n), Some(m)) if m.scores.pi1 + m.scores.pi3 < n.scores.pi1 + n.scores.pi3);
-    let fc = if use_mstl {
-        MstlEts::default().fit(history)?.predict(history)?
-    } else {
-        SeasonalNaive.fit(history)?.predict(history)?
+    // Each baseline's backtest score (PI1 + PI3) over the weeks the history allows, and its
+    // forecast; the best that could be scored wins, seasonal naive when none could.
+    fn candidate<F: Fit>(f: &F, history: &History, weeks: usize) -> Option<(f64, Forecast)> {
+        let score = backtest(f, history, weeks).ok()?.scores;
+        let fc = f.fit(history).ok()?.predict(history).ok()?;
+        Some((score.pi1 + score.pi3, fc))
+    }
+    let best = [
+        candidate(&SeasonalBlend, history, weeks),
+        candidate(&SeasonalMean::default(), history, weeks),
+        candidate(&MstlEts::default(), history, weeks),
+        candidate(&SeasonalNaive, history, weeks),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|(score, _)| score.is_finite())
+    .min_by(|a, b| a.0.total_cmp(&b.0));
+    let fc = match best {
+        Some((_, fc)) => fc,
+        None => SeasonalNaive.fit(history)?.predict(history)?,
     };
     let note = format!("baseline {} because {reason}", fc.model);
     Ok((fc, note))
@@ -658,7 +690,8 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
     }
     let mut all: Vec<(String, Vec<BacktestResult>)> = Vec::new();
     for file in &args.files {
-        let history = read_history(file, tz, None)?;
+        let mut history = read_history(file, tz, None)?;
+        history.holidays = holidays(&ctx);
         let name = file.file_stem().map_or_else(
             || file.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
@@ -667,6 +700,7 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
         let mut results = vec![
             backtest(&SeasonalNaive, &history, weeks)?,
             backtest(&SeasonalMean::default(), &history, weeks)?,
+            backtest(&SeasonalBlend, &history, weeks)?,
             mstl.clone(),
         ];
         for config in &configs {
@@ -677,23 +711,28 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
                 weeks,
             )?;
             r.name = config.name();
-            // The model averaged with MSTL+ETS, origin by origin: no extra fitting.
-            let mean: Vec<Vec<f64>> = r
-                .forecasts
-                .iter()
-                .zip(&mstl.forecasts)
-                .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect())
-                .collect();
-            let blend = BacktestResult {
-                name: format!("{} + mstl-ets", r.name),
-                scores: hydrowatch_forecast::backtest::score(&history, weeks, &mean),
-                fit_seconds: r.fit_seconds + mstl.fit_seconds,
-                predict_seconds: r.predict_seconds + mstl.predict_seconds,
-                forecasts: Vec::new(),
-                ..r.clone()
+            // The model averaged with a baseline, origin by origin: no extra fitting.
+            let averaged = |other: &BacktestResult| {
+                let mean: Vec<Vec<f64>> = r
+                    .forecasts
+                    .iter()
+                    .zip(&other.forecasts)
+                    .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect())
+                    .collect();
+                BacktestResult {
+                    name: format!("{} + {}", r.name, other.name),
+                    scores: hydrowatch_forecast::backtest::score(&history, weeks, &mean),
+                    fit_seconds: r.fit_seconds + other.fit_seconds,
+                    predict_seconds: r.predict_seconds + other.predict_seconds,
+                    forecasts: Vec::new(),
+                    ..r.clone()
+                }
             };
+            let with_mstl = averaged(&mstl);
+            let with_blend = averaged(&results[2]);
             results.push(r);
-            results.push(blend);
+            results.push(with_mstl);
+            results.push(with_blend);
         }
         print_table(
             &format!("{name}: last {weeks} weeks"),
@@ -753,7 +792,7 @@ fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
     if markdown {
         println!("**{title}**\n");
         println!(
-            "| forecaster | PI1 | PI2 | PI3 | RMSE | MAPE % | PI1 vs naive | PI3 vs naive | fit s | forecast ms | forecasts (by seasonal naive) |"
+            "| forecaster | PI1 | PI2 | PI3 | RMSE | MAPE % | PI1 vs naive | PI3 vs naive | fit s | forecast ms | forecasts (by seasonal blend) |"
         );
         println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     } else {
@@ -770,7 +809,7 @@ fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
             "PI3/naive",
             "fit s",
             "fcst ms",
-            "by naive"
+            "by blend"
         );
     }
     for r in rows {

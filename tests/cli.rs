@@ -643,8 +643,8 @@ fn train_then_forecast_with_the_saved_model_across_daylight_saving() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let rome = chrono_tz::Europe::Rome;
-    // Six weeks ending on Friday 2021-10-29 23:00: the forecast crosses the autumn change.
-    hourly_file(d, "h.csv", rome, "2021-09-18", 6, &[100, 101, 500]);
+    // Seven weeks ending on Friday 2021-10-29 23:00: the forecast crosses the autumn change.
+    hourly_file(d, "h.csv", rome, "2021-09-11", 7, &[268, 269, 668]);
     let out = stdout(&ok(run(
         d,
         &[
@@ -857,7 +857,7 @@ fn forecast_of_the_database_trains_once_saves_models_and_stores_every_series() {
         &[
             "simulate",
             "--days",
-            "42",
+            "49",
             "--out",
             "sim.csv",
             "--no-events",
@@ -867,7 +867,7 @@ fn forecast_of_the_database_trains_once_saves_models_and_stores_every_series() {
     let first = stdout(&ok(run(d, &["forecast"])));
     assert!(
         first.contains(
-            "flow_rate: 168 hours from 2024-02-12 00:00 stored (default model lstm/mimo trained now"
+            "flow_rate: 168 hours from 2024-02-19 00:00 stored (default model lstm/mimo trained now"
         ),
         "{first}"
     );
@@ -878,12 +878,12 @@ fn forecast_of_the_database_trains_once_saves_models_and_stores_every_series() {
     );
     let second = stdout(&ok(run(d, &["forecast"])));
     assert!(
-        second.contains("flow_rate: 168 hours from 2024-02-12 00:00 stored (model lstm/mimo from"),
+        second.contains("flow_rate: 168 hours from 2024-02-19 00:00 stored (model lstm/mimo from"),
         "{second}"
     );
     let s = store(d);
     let issued = hydrowatch_core::LocalTimeParser::new(chrono_tz::Asia::Seoul)
-        .parse("2024-02-12 00:00")
+        .parse("2024-02-19 00:00")
         .unwrap();
     for name in ["flow_rate", "pressure"] {
         let fc = s.forecast(s.series_id(name).unwrap(), issued).unwrap();

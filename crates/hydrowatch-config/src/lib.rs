@@ -68,6 +68,18 @@ pub struct Config {
     /// How readings are judged and alarms raised.
     #[serde(default)]
     pub detection: DetectionConfig,
+    /// What the forecasting models know beyond the readings.
+    #[serde(default)]
+    pub forecast: ForecastConfig,
+}
+
+/// `[forecast]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastConfig {
+    /// Local dates the models treat as days off, like Sundays (public holidays).
+    #[serde(default)]
+    pub holidays: Vec<chrono::NaiveDate>,
 }
 
 /// `[device]`
@@ -411,6 +423,7 @@ impl Default for Config {
             schedule: ScheduleConfig::default(),
             server: None,
             detection: DetectionConfig::default(),
+            forecast: ForecastConfig::default(),
         }
     }
 }

@@ -20,8 +20,9 @@ use crate::neural::{EpochLog, FEATURES, FittedNeural, NeuralConfig, TrainingRepo
 use crate::scale::MinMax;
 use crate::{Band, ForecastError, Holidays};
 
-/// Version of the folder layout, of `model.json` and of the weights' layout (2: the fused LSTM).
-pub const FORMAT: u32 = 2;
+/// Version of the folder layout, of `model.json` and of the weights' layout (2: the fused LSTM;
+/// 3: weekly and daily seasonal lags).
+pub const FORMAT: u32 = 3;
 
 /// The contents of `model.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,11 +3,11 @@
 //! only the history before that origin, and score each forecast against what happened.
 //!
 //! Where a forecaster cannot forecast from an origin (its input falls in a long gap), the
-//! seasonal-naive forecast is scored in its place, as the device would send it, and counted.
+//! seasonal-blend forecast is scored in its place, as the device would send it, and counted.
 
 use std::time::Instant;
 
-use crate::baseline::SeasonalNaive;
+use crate::baseline::SeasonalBlend;
 use crate::{Fit, ForecastError, HORIZON, History, Predict, Scores, WEEK};
 
 /// The outcome of one forecaster's backtest.
@@ -19,7 +19,7 @@ pub struct BacktestResult {
     pub scores: Scores,
     /// Forecasts scored.
     pub origins: usize,
-    /// Origins where the forecaster could not forecast and seasonal naive stood in.
+    /// Origins where the forecaster could not forecast and the seasonal blend stood in.
     pub fallbacks: usize,
     /// Seconds to fit.
     pub fit_seconds: f64,
@@ -69,18 +69,18 @@ pub fn backtest<F: Fit>(
     let mut scores = Vec::with_capacity(origins.len());
     let mut forecasts = Vec::with_capacity(origins.len());
     let mut fallbacks = 0;
-    let mut naive = None;
+    let mut stand_in = None;
     for &o in &origins {
         let past = history.until(o);
         let points = match fitted.predict(&past) {
             Ok(fc) => fc.points,
             Err(ForecastError::Input(_) | ForecastError::TooShort { .. }) => {
                 fallbacks += 1;
-                let naive = match &naive {
+                let stand_in = match &stand_in {
                     Some(n) => n,
-                    None => naive.insert(SeasonalNaive.fit(&history.until(first))?),
+                    None => stand_in.insert(SeasonalBlend.fit(&history.until(first))?),
                 };
-                naive.predict(&past)?.points
+                stand_in.predict(&past)?.points
             }
             Err(e) => return Err(e),
         };
@@ -132,8 +132,9 @@ mod tests {
     }
 
     #[test]
-    fn seasonal_naive_stands_in_where_a_forecaster_cannot_forecast_and_is_counted() {
-        let values: Vec<f64> = (0..12 * WEEK).map(|i| ((i % WEEK) as f64).sqrt()).collect();
+    fn the_seasonal_blend_stands_in_where_a_forecaster_cannot_forecast_and_is_counted() {
+        // A repeating day: every seasonal lag is exact, so the blend is too.
+        let values: Vec<f64> = (0..12 * WEEK).map(|i| ((i % 24) as f64).sqrt()).collect();
         let history = History::hourly(0, values, chrono_tz::UTC);
         let r = backtest(&Broken, &history, 2).unwrap();
         assert_eq!(r.fallbacks, r.origins);

@@ -50,12 +50,12 @@ fn mae(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn a_model_fed_a_known_pattern_predicts_it_aligned() {
-    let history = pattern(0, 6);
+    let history = pattern(0, 7);
     let fitted = small(ModelKind::Lstm, Strategy::Mimo)
         .fit(&history)
         .unwrap();
     let fc = fitted.predict(&history).unwrap();
-    let truth = pattern(0, 7).series.values[6 * WEEK..].to_vec();
+    let truth = pattern(0, 8).series.values[7 * WEEK..].to_vec();
     let err = mae(&fc.points, &truth);
     // The pattern's own amplitude is 10-16; a forecast shifted by even one hour errs by ~3.
     assert!(err < 2.0, "MAE {err}");
@@ -84,7 +84,7 @@ fn every_model_and_strategy_gives_168_hours_after_the_history_across_dst() {
     let end = LocalTimeParser::new(rome)
         .parse("2021-10-30 00:00")
         .unwrap();
-    let mut history = pattern(end - 6 * WEEK as i64 * 3600, 6);
+    let mut history = pattern(end - 7 * WEEK as i64 * 3600, 7);
     history.timezone = rome;
     for (kind, strategy) in [
         (ModelKind::Lstm, Strategy::Direct),

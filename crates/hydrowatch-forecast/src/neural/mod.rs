@@ -19,6 +19,7 @@ use burn::tensor::Device;
 use hydrowatch_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::{BLEND_DAYS, BLEND_WEEKS, blend_weights, seasonal_lags};
 use crate::calendar::{CALENDAR_FEATURES, features};
 use crate::scale::MinMax;
 use crate::{
@@ -31,11 +32,11 @@ pub use train::{Dataset, EpochLog, Loss, Optimizer, TrainConfig};
 /// Input features per time step: the scaled value, the scaled value a week earlier, and the
 /// calendar features.
 pub const FEATURES: usize = 2 + CALENDAR_FEATURES;
-/// Seasonal lags per output hour: the same hour one to four weeks before.
-const LAG_WEEKS: usize = 4;
+/// Seasonal lags per output hour (see [`crate::baseline::seasonal_lags`]).
+const LAGS: usize = BLEND_WEEKS + BLEND_DAYS;
 /// How far back a window reads: its input (and a week before it), or its oldest seasonal lag.
 fn lookback(window: usize) -> usize {
-    (window + WEEK).max(LAG_WEEKS * WEEK)
+    (window + WEEK).max(BLEND_WEEKS * WEEK)
 }
 
 /// How the 168 hours are produced.
@@ -162,7 +163,7 @@ impl NeuralConfig {
             dropout: self.dropout,
             heads: self.heads,
             features: FEATURES,
-            lag_weeks: LAG_WEEKS,
+            lag_init: blend_weights().to_vec(),
             outputs,
         }
     }
@@ -181,6 +182,10 @@ pub struct TrainingReport {
     pub test_from: Timestamp,
     /// Epochs run, per network.
     pub epochs: Vec<usize>,
+    /// Per day ahead (per day of each network's outputs): whether the trained network forecasts
+    /// it, or the seasonal blend because training did not beat it on validation.
+    #[serde(default)]
+    pub network_days: Vec<bool>,
     /// Scores of daily forecasts over the validation span.
     pub validation: Scores,
     /// Scores of daily forecasts over the test span (never used for any choice).
@@ -240,9 +245,12 @@ fn sample(
         seq.push(values[j - WEEK] as f32);
         seq.extend_from_slice(&calendar[j]);
     }
-    let mut lags = Vec::with_capacity(LAG_WEEKS * outputs);
-    for k in 1..=LAG_WEEKS {
-        lags.extend((0..outputs).map(|h| values[o + offset + h - k * WEEK] as f32));
+    // Lag-major: all output hours of the first lag, then the second...
+    let mut lags = vec![0.0; LAGS * outputs];
+    for h in 0..outputs {
+        for (k, x) in seasonal_lags(values, o, offset + h).iter().enumerate() {
+            lags[k * outputs + h] = *x as f32;
+        }
     }
     (seq, lags)
 }
@@ -371,7 +379,7 @@ impl NeuralConfig {
             let mut d = Dataset {
                 window: self.window,
                 features: FEATURES,
-                n_lags: LAG_WEEKS * outputs,
+                n_lags: LAGS * outputs,
                 outputs,
                 ..Dataset::default()
             };
@@ -397,16 +405,39 @@ impl NeuralConfig {
         };
         let mut nets = Vec::with_capacity(nets_needed);
         let mut log = Vec::with_capacity(nets_needed);
+        let mut network_days = Vec::new();
+        let plain = Device::flex();
         for k in 0..nets_needed {
             let offset = k * outputs;
-            let (net, epochs) = train::train(
+            let val = dataset(val_o, offset);
+            let (net, initial, epochs) = train::train(
                 &net_config,
                 &self.train,
                 &dataset(train_o, offset),
-                &dataset(val_o, offset),
+                &val,
                 |e| progress(k, e),
             );
-            nets.push(net);
+            // Day by day, the trained outputs are kept only where they beat the untrained
+            // network (the seasonal blend) on validation: "test both, keep the better".
+            let keep: Vec<bool> = if val.is_empty() {
+                vec![true; outputs]
+            } else {
+                let (trained, start) = (
+                    train::output_errors(&net, &val, &plain),
+                    train::output_errors(&initial, &val, &plain),
+                );
+                (0..outputs)
+                    .collect::<Vec<_>>()
+                    .chunks(24)
+                    .flat_map(|day| {
+                        let better = day.iter().map(|&h| trained[h]).sum::<f64>()
+                            < day.iter().map(|&h| start[h]).sum::<f64>();
+                        network_days.push(better);
+                        std::iter::repeat_n(better, day.len())
+                    })
+                    .collect()
+            };
+            nets.push(net.keep_outputs(&initial, &keep));
             log.push(epochs);
         }
 
@@ -438,6 +469,7 @@ impl NeuralConfig {
             windows: [train_o.len(), val_o.len(), test_o.len()],
             test_from: history.series.time(test_o.first().copied().unwrap_or(n)),
             epochs: log.iter().map(Vec::len).collect(),
+            network_days,
             validation: Scores::mean(&val_scores),
             test: (!test_scores.is_empty()).then(|| Scores::mean(&test_scores)),
             seconds: started.elapsed().as_secs_f64(),
@@ -465,9 +497,10 @@ impl Predict for FittedNeural {
             });
         }
         let mut prep = prepare(history, self.config.gaps, &self.scaler, HORIZON);
-        // The recent input must be real; older hours (seasonal lags) unknown after the gap rules
-        // take the same hour of a neighbouring week, as the baselines do.
-        let recent = self.config.window + WEEK;
+        // The input window must be real; older hours (the input's week-earlier values, the
+        // seasonal lags) unknown after the gap rules take the same hour of a neighbouring week,
+        // as the baselines do.
+        let recent = self.config.window;
         if let Some(gap) = prep.usable[n - recent..].iter().rposition(|u| !u) {
             return Err(ForecastError::Input(format!(
                 "the model reads the last {recent} hours, and hour {} of them is inside a gap longer than {} hours",

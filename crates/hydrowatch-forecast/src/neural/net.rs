@@ -5,18 +5,22 @@
 //! y[h] = Σ_k a[k][h] · lag_k[h]  +  dense(summary)[h]
 //! ```
 //!
-//! where `lag_k[h]` is the value of the same hour `k` weeks earlier and `a` starts as the plain
-//! average of the weeks: a smoothed seasonal-naive forecast. The encoder only learns how the
-//! coming days differ from the recent weeks (level, weather, holidays). A dense layer over all
-//! lags was tried first: 113k weights that overfit and lost to MSTL+ETS on days 2-7; per-hour
-//! lag weights (672) do not. The network sees scaled values only and knows nothing of units.
+//! where the lags of output hour `h` are the same hour of the week 1-5 weeks earlier and the same
+//! hour of the day on each of the 7 days before the origin, and `a` starts as a fixed blend of
+//! them (`NetConfig::lag_init`): a smoothed seasonal forecast that already follows the recent
+//! level. The encoder only learns how the coming days differ (weather, holidays). A dense layer
+//! over all lags was tried first: 113k weights that overfit and lost to MSTL+ETS on days 2-7;
+//! per-hour lag weights (12 x 168) do not. The network sees scaled values only and knows nothing
+//! of units.
 
 use burn::module::{Module, Param};
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
-use burn::nn::{Dropout, DropoutConfig, Gru, GruConfig, Linear, LinearConfig, Rnn, RnnConfig};
-use burn::tensor::{Device, Tensor};
+use burn::nn::{
+    Dropout, DropoutConfig, Gru, GruConfig, Initializer, Linear, LinearConfig, Rnn, RnnConfig,
+};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::fused_lstm::FusedLstm;
@@ -77,8 +81,8 @@ pub struct NetConfig {
     pub heads: usize,
     /// Input features per time step.
     pub features: usize,
-    /// Weeks of seasonal lags per output hour.
-    pub lag_weeks: usize,
+    /// Starting weight of each seasonal lag (their count is the number of lags per output).
+    pub lag_init: Vec<f64>,
     /// Outputs (hours forecast by this network).
     pub outputs: usize,
 }
@@ -142,12 +146,23 @@ impl NetConfig {
             proj,
             encoder,
             dropout: DropoutConfig::new(self.dropout).init(),
-            head: LinearConfig::new(self.units, self.outputs).init(device),
-            lag_weight: Param::from_tensor(Tensor::full(
-                [self.lag_weeks, self.outputs],
-                1.0 / self.lag_weeks.max(1) as f64,
-                device,
-            )),
+            // Zero: the untrained network is exactly its seasonal head's starting blend.
+            head: LinearConfig::new(self.units, self.outputs)
+                .with_initializer(Initializer::Zeros)
+                .init(device),
+            lag_weight: Param::from_tensor(
+                Tensor::<1>::from_data(
+                    TensorData::new(
+                        self.lag_init
+                            .iter()
+                            .flat_map(|w| std::iter::repeat_n(*w as f32, self.outputs))
+                            .collect::<Vec<f32>>(),
+                        [self.lag_init.len() * self.outputs],
+                    ),
+                    device,
+                )
+                .reshape([self.lag_init.len(), self.outputs]),
+            ),
         }
     }
 }
@@ -195,5 +210,39 @@ impl Net {
         .sum_dim(1)
         .reshape([batch, outputs]);
         seasonal + self.head.forward(self.dropout.forward(summary))
+    }
+}
+
+impl Net {
+    /// This network with the outputs where `keep` is false taken from `initial` instead (their
+    /// dense-head columns and seasonal weights): for those hours it forecasts exactly as the
+    /// untrained network, the seasonal blend.
+    pub fn keep_outputs(self, initial: &Net, keep: &[bool]) -> Net {
+        let outputs = keep.len();
+        let device = self.lag_weight.val().device();
+        let mask = Tensor::<1>::from_data(
+            TensorData::new(
+                keep.iter()
+                    .map(|k| f32::from(u8::from(*k)))
+                    .collect::<Vec<f32>>(),
+                [outputs],
+            ),
+            &device,
+        );
+        let mix2 = |trained: Tensor<2>, start: Tensor<2>| {
+            let m = mask.clone().unsqueeze_dim::<2>(0);
+            trained * m.clone() + start * (m.neg() + 1.0)
+        };
+        let mix1 = |trained: Tensor<1>, start: Tensor<1>| {
+            trained * mask.clone() + start * (mask.clone().neg() + 1.0)
+        };
+        let mut net = self;
+        net.lag_weight = Param::from_tensor(mix2(net.lag_weight.val(), initial.lag_weight.val()));
+        net.head.weight =
+            Param::from_tensor(mix2(net.head.weight.val(), initial.head.weight.val()));
+        if let (Some(b), Some(b0)) = (&net.head.bias, &initial.head.bias) {
+            net.head.bias = Some(Param::from_tensor(mix1(b.val(), b0.val())));
+        }
+        net
     }
 }

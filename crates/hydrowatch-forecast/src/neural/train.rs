@@ -183,14 +183,15 @@ pub fn evaluate(net: &Net, data: &Dataset, loss: Loss, batch: usize, device: &De
 }
 
 /// Trains a network of shape `net` on `train`, stopping early on `val`; returns the weights of
-/// the best validation epoch (ready for inference on the plain CPU device) and the log.
+/// the best validation epoch (the untrained network included), the untrained network (both
+/// ready for inference on the plain CPU device) and the log.
 pub fn train(
     net: &NetConfig,
     config: &TrainConfig,
     train: &Dataset,
     val: &Dataset,
     mut on_epoch: impl FnMut(&EpochLog),
-) -> (Net, Vec<EpochLog>) {
+) -> (Net, Net, Vec<EpochLog>) {
     let device = Device::flex().autodiff();
     device.seed(config.seed);
     let plain = Device::flex();
@@ -208,7 +209,15 @@ pub fn train(
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut lr = config.learning_rate;
-    let mut best: Option<(f64, Net)> = None;
+    // The untrained network is a candidate too: its seasonal head starts as the seasonal
+    // blend, and training that only makes validation worse must not be kept.
+    let initial = model.valid().to_device(&plain);
+    let mut best: Option<(f64, Net)> = (!val.is_empty()).then(|| {
+        (
+            evaluate(&initial, val, config.loss, 256, &plain),
+            initial.clone(),
+        )
+    });
     let mut since_best = 0;
     let mut log = Vec::new();
     for epoch in 1..=config.epochs.max(1) {
@@ -251,5 +260,24 @@ pub fn train(
         }
     }
     let (_, best) = best.expect("at least one epoch ran");
-    (best, log)
+    (best, initial, log)
+}
+
+/// Mean absolute error of each output over `data`.
+pub fn output_errors(net: &Net, data: &Dataset, device: &Device) -> Vec<f64> {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut sums = vec![0.0; data.outputs];
+    for chunk in idx.chunks(256) {
+        let (seq, lags) = data.inputs(chunk, device);
+        let err = (net.forward(seq, lags) - data.targets(chunk, device))
+            .abs()
+            .sum_dim(0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 outputs");
+        for (s, e) in sums.iter_mut().zip(err) {
+            *s += f64::from(e);
+        }
+    }
+    sums.iter().map(|s| s / data.len().max(1) as f64).collect()
 }
