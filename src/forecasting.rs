@@ -172,12 +172,18 @@ hydrowatch backtest --timezone Europe/Rome --markdown shared/data/dma-inflow/dma
 Each forecaster is fitted once on the history before the last K weeks, then forecasts 168 hours \
 from every midnight of those weeks using only the history before it. PI1 = mean absolute error \
 of hours 1-24, PI2 = largest absolute error of hours 1-24, PI3 = mean absolute error of hours \
-25-168 (in the series' unit); MAPE in %."
+25-168 (in the series' unit); MAPE in %.\n\n\
+Without files, every series of the device database is backtested. --select records each series' \
+winner (the single forecaster with the lowest PI1 + PI3) as its default: `hydrowatch forecast` on \
+the database then uses it (a file's series is named by the file's stem)."
 )]
 pub struct BacktestArgs {
-    /// Readings files (`time,value`), one series each.
-    #[arg(required = true, value_name = "FILE.csv")]
+    /// Readings files (`time,value`), one series each (default: the database's series).
+    #[arg(value_name = "FILE.csv")]
     pub files: Vec<PathBuf>,
+    /// Record each series' winner as its default forecaster, in the database.
+    #[arg(long)]
+    pub select: bool,
     /// Time zone of the files (default: the device's).
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<String>,
@@ -560,33 +566,73 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
         let mut history = db_history(&store, &s.name)?;
         history.holidays = holidays(ctx);
         let dir = models.join(&s.name);
-        let (fc, note) = if dir.join("model.json").is_file() {
-            match artifact::load(&dir)
-                .and_then(|(m, _)| m.predict(&history).map(|fc| (fc, m.name())))
-            {
-                Ok((fc, name)) => (fc, format!("model {name} from {}", dir.display())),
-                Err(e) => baseline_forecast(&history, &e.to_string())?,
-            }
-        } else {
-            match train_default(&history) {
-                Ok(model) => {
-                    let context = artifact::Context {
-                        step: 3600,
-                        timezone: tz,
-                        holidays: history.holidays.clone(),
-                    };
-                    artifact::save(&model, &context, &dir)?;
-                    write_loss_history(&model, &dir.join("loss_history.csv"))?;
-                    (
-                        model.predict(&history)?,
+        let chosen = store.default_model(s.id)?;
+        let (fc, note) = match chosen.as_ref().map(|m| m.name.as_str()) {
+            Some(name) if !name.contains('/') => (
+                baseline_named(name, &history).with_context(|| format!("series {}", s.name))?,
+                format!("baseline {name}, the default chosen by `backtest --select`"),
+            ),
+            network => {
+                let config = match network {
+                    Some(name) => network_named(name).with_context(|| {
                         format!(
-                            "default model {} trained now and saved to {}",
-                            model.name(),
-                            dir.display()
-                        ),
-                    )
+                            "series {}: default forecaster {name:?} (run `hydrowatch backtest --select` again)",
+                            s.name
+                        )
+                    })?,
+                    None => NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo),
+                };
+                // A saved model of the wanted kind is used; none, one of another kind, or one
+                // that cannot be read (another format, a damaged file) is trained anew.
+                let saved = match dir
+                    .join("model.json")
+                    .is_file()
+                    .then(|| artifact::load(&dir))
+                    .transpose()
+                {
+                    Ok(Some((m, _))) if m.name() == config.name() => Some(m),
+                    Ok(_) => None,
+                    Err(e) => {
+                        eprintln!("{}: {e}; training a new model", dir.display());
+                        None
+                    }
+                };
+                match saved {
+                    Some(m) => match m.predict(&history) {
+                        Ok(fc) => (fc, format!("model {} from {}", m.name(), dir.display())),
+                        Err(e) => baseline_forecast(&history, &e.to_string())?,
+                    },
+                    None => match fit_with_bar(&config, &history, &config.name()) {
+                        Ok(model) => {
+                            let context = artifact::Context {
+                                step: 3600,
+                                timezone: tz,
+                                holidays: history.holidays.clone(),
+                            };
+                            if dir.exists() {
+                                std::fs::remove_dir_all(&dir).with_context(|| {
+                                    format!("cannot replace the model in {}", dir.display())
+                                })?;
+                            }
+                            artifact::save(&model, &context, &dir)?;
+                            write_loss_history(&model, &dir.join("loss_history.csv"))?;
+                            let how = if network.is_some() {
+                                "chosen"
+                            } else {
+                                "default"
+                            };
+                            (
+                                model.predict(&history)?,
+                                format!(
+                                    "{how} model {} trained now and saved to {}",
+                                    model.name(),
+                                    dir.display()
+                                ),
+                            )
+                        }
+                        Err(e) => baseline_forecast(&history, &format!("{e:#}"))?,
+                    },
                 }
-                Err(e) => baseline_forecast(&history, &e.to_string())?,
             }
         };
         let points: Vec<hydrowatch_store::ForecastPoint> = (0..fc.points.len())
@@ -612,6 +658,30 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
 fn train_default(history: &History) -> anyhow::Result<FittedNeural> {
     let config = NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo);
     fit_with_bar(&config, history, &config.name())
+}
+
+/// The forecast of the baseline called `name` (as `backtest` names them).
+fn baseline_named(name: &str, history: &History) -> anyhow::Result<Forecast> {
+    Ok(match name {
+        "seasonal-naive" => SeasonalNaive.fit(history)?.predict(history)?,
+        "seasonal-mean-4w" => SeasonalMean::default().fit(history)?.predict(history)?,
+        "seasonal-blend" => SeasonalBlend.fit(history)?.predict(history)?,
+        "mstl-ets" => MstlEts::default().fit(history)?.predict(history)?,
+        other => {
+            bail!("unknown default forecaster {other:?}: run `hydrowatch backtest --select` again")
+        }
+    })
+}
+
+/// The network configuration called `name` (`lstm/mimo`, ...), with the default settings.
+fn network_named(name: &str) -> anyhow::Result<NeuralConfig> {
+    let (kind, strategy) = name
+        .split_once('/')
+        .with_context(|| format!("{name:?} is not a network's name (model/strategy)"))?;
+    Ok(NeuralConfig::new(
+        kind.parse().map_err(anyhow::Error::msg)?,
+        strategy.parse().map_err(anyhow::Error::msg)?,
+    ))
 }
 
 /// The better baseline over the last weeks the history allows; `reason` says why no model.
@@ -688,14 +758,38 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
             configs.push(config);
         }
     }
-    let mut all: Vec<(String, Vec<BacktestResult>)> = Vec::new();
+    // (series name, history) of each input.
+    let mut inputs: Vec<(String, History)> = Vec::new();
+    let mut store = None;
+    if args.files.is_empty() || args.select {
+        anyhow::ensure!(
+            !args.files.is_empty() || ctx.db.is_file(),
+            "give readings files, or a database with readings ({} does not exist)",
+            ctx.db.display()
+        );
+        store = Some(ctx.open_store()?);
+    }
+    if args.files.is_empty() {
+        let store = store.as_ref().expect("opened above");
+        for s in store.series()? {
+            inputs.push((s.name.clone(), db_history(store, &s.name)?));
+        }
+        anyhow::ensure!(
+            !inputs.is_empty(),
+            "{} holds no series yet",
+            ctx.db.display()
+        );
+    }
     for file in &args.files {
-        let mut history = read_history(file, tz, None)?;
-        history.holidays = holidays(&ctx);
         let name = file.file_stem().map_or_else(
             || file.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
+        inputs.push((name, read_history(file, tz, None)?));
+    }
+    let mut all: Vec<(String, Vec<BacktestResult>)> = Vec::new();
+    for (name, mut history) in inputs {
+        history.holidays = holidays(&ctx);
         let mstl = backtest(&MstlEts::default(), &history, weeks)?;
         let mut results = vec![
             backtest(&SeasonalNaive, &history, weeks)?,
@@ -705,11 +799,18 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
         ];
         for config in &configs {
             // Fitting happens inside backtest; its progress bar is the training's.
-            let mut r = backtest(
+            let mut r = match backtest(
                 &BarFit(config.clone(), format!("{name} {}", config.name())),
                 &history,
                 weeks,
-            )?;
+            ) {
+                Ok(r) => r,
+                // A series too short for a network is still scored on the baselines.
+                Err(e) => {
+                    eprintln!("{name}: {} left out: {e}", config.name());
+                    continue;
+                }
+            };
             r.name = config.name();
             // The model averaged with a baseline, origin by origin: no extra fitting.
             let averaged = |other: &BacktestResult| {
@@ -739,6 +840,24 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
             &results,
             args.markdown,
         );
+        if let Some(store) = store.as_mut().filter(|_| args.select) {
+            // Averages of two forecasters are shown, not chosen: a default is one forecaster.
+            let winner = results
+                .iter()
+                .filter(|r| !r.name.contains(" + "))
+                .min_by(|a, b| {
+                    (a.scores.pi1 + a.scores.pi3).total_cmp(&(b.scores.pi1 + b.scores.pi3))
+                })
+                .expect("the baselines are always there");
+            let id = store.ensure_series(&name, None)?;
+            let score = winner.scores.pi1 + winner.scores.pi3;
+            store.set_default_model(id, &winner.name, score, chrono::Utc::now().timestamp())?;
+            println!(
+                "{name}: {} recorded as the default forecaster in {} (PI1 + PI3 = {score:.3})",
+                winner.name,
+                ctx.db.display()
+            );
+        }
         all.push((name, results));
     }
     if all.len() > 1 {

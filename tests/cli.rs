@@ -1059,3 +1059,49 @@ fn detect_on_the_database_continues_across_runs_like_one_file_run() {
     let e = fails(run(d, &["detect", "--labels", "x.csv"]));
     assert!(e.contains("--input"), "{e}");
 }
+
+#[test]
+fn backtest_select_records_each_series_winner_and_forecast_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "56",
+            "--out",
+            "sim.csv",
+            "--no-events",
+        ],
+    ));
+    ok(run(d, &["import", "sim.csv"]));
+    let out = stdout(&ok(run(
+        d,
+        &["backtest", "--select", "--weeks", "1", "-e", "1"],
+    )));
+    let mut chosen = Vec::new();
+    for series in ["flow_rate", "pressure"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{series}: ")) && l.contains("recorded"))
+            .unwrap_or_else(|| panic!("no winner for {series}: {out}"));
+        let name = line.split_whitespace().nth(1).unwrap().to_string();
+        let store = store(d);
+        let id = store.series_id(series).unwrap();
+        assert_eq!(store.default_model(id).unwrap().unwrap().name, name);
+        chosen.push(name);
+    }
+    let forecast = stdout(&ok(run(d, &["forecast"])));
+    for (series, name) in ["flow_rate", "pressure"].iter().zip(&chosen) {
+        let line = forecast
+            .lines()
+            .find(|l| l.starts_with(&format!("{series}: ")))
+            .unwrap();
+        assert!(
+            line.contains(&format!("baseline {name}, the default chosen"))
+                || line.contains(&format!("chosen model {name} trained now")),
+            "{line}"
+        );
+    }
+}

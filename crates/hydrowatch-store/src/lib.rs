@@ -21,6 +21,7 @@ mod alarms;
 mod forecasts;
 mod jobs;
 mod migrations;
+mod models;
 mod readings;
 mod retention;
 
@@ -32,6 +33,7 @@ use rusqlite::{Connection, OptionalExtension};
 pub use alarms::{AlarmChange, AlarmRow};
 pub use forecasts::{DayAheadRow, ForecastPoint};
 pub use jobs::JobRun;
+pub use models::DefaultModel;
 pub use readings::{Bulk, BulkSummary, HourlyMean, Outcome};
 pub use retention::RetentionSummary;
 

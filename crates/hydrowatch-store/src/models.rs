@@ -1,0 +1,98 @@
+//! The forecaster chosen for each series (`hydrowatch backtest --select`): one active row per
+//! series in `models`, earlier choices kept inactive as history.
+
+use hydrowatch_core::Timestamp;
+use rusqlite::OptionalExtension;
+
+use crate::{Result, SeriesId, Store, StoreError};
+
+/// The forecaster a series uses by default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultModel {
+    /// Its name: a baseline (`seasonal-blend`, `mstl-ets`, ...) or a network (`lstm/mimo`).
+    pub name: String,
+    /// Its backtest score when chosen (mean PI1 + PI3, in the series' unit).
+    pub score: Option<f64>,
+    /// When it was chosen.
+    pub chosen_at: Timestamp,
+}
+
+impl Store {
+    /// Makes `name` the default forecaster of `series` (the previous one stays as history).
+    pub fn set_default_model(
+        &mut self,
+        series: SeriesId,
+        name: &str,
+        score: f64,
+        at: Timestamp,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let (kind, strategy) = name.split_once('/').unwrap_or((name, ""));
+        let tx = self.conn.transaction().map_err(wrap)?;
+        tx.execute(
+            "UPDATE models SET active = 0 WHERE series_id = ?1",
+            [series.0],
+        )
+        .map_err(wrap)?;
+        tx.execute(
+            "INSERT INTO models(series_id, kind, strategy, path, trained_at, score, active)
+             VALUES (?1, ?2, ?3, '', ?4, ?5, 1)",
+            rusqlite::params![series.0, kind, strategy, at, score],
+        )
+        .map_err(wrap)?;
+        tx.commit().map_err(wrap)
+    }
+
+    /// The default forecaster of `series`, if one was chosen.
+    pub fn default_model(&self, series: SeriesId) -> Result<Option<DefaultModel>> {
+        self.conn
+            .query_row(
+                "SELECT kind, strategy, score, trained_at FROM models
+                 WHERE series_id = ?1 AND active = 1 ORDER BY id DESC LIMIT 1",
+                [series.0],
+                |r| {
+                    let (kind, strategy): (String, String) = (r.get(0)?, r.get(1)?);
+                    Ok(DefaultModel {
+                        name: if strategy.is_empty() {
+                            kind
+                        } else {
+                            format!("{kind}/{strategy}")
+                        },
+                        score: r.get(2)?,
+                        chosen_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_choice_is_the_default_and_earlier_ones_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("m.db"), chrono_tz::UTC).unwrap();
+        let s = store.ensure_series("flow_rate", None).unwrap();
+        assert_eq!(store.default_model(s).unwrap(), None);
+        store.set_default_model(s, "mstl-ets", 2.5, 100).unwrap();
+        store.set_default_model(s, "lstm/mimo", 2.0, 200).unwrap();
+        let m = store.default_model(s).unwrap().unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.score, m.chosen_at),
+            ("lstm/mimo", Some(2.0), 200)
+        );
+        let rows: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM models", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+    }
+}
