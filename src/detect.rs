@@ -152,6 +152,8 @@ pub struct Engine {
     tz: Tz,
     buffers: Vec<VecDeque<(Timestamp, f64)>>,
     refit: Refit,
+    /// Series whose criteria were fitted since the caller last drained this.
+    fitted: Vec<usize>,
 }
 
 impl Engine {
@@ -162,6 +164,7 @@ impl Engine {
             tz,
             buffers: vec![VecDeque::new(); n],
             refit,
+            fitted: Vec::new(),
         }
     }
 
@@ -182,6 +185,9 @@ impl Engine {
                 .filter(|(t, _)| *t < before)
                 .collect();
             let fitted = Criteria::fit(&span, self.tz, before);
+            if fitted.is_some() {
+                self.fitted.push(i);
+            }
             if fitted.is_some() || trailing {
                 self.detector.set_criteria(i, fitted);
             }
@@ -514,9 +520,11 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         for i in 0..series.len() {
             if engine.detector.criteria(i).is_none() {
                 let span: Vec<(Timestamp, f64)> = engine.buffers[i].iter().copied().collect();
-                engine
-                    .detector
-                    .set_criteria(i, Criteria::fit(&span, tz, since));
+                let fitted = Criteria::fit(&span, tz, since);
+                if fitted.is_some() {
+                    engine.fitted.push(i);
+                }
+                engine.detector.set_criteria(i, fitted);
             }
         }
     }
@@ -533,7 +541,29 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
     let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     let mut tally = Tally::default();
     let mut changes = Vec::new();
+    let mut criteria = Vec::new();
+    let mut nights = Vec::new();
     let mut span = None;
+    let record = |engine: &mut Engine,
+                  criteria: &mut Vec<(hydrowatch_store::SeriesId, Timestamp, String)>,
+                  nights: &mut Vec<hydrowatch_store::NightRecord>| {
+        for i in engine.fitted.drain(..) {
+            if let Some(c) = engine.detector.criteria(i) {
+                let body = serde_json::to_string(c).expect("criteria serialise");
+                criteria.push((series[i].id, c.fitted_at, body));
+            }
+        }
+        for (i, n) in engine.detector.take_nights() {
+            nights.push(hydrowatch_store::NightRecord {
+                series: series[i].id,
+                night: n.night.to_string(),
+                minimum: Some(n.minimum).filter(|m| m.is_finite()),
+                baseline: n.baseline,
+                stage: n.stage,
+            });
+        }
+    };
+    record(&mut engine, &mut criteria, &mut nights);
     for (&ts, values) in &rows {
         span = Some(span.map_or((ts, ts), |(a, _): (Timestamp, Timestamp)| (a, ts)));
         let mut alerts = engine.advance(ts);
@@ -549,6 +579,7 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
             alerts.extend(new);
         }
         write_alerts(&mut alarms, &alerts, machine, tz)?;
+        record(&mut engine, &mut criteria, &mut nights);
         for a in &alerts {
             let id = series[engine
                 .detector
@@ -575,7 +606,19 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
     if let Some(a) = &mut alarms {
         a.flush()?;
     }
-    store.record_detection(&engine.detector.state_json(), &changes)?;
+    let state = engine.detector.state_json();
+    store.record_detection(hydrowatch_store::DetectionWrite {
+        state: &state,
+        alarms: &changes,
+        criteria: &criteria,
+        nights: &nights,
+    })?;
+    println!(
+        "recorded: {} alarm transitions, {} criteria fits, {} nights",
+        changes.len(),
+        criteria.len(),
+        nights.len()
+    );
     tally.print(series.len(), span);
     let open = store.alarms(true)?;
     println!("open alarms in {}: {}", ctx.db.display(), open.len());

@@ -1052,6 +1052,10 @@ fn detect_on_the_database_continues_across_runs_like_one_file_run() {
     let store = store(d);
     let opened = file.lines().filter(|l| l.contains("\"opened\"")).count();
     assert_eq!(store.alarms(false).unwrap().len(), opened);
+    // Criteria fits and nights are on record too.
+    let flow = store.series_id("flow_rate").unwrap();
+    assert!(store.latest_criteria(flow).unwrap().is_some());
+    assert!(store.nights(flow).unwrap().len() >= 35);
     drop(store);
     // Nothing left to judge.
     let again = stdout(&ok(run(d, &["detect"])));

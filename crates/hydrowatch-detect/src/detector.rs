@@ -79,6 +79,8 @@ pub struct Detector {
     settings: Vec<SeriesSettings>,
     saved: Saved,
     clock: LocalClock,
+    /// Nights judged since the last [`Detector::take_nights`]: series, result.
+    nights: Vec<(usize, NightResult)>,
 }
 
 /// The machines of a series, in a fixed order, with the lifecycle settings of each kind.
@@ -145,6 +147,7 @@ impl Detector {
                 series,
             },
             clock: LocalClock::new(tz),
+            nights: Vec::new(),
         })
     }
 
@@ -203,6 +206,11 @@ impl Detector {
     /// Time of the last reading judged of series `series`.
     pub fn last_judged(&self, series: usize) -> Option<Timestamp> {
         self.saved.series[series].checks.last.map(|(t, _)| t)
+    }
+
+    /// The nights judged (minimum night flow) since the last call: series index, result.
+    pub fn take_nights(&mut self) -> Vec<(usize, NightResult)> {
+        std::mem::take(&mut self.nights)
     }
 
     /// Open alarms: (series, kind, direction, stage, alarm id).
@@ -283,6 +291,9 @@ impl Detector {
             (Some(nf), Some(ns)) => nf.observe(ns, local, value),
             _ => None,
         };
+        if let Some(n) = &night {
+            self.nights.push((series, n.clone()));
+        }
 
         let learning = state
             .criteria
@@ -344,7 +355,9 @@ impl Detector {
     pub fn tick(&mut self, now: Timestamp) -> Vec<Alert> {
         let local = self.clock.local(now);
         let mut alerts = Vec::new();
-        for (state, settings) in self.saved.series.iter_mut().zip(&self.settings) {
+        for (index, (state, settings)) in
+            self.saved.series.iter_mut().zip(&self.settings).enumerate()
+        {
             let stale = state
                 .checks
                 .last
@@ -353,6 +366,9 @@ impl Detector {
                 (Some(nf), Some(ns)) => nf.tick(ns, local),
                 _ => None,
             };
+            if let Some(n) = &night {
+                self.nights.push((index, n.clone()));
+            }
             let next_id = &mut self.saved.next_alarm_id;
             for machine in &mut state.machines {
                 let (stage, values) = match machine.kind {

@@ -31,6 +31,34 @@ pub struct AlarmChange {
     pub percentile: Option<f64>,
 }
 
+/// The minimum night flow of one night.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NightRecord {
+    /// Its series.
+    pub series: SeriesId,
+    /// The local date the night's window started on, `YYYY-MM-DD`.
+    pub night: String,
+    /// Its minimum 10-minute mean flow (`None`: too few readings that night).
+    pub minimum: Option<f64>,
+    /// The median of the recent normal nights it was compared with.
+    pub baseline: Option<f64>,
+    /// Its stage, 0-4.
+    pub stage: u8,
+}
+
+/// Everything one detection run writes, in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectionWrite<'a> {
+    /// The detector's state (JSON).
+    pub state: &'a str,
+    /// Alarm transitions, in order.
+    pub alarms: &'a [AlarmChange],
+    /// Criteria fitted: series, when, their JSON.
+    pub criteria: &'a [(SeriesId, Timestamp, String)],
+    /// Nights judged.
+    pub nights: &'a [NightRecord],
+}
+
 /// An alarm as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmRow {
@@ -67,9 +95,15 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Applies alarm transitions (in order) and saves the detector's state, in one
-    /// transaction.
-    pub fn record_detection(&mut self, state: &str, changes: &[AlarmChange]) -> Result<()> {
+    /// Applies alarm transitions (in order), records criteria and nights, and saves the
+    /// detector's state, in one transaction.
+    pub fn record_detection(&mut self, write: DetectionWrite<'_>) -> Result<()> {
+        let DetectionWrite {
+            state,
+            alarms: changes,
+            criteria,
+            nights,
+        } = write;
         let path = self.path.clone();
         let wrap = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -105,12 +139,63 @@ impl Store {
                 });
             }
         }
+        for (series, fitted_at, body) in criteria {
+            tx.execute(
+                "INSERT INTO criteria(series_id, fitted_at, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(series_id, fitted_at) DO UPDATE SET body = excluded.body",
+                (series.0, fitted_at, body),
+            )
+            .map_err(wrap)?;
+        }
+        for n in nights {
+            tx.execute(
+                "INSERT INTO night_flow(series_id, night, minimum, baseline, stage) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(series_id, night) DO UPDATE SET minimum = excluded.minimum,
+                   baseline = excluded.baseline, stage = excluded.stage",
+                rusqlite::params![n.series.0, n.night, n.minimum, n.baseline, n.stage],
+            )
+            .map_err(wrap)?;
+        }
         tx.execute(
             "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (STATE_KEY, state),
         )
         .map_err(wrap)?;
         tx.commit().map_err(wrap)
+    }
+
+    /// The latest criteria of `series`: when fitted, and their JSON.
+    pub fn latest_criteria(&self, series: SeriesId) -> Result<Option<(Timestamp, String)>> {
+        self.conn
+            .query_row(
+                "SELECT fitted_at, body FROM criteria WHERE series_id = ?1 ORDER BY fitted_at DESC LIMIT 1",
+                [series.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The recorded nights of `series`, oldest first.
+    pub fn nights(&self, series: SeriesId) -> Result<Vec<NightRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT night, minimum, baseline, stage FROM night_flow WHERE series_id = ?1 ORDER BY night",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([series.0], |r| {
+                Ok(NightRecord {
+                    series,
+                    night: r.get(0)?,
+                    minimum: r.get(1)?,
+                    baseline: r.get(2)?,
+                    stage: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>());
+        rows.map_err(|e| self.err(e))
     }
 
     /// Alarms, newest first; only open ones when `open_only`.
@@ -167,15 +252,29 @@ mod tests {
         let mut store = Store::open(&dir.path().join("a.db"), chrono_tz::UTC).unwrap();
         let flow = store.ensure_series("flow_rate", Some("m3/h")).unwrap();
         assert_eq!(store.detector_state().unwrap(), None);
+        let night = NightRecord {
+            series: flow,
+            night: "2024-01-01".into(),
+            minimum: Some(40.0),
+            baseline: None,
+            stage: 0,
+        };
         store
-            .record_detection(
-                "{\"v\":1}",
-                &[
+            .record_detection(DetectionWrite {
+                state: "{\"v\":1}",
+                alarms: &[
                     change(1, flow, "opened", 3, 60),
                     change(1, flow, "escalated", 4, 120),
                 ],
-            )
+                criteria: &[(flow, 60, "{}".into())],
+                nights: &[night],
+            })
             .unwrap();
+        assert_eq!(
+            store.latest_criteria(flow).unwrap(),
+            Some((60, "{}".into()))
+        );
+        assert_eq!(store.nights(flow).unwrap().len(), 1);
         let open = store.alarms(true).unwrap();
         assert_eq!(open.len(), 1);
         assert_eq!((open[0].stage, open[0].state.as_str()), (4, "escalated"));
@@ -186,10 +285,18 @@ mod tests {
 
         // A second open alarm of the same (series, kind, direction) is refused, and so is the
         // whole write: the state stays as it was.
-        let e = store.record_detection("{\"v\":2}", &[change(2, flow, "opened", 3, 180)]);
+        fn write(alarms: &[AlarmChange]) -> DetectionWrite<'_> {
+            DetectionWrite {
+                state: "{\"v\":2}",
+                alarms,
+                criteria: &[],
+                nights: &[],
+            }
+        }
+        let e = store.record_detection(write(&[change(2, flow, "opened", 3, 180)]));
         assert!(e.is_err());
         // An update of an alarm that does not exist is refused too.
-        let e = store.record_detection("{\"v\":2}", &[change(9, flow, "escalated", 4, 180)]);
+        let e = store.record_detection(write(&[change(9, flow, "escalated", 4, 180)]));
         assert!(e.unwrap_err().to_string().contains("alarm 9"));
         assert_eq!(
             store.detector_state().unwrap().as_deref(),
@@ -197,7 +304,7 @@ mod tests {
         );
 
         store
-            .record_detection("{\"v\":3}", &[change(1, flow, "cleared", 0, 240)])
+            .record_detection(write(&[change(1, flow, "cleared", 0, 240)]))
             .unwrap();
         assert!(store.alarms(true).unwrap().is_empty());
         let all = store.alarms(false).unwrap();

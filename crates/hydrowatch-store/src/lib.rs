@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use rusqlite::{Connection, OptionalExtension};
 
-pub use alarms::{AlarmChange, AlarmRow};
+pub use alarms::{AlarmChange, AlarmRow, DetectionWrite, NightRecord};
 pub use forecasts::{DayAheadRow, ForecastPoint};
 pub use jobs::JobRun;
 pub use models::DefaultModel;
@@ -303,6 +303,7 @@ mod tests {
             "jobs",
             "meta",
             "models",
+            "night_flow",
             "outbox",
             "readings",
             "series",

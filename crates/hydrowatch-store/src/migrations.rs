@@ -101,6 +101,15 @@ const MIGRATIONS: &[&str] = &[
         ok INTEGER NOT NULL,
         message TEXT NOT NULL DEFAULT ''
     ) WITHOUT ROWID;",
+    // 2: the minimum night flow of each night (detection's leak indicator), kept for the record.
+    "CREATE TABLE night_flow (
+        series_id INTEGER NOT NULL,
+        night TEXT NOT NULL,
+        minimum REAL,
+        baseline REAL,
+        stage INTEGER NOT NULL,
+        PRIMARY KEY (series_id, night)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this program writes.
