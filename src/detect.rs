@@ -39,7 +39,10 @@ OUT has one row per reading and series: time,series,value,stage,direction,percen
 stage is 0 (normal) to 4: 1 interest (90th-95th percentile), 2 caution (95-98), 3 warning \
 (98-99), 4 critical (99-100), each band including its lower bound; kind names the check that gave \
 the stage (outlier, stuck, range, jump), or late/invalid for readings that could not be judged. \
-ALARMS has one JSON alert per line, only when an alarm opens, escalates, de-escalates or clears.")]
+ALARMS has one JSON alert per line, only when an alarm opens, escalates, de-escalates or clears. \
+Ordinary demand noise reaches stage 4 every day, so an outlier alarm opens only after \
+detection.open_after readings (default 2) beyond detection.open_percentile (default 99.9999); \
+see `hydrowatch config example` and docs/DETECTION.md.")]
 pub struct DetectArgs {
     /// Readings file: `time,<series>,<series>...` (the simulator's `time,flow_rate,pressure`).
     /// Without it: the device database.

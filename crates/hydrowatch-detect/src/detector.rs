@@ -10,7 +10,7 @@ use crate::checks::{self, CheckState, LocalClock};
 use crate::criteria::{follow_level, minute_of_week};
 use crate::lifecycle::{LifecycleSettings, Machine};
 use crate::nightflow::{NightFlow, NightResult};
-use crate::{AlarmKind, Alert, Criteria, DetectError, Direction, SeriesSettings};
+use crate::{AlarmKind, Alert, Criteria, DetectError, Direction, SeriesSettings, Transition};
 
 /// Whether a reading could be judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,24 +327,18 @@ impl Detector {
             if let Some((transition, stage, alarm_id)) =
                 machine.step(stage, percentile, &lifecycle, next_id)
             {
-                let (value, expected, percentile) = match machine.kind {
+                let values = match machine.kind {
                     AlarmKind::Outlier => (Some(value), judgement.expected, judgement.percentile),
                     AlarmKind::NightFlow => night_values(night.as_ref()),
                     _ => (Some(value), judgement.expected, None),
                 };
-                alerts.push(Alert {
-                    alarm_id,
-                    series: settings.name.clone(),
-                    unit: settings.unit.clone(),
-                    kind: machine.kind,
-                    direction: machine.direction,
-                    stage,
-                    state: transition,
-                    time: ts,
-                    value,
-                    expected,
-                    percentile,
-                });
+                alerts.push(alert(
+                    settings,
+                    machine,
+                    (transition, stage, alarm_id),
+                    ts,
+                    values,
+                ));
             }
         }
         (judgement, alerts)
@@ -383,23 +377,41 @@ impl Detector {
                 if let Some((transition, stage, alarm_id)) =
                     machine.step(stage, 100.0, &lifecycle, next_id)
                 {
-                    alerts.push(Alert {
-                        alarm_id,
-                        series: settings.name.clone(),
-                        unit: settings.unit.clone(),
-                        kind: machine.kind,
-                        direction: machine.direction,
-                        stage,
-                        state: transition,
-                        time: now,
-                        value: values.0,
-                        expected: values.1,
-                        percentile: values.2,
-                    });
+                    alerts.push(alert(
+                        settings,
+                        machine,
+                        (transition, stage, alarm_id),
+                        now,
+                        values,
+                    ));
                 }
             }
         }
         alerts
+    }
+}
+
+/// The alert of a machine's transition `(transition, stage, alarm id)` at `time`, with the
+/// `(value, expected, percentile)` it reports.
+fn alert(
+    settings: &SeriesSettings,
+    machine: &Machine,
+    (state, stage, alarm_id): (Transition, u8, u64),
+    time: Timestamp,
+    (value, expected, percentile): (Option<f64>, Option<f64>, Option<f64>),
+) -> Alert {
+    Alert {
+        alarm_id,
+        series: settings.name.clone(),
+        unit: settings.unit.clone(),
+        kind: machine.kind,
+        direction: machine.direction,
+        stage,
+        state,
+        time,
+        value,
+        expected,
+        percentile,
     }
 }
 
