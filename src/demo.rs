@@ -1,7 +1,8 @@
-//! `hydrowatch demo`: the main job on embedded defaults, for a newcomer. Today it shows the
-//! device's storage: a simulated year of one DMA (flow and pressure, a reading a minute, with
-//! labelled bursts, leaks and sensor faults) is written, imported into the device database and
-//! read back the ways the device reads it, with the time each step took.
+//! `hydrowatch demo`: the main job on embedded defaults, for a newcomer. A simulated year of one
+//! DMA (flow and pressure, a reading a minute, with labelled bursts, leaks and sensor faults) is
+//! written, imported into the device database and read back the ways the device reads it; every
+//! reading is judged (alarms, scored against the labels), and the next 168 hours of each series
+//! are forecast with models trained on the spot. Each step says what it took.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -36,6 +37,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     for stale in ["hydrowatch.db", "hydrowatch.db-wal", "hydrowatch.db-shm"] {
         let _ = std::fs::remove_file(dir.join(stale));
     }
+    let _ = std::fs::remove_dir_all(dir.join("models"));
     let config = SimConfig {
         days: args.days,
         ..SimConfig::default()
@@ -122,13 +124,78 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64() * 1e3
     );
 
+    drop(store);
+    let t = Instant::now();
+    let judged = dir.join("judged.csv");
+    let alarms = dir.join("alarms.jsonl");
+    let detect = child(&[
+        "detect".as_ref(),
+        "--input".as_ref(),
+        data.as_os_str(),
+        "--output".as_ref(),
+        judged.as_os_str(),
+        "--alarms".as_ref(),
+        alarms.as_os_str(),
+        "--labels".as_ref(),
+        labels.as_os_str(),
+    ])?;
+    println!(
+        "5. detection  every reading judged in {:.1} s -> {}, alarm messages -> {}",
+        t.elapsed().as_secs_f64(),
+        judged.display(),
+        alarms.display()
+    );
+    // The per-kind table of the scores, and the false-alarm line.
+    for line in detect.lines().filter(|l| {
+        let per_kind = l.starts_with("| ") && !l.contains(':') && !l.starts_with("| event");
+        (per_kind && !l.starts_with("| ---")) || l.contains("false alarms")
+    }) {
+        println!("              {line}");
+    }
+
+    if args.days < 8 {
+        println!(
+            "6. forecast   skipped: {} days are fewer than the week of history every forecaster needs",
+            args.days
+        );
+    } else {
+        let t = Instant::now();
+        let forecast = child(&["forecast".as_ref(), "--db".as_ref(), db.as_os_str()])?;
+        println!(
+            "6. forecast   the next 168 hours of each series in {:.1} s (models trained now, under {}):",
+            t.elapsed().as_secs_f64(),
+            dir.join("models").display()
+        );
+        for line in forecast.lines() {
+            println!("              {line}");
+        }
+    }
+
     println!("\nThe newest hour of flow_rate (m3/h):");
     for r in latest.iter().step_by(10) {
         println!("  {}  {:>8.2}", format_local(r.ts, tz), r.value);
     }
     println!(
-        "\nNext: `hydrowatch export --db {} --hourly --out hourly.csv` writes the hourly table;\n      `hydrowatch bench storage` compares SQLite with CSV files on this machine.",
+        "\nNext: `hydrowatch export --db {} --hourly --out hourly.csv` writes the hourly table with the\n      day-ahead forecasts; `hydrowatch backtest --db {} --select` picks each series' best forecaster;\n      `hydrowatch bench storage` compares SQLite with CSV files on this machine.",
+        db.display(),
         db.display()
     );
     Ok(())
+}
+
+/// Runs this program with `args` and returns what it printed; its error output passes through.
+fn child(args: &[&std::ffi::OsStr]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "`hydrowatch {}` failed",
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -602,6 +602,13 @@ fn demo_runs_from_an_empty_directory_without_configuration() {
     );
     assert!(out.contains("stored 0 new (60 duplicates)"), "{out}");
     assert!(dir.path().join("hydrowatch-demo/hydrowatch.db").is_file());
+    // Every reading judged and scored; 3 days are too few to forecast, and it says so.
+    assert!(
+        out.contains("5. detection") && out.contains("| kind | events |"),
+        "{out}"
+    );
+    assert!(dir.path().join("hydrowatch-demo/judged.csv").is_file());
+    assert!(out.contains("6. forecast   skipped: 3 days"), "{out}");
     // Running it again starts from a fresh database.
     let again = stdout(&ok(run(dir.path(), &["demo", "--days", "3"])));
     assert!(
