@@ -4,22 +4,20 @@
 //! `schedule.criteria_at` from the trailing `detection.trailing_days` (or fitted once, on the
 //! span before `--baseline-until`).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use chrono::TimeZone;
 use chrono_tz::Tz;
 use clap::Args;
 use hydrowatch_config::{Config, TimeOfDay};
-use hydrowatch_core::time::{format_local, local_date};
+use hydrowatch_core::time::format_local;
 use hydrowatch_core::{LocalTimeParser, Timestamp};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
 use hydrowatch_detect::score::{Label, Scorer};
 use hydrowatch_detect::{
-    AlarmKind, Alert, Criteria, Detector, Judgement, LifecycleSettings, NightSettings,
+    AlarmKind, Alert, Detector, Judgement, LifecycleSettings, NightSettings, Refit, Runner,
     SeriesSettings, Transition, Verdict,
 };
 
@@ -123,123 +121,6 @@ pub fn series_settings(config: &Config, name: &str, unit: Option<&str>) -> Serie
 fn time_of_day(t: TimeOfDay) -> chrono::NaiveTime {
     chrono::NaiveTime::from_hms_opt(u32::from(t.hour), u32::from(t.minute), 0)
         .expect("TimeOfDay is validated")
-}
-
-/// The first instant at local time `t` on `date` (the next existing minute inside a
-/// daylight-saving gap).
-fn at_local(date: chrono::NaiveDate, t: TimeOfDay, tz: Tz) -> Timestamp {
-    let start = date.and_time(time_of_day(t));
-    (0..=120)
-        .find_map(|m| {
-            tz.from_local_datetime(&(start + chrono::Duration::minutes(m)))
-                .earliest()
-        })
-        .map_or(start.and_utc().timestamp(), |t| t.timestamp())
-}
-
-/// When criteria are (re)fitted.
-enum Refit {
-    /// Daily at a local time, from the trailing days before it.
-    Daily {
-        at: TimeOfDay,
-        next: Option<Timestamp>,
-    },
-    /// Once, on everything before `until`.
-    Once { until: Timestamp, done: bool },
-}
-
-/// Rows of readings through a detector, refitting criteria as the daemon does.
-pub struct Engine {
-    /// The detector.
-    pub detector: Detector,
-    tz: Tz,
-    buffers: Vec<VecDeque<(Timestamp, f64)>>,
-    refit: Refit,
-    /// Series whose criteria were fitted since the caller last drained this.
-    fitted: Vec<usize>,
-}
-
-impl Engine {
-    fn new(detector: Detector, tz: Tz, refit: Refit) -> Engine {
-        let n = detector.settings().len();
-        Engine {
-            detector,
-            tz,
-            buffers: vec![VecDeque::new(); n],
-            refit,
-            fitted: Vec::new(),
-        }
-    }
-
-    fn fit(&mut self, before: Timestamp, trailing: bool) {
-        for (i, buffer) in self.buffers.iter_mut().enumerate() {
-            let days = i64::from(self.detector.settings()[i].trailing_days);
-            let from = if trailing {
-                before - days * 86_400
-            } else {
-                Timestamp::MIN
-            };
-            while buffer.front().is_some_and(|(t, _)| *t < from) {
-                buffer.pop_front();
-            }
-            let span: Vec<(Timestamp, f64)> = buffer
-                .iter()
-                .copied()
-                .filter(|(t, _)| *t < before)
-                .collect();
-            let fitted = Criteria::fit(&span, self.tz, before);
-            if fitted.is_some() {
-                self.fitted.push(i);
-            }
-            if fitted.is_some() || trailing {
-                self.detector.set_criteria(i, fitted);
-            }
-        }
-    }
-
-    /// Advances to `ts` (the time of the next readings): refits the criteria when due and
-    /// ticks the detector. Returns the alarm transitions of the tick (stale sensors, nights).
-    fn advance(&mut self, ts: Timestamp) -> Vec<Alert> {
-        match &mut self.refit {
-            Refit::Daily { at, next } => {
-                let at = *at;
-                let tz = self.tz;
-                let following = |ts: Timestamp| {
-                    let date = local_date(ts, tz);
-                    let today = at_local(date, at, tz);
-                    if today > ts {
-                        today
-                    } else {
-                        at_local(date.succ_opt().unwrap_or(date), at, tz)
-                    }
-                };
-                let due = *next.get_or_insert_with(|| following(ts));
-                if ts >= due {
-                    *next = Some(following(ts));
-                    self.fit(due, true);
-                }
-            }
-            Refit::Once { until, done } => {
-                if !*done && ts >= *until {
-                    let until = *until;
-                    *done = true;
-                    self.fit(until, false);
-                    self.buffers.iter_mut().for_each(VecDeque::clear);
-                }
-            }
-        }
-        self.detector.tick(ts)
-    }
-
-    /// Judges one reading of series `series` (call [`Engine::advance`] to its time first).
-    fn observe(&mut self, series: usize, ts: Timestamp, value: f64) -> (Judgement, Vec<Alert>) {
-        let (judgement, alerts) = self.detector.observe(series, ts, value);
-        let learning = !matches!(self.refit, Refit::Once { done: true, .. });
-        if learning && judgement.verdict == Verdict::Judged {
-            self.buffers[series].push_back((ts, value));
-        }
-        (judgement, alerts)
-    }
 }
 
 /// Writes the per-reading verdicts.
@@ -354,14 +235,8 @@ pub fn run(global: &Global, args: DetectArgs) -> anyhow::Result<()> {
 
 fn refit_policy(ctx: &Context, args: &DetectArgs, tz: Tz) -> anyhow::Result<Refit> {
     Ok(match &args.baseline_until {
-        Some(t) => Refit::Once {
-            until: parse_local_time(t, tz, "baseline-until")?,
-            done: false,
-        },
-        None => Refit::Daily {
-            at: ctx.config.schedule.criteria_at,
-            next: None,
-        },
+        Some(t) => Refit::Once(parse_local_time(t, tz, "baseline-until")?),
+        None => Refit::Daily(time_of_day(ctx.config.schedule.criteria_at)),
     })
 }
 
@@ -405,7 +280,7 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
         .map(|n| series_settings(&ctx.config, n, None))
         .collect();
     let detector = Detector::new(tz, settings)?;
-    let mut engine = Engine::new(detector, tz, refit_policy(ctx, args, tz)?);
+    let mut engine = Runner::new(detector, tz, refit_policy(ctx, args, tz)?);
     let mut scorer = args
         .labels
         .as_deref()
@@ -511,26 +386,15 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
             since
         }
     };
-    let mut engine = Engine::new(detector, tz, refit_policy(ctx, args, tz)?);
+    let mut engine = Runner::new(detector, tz, refit_policy(ctx, args, tz)?);
     // History before the span, for the criteria only.
     for (i, s) in series.iter().enumerate() {
         let days = i64::from(engine.detector.settings()[i].trailing_days);
         for r in store.readings(s.id, since.saturating_sub(days * 86_400), since)? {
-            engine.buffers[i].push_back((r.ts, r.value));
+            engine.remember(i, r.ts, r.value);
         }
     }
-    if matches!(engine.refit, Refit::Daily { .. }) {
-        for i in 0..series.len() {
-            if engine.detector.criteria(i).is_none() {
-                let span: Vec<(Timestamp, f64)> = engine.buffers[i].iter().copied().collect();
-                let fitted = Criteria::fit(&span, tz, since);
-                if fitted.is_some() {
-                    engine.fitted.push(i);
-                }
-                engine.detector.set_criteria(i, fitted);
-            }
-        }
-    }
+    engine.fit_missing(since);
     let mut rows: std::collections::BTreeMap<Timestamp, Vec<Option<f64>>> =
         std::collections::BTreeMap::new();
     for (i, s) in series.iter().enumerate() {
@@ -547,10 +411,10 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
     let mut criteria = Vec::new();
     let mut nights = Vec::new();
     let mut span = None;
-    let record = |engine: &mut Engine,
+    let record = |engine: &mut Runner,
                   criteria: &mut Vec<(hydrowatch_store::SeriesId, Timestamp, String)>,
                   nights: &mut Vec<hydrowatch_store::NightRecord>| {
-        for i in engine.fitted.drain(..) {
+        for i in engine.take_fitted() {
             if let Some(c) = engine.detector.criteria(i) {
                 let body = serde_json::to_string(c).expect("criteria serialise");
                 criteria.push((series[i].id, c.fitted_at, body));
@@ -797,7 +661,7 @@ pub fn bench(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
             .collect()
     };
     let pass = |refit: Refit| -> anyhow::Result<(f64, usize)> {
-        let mut engine = Engine::new(Detector::new(tz, settings())?, tz, refit);
+        let mut engine = Runner::new(Detector::new(tz, settings())?, tz, refit);
         let mut alerts = 0;
         let started = Instant::now();
         for (ts, values) in &rows {
@@ -818,12 +682,9 @@ pub fn bench(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
     let mut backfill = Vec::new();
     let mut judged = Vec::new();
     for _ in 0..args.runs.max(1) {
-        let (s, _) = pass(Refit::Daily {
-            at: ctx.config.schedule.criteria_at,
-            next: None,
-        })?;
+        let (s, _) = pass(Refit::Daily(time_of_day(ctx.config.schedule.criteria_at)))?;
         backfill.push(s);
-        let (s, _) = pass(Refit::Once { until, done: false })?;
+        let (s, _) = pass(Refit::Once(until))?;
         judged.push(s * 1e6 / readings as f64);
     }
     let (mb, sb) = mean_sd(&backfill);

@@ -20,6 +20,7 @@ mod criteria;
 mod detector;
 mod lifecycle;
 mod nightflow;
+mod runner;
 pub mod score;
 mod settings;
 
@@ -27,6 +28,7 @@ pub use criteria::{Criteria, Level};
 pub use detector::{Detector, Judgement, Verdict};
 pub use lifecycle::{Alert, AlertMessage, LifecycleSettings, Transition};
 pub use nightflow::{NightResult, NightSettings};
+pub use runner::{Refit, Runner};
 pub use settings::SeriesSettings;
 
 use serde::{Deserialize, Serialize};
