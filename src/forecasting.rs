@@ -1043,6 +1043,12 @@ pub fn bench_lstm_step(args: crate::cli::LstmStepArgs) -> anyhow::Result<()> {
         "ratio stock / fused: {:.2} (the fused cell is that many times faster)",
         stock_ms / fused_ms
     );
+    let gru = |cell| lstm_train_step_ms(cell, args.batch, args.seq, args.hidden, args.steps);
+    let (fused_gru, stock_gru) = (gru(LstmCell::FusedGru), gru(LstmCell::StockGru));
+    println!(
+        "GRU, same configuration: burn nn::Gru {stock_gru:.1} ms, hydrowatch fused GRU {fused_gru:.1} ms (ratio {:.2})",
+        stock_gru / fused_gru
+    );
     if let Some(python) = &args.python {
         let out = std::process::Command::new(python)
             .arg(&args.keras_script)

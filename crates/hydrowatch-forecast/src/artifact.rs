@@ -21,8 +21,8 @@ use crate::scale::MinMax;
 use crate::{Band, ForecastError, Holidays};
 
 /// Version of the folder layout, of `model.json` and of the weights' layout (2: the fused LSTM;
-/// 3: weekly and daily seasonal lags).
-pub const FORMAT: u32 = 3;
+/// 3: weekly and daily seasonal lags; 4: fused GRU, two biases per fused layer).
+pub const FORMAT: u32 = 4;
 
 /// The contents of `model.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,40 +7,50 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::{MseLoss, Reduction};
-use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
+use burn::nn::{Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::neural::fused_lstm::FusedLstm;
+use crate::neural::fused::{FusedGru, FusedLstm};
 
-/// Which LSTM implementation a benchmark runs.
+/// Which recurrent layer a benchmark runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LstmCell {
     /// burn's `nn::Lstm`.
     Stock,
-    /// hydrowatch's fused cell with its own backward pass (the one the forecaster uses).
+    /// hydrowatch's fused LSTM with its own backward pass (the one the forecaster uses).
     Fused,
+    /// burn's `nn::Gru`.
+    StockGru,
+    /// hydrowatch's fused GRU.
+    FusedGru,
 }
 
 #[derive(Module, Debug)]
 struct Reference {
     stock: Option<Lstm>,
     fused: Option<FusedLstm>,
+    stock_gru: Option<Gru>,
+    fused_gru: Option<FusedGru>,
     head: Linear,
 }
 
 impl Reference {
     fn last_hidden(&self, x: Tensor<3>) -> Tensor<2> {
-        match (&self.stock, &self.fused) {
-            (Some(lstm), _) => lstm.forward(x, None).1.hidden,
-            (None, Some(lstm)) => {
-                let [batch, seq, _] = x.dims();
-                let out = lstm.forward(x);
-                let hidden = out.dims()[2];
-                out.narrow(1, seq - 1, 1).reshape([batch, hidden])
-            }
-            (None, None) => unreachable!("one cell is always set"),
-        }
+        let [batch, seq, _] = x.dims();
+        let out = if let Some(lstm) = &self.stock {
+            return lstm.forward(x, None).1.hidden;
+        } else if let Some(lstm) = &self.fused {
+            lstm.forward(x)
+        } else if let Some(gru) = &self.stock_gru {
+            gru.forward(x, None)
+        } else if let Some(gru) = &self.fused_gru {
+            gru.forward(x)
+        } else {
+            unreachable!("one cell is always set")
+        };
+        let hidden = out.dims()[2];
+        out.narrow(1, seq - 1, 1).reshape([batch, hidden])
     }
 }
 
@@ -58,6 +68,9 @@ pub fn lstm_train_step_ms(
     let mut model = Reference {
         stock: (cell == LstmCell::Stock).then(|| LstmConfig::new(2, hidden, true).init(&device)),
         fused: (cell == LstmCell::Fused).then(|| FusedLstm::new(2, hidden, &device)),
+        stock_gru: (cell == LstmCell::StockGru)
+            .then(|| GruConfig::new(2, hidden, true).init(&device)),
+        fused_gru: (cell == LstmCell::FusedGru).then(|| FusedGru::new(2, hidden, &device)),
         head: LinearConfig::new(hidden, 168).init(&device),
     };
     let mut optim = AdamWConfig::new().init();

@@ -6,31 +6,17 @@
 //! node of the autodiff graph with its own allocation and backward closure, and libm's `tanh` and
 //! `exp`. Here a step is one matmul into a preallocated block plus one fused element-wise loop.
 //!
-//! Invariants and layout:
+//! Invariants and layout (the rest is in [`super::kernel`]):
 //! - gates are ordered i, f, g, o in the `4·hidden` columns; `w_ih` is `[input, 4·hidden]`,
 //!   `w_hh` is `[hidden, 4·hidden]`, row-major; the initial hidden and cell states are zero;
-//! - public inputs and outputs are batch-major (`[batch, steps, ..]`, like burn's `batch_first`);
-//!   internal buffers are time-major (`[steps, rows, ..]`) so one step's block is contiguous;
-//! - batch rows are independent through time, so the batch is split into one chunk per core and
-//!   each chunk runs the whole sequence on its own thread: no synchronisation per step. Weight
-//!   gradients are one large matmul per chunk after the time loop, summed over chunks;
-//! - sigmoid and tanh use a rational approximation (the one Eigen, and so TensorFlow, uses),
-//!   accurate to a few units in the last place of `f32` and vectorisable.
+//! - weight gradients are one large matmul per batch chunk after the time loop, summed over
+//!   chunks.
 
 use std::ops::Range;
 
-/// Sizes of one LSTM layer applied to one batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LstmShape {
-    /// Sequences in the batch.
-    pub batch: usize,
-    /// Time steps per sequence.
-    pub steps: usize,
-    /// Input features per step.
-    pub input: usize,
-    /// Hidden units.
-    pub hidden: usize,
-}
+use super::kernel::{
+    Mat, RnnShape, add, gather_time_major, matmul, per_chunk, scatter_batch_major, sigmoid, tanh,
+};
 
 /// The weights of one layer (see the module notes for layouts).
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +46,7 @@ struct ChunkSaved {
 /// What the forward pass keeps for the backward pass.
 #[derive(Debug, Clone)]
 pub struct LstmSaved {
-    shape: LstmShape,
+    shape: RnnShape,
     chunks: Vec<ChunkSaved>,
 }
 
@@ -77,75 +63,22 @@ pub struct LstmGrads {
     pub bias: Vec<f32>,
 }
 
-impl LstmShape {
-    fn check(&self, x: &[f32], w: &LstmWeights) {
-        let g4 = 4 * self.hidden;
-        assert_eq!(
-            x.len(),
-            self.batch * self.steps * self.input,
-            "LSTM input size"
-        );
-        assert_eq!(w.w_ih.len(), self.input * g4, "LSTM w_ih size");
-        assert_eq!(w.w_hh.len(), self.hidden * g4, "LSTM w_hh size");
-        assert_eq!(w.bias.len(), g4, "LSTM bias size");
-    }
-
-    /// Batch rows per thread: one chunk per core, but not chunks so small that spawning costs
-    /// more than it saves.
-    fn chunks(&self) -> Vec<Range<usize>> {
-        const MIN_ROWS: usize = 8;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let count = cores.min(self.batch / MIN_ROWS).max(1);
-        let per = self.batch.div_ceil(count);
-        (0..count)
-            .map(|c| c * per..((c + 1) * per).min(self.batch))
-            .filter(|r| !r.is_empty())
-            .collect()
-    }
-}
-
-/// Runs `work` on each chunk, on its own thread when there is more than one.
-fn per_chunk<T: Send>(
-    chunks: Vec<Range<usize>>,
-    work: impl Fn(Range<usize>) -> T + Sync,
-) -> Vec<T> {
-    if chunks.len() == 1 {
-        return chunks.into_iter().map(&work).collect();
-    }
-    std::thread::scope(|scope| {
-        let work = &work;
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|rows| scope.spawn(move || work(rows)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("LSTM worker thread panicked"))
-            .collect()
-    })
-}
-
 /// The forward pass: hidden states `[batch, steps, hidden]` of every step, and what the
 /// backward pass needs.
-pub fn forward(shape: LstmShape, x: &[f32], w: LstmWeights) -> (Vec<f32>, LstmSaved) {
-    shape.check(x, &w);
+pub fn forward(shape: RnnShape, x: &[f32], w: LstmWeights) -> (Vec<f32>, LstmSaved) {
+    shape.check(x, 4, w.w_ih, w.w_hh);
+    assert_eq!(w.bias.len(), 4 * shape.hidden, "LSTM bias size");
     let chunks = per_chunk(shape.chunks(), |rows| forward_chunk(shape, x, w, rows));
-    let LstmShape { steps, hidden, .. } = shape;
+    let RnnShape { steps, hidden, .. } = shape;
     let mut out = vec![0.0; shape.batch * steps * hidden];
     for chunk in &chunks {
-        let n = chunk.rows.len();
-        for t in 0..steps {
-            for r in 0..n {
-                let src = &chunk.hidden[(t * n + r) * hidden..][..hidden];
-                out[((chunk.rows.start + r) * steps + t) * hidden..][..hidden].copy_from_slice(src);
-            }
-        }
+        scatter_batch_major(&mut out, &chunk.rows, &chunk.hidden, steps, hidden);
     }
     (out, LstmSaved { shape, chunks })
 }
 
-fn forward_chunk(shape: LstmShape, x: &[f32], w: LstmWeights, rows: Range<usize>) -> ChunkSaved {
-    let LstmShape {
+fn forward_chunk(shape: RnnShape, x: &[f32], w: LstmWeights, rows: Range<usize>) -> ChunkSaved {
+    let RnnShape {
         steps,
         input,
         hidden,
@@ -225,8 +158,9 @@ fn forward_chunk(shape: LstmShape, x: &[f32], w: LstmWeights, rows: Range<usize>
 /// (`[batch, steps, hidden]`); `x` and `w` must be those given to [`forward`].
 pub fn backward(saved: &LstmSaved, dy: &[f32], x: &[f32], w: LstmWeights) -> LstmGrads {
     let shape = saved.shape;
-    shape.check(x, &w);
-    let LstmShape {
+    shape.check(x, 4, w.w_ih, w.w_hh);
+    assert_eq!(w.bias.len(), 4 * shape.hidden, "LSTM bias size");
+    let RnnShape {
         batch,
         steps,
         input,
@@ -251,27 +185,20 @@ pub fn backward(saved: &LstmSaved, dy: &[f32], x: &[f32], w: LstmWeights) -> Lst
         add(&mut grads.w_ih, &part.w_ih);
         add(&mut grads.w_hh, &part.w_hh);
         add(&mut grads.bias, &part.bias);
-        let n = chunk.rows.len();
-        for t in 0..steps {
-            for r in 0..n {
-                let src = &part.x[(t * n + r) * input..][..input];
-                grads.x[((chunk.rows.start + r) * steps + t) * input..][..input]
-                    .copy_from_slice(src);
-            }
-        }
+        scatter_batch_major(&mut grads.x, &chunk.rows, &part.x, steps, input);
     }
     grads
 }
 
 /// The gradients of one chunk; `x` comes back time-major (`[steps, rows, input]`).
 fn backward_chunk(
-    shape: LstmShape,
+    shape: RnnShape,
     saved: &ChunkSaved,
     dy: &[f32],
     x: &[f32],
     w: LstmWeights,
 ) -> LstmGrads {
-    let LstmShape {
+    let RnnShape {
         steps,
         input,
         hidden,
@@ -370,154 +297,14 @@ fn backward_chunk(
     grads
 }
 
-/// `x[rows, steps, input]` (batch-major) to `[steps, rows, input]`.
-fn gather_time_major(x: &[f32], rows: &Range<usize>, steps: usize, input: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows.len() * steps * input);
-    for t in 0..steps {
-        for b in rows.clone() {
-            out.extend_from_slice(&x[(b * steps + t) * input..][..input]);
-        }
-    }
-    out
-}
-
-fn add(acc: &mut [f32], x: &[f32]) {
-    for (a, v) in acc.iter_mut().zip(x) {
-        *a += v;
-    }
-}
-
-/// A read-only matrix view: element `(r, c)` is `data[r·row_stride + c·col_stride]`.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> Mat<'a> {
-    /// A row-major matrix with `cols` columns.
-    fn rows(data: &'a [f32], cols: usize) -> Self {
-        Mat {
-            data,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-    /// The transpose of a row-major matrix with `cols` columns.
-    fn transposed(data: &'a [f32], cols: usize) -> Self {
-        Mat {
-            data,
-            row_stride: 1,
-            col_stride: cols,
-        }
-    }
-    fn assert_fits(&self, rows: usize, cols: usize) {
-        if rows > 0 && cols > 0 {
-            let last = (rows - 1) * self.row_stride + (cols - 1) * self.col_stride;
-            assert!(last < self.data.len(), "matrix view out of bounds");
-        }
-    }
-}
-
-/// `dst[m×n] (row-major) = (accumulate ? dst : 0) + lhs[m×k] · rhs[k×n]`, with the `gemm`
-/// crate (the one burn's flex backend uses).
-fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat) {
-    assert!(dst.len() >= m * n, "matmul destination too small");
-    lhs.assert_fits(m, k);
-    rhs.assert_fits(k, n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: every element gemm reads or writes lies inside the slices (checked above), the
-    // strides are the ones checked, and `dst` does not alias `lhs` or `rhs` (it is `&mut`).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-/// In-place `tanh`: Eigen's rational approximation (13/6), clamped where `f32` saturates.
-fn tanh(xs: &mut [f32]) {
-    for x in xs {
-        *x = fast_tanh(*x);
-    }
-}
-
-/// In-place logistic sigmoid, `(1 + tanh(x/2)) / 2`.
-fn sigmoid(xs: &mut [f32]) {
-    for x in xs {
-        *x = 0.5 + 0.5 * fast_tanh(0.5 * *x);
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::excessive_precision)] // Eigen's constants, kept as published
-fn fast_tanh(x: f32) -> f32 {
-    const CLAMP: f32 = 7.905_311;
-    const A1: f32 = 4.893_524_6e-3;
-    const A3: f32 = 6.372_619_3e-4;
-    const A5: f32 = 1.485_722_4e-5;
-    const A7: f32 = 5.122_297e-8;
-    const A9: f32 = -8.604_671_5e-11;
-    const A11: f32 = 2.000_187_9e-13;
-    const A13: f32 = -2.760_768_5e-16;
-    const B0: f32 = 4.893_525_2e-3;
-    const B2: f32 = 2.268_434_6e-3;
-    const B4: f32 = 1.185_347_1e-4;
-    const B6: f32 = 1.198_258_4e-6;
-    let x = x.clamp(-CLAMP, CLAMP);
-    let x2 = x * x;
-    let p = ((((((A13 * x2 + A11) * x2 + A9) * x2 + A7) * x2 + A5) * x2 + A3) * x2 + A1) * x;
-    let q = ((B6 * x2 + B4) * x2 + B2) * x2 + B0;
-    p / q
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn fast_tanh_matches_libm() {
-        let mut worst = 0.0f32;
-        for i in -20_000..=20_000 {
-            let x = i as f32 * 1e-3;
-            worst = worst.max((fast_tanh(x) - x.tanh()).abs());
-        }
-        assert!(worst < 2e-6, "worst error {worst}");
-        assert_eq!(fast_tanh(f32::INFINITY), fast_tanh(100.0));
-        assert!((fast_tanh(100.0) - 1.0).abs() < 1e-6);
-    }
-
     /// A plain scalar LSTM, written from the textbook equations, to check the kernel against.
     #[allow(clippy::needless_range_loop)] // index form mirrors the equations
-    fn reference(shape: LstmShape, x: &[f32], w: LstmWeights) -> Vec<f32> {
-        let LstmShape {
+    fn reference(shape: RnnShape, x: &[f32], w: LstmWeights) -> Vec<f32> {
+        let RnnShape {
             batch,
             steps,
             input,
@@ -563,7 +350,7 @@ mod tests {
     }
 
     struct Case {
-        shape: LstmShape,
+        shape: RnnShape,
         x: Vec<f32>,
         w_ih: Vec<f32>,
         w_hh: Vec<f32>,
@@ -574,7 +361,7 @@ mod tests {
         fn new(batch: usize, steps: usize, input: usize, hidden: usize) -> Case {
             let g4 = 4 * hidden;
             Case {
-                shape: LstmShape {
+                shape: RnnShape {
                     batch,
                     steps,
                     input,

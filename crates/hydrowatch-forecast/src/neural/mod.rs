@@ -8,7 +8,9 @@
 //! - forecasting at origin `o` reads only hours before `o` (recursive forecasts read their own
 //!   earlier outputs, never actual values at or after `o`).
 
-pub mod fused_lstm;
+pub mod fused;
+mod gru_kernel;
+mod kernel;
 mod lstm_kernel;
 pub mod net;
 pub mod train;

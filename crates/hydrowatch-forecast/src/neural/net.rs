@@ -17,13 +17,11 @@ use burn::module::{Module, Param};
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
-use burn::nn::{
-    Dropout, DropoutConfig, Gru, GruConfig, Initializer, Linear, LinearConfig, Rnn, RnnConfig,
-};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, Rnn, RnnConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::fused_lstm::FusedLstm;
+use super::fused::{FusedGru, FusedLstm};
 
 /// The sequence encoder of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +89,7 @@ pub struct NetConfig {
 #[derive(Module, Debug)]
 pub struct Net {
     lstm: Vec<FusedLstm>,
-    gru: Vec<Gru>,
+    gru: Vec<FusedGru>,
     rnn: Vec<Rnn>,
     proj: Option<Linear>,
     encoder: Option<TransformerEncoder>,
@@ -116,7 +114,7 @@ impl NetConfig {
             }
             ModelKind::Gru => {
                 gru = (0..layers)
-                    .map(|i| GruConfig::new(d_in(i), self.units, true).init(device))
+                    .map(|i| FusedGru::new(d_in(i), self.units, device))
                     .collect()
             }
             ModelKind::Rnn => {
@@ -185,7 +183,7 @@ impl Net {
         } else if !self.gru.is_empty() {
             let mut x = seq;
             for layer in &self.gru {
-                x = layer.forward(x, None);
+                x = layer.forward(x);
             }
             last_step(x)
         } else if !self.rnn.is_empty() {
