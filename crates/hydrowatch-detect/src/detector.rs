@@ -83,7 +83,7 @@ pub struct Detector {
     nights: Vec<(usize, NightResult)>,
 }
 
-/// The machines of a series, in a fixed order, with the lifecycle settings of each kind.
+/// The machines of a series, in a fixed order.
 fn machines(night: bool) -> Vec<Machine> {
     let mut m = vec![
         Machine::new(AlarmKind::Outlier, Direction::High),
@@ -208,7 +208,8 @@ impl Detector {
         self.saved.series[series].checks.last.map(|(t, _)| t)
     }
 
-    /// The nights judged (minimum night flow) since the last call: series index, result.
+    /// The nights judged (minimum night flow) since the last call: series index, result. One
+    /// entry per night and flow series accumulates until a caller takes them.
     pub fn take_nights(&mut self) -> Vec<(usize, NightResult)> {
         std::mem::take(&mut self.nights)
     }
