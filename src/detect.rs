@@ -408,6 +408,7 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
     let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
     let mut tally = Tally::default();
     let mut changes = Vec::new();
+    let mut messages = Vec::new();
     let mut criteria = Vec::new();
     let mut nights = Vec::new();
     let mut span = None;
@@ -448,6 +449,13 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         write_alerts(&mut alarms, &alerts, machine, tz)?;
         record(&mut engine, &mut criteria, &mut nights);
         for a in &alerts {
+            messages.push(alert_envelope(
+                &ctx.config.device.id,
+                a.message(machine, tz),
+                a.time,
+            )?);
+        }
+        for a in &alerts {
             let id = series[engine
                 .detector
                 .index(&a.series)
@@ -474,15 +482,36 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         a.flush()?;
     }
     let state = engine.detector.state_json();
+    // With a central server configured, every transition also goes to the outbox, in the same
+    // transaction (design.md, Delivery); without one the device keeps everything to itself.
+    let (outbox, limits) = match &ctx.config.server {
+        Some(server) => (
+            messages,
+            hydrowatch_store::OutboxLimits {
+                max_rows: server.outbox_rows,
+                max_bytes: server.outbox_megabytes.saturating_mul(1 << 20),
+            },
+        ),
+        None => (
+            Vec::new(),
+            hydrowatch_store::OutboxLimits {
+                max_rows: u64::MAX,
+                max_bytes: u64::MAX,
+            },
+        ),
+    };
     store.record_detection(hydrowatch_store::DetectionWrite {
         state: &state,
         alarms: &changes,
         criteria: &criteria,
         nights: &nights,
+        outbox: &outbox,
+        limits,
     })?;
     println!(
-        "recorded: {} alarm transitions, {} criteria fits, {} nights",
+        "recorded: {} alarm transitions ({} queued for the server), {} criteria fits, {} nights",
         changes.len(),
+        outbox.len(),
         criteria.len(),
         nights.len()
     );
@@ -501,6 +530,32 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The envelope of an alert message for the central server (design.md, Messages): a fresh UUID
+/// as its idempotency key.
+fn alert_envelope(
+    device_id: &str,
+    alert: hydrowatch_detect::AlertMessage,
+    time: Timestamp,
+) -> anyhow::Result<hydrowatch_store::OutboxMessage> {
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let created_at = chrono::DateTime::from_timestamp(time, 0)
+        .context("alert time out of range")?
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = serde_json::json!({
+        "device_id": device_id,
+        "message_id": message_id,
+        "kind": "alert",
+        "created_at": created_at,
+        "body": alert,
+    });
+    Ok(hydrowatch_store::OutboxMessage {
+        message_id,
+        kind: "alert".into(),
+        created_at: time,
+        body: body.to_string(),
+    })
 }
 
 /// Reads `start,end,kind,series` labels; errors name file, line, field and value.

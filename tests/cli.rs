@@ -1063,6 +1063,8 @@ fn detect_on_the_database_continues_across_runs_like_one_file_run() {
     let flow = store.series_id("flow_rate").unwrap();
     assert!(store.latest_criteria(flow).unwrap().is_some());
     assert!(store.nights(flow).unwrap().len() >= 35);
+    // No central server configured: nothing waits in the outbox.
+    assert_eq!(store.outbox_stats().unwrap().rows, 0);
     drop(store);
     // Nothing left to judge.
     let again = stdout(&ok(run(d, &["detect"])));
@@ -1114,5 +1116,51 @@ fn backtest_select_records_each_series_winner_and_forecast_uses_it() {
                 || line.contains(&format!("chosen model {name} trained now")),
             "{line}"
         );
+    }
+}
+
+#[test]
+fn with_a_server_configured_every_alarm_transition_waits_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "device.toml",
+        "[device]\nid = \"dma-9\"\nmachine_number = 9\n\n[server]\nurl = \"https://central.example\"\ntoken = \"t\"\n",
+    );
+    ok(run(
+        d,
+        &["simulate", "--days", "30", "--seed", "4", "--out", "m.csv"],
+    ));
+    ok(run(d, &["--config", "device.toml", "import", "m.csv"]));
+    ok(run(
+        d,
+        &[
+            "--config",
+            "device.toml",
+            "detect",
+            "--since",
+            "2024-01-01",
+            "--alarms",
+            "a.jsonl",
+        ],
+    ));
+    let alerts = std::fs::read_to_string(d.join("a.jsonl")).unwrap();
+    let store = store(d);
+    let queued = store.outbox_batch(100_000).unwrap();
+    assert_eq!(queued.len(), alerts.lines().count());
+    assert!(!queued.is_empty());
+    let mut ids = std::collections::HashSet::new();
+    for (row, line) in queued.iter().zip(alerts.lines()) {
+        let envelope: serde_json::Value = serde_json::from_str(&row.message.body).unwrap();
+        assert_eq!(envelope["device_id"], "dma-9");
+        assert_eq!(envelope["kind"], "alert");
+        assert_eq!(envelope["message_id"], row.message.message_id.as_str());
+        assert_eq!(row.message.message_id.len(), 36, "a UUID");
+        assert!(ids.insert(row.message.message_id.clone()), "ids are unique");
+        // The body is the alert message, in order.
+        let alert: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(envelope["body"], alert);
+        assert_eq!(envelope["body"]["machine_number"], 9);
     }
 }

@@ -163,6 +163,19 @@ pub struct ServerConfig {
     pub url: String,
     /// Bearer token issued for this device by `hydrowatch serve token create`.
     pub token: String,
+    /// Most messages kept for the server while it is unreachable.
+    #[serde(default = "default_outbox_rows")]
+    pub outbox_rows: u64,
+    /// Most megabytes of messages kept for the server while it is unreachable.
+    #[serde(default = "default_outbox_megabytes")]
+    pub outbox_megabytes: u64,
+}
+
+fn default_outbox_rows() -> u64 {
+    100_000
+}
+fn default_outbox_megabytes() -> u64 {
+    64
 }
 
 /// `[detection]`: defaults of every series' detection.

@@ -4,7 +4,7 @@
 use hydrowatch_core::Timestamp;
 use rusqlite::OptionalExtension;
 
-use crate::{Result, SeriesId, Store, StoreError};
+use crate::{OutboxLimits, OutboxMessage, Result, SeriesId, Store, StoreError};
 
 /// One alarm transition to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +57,10 @@ pub struct DetectionWrite<'a> {
     pub criteria: &'a [(SeriesId, Timestamp, String)],
     /// Nights judged.
     pub nights: &'a [NightRecord],
+    /// Messages for the central server (the alert messages of `alarms`).
+    pub outbox: &'a [OutboxMessage],
+    /// The outbox's limits.
+    pub limits: OutboxLimits,
 }
 
 /// An alarm as stored.
@@ -103,6 +107,8 @@ impl Store {
             alarms: changes,
             criteria,
             nights,
+            outbox,
+            limits,
         } = write;
         let path = self.path.clone();
         let wrap = |source| StoreError::Sqlite {
@@ -156,6 +162,7 @@ impl Store {
             )
             .map_err(wrap)?;
         }
+        crate::outbox::enqueue(&tx, outbox, limits).map_err(wrap)?;
         tx.execute(
             "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (STATE_KEY, state),
@@ -268,6 +275,11 @@ mod tests {
                 ],
                 criteria: &[(flow, 60, "{}".into())],
                 nights: &[night],
+                outbox: &[],
+                limits: OutboxLimits {
+                    max_rows: 10,
+                    max_bytes: 1000,
+                },
             })
             .unwrap();
         assert_eq!(
@@ -291,6 +303,11 @@ mod tests {
                 alarms,
                 criteria: &[],
                 nights: &[],
+                outbox: &[],
+                limits: OutboxLimits {
+                    max_rows: 10,
+                    max_bytes: 1000,
+                },
             }
         }
         let e = store.record_detection(write(&[change(2, flow, "opened", 3, 180)]));

@@ -22,6 +22,7 @@ mod forecasts;
 mod jobs;
 mod migrations;
 mod models;
+mod outbox;
 mod readings;
 mod retention;
 
@@ -34,6 +35,7 @@ pub use alarms::{AlarmChange, AlarmRow, DetectionWrite, NightRecord};
 pub use forecasts::{DayAheadRow, ForecastPoint};
 pub use jobs::JobRun;
 pub use models::DefaultModel;
+pub use outbox::{OutboxLimits, OutboxMessage, OutboxRow, OutboxStats};
 pub use readings::{Bulk, BulkSummary, HourlyMean, Outcome};
 pub use retention::RetentionSummary;
 
@@ -248,6 +250,16 @@ impl Store {
     fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// [`Store::err`] as a closure that does not borrow the store (for use beside a
+    /// transaction).
+    fn wrapper(&self) -> impl Fn(rusqlite::Error) -> StoreError + use<> {
+        let path = self.path.clone();
+        move |source| StoreError::Sqlite {
+            path: path.clone(),
             source,
         }
     }

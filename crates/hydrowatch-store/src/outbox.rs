@@ -1,0 +1,264 @@
+//! The outbox: messages for the central server, kept until the server acknowledges them
+//! (design.md, Delivery). Rows leave only by [`Store::outbox_ack`] or by the drop policy: when
+//! the outbox exceeds its limits, the oldest forecasts and heartbeats go first and alerts last,
+//! each drop counted per kind (`meta('outbox_dropped_<kind>')`). Messages are enqueued in the
+//! same transaction as what produced them (see [`Store::record_detection`]).
+
+use hydrowatch_core::Timestamp;
+use rusqlite::{OptionalExtension, Transaction};
+
+use crate::{Result, Store};
+
+/// How large the outbox may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Most messages kept.
+    pub max_rows: u64,
+    /// Most bytes of message bodies kept.
+    pub max_bytes: u64,
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    /// Its idempotency key (a UUID): the server stores a message once however often it is sent.
+    pub message_id: String,
+    /// `alert`, `forecast` or `heartbeat`.
+    pub kind: String,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// The whole envelope, JSON.
+    pub body: String,
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// Its place in the outbox (oldest first).
+    pub id: i64,
+    /// The message.
+    pub message: OutboxMessage,
+}
+
+/// The outbox's size and its drops.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboxStats {
+    /// Messages waiting.
+    pub rows: u64,
+    /// Bytes of their bodies.
+    pub bytes: u64,
+    /// Messages dropped by the policy since the database was created, per kind.
+    pub dropped: Vec<(String, u64)>,
+}
+
+/// Enqueues `messages` inside `tx`, then drops by policy until the limits hold.
+pub(crate) fn enqueue(
+    tx: &Transaction<'_>,
+    messages: &[OutboxMessage],
+    limits: OutboxLimits,
+) -> rusqlite::Result<()> {
+    for m in messages {
+        tx.execute(
+            "INSERT INTO outbox(message_id, kind, created_at, body) VALUES (?1, ?2, ?3, ?4)",
+            (&m.message_id, &m.kind, m.created_at, &m.body),
+        )?;
+    }
+    if messages.is_empty() {
+        return Ok(());
+    }
+    loop {
+        let (rows, bytes): (i64, i64) = tx.query_row(
+            "SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if rows as u64 <= limits.max_rows && bytes as u64 <= limits.max_bytes {
+            return Ok(());
+        }
+        // Alerts last: the oldest of another kind goes first.
+        let victim: (i64, String) = match tx
+            .query_row(
+                "SELECT id, kind FROM outbox WHERE kind != 'alert' ORDER BY id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+        {
+            Some(v) => v,
+            None => tx.query_row("SELECT id, kind FROM outbox ORDER BY id LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?,
+        };
+        tx.execute("DELETE FROM outbox WHERE id = ?1", [victim.0])?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, '1')
+             ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            [format!("outbox_dropped_{}", victim.1)],
+        )?;
+        tracing::warn!(kind = %victim.1, "outbox full: dropped the oldest {} message", victim.1);
+    }
+}
+
+impl Store {
+    /// Enqueues `messages` in one transaction, dropping by policy beyond `limits`.
+    pub fn enqueue(&mut self, messages: &[OutboxMessage], limits: OutboxLimits) -> Result<()> {
+        let wrap = self.wrapper();
+        let tx = self.conn.transaction().map_err(&wrap)?;
+        enqueue(&tx, messages, limits).map_err(&wrap)?;
+        tx.commit().map_err(&wrap)
+    }
+
+    /// Up to `limit` waiting messages, oldest first.
+    pub fn outbox_batch(&self, limit: usize) -> Result<Vec<OutboxRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, message_id, kind, created_at, body FROM outbox ORDER BY id LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(OutboxRow {
+                    id: r.get(0)?,
+                    message: OutboxMessage {
+                        message_id: r.get(1)?,
+                        kind: r.get(2)?,
+                        created_at: r.get(3)?,
+                        body: r.get(4)?,
+                    },
+                })
+            })
+            .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>());
+        rows.map_err(|e| self.err(e))
+    }
+
+    /// Removes the messages the server acknowledged; returns how many were waiting.
+    pub fn outbox_ack(&mut self, message_ids: &[String]) -> Result<usize> {
+        let wrap = self.wrapper();
+        let tx = self.conn.transaction().map_err(&wrap)?;
+        let mut removed = 0;
+        for id in message_ids {
+            removed += tx
+                .execute("DELETE FROM outbox WHERE message_id = ?1", [id])
+                .map_err(&wrap)?;
+        }
+        tx.commit().map_err(&wrap)?;
+        Ok(removed)
+    }
+
+    /// The outbox's size and drops.
+    pub fn outbox_stats(&self) -> Result<OutboxStats> {
+        let (rows, bytes): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(length(body)), 0) FROM outbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT substr(key, 16), CAST(value AS INTEGER) FROM meta
+                 WHERE key LIKE 'outbox_dropped_%' ORDER BY key",
+            )
+            .map_err(|e| self.err(e))?;
+        let dropped = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(OutboxStats {
+            rows: rows as u64,
+            bytes: bytes as u64,
+            dropped,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, kind: &str, bytes: usize) -> OutboxMessage {
+        OutboxMessage {
+            message_id: id.into(),
+            kind: kind.into(),
+            created_at: 0,
+            body: "x".repeat(bytes),
+        }
+    }
+
+    #[test]
+    fn oldest_first_acknowledged_rows_leave_and_alerts_are_dropped_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("o.db"), chrono_tz::UTC).unwrap();
+        let roomy = OutboxLimits {
+            max_rows: 100,
+            max_bytes: 10_000,
+        };
+        store
+            .enqueue(
+                &[
+                    message("a1", "alert", 10),
+                    message("f1", "forecast", 10),
+                    message("a2", "alert", 10),
+                ],
+                roomy,
+            )
+            .unwrap();
+        let batch = store.outbox_batch(2).unwrap();
+        let ids: Vec<&str> = batch
+            .iter()
+            .map(|r| r.message.message_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a1", "f1"]);
+        assert_eq!(store.outbox_ack(&["a1".into(), "zz".into()]).unwrap(), 1);
+
+        // Three rows at most: a fourth and fifth drop the forecast first, then the oldest alert.
+        let tight = OutboxLimits {
+            max_rows: 3,
+            max_bytes: 10_000,
+        };
+        store
+            .enqueue(
+                &[message("h1", "heartbeat", 10), message("a3", "alert", 10)],
+                tight,
+            )
+            .unwrap();
+        let left: Vec<String> = store
+            .outbox_batch(10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.message.message_id)
+            .collect();
+        assert_eq!(left, ["a2", "h1", "a3"]);
+        store.enqueue(&[message("a4", "alert", 10)], tight).unwrap();
+        store.enqueue(&[message("a5", "alert", 10)], tight).unwrap();
+        let left: Vec<String> = store
+            .outbox_batch(10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.message.message_id)
+            .collect();
+        assert_eq!(left, ["a3", "a4", "a5"]);
+        let stats = store.outbox_stats().unwrap();
+        assert_eq!((stats.rows, stats.bytes), (3, 30));
+        assert_eq!(
+            stats.dropped,
+            [
+                ("alert".to_string(), 1),
+                ("forecast".to_string(), 1),
+                ("heartbeat".to_string(), 1)
+            ]
+        );
+        // A byte limit counts too.
+        let small = OutboxLimits {
+            max_rows: 100,
+            max_bytes: 25,
+        };
+        store
+            .enqueue(&[message("f2", "forecast", 5)], small)
+            .unwrap();
+        assert!(store.outbox_stats().unwrap().bytes <= 25);
+    }
+}
