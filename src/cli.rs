@@ -52,6 +52,8 @@ pub enum Command {
     Backtest(crate::forecasting::BacktestArgs),
     /// Judge readings: staged alarms, sensor checks, night flow; score against labelled events.
     Detect(crate::detect::DetectArgs),
+    /// What the device holds and how it is doing: series, open alarms, outbox, forecasts, jobs.
+    Status,
     /// Check or print the device configuration.
     Config {
         #[command(subcommand)]

@@ -12,6 +12,7 @@ mod forecasting;
 mod import;
 mod plot;
 mod simulate;
+mod status;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Forecast(args) => forecasting::forecast(&global, args),
         Command::Backtest(args) => forecasting::backtest_cmd(&global, args),
         Command::Detect(args) => detect::run(&global, args),
+        Command::Status => status::run(&global),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_cmd::check(&global, file),

@@ -1164,3 +1164,23 @@ fn with_a_server_configured_every_alarm_transition_waits_in_the_outbox() {
         assert_eq!(envelope["body"]["machine_number"], 9);
     }
 }
+
+#[test]
+fn status_reports_series_alarms_outbox_and_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let e = fails(run(d, &["status"]));
+    assert!(e.contains("no such database"), "{e}");
+    ok(run(
+        d,
+        &["simulate", "--days", "10", "--seed", "4", "--out", "m.csv"],
+    ));
+    ok(run(d, &["import", "m.csv"]));
+    ok(run(d, &["detect", "--since", "2024-01-01"]));
+    let out = stdout(&ok(run(d, &["status"])));
+    let open = store(d).alarms(true).unwrap().len();
+    assert!(out.contains("flow_rate (m3/h): 14"), "{out}");
+    assert!(out.contains(&format!("open alarms: {open}")), "{out}");
+    assert!(out.contains("outbox: 0 messages"), "{out}");
+    assert!(out.contains("default forecaster: none chosen"), "{out}");
+}

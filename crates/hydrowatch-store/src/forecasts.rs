@@ -67,6 +67,17 @@ impl Store {
         tx.commit().map_err(wrap)
     }
 
+    /// When the newest forecast of `series` was issued, if any.
+    pub fn latest_forecast(&self, series: SeriesId) -> Result<Option<Timestamp>> {
+        self.conn
+            .query_row(
+                "SELECT max(issued_at) FROM forecasts WHERE series_id = ?1",
+                [series.0],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// The forecast of `series` issued at `issued_at`, by target time.
     pub fn forecast(&self, series: SeriesId, issued_at: Timestamp) -> Result<Vec<ForecastPoint>> {
         let mut stmt = self

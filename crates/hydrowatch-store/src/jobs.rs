@@ -29,6 +29,27 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The last run of every job that ever ran, by name.
+    pub fn jobs(&self) -> Result<Vec<(String, JobRun)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, last_run, ok, message FROM jobs ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    JobRun {
+                        at: r.get(1)?,
+                        ok: r.get(2)?,
+                        message: r.get(3)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>());
+        rows.map_err(|e| self.err(e))
+    }
+
     /// The last run of job `name`, if it ever ran.
     pub fn last_job(&self, name: &str) -> Result<Option<JobRun>> {
         self.conn
