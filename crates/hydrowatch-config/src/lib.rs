@@ -521,6 +521,69 @@ impl Config {
                     s.min, s.max
                 ));
             }
+            if let Some(st) = s.stages
+                && !(st.iter().all(|x| (50.0..100.0).contains(x))
+                    && st.windows(2).all(|w| w[0] < w[1]))
+            {
+                p.push(format!(
+                    "{key}.stages = {st:?}: four increasing percentiles from 50 to below 100, e.g. [90.0, 95.0, 98.0, 99.0]"
+                ));
+            }
+            for (field, minutes) in [
+                ("stale_minutes", s.stale_minutes),
+                ("stuck_minutes", s.stuck_minutes),
+            ] {
+                if minutes == Some(0) {
+                    p.push(format!("{key}.{field} = 0: at least 1 minute"));
+                }
+            }
+            if let Some(rate) = s.max_rate
+                && !(rate.is_finite() && rate > 0.0)
+            {
+                p.push(format!(
+                    "{key}.max_rate = {rate}: a positive change per minute"
+                ));
+            }
+        }
+        let d = &self.detection;
+        if d.trailing_days == 0 {
+            p.push("detection.trailing_days = 0: at least 1 (default 28)".into());
+        }
+        if !(1..=4).contains(&d.open_stage) {
+            p.push(format!(
+                "detection.open_stage = {}: a stage from 1 to 4 (default 4)",
+                d.open_stage
+            ));
+        }
+        for (field, n) in [
+            ("open_after", d.open_after),
+            ("hysteresis", d.hysteresis),
+            ("clear_after", d.clear_after),
+        ] {
+            if n == 0 {
+                p.push(format!("detection.{field} = 0: at least 1 reading"));
+            }
+        }
+        if !(0.0..100.0).contains(&d.open_percentile) {
+            p.push(format!(
+                "detection.open_percentile = {}: from 0 to below 100 (default 99.9999)",
+                d.open_percentile
+            ));
+        }
+        if !(d.night_rise.is_finite() && d.night_rise > 0.0) {
+            p.push(format!(
+                "detection.night_rise = {}: a positive share, e.g. 0.08 for 8%",
+                d.night_rise
+            ));
+        }
+        if d.night_baseline == 0 {
+            p.push("detection.night_baseline = 0: at least 1 night (default 14)".into());
+        }
+        if d.night_start == d.night_end {
+            p.push(format!(
+                "detection.night_start = night_end = {}: the night window is empty",
+                d.night_start
+            ));
         }
         if let Some(server) = &self.server {
             if !(server.url.starts_with("http://") || server.url.starts_with("https://")) {
@@ -556,6 +619,21 @@ mod tests {
             "retrain_at",
         ] {
             assert!(EXAMPLE.contains(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn detection_settings_that_cannot_work_are_all_named() {
+        let text = "[device]\nid = \"a\"\n[[series]]\nname = \"flow\"\nunit = \"L/s\"\nmin = 0.0\nmax = 10.0\nstages = [90.0, 95.0, 95.0, 99.0]\nstale_minutes = 0\n[detection]\nopen_stage = 5\nopen_percentile = 100.0\nnight_rise = -0.1\n";
+        let e = Config::parse(text, "t.toml").unwrap_err().to_string();
+        for needle in [
+            "series[0] (\"flow\").stages",
+            "stale_minutes = 0",
+            "detection.open_stage = 5",
+            "detection.open_percentile = 100",
+            "detection.night_rise = -0.1",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
         }
     }
 
