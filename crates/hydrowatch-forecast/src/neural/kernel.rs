@@ -62,7 +62,7 @@ pub(super) fn per_chunk<T: Send>(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("LSTM worker thread panicked"))
+            .map(|h| h.join().expect("a recurrent kernel worker thread panicked"))
             .collect()
     })
 }
