@@ -54,6 +54,8 @@ pub enum Command {
     Detect(crate::detect::DetectArgs),
     /// What the device holds and how it is doing: series, open alarms, outbox, forecasts, jobs.
     Status,
+    /// Send the outbox (alarm messages waiting) to the central server now.
+    Upload,
     /// Check or print the device configuration.
     Config {
         #[command(subcommand)]

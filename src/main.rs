@@ -13,6 +13,7 @@ mod import;
 mod plot;
 mod simulate;
 mod status;
+mod upload;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Backtest(args) => forecasting::backtest_cmd(&global, args),
         Command::Detect(args) => detect::run(&global, args),
         Command::Status => status::run(&global),
+        Command::Upload => upload::run(&global),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_cmd::check(&global, file),

@@ -1184,3 +1184,92 @@ fn status_reports_series_alarms_outbox_and_jobs() {
     assert!(out.contains("outbox: 0 messages"), "{out}");
     assert!(out.contains("default forecaster: none chosen"), "{out}");
 }
+
+#[test]
+fn upload_delivers_the_outbox_to_the_server_and_keeps_it_when_the_server_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = |url: &str| {
+        format!("[device]\nid = \"dma-9\"\n\n[server]\nurl = \"{url}\"\ntoken = \"t\"\n")
+    };
+    let e = fails(run(d, &["upload"]));
+    assert!(e.contains("no central server is configured"), "{e}");
+
+    // A port nothing listens on: the server is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    write(d, "down.toml", &config(&format!("http://127.0.0.1:{port}")));
+    ok(run(
+        d,
+        &["simulate", "--days", "30", "--seed", "4", "--out", "m.csv"],
+    ));
+    ok(run(d, &["--config", "down.toml", "import", "m.csv"]));
+    ok(run(
+        d,
+        &["--config", "down.toml", "detect", "--since", "2024-01-01"],
+    ));
+    let waiting = store(d).outbox_stats().unwrap().rows;
+    assert!(waiting > 0);
+    let e = fails(run(d, &["--config", "down.toml", "upload"]));
+    assert!(
+        e.contains("unreachable") && e.contains(&format!("{waiting} messages wait")),
+        "{e}"
+    );
+
+    // A server that acknowledges everything: the outbox empties, each message sent once.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let received = std::thread::spawn(move || {
+        use std::io::{BufRead, Read, Write};
+        let mut ids = Vec::new();
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let batch: Vec<String> = body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["message_id"].as_str().unwrap().to_string())
+                .collect();
+            let reply = serde_json::json!({ "acknowledged": batch }).to_string();
+            ids.extend(batch);
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            )
+            .unwrap();
+            if ids.len() as u64 >= waiting {
+                return ids;
+            }
+        }
+        ids
+    });
+    write(d, "up.toml", &config(&url));
+    let out = stdout(&ok(run(d, &["--config", "up.toml", "upload"])));
+    assert!(
+        out.contains(&format!("{waiting} messages delivered")),
+        "{out}"
+    );
+    let ids = received.join().unwrap();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len() as u64, unique.len() as u64), (waiting, waiting));
+    assert_eq!(store(d).outbox_stats().unwrap().rows, 0);
+}
