@@ -1273,3 +1273,68 @@ fn upload_delivers_the_outbox_to_the_server_and_keeps_it_when_the_server_is_down
     assert_eq!((ids.len() as u64, unique.len() as u64), (waiting, waiting));
     assert_eq!(store(d).outbox_stats().unwrap().rows, 0);
 }
+
+#[test]
+fn kill_9_during_detection_on_the_database_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "s.toml",
+        "[device]\nid = \"dma-1\"\n\n[server]\nurl = \"https://central.example\"\ntoken = \"t\"\n",
+    );
+    ok(run(
+        d,
+        &["simulate", "--days", "45", "--seed", "5", "--out", "m.csv"],
+    ));
+    ok(run(d, &["--config", "s.toml", "import", "m.csv"]));
+    std::fs::copy(d.join("hydrowatch.db"), d.join("reference.db")).unwrap();
+    // The reference: one uninterrupted run.
+    ok(run(
+        d,
+        &[
+            "--config",
+            "s.toml",
+            "--db",
+            "reference.db",
+            "detect",
+            "--since",
+            "2024-01-01",
+        ],
+    ));
+    let table = |db: &str| {
+        let s = Store::open(&d.join(db), chrono_tz::Asia::Seoul).unwrap();
+        let alarms: Vec<(i64, String, String, String, u8, Option<i64>)> = s
+            .alarms(false)
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.id, a.series, a.kind, a.state, a.stage, a.cleared_at))
+            .collect();
+        (alarms, s.outbox_stats().unwrap().rows)
+    };
+    let expected = table("reference.db");
+    assert!(!expected.0.is_empty());
+    // Killed at several moments, then run to the end: the same alarms, the same outbox.
+    let mut killed_mid_run = 0;
+    for delay_ms in [20u64, 150, 400] {
+        let mut child = bin()
+            .current_dir(d)
+            .args(["--config", "s.toml", "detect", "--since", "2024-01-01"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        killed_mid_run += usize::from(child.try_wait().unwrap().is_none());
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    assert!(killed_mid_run >= 1, "no kill landed during a run");
+    // The interrupted command, run again to its end, and once more (it then judges nothing).
+    for _ in 0..2 {
+        ok(run(
+            d,
+            &["--config", "s.toml", "detect", "--since", "2024-01-01"],
+        ));
+        assert_eq!(table("hydrowatch.db"), expected);
+    }
+}
