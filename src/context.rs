@@ -43,6 +43,17 @@ impl Context {
             .with_context(|| format!("cannot open the database {}", self.db.display()))
     }
 
+    /// Opens the device database, which must exist already (commands that read it);
+    /// `advice` says how to get one.
+    pub fn open_existing_store(&self, advice: &str) -> anyhow::Result<Store> {
+        anyhow::ensure!(
+            self.db.is_file(),
+            "{}: no such database ({advice})",
+            self.db.display()
+        );
+        self.open_store()
+    }
+
     /// The zone named by a `--timezone` option, or the device's.
     pub fn timezone(&self, option: Option<&str>) -> anyhow::Result<Tz> {
         match option {

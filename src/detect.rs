@@ -334,12 +334,7 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         args.labels.is_none(),
         "--labels scores a file run: use it with --input"
     );
-    anyhow::ensure!(
-        ctx.db.is_file(),
-        "{}: no such database (import or record readings first, or give --input FILE.csv)",
-        ctx.db.display()
-    );
-    let mut store = ctx.open_store()?;
+    let mut store = ctx.open_existing_store("import or record readings first, or give --input FILE.csv")?;
     let tz = store.timezone();
     let series = store.series()?;
     anyhow::ensure!(

@@ -16,12 +16,7 @@ use crate::context::Context;
 /// Runs the command.
 pub fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
-    anyhow::ensure!(
-        ctx.db.is_file(),
-        "{}: no such database (import or record readings first)",
-        ctx.db.display()
-    );
-    let store = ctx.open_store()?;
+    let store = ctx.open_existing_store("import or record readings first")?;
     let tz = match &args.timezone {
         Some(_) => ctx.timezone(args.timezone.as_deref())?,
         None => store.timezone(),

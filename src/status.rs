@@ -10,12 +10,7 @@ use crate::context::Context;
 /// `hydrowatch status`
 pub fn run(global: &Global) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
-    anyhow::ensure!(
-        ctx.db.is_file(),
-        "{}: no such database (import or record readings first)",
-        ctx.db.display()
-    );
-    let store = ctx.open_store()?;
+    let store = ctx.open_existing_store("import or record readings first")?;
     let tz = store.timezone();
     let when = |ts| format_local(ts, tz);
     println!(

@@ -16,12 +16,7 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
             "no central server is configured: add a [server] section (url, token) to the configuration (see `hydrowatch config example`)"
         );
     };
-    anyhow::ensure!(
-        ctx.db.is_file(),
-        "{}: no such database (import or record readings first)",
-        ctx.db.display()
-    );
-    let mut store = ctx.open_store()?;
+    let mut store = ctx.open_existing_store("import or record readings first")?;
     let uplink = Uplink::new(UplinkConfig {
         url: server.url.clone(),
         token: server.token.clone(),
