@@ -334,7 +334,8 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         args.labels.is_none(),
         "--labels scores a file run: use it with --input"
     );
-    let mut store = ctx.open_existing_store("import or record readings first, or give --input FILE.csv")?;
+    let mut store =
+        ctx.open_existing_store("import or record readings first, or give --input FILE.csv")?;
     let tz = store.timezone();
     let series = store.series()?;
     anyhow::ensure!(
