@@ -127,7 +127,7 @@ fn run_forward(cell: Cell, t: &Inputs) -> (FloatTensor<Flex>, KernelSaved) {
 /// The gradients of the five inputs.
 fn run_backward(saved: &KernelSaved, dy: &[f32], t: &Inputs) -> [Vec<f32>; 5] {
     let [x, w_ih, w_hh, b_ih, b_hh] = t.each_ref().map(values);
-    match saved {
+    let g = match saved {
         KernelSaved::Lstm(s) => {
             let bias: Vec<f32> = b_ih.iter().zip(b_hh.iter()).map(|(a, b)| a + b).collect();
             let w = LstmWeights {
@@ -135,8 +135,7 @@ fn run_backward(saved: &KernelSaved, dy: &[f32], t: &Inputs) -> [Vec<f32>; 5] {
                 w_hh: &w_hh,
                 bias: &bias,
             };
-            let g = lstm_kernel::backward(s, dy, &x, w);
-            [g.x, g.w_ih, g.w_hh, g.bias.clone(), g.bias]
+            lstm_kernel::backward(s, dy, &x, w)
         }
         KernelSaved::Gru(s) => {
             let w = GruWeights {
@@ -145,10 +144,10 @@ fn run_backward(saved: &KernelSaved, dy: &[f32], t: &Inputs) -> [Vec<f32>; 5] {
                 b_ih: &b_ih,
                 b_hh: &b_hh,
             };
-            let g = gru_kernel::backward(s, dy, &x, w);
-            [g.x, g.w_ih, g.w_hh, g.b_ih, g.b_hh]
+            gru_kernel::backward(s, dy, &x, w)
         }
-    }
+    };
+    [g.x, g.w_ih, g.w_hh, g.b_ih, g.b_hh]
 }
 
 /// What the backward step needs: the kernel's saved states and the operation's inputs.

@@ -12,7 +12,8 @@
 use std::ops::Range;
 
 use super::kernel::{
-    Mat, RnnShape, add, gather_time_major, matmul, per_chunk, scatter_batch_major, sigmoid, tanh,
+    Mat, RnnGrads, RnnShape, backward_chunks, chunk_gradients, input_projection, matmul, per_chunk,
+    scatter_batch_major, sigmoid, tanh,
 };
 
 /// The weights of one layer (see the module notes for layouts).
@@ -46,21 +47,6 @@ pub struct GruSaved {
     chunks: Vec<ChunkSaved>,
 }
 
-/// Gradients of the loss with respect to the inputs and weights of one layer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GruGrads {
-    /// `[batch, steps, input]`.
-    pub x: Vec<f32>,
-    /// `[input, 3·hidden]`.
-    pub w_ih: Vec<f32>,
-    /// `[hidden, 3·hidden]`.
-    pub w_hh: Vec<f32>,
-    /// `[3·hidden]`.
-    pub b_ih: Vec<f32>,
-    /// `[3·hidden]`.
-    pub b_hh: Vec<f32>,
-}
-
 fn check(shape: &RnnShape, x: &[f32], w: &GruWeights) {
     shape.check(x, 3, w.w_ih, w.w_hh);
     assert_eq!(w.b_ih.len(), 3 * shape.hidden, "GRU b_ih size");
@@ -86,25 +72,10 @@ pub fn forward(shape: RnnShape, x: &[f32], w: GruWeights) -> (Vec<f32>, GruSaved
 }
 
 fn forward_chunk(shape: RnnShape, x: &[f32], w: GruWeights, rows: Range<usize>) -> ChunkSaved {
-    let RnnShape {
-        steps,
-        input,
-        hidden,
-        ..
-    } = shape;
+    let RnnShape { steps, hidden, .. } = shape;
     let (n, g3, step_len) = (rows.len(), 3 * hidden, rows.len() * hidden);
-    let xt = gather_time_major(x, &rows, steps, input);
-    // Input contributions of every step at once: b_ih + x · w_ih; becomes the gates in place.
-    let mut gates: Vec<f32> = w.b_ih.repeat(steps * n);
-    matmul(
-        steps * n,
-        g3,
-        input,
-        &mut gates,
-        true,
-        Mat::rows(&xt, input),
-        Mat::rows(w.w_ih, g3),
-    );
+    // The input side of every step at once; the gates are computed in place.
+    let mut gates = input_projection(shape, x, &rows, w.w_ih, w.b_ih);
     let mut hn = vec![0.0; steps * step_len];
     let mut hidden_states = vec![0.0; steps * step_len];
     let mut gh: Vec<f32> = Vec::with_capacity(n * g3);
@@ -162,35 +133,18 @@ fn forward_chunk(shape: RnnShape, x: &[f32], w: GruWeights, rows: Range<usize>) 
 
 /// The backward pass: `dy` is the gradient of the loss with respect to every hidden state
 /// (`[batch, steps, hidden]`); `x` and `w` must be those given to [`forward`].
-pub fn backward(saved: &GruSaved, dy: &[f32], x: &[f32], w: GruWeights) -> GruGrads {
+pub fn backward(saved: &GruSaved, dy: &[f32], x: &[f32], w: GruWeights) -> RnnGrads {
     let shape = saved.shape;
     check(&shape, x, &w);
-    let RnnShape {
-        batch,
-        steps,
-        input,
-        hidden,
-    } = shape;
-    assert_eq!(dy.len(), batch * steps * hidden, "GRU output gradient size");
-    let g3 = 3 * hidden;
-    let parts = per_chunk((0..saved.chunks.len()).map(|c| c..c + 1).collect(), |c| {
-        backward_chunk(shape, &saved.chunks[c.start], dy, x, w)
-    });
-    let mut grads = GruGrads {
-        x: vec![0.0; batch * steps * input],
-        w_ih: vec![0.0; input * g3],
-        w_hh: vec![0.0; hidden * g3],
-        b_ih: vec![0.0; g3],
-        b_hh: vec![0.0; g3],
-    };
-    for (chunk, part) in saved.chunks.iter().zip(parts) {
-        add(&mut grads.w_ih, &part.w_ih);
-        add(&mut grads.w_hh, &part.w_hh);
-        add(&mut grads.b_ih, &part.b_ih);
-        add(&mut grads.b_hh, &part.b_hh);
-        scatter_batch_major(&mut grads.x, &chunk.rows, &part.x, steps, input);
-    }
-    grads
+    assert_eq!(
+        dy.len(),
+        shape.batch * shape.steps * shape.hidden,
+        "GRU output gradient size"
+    );
+    let rows = saved.chunks.iter().map(|c| c.rows.clone()).collect();
+    backward_chunks(shape, 3, rows, |c| {
+        backward_chunk(shape, &saved.chunks[c], dy, x, w)
+    })
 }
 
 /// The gradients of one chunk; `x` comes back time-major (`[steps, rows, input]`).
@@ -200,13 +154,8 @@ fn backward_chunk(
     dy: &[f32],
     x: &[f32],
     w: GruWeights,
-) -> GruGrads {
-    let RnnShape {
-        steps,
-        input,
-        hidden,
-        ..
-    } = shape;
+) -> RnnGrads {
+    let RnnShape { steps, hidden, .. } = shape;
     let rows = saved.rows.clone();
     let (n, g3, step_len) = (rows.len(), 3 * hidden, rows.len() * hidden);
     // Gradients of the pre-activations on the input side (dgx) and the hidden side (dgh).
@@ -257,50 +206,7 @@ fn backward_chunk(
             );
         }
     }
-    let mut grads = GruGrads {
-        x: vec![0.0; steps * n * input],
-        w_ih: vec![0.0; input * g3],
-        w_hh: vec![0.0; hidden * g3],
-        b_ih: vec![0.0; g3],
-        b_hh: vec![0.0; g3],
-    };
-    if steps > 1 {
-        matmul(
-            hidden,
-            g3,
-            (steps - 1) * n,
-            &mut grads.w_hh,
-            false,
-            Mat::transposed(&saved.hidden[..(steps - 1) * step_len], hidden),
-            Mat::rows(&dgh[n * g3..], g3),
-        );
-    }
-    let xt = gather_time_major(x, &rows, steps, input);
-    matmul(
-        input,
-        g3,
-        steps * n,
-        &mut grads.w_ih,
-        false,
-        Mat::transposed(&xt, input),
-        Mat::rows(&dgx, g3),
-    );
-    for row in dgx.chunks_exact(g3) {
-        add(&mut grads.b_ih, row);
-    }
-    for row in dgh.chunks_exact(g3) {
-        add(&mut grads.b_hh, row);
-    }
-    matmul(
-        steps * n,
-        input,
-        g3,
-        &mut grads.x,
-        false,
-        Mat::rows(&dgx, g3),
-        Mat::transposed(w.w_ih, g3),
-    );
-    grads
+    chunk_gradients(shape, &rows, x, &saved.hidden, &dgx, Some(&dgh), w.w_ih)
 }
 
 #[cfg(test)]

@@ -46,6 +46,158 @@ impl RnnShape {
     }
 }
 
+/// Gradients of the loss with respect to the input and weights of one layer (for a cell with a
+/// single bias, `b_ih` and `b_hh` are the same: the gradient of that bias).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RnnGrads {
+    /// `[batch, steps, input]`.
+    pub x: Vec<f32>,
+    /// `[input, gates·hidden]`.
+    pub w_ih: Vec<f32>,
+    /// `[hidden, gates·hidden]`.
+    pub w_hh: Vec<f32>,
+    /// `[gates·hidden]`.
+    pub b_ih: Vec<f32>,
+    /// `[gates·hidden]`.
+    pub b_hh: Vec<f32>,
+}
+
+/// `bias + x · w_ih` of every step of the batch rows `rows`, time-major
+/// (`[steps, rows, gates·hidden]`): the input side of every gate, one matmul for all steps.
+pub(super) fn input_projection(
+    shape: RnnShape,
+    x: &[f32],
+    rows: &Range<usize>,
+    w_ih: &[f32],
+    bias: &[f32],
+) -> Vec<f32> {
+    let g = bias.len();
+    let xt = gather_time_major(x, rows, shape.steps, shape.input);
+    let mut z: Vec<f32> = bias.repeat(shape.steps * rows.len());
+    matmul(
+        shape.steps * rows.len(),
+        g,
+        shape.input,
+        &mut z,
+        true,
+        Mat::rows(&xt, shape.input),
+        Mat::rows(w_ih, g),
+    );
+    z
+}
+
+/// The gradients of one chunk of batch rows `rows`, from the gradients of the gates'
+/// pre-activations on the input side (`dz_in`) and on the hidden side (`dz_hh`; `None`: the
+/// same), both time-major `[steps, rows, gates·hidden]`, and the chunk's hidden states
+/// (`[steps, rows, hidden]`). Each weight gradient is one matmul over all steps and rows; `x`
+/// comes back time-major (`[steps, rows, input]`).
+pub(super) fn chunk_gradients(
+    shape: RnnShape,
+    rows: &Range<usize>,
+    x: &[f32],
+    hidden_states: &[f32],
+    dz_in: &[f32],
+    dz_hh: Option<&[f32]>,
+    w_ih: &[f32],
+) -> RnnGrads {
+    let RnnShape {
+        steps,
+        input,
+        hidden,
+        ..
+    } = shape;
+    let n = rows.len();
+    let g = dz_in.len() / (steps * n).max(1);
+    let dz_h = dz_hh.unwrap_or(dz_in);
+    let mut grads = RnnGrads {
+        x: vec![0.0; steps * n * input],
+        w_ih: vec![0.0; input * g],
+        w_hh: vec![0.0; hidden * g],
+        b_ih: vec![0.0; g],
+        b_hh: Vec::new(),
+    };
+    // w_hh: Σ_t h_{t-1}ᵀ · dz_t (h_{-1} = 0).
+    if steps > 1 {
+        matmul(
+            hidden,
+            g,
+            (steps - 1) * n,
+            &mut grads.w_hh,
+            false,
+            Mat::transposed(&hidden_states[..(steps - 1) * n * hidden], hidden),
+            Mat::rows(&dz_h[n * g..], g),
+        );
+    }
+    let xt = gather_time_major(x, rows, steps, input);
+    matmul(
+        input,
+        g,
+        steps * n,
+        &mut grads.w_ih,
+        false,
+        Mat::transposed(&xt, input),
+        Mat::rows(dz_in, g),
+    );
+    for row in dz_in.chunks_exact(g) {
+        add(&mut grads.b_ih, row);
+    }
+    grads.b_hh = match dz_hh {
+        Some(dz_hh) => {
+            let mut b = vec![0.0; g];
+            for row in dz_hh.chunks_exact(g) {
+                add(&mut b, row);
+            }
+            b
+        }
+        None => grads.b_ih.clone(),
+    };
+    matmul(
+        steps * n,
+        input,
+        g,
+        &mut grads.x,
+        false,
+        Mat::rows(dz_in, g),
+        Mat::transposed(w_ih, g),
+    );
+    grads
+}
+
+/// The backward pass over the chunks of a batch (`rows` of each, and its gradients computed by
+/// `work`), each chunk on its own thread, summed into the batch's gradients.
+pub(super) fn backward_chunks(
+    shape: RnnShape,
+    gates: usize,
+    rows: Vec<Range<usize>>,
+    work: impl Fn(usize) -> RnnGrads + Sync,
+) -> RnnGrads {
+    let RnnShape {
+        batch,
+        steps,
+        input,
+        hidden,
+    } = shape;
+    let g = gates * hidden;
+    let parts = per_chunk((0..rows.len()).map(|c| c..c + 1).collect(), |c| {
+        work(c.start)
+    });
+    let mut grads = RnnGrads {
+        x: vec![0.0; batch * steps * input],
+        w_ih: vec![0.0; input * g],
+        w_hh: vec![0.0; hidden * g],
+        b_ih: vec![0.0; g],
+        b_hh: vec![0.0; g],
+    };
+    for (rows, part) in rows.iter().zip(parts) {
+        add(&mut grads.w_ih, &part.w_ih);
+        add(&mut grads.w_hh, &part.w_hh);
+        add(&mut grads.b_ih, &part.b_ih);
+        add(&mut grads.b_hh, &part.b_hh);
+        scatter_batch_major(&mut grads.x, rows, &part.x, steps, input);
+    }
+    grads
+}
+
 /// Runs `work` on each chunk, on its own thread when there is more than one.
 pub(super) fn per_chunk<T: Send>(
     chunks: Vec<Range<usize>>,

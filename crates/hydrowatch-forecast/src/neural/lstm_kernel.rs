@@ -15,7 +15,8 @@
 use std::ops::Range;
 
 use super::kernel::{
-    Mat, RnnShape, add, gather_time_major, matmul, per_chunk, scatter_batch_major, sigmoid, tanh,
+    Mat, RnnGrads, RnnShape, backward_chunks, chunk_gradients, input_projection, matmul, per_chunk,
+    scatter_batch_major, sigmoid, tanh,
 };
 
 /// The weights of one layer (see the module notes for layouts).
@@ -50,19 +51,6 @@ pub struct LstmSaved {
     chunks: Vec<ChunkSaved>,
 }
 
-/// Gradients of the loss with respect to the inputs and weights of one layer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LstmGrads {
-    /// `[batch, steps, input]`.
-    pub x: Vec<f32>,
-    /// `[input, 4·hidden]`.
-    pub w_ih: Vec<f32>,
-    /// `[hidden, 4·hidden]`.
-    pub w_hh: Vec<f32>,
-    /// `[4·hidden]`.
-    pub bias: Vec<f32>,
-}
-
 /// The forward pass: hidden states `[batch, steps, hidden]` of every step, and what the
 /// backward pass needs.
 pub fn forward(shape: RnnShape, x: &[f32], w: LstmWeights) -> (Vec<f32>, LstmSaved) {
@@ -78,25 +66,10 @@ pub fn forward(shape: RnnShape, x: &[f32], w: LstmWeights) -> (Vec<f32>, LstmSav
 }
 
 fn forward_chunk(shape: RnnShape, x: &[f32], w: LstmWeights, rows: Range<usize>) -> ChunkSaved {
-    let RnnShape {
-        steps,
-        input,
-        hidden,
-        ..
-    } = shape;
+    let RnnShape { steps, hidden, .. } = shape;
     let (n, g4) = (rows.len(), 4 * hidden);
-    let xt = gather_time_major(x, &rows, steps, input);
-    // Input contributions of every step at once: gates = bias + x · w_ih.
-    let mut gates: Vec<f32> = w.bias.repeat(steps * n);
-    matmul(
-        steps * n,
-        g4,
-        input,
-        &mut gates,
-        true,
-        Mat::rows(&xt, input),
-        Mat::rows(w.w_ih, g4),
-    );
+    // The input side of every step at once; the gates are computed in place.
+    let mut gates = input_projection(shape, x, &rows, w.w_ih, w.bias);
     let mut cells = vec![0.0; steps * n * hidden];
     let mut tanh_cells = vec![0.0; steps * n * hidden];
     let mut hidden_states = vec![0.0; steps * n * hidden];
@@ -156,38 +129,19 @@ fn forward_chunk(shape: RnnShape, x: &[f32], w: LstmWeights, rows: Range<usize>)
 
 /// The backward pass: `dy` is the gradient of the loss with respect to every hidden state
 /// (`[batch, steps, hidden]`); `x` and `w` must be those given to [`forward`].
-pub fn backward(saved: &LstmSaved, dy: &[f32], x: &[f32], w: LstmWeights) -> LstmGrads {
+pub fn backward(saved: &LstmSaved, dy: &[f32], x: &[f32], w: LstmWeights) -> RnnGrads {
     let shape = saved.shape;
     shape.check(x, 4, w.w_ih, w.w_hh);
     assert_eq!(w.bias.len(), 4 * shape.hidden, "LSTM bias size");
-    let RnnShape {
-        batch,
-        steps,
-        input,
-        hidden,
-    } = shape;
     assert_eq!(
         dy.len(),
-        batch * steps * hidden,
+        shape.batch * shape.steps * shape.hidden,
         "LSTM output gradient size"
     );
-    let g4 = 4 * hidden;
-    let parts = per_chunk((0..saved.chunks.len()).map(|c| c..c + 1).collect(), |c| {
-        backward_chunk(shape, &saved.chunks[c.start], dy, x, w)
-    });
-    let mut grads = LstmGrads {
-        x: vec![0.0; batch * steps * input],
-        w_ih: vec![0.0; input * g4],
-        w_hh: vec![0.0; hidden * g4],
-        bias: vec![0.0; g4],
-    };
-    for (chunk, part) in saved.chunks.iter().zip(parts) {
-        add(&mut grads.w_ih, &part.w_ih);
-        add(&mut grads.w_hh, &part.w_hh);
-        add(&mut grads.bias, &part.bias);
-        scatter_batch_major(&mut grads.x, &chunk.rows, &part.x, steps, input);
-    }
-    grads
+    let rows = saved.chunks.iter().map(|c| c.rows.clone()).collect();
+    backward_chunks(shape, 4, rows, |c| {
+        backward_chunk(shape, &saved.chunks[c], dy, x, w)
+    })
 }
 
 /// The gradients of one chunk; `x` comes back time-major (`[steps, rows, input]`).
@@ -197,13 +151,8 @@ fn backward_chunk(
     dy: &[f32],
     x: &[f32],
     w: LstmWeights,
-) -> LstmGrads {
-    let RnnShape {
-        steps,
-        input,
-        hidden,
-        ..
-    } = shape;
+) -> RnnGrads {
+    let RnnShape { steps, hidden, .. } = shape;
     let rows = saved.rows.clone();
     let (n, g4, step_len) = (rows.len(), 4 * hidden, rows.len() * hidden);
     // dz: gradient of the pre-activation gates, [steps, rows, 4·hidden].
@@ -254,47 +203,7 @@ fn backward_chunk(
             );
         }
     }
-    let mut grads = LstmGrads {
-        x: vec![0.0; steps * n * input],
-        w_ih: vec![0.0; input * g4],
-        w_hh: vec![0.0; hidden * g4],
-        bias: vec![0.0; g4],
-    };
-    // w_hh: Σ_t h_{t-1}ᵀ · dz_t (h_{-1} = 0), one matmul over all steps and rows.
-    if steps > 1 {
-        matmul(
-            hidden,
-            g4,
-            (steps - 1) * n,
-            &mut grads.w_hh,
-            false,
-            Mat::transposed(&saved.hidden[..(steps - 1) * step_len], hidden),
-            Mat::rows(&dz[n * g4..], g4),
-        );
-    }
-    let xt = gather_time_major(x, &rows, steps, input);
-    matmul(
-        input,
-        g4,
-        steps * n,
-        &mut grads.w_ih,
-        false,
-        Mat::transposed(&xt, input),
-        Mat::rows(&dz, g4),
-    );
-    for row in dz.chunks_exact(g4) {
-        add(&mut grads.bias, row);
-    }
-    matmul(
-        steps * n,
-        input,
-        g4,
-        &mut grads.x,
-        false,
-        Mat::rows(&dz, g4),
-        Mat::transposed(w.w_ih, g4),
-    );
-    grads
+    chunk_gradients(shape, &rows, x, &saved.hidden, &dz, None, w.w_ih)
 }
 
 #[cfg(test)]
@@ -436,8 +345,8 @@ mod tests {
         for idx in (0..grads.w_hh.len()).step_by(3) {
             check(2, idx, grads.w_hh[idx]);
         }
-        for idx in 0..grads.bias.len() {
-            check(3, idx, grads.bias[idx]);
+        for idx in 0..grads.b_ih.len() {
+            check(3, idx, grads.b_ih[idx]);
         }
     }
 }
