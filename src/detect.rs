@@ -224,6 +224,71 @@ impl Tally {
     }
 }
 
+/// What a run does with each row, in file and database mode alike: judge it through the runner,
+/// count, write the verdicts and alert messages asked for, score against labels.
+struct Judging {
+    names: Vec<String>,
+    tz: Tz,
+    machine: u32,
+    tally: Tally,
+    verdicts: Option<Verdicts>,
+    alarms: Option<BufWriter<File>>,
+    scorer: Option<Scorer>,
+    span: Option<(Timestamp, Timestamp)>,
+}
+
+impl Judging {
+    /// Judges the readings `values` (one per series, `None`: missing) at `ts`; returns the
+    /// row's alarm transitions (the tick's first).
+    fn row(
+        &mut self,
+        engine: &mut Runner,
+        ts: Timestamp,
+        values: &[Option<f64>],
+    ) -> anyhow::Result<Vec<Alert>> {
+        self.span = Some(self.span.map_or((ts, ts), |(a, _)| (a, ts)));
+        let mut alerts = engine.advance(ts);
+        self.tally.alerts(&alerts);
+        if let Some(s) = &mut self.scorer {
+            s.alerts(&alerts);
+        }
+        let time = self.verdicts.is_some().then(|| format_local(ts, self.tz));
+        for (i, v) in values.iter().enumerate() {
+            let Some(v) = *v else { continue };
+            let (judgement, new) = engine.observe(i, ts, v);
+            self.tally.add(&judgement, &new);
+            if let Some(s) = &mut self.scorer {
+                s.alerts(&new);
+                if judgement.verdict == Verdict::Judged {
+                    s.reading(&self.names[i], ts);
+                }
+            }
+            if let (Some(out), Some(time)) = (&mut self.verdicts, &time) {
+                out.write(time, &self.names[i], v, &judgement)
+                    .context("cannot write the verdicts")?;
+            }
+            alerts.extend(new);
+        }
+        write_alerts(&mut self.alarms, &alerts, self.machine, self.tz)?;
+        Ok(alerts)
+    }
+
+    /// Flushes the files and prints the summary (and the scores, with labels).
+    fn finish(mut self) -> anyhow::Result<()> {
+        if let Some(v) = &mut self.verdicts {
+            v.out.flush()?;
+        }
+        if let Some(a) = &mut self.alarms {
+            a.flush()?;
+        }
+        self.tally.print(self.names.len(), self.span);
+        if let Some(s) = &self.scorer {
+            print_scores(s, self.span, self.tz);
+        }
+        Ok(())
+    }
+}
+
 /// `hydrowatch detect`
 pub fn run(global: &Global, args: DetectArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
@@ -281,52 +346,28 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
         .collect();
     let detector = Detector::new(tz, settings)?;
     let mut engine = Runner::new(detector, tz, refit_policy(ctx, args, tz)?);
-    let mut scorer = args
+    let scorer = args
         .labels
         .as_deref()
         .map(|p| read_labels(p, tz).map(|l| Scorer::new(&l)))
         .transpose()?;
-    let mut verdicts = Verdicts::create(output)?;
-    let mut alarms = alarms_writer(args.alarms.as_ref())?;
-    let machine = ctx.config.device.machine_number;
-    let mut tally = Tally::default();
-    let mut span = None;
+    let mut judging = Judging {
+        names,
+        tz,
+        machine: ctx.config.device.machine_number,
+        tally: Tally::default(),
+        verdicts: Some(Verdicts::create(output)?),
+        alarms: alarms_writer(args.alarms.as_ref())?,
+        scorer,
+        span: None,
+    };
     while let Some(row) = file.next_row() {
         let row = row?;
-        let ts = row.ts;
-        span = Some(span.map_or((ts, ts), |(a, _): (Timestamp, Timestamp)| (a, ts)));
-        let mut alerts = engine.advance(ts);
-        tally.alerts(&alerts);
-        if let Some(s) = &mut scorer {
-            s.alerts(&alerts);
-        }
-        let time = format_local(ts, tz);
-        for (i, v) in row.values.iter().enumerate() {
-            let Some(v) = *v else { continue };
-            let (judgement, new) = engine.observe(i, ts, v);
-            tally.add(&judgement, &new);
-            if let Some(s) = &mut scorer {
-                s.alerts(&new);
-                if judgement.verdict == Verdict::Judged {
-                    s.reading(&names[i], ts);
-                }
-            }
-            verdicts
-                .write(&time, &names[i], v, &judgement)
-                .with_context(|| format!("cannot write {}", output.display()))?;
-            alerts.extend(new);
-        }
-        write_alerts(&mut alarms, &alerts, machine, tz)?;
+        judging
+            .row(&mut engine, row.ts, row.values)
+            .with_context(|| output.display().to_string())?;
     }
-    verdicts.out.flush()?;
-    if let Some(a) = &mut alarms {
-        a.flush()?;
-    }
-    tally.print(names.len(), span);
-    if let Some(s) = &scorer {
-        print_scores(s, span, tz);
-    }
-    Ok(())
+    judging.finish()
 }
 
 fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
@@ -398,16 +439,20 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
             rows.entry(r.ts).or_insert_with(|| vec![None; series.len()])[i] = Some(r.value);
         }
     }
-    let mut verdicts = args.output.as_deref().map(Verdicts::create).transpose()?;
-    let mut alarms = alarms_writer(args.alarms.as_ref())?;
-    let machine = ctx.config.device.machine_number;
-    let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
-    let mut tally = Tally::default();
+    let mut judging = Judging {
+        names: series.iter().map(|s| s.name.clone()).collect(),
+        tz,
+        machine: ctx.config.device.machine_number,
+        tally: Tally::default(),
+        verdicts: args.output.as_deref().map(Verdicts::create).transpose()?,
+        alarms: alarms_writer(args.alarms.as_ref())?,
+        scorer: None,
+        span: None,
+    };
     let mut changes = Vec::new();
     let mut messages = Vec::new();
     let mut criteria = Vec::new();
     let mut nights = Vec::new();
-    let mut span = None;
     let record = |engine: &mut Runner,
                   criteria: &mut Vec<(hydrowatch_store::SeriesId, Timestamp, String)>,
                   nights: &mut Vec<hydrowatch_store::NightRecord>| {
@@ -429,29 +474,19 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
     };
     record(&mut engine, &mut criteria, &mut nights);
     for (&ts, values) in &rows {
-        span = Some(span.map_or((ts, ts), |(a, _): (Timestamp, Timestamp)| (a, ts)));
-        let mut alerts = engine.advance(ts);
-        tally.alerts(&alerts);
-        let time = format_local(ts, tz);
-        for (i, v) in values.iter().enumerate() {
-            let Some(v) = *v else { continue };
-            let (judgement, new) = engine.observe(i, ts, v);
-            tally.add(&judgement, &new);
-            if let Some(out) = &mut verdicts {
-                out.write(&time, names[i], v, &judgement)?;
-            }
-            alerts.extend(new);
-        }
-        write_alerts(&mut alarms, &alerts, machine, tz)?;
+        let alerts = judging.row(&mut engine, ts, values)?;
         record(&mut engine, &mut criteria, &mut nights);
         for a in &alerts {
-            messages.push(alert_envelope(
-                &ctx.config.device.id,
-                a.message(machine, tz),
-                a.time,
-            )?);
-        }
-        for a in &alerts {
+            // With a central server configured, every transition also goes to the outbox, in
+            // the same transaction (design.md, Delivery); without one the device keeps
+            // everything to itself.
+            if ctx.config.server.is_some() {
+                messages.push(alert_envelope(
+                    &ctx.config.device.id,
+                    a.message(judging.machine, tz),
+                    a.time,
+                )?);
+            }
             let id = series[engine
                 .detector
                 .index(&a.series)
@@ -471,47 +506,33 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
             });
         }
     }
-    if let Some(out) = &mut verdicts {
-        out.out.flush()?;
-    }
-    if let Some(a) = &mut alarms {
-        a.flush()?;
-    }
     let state = engine.detector.state_json();
-    // With a central server configured, every transition also goes to the outbox, in the same
-    // transaction (design.md, Delivery); without one the device keeps everything to itself.
-    let (outbox, limits) = match &ctx.config.server {
-        Some(server) => (
-            messages,
-            hydrowatch_store::OutboxLimits {
-                max_rows: server.outbox_rows,
-                max_bytes: server.outbox_megabytes.saturating_mul(1 << 20),
-            },
-        ),
-        None => (
-            Vec::new(),
-            hydrowatch_store::OutboxLimits {
-                max_rows: u64::MAX,
-                max_bytes: u64::MAX,
-            },
-        ),
-    };
+    let limits = ctx.config.server.as_ref().map_or(
+        hydrowatch_store::OutboxLimits {
+            max_rows: u64::MAX,
+            max_bytes: u64::MAX,
+        },
+        |server| hydrowatch_store::OutboxLimits {
+            max_rows: server.outbox_rows,
+            max_bytes: server.outbox_megabytes.saturating_mul(1 << 20),
+        },
+    );
     store.record_detection(hydrowatch_store::DetectionWrite {
         state: &state,
         alarms: &changes,
         criteria: &criteria,
         nights: &nights,
-        outbox: &outbox,
+        outbox: &messages,
         limits,
     })?;
     println!(
         "recorded: {} alarm transitions ({} queued for the server), {} criteria fits, {} nights",
         changes.len(),
-        outbox.len(),
+        messages.len(),
         criteria.len(),
         nights.len()
     );
-    tally.print(series.len(), span);
+    judging.finish()?;
     let open = store.alarms(true)?;
     println!("open alarms in {}: {}", ctx.db.display(), open.len());
     for a in open.iter().take(20) {
