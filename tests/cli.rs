@@ -507,6 +507,22 @@ fn export_holds_the_day_ahead_forecast_beside_the_readings() {
     assert!(e.contains("no series named \"level\""), "{e}");
 }
 
+/// Runs hydrowatch in `dir` with `args` and kills it (SIGKILL) after `delay_ms`; returns
+/// whether it was still running then.
+fn kill_9_after(dir: &Path, args: &[&str], delay_ms: u64) -> bool {
+    let mut child = bin()
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    still_running
+}
+
 #[test]
 fn kill_9_during_import_leaves_none_or_all_of_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -528,16 +544,11 @@ fn kill_9_during_import_leaves_none_or_all_of_the_file() {
     let mut killed_mid_import = 0;
     for (i, delay_ms) in [150u64, 400, 800, 1200].into_iter().enumerate() {
         let db = format!("k{i}.db");
-        let mut child = bin()
-            .current_dir(d)
-            .args(["import", "--db", &db, "big.csv"])
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let still_running = child.try_wait().unwrap().is_none();
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        killed_mid_import += usize::from(still_running);
+        killed_mid_import += usize::from(kill_9_after(
+            d,
+            &["import", "--db", &db, "big.csv"],
+            delay_ms,
+        ));
         let s = Store::open(&d.join(&db), chrono_tz::Asia::Seoul)
             .expect("the database opens after kill -9");
         let n: u64 = s
@@ -1317,16 +1328,8 @@ fn kill_9_during_detection_on_the_database_loses_and_doubles_nothing() {
     // Killed at several moments, then run to the end: the same alarms, the same outbox.
     let mut killed_mid_run = 0;
     for delay_ms in [20u64, 150, 400] {
-        let mut child = bin()
-            .current_dir(d)
-            .args(["--config", "s.toml", "detect", "--since", "2024-01-01"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        killed_mid_run += usize::from(child.try_wait().unwrap().is_none());
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let args = ["--config", "s.toml", "detect", "--since", "2024-01-01"];
+        killed_mid_run += usize::from(kill_9_after(d, &args, delay_ms));
     }
     assert!(killed_mid_run >= 1, "no kill landed during a run");
     // The interrupted command, run again to its end, and once more (it then judges nothing).

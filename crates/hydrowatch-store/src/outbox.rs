@@ -188,6 +188,16 @@ mod tests {
         }
     }
 
+    /// The ids waiting, oldest first.
+    fn waiting(store: &Store) -> Vec<String> {
+        store
+            .outbox_batch(100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.message.message_id)
+            .collect()
+    }
+
     #[test]
     fn oldest_first_acknowledged_rows_leave_and_alerts_are_dropped_last() {
         let dir = tempfile::tempdir().unwrap();
@@ -225,21 +235,11 @@ mod tests {
                 tight,
             )
             .unwrap();
-        let left: Vec<String> = store
-            .outbox_batch(10)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.message.message_id)
-            .collect();
+        let left = waiting(&store);
         assert_eq!(left, ["a2", "h1", "a3"]);
         store.enqueue(&[message("a4", "alert", 10)], tight).unwrap();
         store.enqueue(&[message("a5", "alert", 10)], tight).unwrap();
-        let left: Vec<String> = store
-            .outbox_batch(10)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.message.message_id)
-            .collect();
+        let left = waiting(&store);
         assert_eq!(left, ["a3", "a4", "a5"]);
         let stats = store.outbox_stats().unwrap();
         assert_eq!((stats.rows, stats.bytes), (3, 30));
