@@ -1018,21 +1018,9 @@ fn pct(x: f64, base: f64) -> String {
 
 /// `hydrowatch bench lstm-step`: burn's step time, and Keras's in the same run when asked.
 pub fn bench_lstm_step(args: crate::cli::LstmStepArgs) -> anyhow::Result<()> {
-    use hydrowatch_forecast::bench::{LstmCell, lstm_train_step_ms};
-    let fused_ms = lstm_train_step_ms(
-        LstmCell::Fused,
-        args.batch,
-        args.seq,
-        args.hidden,
-        args.steps,
-    );
-    let stock_ms = lstm_train_step_ms(
-        LstmCell::Stock,
-        args.batch,
-        args.seq,
-        args.hidden,
-        args.steps,
-    );
+    use hydrowatch_forecast::bench::{Layer, train_step_ms};
+    let step = |layer| train_step_ms(layer, args.batch, args.seq, args.hidden, args.steps);
+    let (fused_ms, stock_ms) = (step(Layer::FusedLstm), step(Layer::StockLstm));
     println!(
         "batch={} seq={} hidden={}, mean of {} steps after one warm-up:",
         args.batch, args.seq, args.hidden, args.steps
@@ -1043,8 +1031,7 @@ pub fn bench_lstm_step(args: crate::cli::LstmStepArgs) -> anyhow::Result<()> {
         "ratio stock / fused: {:.2} (the fused cell is that many times faster)",
         stock_ms / fused_ms
     );
-    let gru = |cell| lstm_train_step_ms(cell, args.batch, args.seq, args.hidden, args.steps);
-    let (fused_gru, stock_gru) = (gru(LstmCell::FusedGru), gru(LstmCell::StockGru));
+    let (fused_gru, stock_gru) = (step(Layer::FusedGru), step(Layer::StockGru));
     println!(
         "GRU, same configuration: burn nn::Gru {stock_gru:.1} ms, hydrowatch fused GRU {fused_gru:.1} ms (ratio {:.2})",
         stock_gru / fused_gru

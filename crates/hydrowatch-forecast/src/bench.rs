@@ -1,7 +1,7 @@
 //! The reference training step for the side-by-side comparison with Keras
-//! (`../shared/peers/keras_lstm_step.py`): one LSTM layer, a dense head of 168 outputs, MSE,
+//! (`../shared/peers/keras_lstm_step.py`): one recurrent layer, a dense head of 168 outputs, MSE,
 //! AdamW(1e-3), random inputs of `[batch, seq, 2]`. Used by `hydrowatch bench lstm-step`, with
-//! burn's stock `nn::Lstm` and with hydrowatch's fused cell.
+//! burn's stock LSTM and GRU and with hydrowatch's fused ones.
 
 use std::time::Instant;
 
@@ -15,11 +15,11 @@ use crate::neural::fused::{FusedGru, FusedLstm};
 
 /// Which recurrent layer a benchmark runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LstmCell {
+pub enum Layer {
     /// burn's `nn::Lstm`.
-    Stock,
+    StockLstm,
     /// hydrowatch's fused LSTM with its own backward pass (the one the forecaster uses).
-    Fused,
+    FusedLstm,
     /// burn's `nn::Gru`.
     StockGru,
     /// hydrowatch's fused GRU.
@@ -47,7 +47,7 @@ impl Reference {
         } else if let Some(gru) = &self.fused_gru {
             gru.forward(x)
         } else {
-            unreachable!("one cell is always set")
+            unreachable!("one layer is always set")
         };
         let hidden = out.dims()[2];
         out.narrow(1, seq - 1, 1).reshape([batch, hidden])
@@ -56,21 +56,15 @@ impl Reference {
 
 /// Mean milliseconds of one training step of the reference configuration, after one warm-up
 /// step.
-pub fn lstm_train_step_ms(
-    cell: LstmCell,
-    batch: usize,
-    seq: usize,
-    hidden: usize,
-    steps: usize,
-) -> f64 {
+pub fn train_step_ms(layer: Layer, batch: usize, seq: usize, hidden: usize, steps: usize) -> f64 {
     let device = Device::flex().autodiff();
     device.seed(1);
     let mut model = Reference {
-        stock: (cell == LstmCell::Stock).then(|| LstmConfig::new(2, hidden, true).init(&device)),
-        fused: (cell == LstmCell::Fused).then(|| FusedLstm::new(2, hidden, &device)),
-        stock_gru: (cell == LstmCell::StockGru)
+        stock: (layer == Layer::StockLstm).then(|| LstmConfig::new(2, hidden, true).init(&device)),
+        fused: (layer == Layer::FusedLstm).then(|| FusedLstm::new(2, hidden, &device)),
+        stock_gru: (layer == Layer::StockGru)
             .then(|| GruConfig::new(2, hidden, true).init(&device)),
-        fused_gru: (cell == LstmCell::FusedGru).then(|| FusedGru::new(2, hidden, &device)),
+        fused_gru: (layer == Layer::FusedGru).then(|| FusedGru::new(2, hidden, &device)),
         head: LinearConfig::new(hidden, 168).init(&device),
     };
     let mut optim = AdamWConfig::new().init();

@@ -220,12 +220,7 @@ pub(super) fn per_chunk<T: Send>(
 }
 
 /// `x[rows, steps, input]` (batch-major) to `[steps, rows, input]`.
-pub(super) fn gather_time_major(
-    x: &[f32],
-    rows: &Range<usize>,
-    steps: usize,
-    input: usize,
-) -> Vec<f32> {
+fn gather_time_major(x: &[f32], rows: &Range<usize>, steps: usize, input: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * steps * input);
     for t in 0..steps {
         for b in rows.clone() {
@@ -253,7 +248,7 @@ pub(super) fn scatter_batch_major(
     }
 }
 
-pub(super) fn add(acc: &mut [f32], x: &[f32]) {
+fn add(acc: &mut [f32], x: &[f32]) {
     for (a, v) in acc.iter_mut().zip(x) {
         *a += v;
     }
