@@ -282,7 +282,7 @@ pub fn run_step(args: StepArgs) -> anyhow::Result<()> {
         None => csv_span(&dir.join(CSV_STORE))?,
     };
     let day_start = first + (last - first) / 2 / DAY * DAY;
-    let base_kib = proc_status_kib("VmRSS")?;
+    let base_kib = proc_status_kib("self", "VmRSS")?;
     // Reset the peak-RSS counter (Linux >= 4.0); without it, VmHWM includes start-up.
     let _ = fs::write("/proc/self/clear_refs", "5");
     let started = Instant::now();
@@ -345,7 +345,7 @@ pub fn run_step(args: StepArgs) -> anyhow::Result<()> {
         (Backend::Sqlite, _, None) => unreachable!("a store is opened for every SQLite read step"),
     };
     let secs = started.elapsed().as_secs_f64();
-    let peak_kib = proc_status_kib("VmHWM")?;
+    let peak_kib = proc_status_kib("self", "VmHWM")?;
     println!(
         "{}",
         serde_json::to_string(&StepResult {
@@ -358,8 +358,9 @@ pub fn run_step(args: StepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn proc_status_kib(field: &str) -> anyhow::Result<u64> {
-    let status = fs::read_to_string("/proc/self/status")?;
+/// A `kB` field of `/proc/<process>/status` (`process`: `self` or a pid).
+pub fn proc_status_kib(process: &str, field: &str) -> anyhow::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{process}/status"))?;
     status
         .lines()
         .find_map(|l| {
@@ -367,7 +368,7 @@ fn proc_status_kib(field: &str) -> anyhow::Result<u64> {
                 .and_then(|r| r.trim_start_matches(':').trim().strip_suffix("kB"))
         })
         .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no {field} in /proc/self/status"))
+        .with_context(|| format!("no {field} in /proc/{process}/status"))
 }
 
 /// The product's import path: parse the CSV, insert in one transaction. Returns values stored.

@@ -56,6 +56,8 @@ pub enum Command {
     Status,
     /// Send the outbox (alarm messages waiting) to the central server now.
     Upload,
+    /// Run the device daemon: sources, detection, daily forecasts, retraining, uplink.
+    Run(crate::run::RunArgs),
     /// Check or print the device configuration.
     Config {
         #[command(subcommand)]
@@ -93,6 +95,9 @@ pub enum BenchCommand {
     /// Detection speed: one reading judged, and a year of minute data for two series
     /// backfilled (criteria refitted daily), on simulated data held in memory.
     Detect(crate::detect::BenchArgs),
+    /// The daemon: a week of minute data replayed through `hydrowatch run` (ingest, detection,
+    /// daily jobs, upload to a local test server); readings per second and memory.
+    Daemon(crate::bench_daemon::BenchArgs),
 }
 
 /// `hydrowatch bench lstm-step`

@@ -38,6 +38,12 @@ pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
         Some(s) => println!("  server    {}", s.url),
         None => println!("  server    none (everything stays on the device)"),
     }
+    let sources: Vec<&str> = c.source.iter().map(|s| s.kind()).collect();
+    if sources.is_empty() {
+        println!("  sources   none (`hydrowatch run` needs at least one [[source]])");
+    } else {
+        println!("  sources   {}", sources.join(", "));
+    }
     Ok(())
 }
 

@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use chrono_tz::Tz;
 use clap::Args;
-use hydrowatch_config::{Config, TimeOfDay};
 use hydrowatch_core::time::format_local;
 use hydrowatch_core::{LocalTimeParser, Timestamp};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
 use hydrowatch_detect::score::{Label, Scorer};
 use hydrowatch_detect::{
-    AlarmKind, Alert, Detector, Judgement, LifecycleSettings, NightSettings, Refit, Runner,
-    SeriesSettings, Transition, Verdict,
+    AlarmKind, Alert, Detector, Judgement, Refit, Runner, SeriesSettings, Transition, Verdict,
 };
+
+use hydrowatch_edge::judge::{DatabaseDetector, series_settings, time_of_day};
 
 use crate::cli::Global;
 use crate::context::{Context, parse_local_time};
@@ -70,57 +70,6 @@ pub struct DetectArgs {
     /// Database: stop before this time.
     #[arg(long, value_name = "T", conflicts_with = "input")]
     pub until: Option<String>,
-}
-
-/// Detection settings of series `name` (and `unit`, if known) from the configuration; series
-/// not configured get the defaults, with no physical range.
-pub fn series_settings(config: &Config, name: &str, unit: Option<&str>) -> SeriesSettings {
-    let d = &config.detection;
-    let configured = config.series(name);
-    let unit = configured
-        .map(|s| s.unit.as_str())
-        .or(unit)
-        .unwrap_or_default();
-    let (min, max) = configured.map_or((f64::NEG_INFINITY, f64::INFINITY), |s| (s.min, s.max));
-    // A rate unit (m3/h, L/s) is a flow; without a unit, the name decides.
-    let looks_like_flow = if unit.is_empty() {
-        name.contains("flow")
-    } else {
-        unit.contains('/')
-    };
-    let flow = configured
-        .and_then(|s| s.night_flow)
-        .unwrap_or(looks_like_flow);
-    let mut s = SeriesSettings::new(name, unit, min, max, flow);
-    s.trailing_days = d.trailing_days;
-    s.lifecycle = LifecycleSettings {
-        open_stage: d.open_stage,
-        open_after: d.open_after,
-        open_percentile: d.open_percentile,
-        hysteresis: d.hysteresis,
-        clear_after: d.clear_after,
-    };
-    if let Some(n) = &mut s.night_flow {
-        *n = NightSettings {
-            start: time_of_day(d.night_start),
-            end: time_of_day(d.night_end),
-            rise: d.night_rise,
-            nights: d.night_baseline,
-            min_nights: d.night_baseline.min(5),
-        };
-    }
-    if let Some(c) = configured {
-        s.stages = c.stages.unwrap_or(s.stages);
-        s.stale_minutes = c.stale_minutes.unwrap_or(s.stale_minutes);
-        s.stuck_minutes = c.stuck_minutes.unwrap_or(s.stuck_minutes);
-        s.max_rate = c.max_rate.or(s.max_rate);
-    }
-    s
-}
-
-fn time_of_day(t: TimeOfDay) -> chrono::NaiveTime {
-    chrono::NaiveTime::from_hms_opt(u32::from(t.hour), u32::from(t.minute), 0)
-        .expect("TimeOfDay is validated")
 }
 
 /// Writes the per-reading verdicts.
@@ -378,69 +327,26 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
     let mut store =
         ctx.open_existing_store("import or record readings first, or give --input FILE.csv")?;
     let tz = store.timezone();
-    let series = store.series()?;
     anyhow::ensure!(
-        !series.is_empty(),
+        !store.series()?.is_empty(),
         "{}: the database holds no series yet",
         ctx.db.display()
     );
-    let settings: Vec<SeriesSettings> = series
-        .iter()
-        .map(|s| series_settings(&ctx.config, &s.name, Some(&s.unit)))
-        .collect();
-    let detector = match store.detector_state()? {
-        Some(state) => match Detector::restore(tz, settings.clone(), &state) {
-            Ok(d) => d,
-            Err(hydrowatch_detect::DetectError::StateMismatch { stored, configured }) => {
-                eprintln!(
-                    "the saved detector state is for series {stored:?}, the database has {configured:?}: starting afresh"
-                );
-                Detector::new(tz, settings)?
-            }
-            Err(e) => return Err(e).context("cannot restore the saved detector state"),
-        },
-        None => Detector::new(tz, settings)?,
-    };
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| parse_local_time(t, tz, "since"))
+        .transpose()?;
     let until = args
         .until
         .as_deref()
         .map(|t| parse_local_time(t, tz, "until"))
         .transpose()?
         .unwrap_or(Timestamp::MAX);
-    let since = match args.since.as_deref() {
-        Some(t) => parse_local_time(t, tz, "since")?,
-        None => {
-            let mut since = Timestamp::MAX;
-            for (i, s) in series.iter().enumerate() {
-                let from = match detector.last_judged(i) {
-                    Some(last) => last + 1,
-                    None => store
-                        .span(s.id)?
-                        .map_or(Timestamp::MAX, |(_, newest)| newest),
-                };
-                since = since.min(from);
-            }
-            since
-        }
-    };
-    let mut engine = Runner::new(detector, tz, refit_policy(ctx, args, tz)?);
-    // History before the span, for the criteria only.
-    for (i, s) in series.iter().enumerate() {
-        let days = i64::from(engine.detector.settings()[i].trailing_days);
-        for r in store.readings(s.id, since.saturating_sub(days * 86_400), since)? {
-            engine.remember(i, r.ts, r.value);
-        }
-    }
-    engine.fit_missing(since);
-    let mut rows: std::collections::BTreeMap<Timestamp, Vec<Option<f64>>> =
-        std::collections::BTreeMap::new();
-    for (i, s) in series.iter().enumerate() {
-        for r in store.readings(s.id, since, until)? {
-            rows.entry(r.ts).or_insert_with(|| vec![None; series.len()])[i] = Some(r.value);
-        }
-    }
+    let (mut detector, since) =
+        DatabaseDetector::open(&store, &ctx.config, refit_policy(ctx, args, tz)?, since)?;
     let mut judging = Judging {
-        names: series.iter().map(|s| s.name.clone()).collect(),
+        names: detector.series().iter().map(|s| s.name.clone()).collect(),
         tz,
         machine: ctx.config.device.machine_number,
         tally: Tally::default(),
@@ -449,88 +355,12 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         scorer: None,
         span: None,
     };
-    let mut changes = Vec::new();
-    let mut messages = Vec::new();
-    let mut criteria = Vec::new();
-    let mut nights = Vec::new();
-    let record = |engine: &mut Runner,
-                  criteria: &mut Vec<(hydrowatch_store::SeriesId, Timestamp, String)>,
-                  nights: &mut Vec<hydrowatch_store::NightRecord>| {
-        for i in engine.take_fitted() {
-            if let Some(c) = engine.detector.criteria(i) {
-                let body = serde_json::to_string(c).expect("criteria serialise");
-                criteria.push((series[i].id, c.fitted_at, body));
-            }
-        }
-        for (i, n) in engine.detector.take_nights() {
-            nights.push(hydrowatch_store::NightRecord {
-                series: series[i].id,
-                night: n.night.to_string(),
-                minimum: Some(n.minimum).filter(|m| m.is_finite()),
-                baseline: n.baseline,
-                stage: n.stage,
-            });
-        }
-    };
-    record(&mut engine, &mut criteria, &mut nights);
-    for (&ts, values) in &rows {
-        let alerts = judging.row(&mut engine, ts, values)?;
-        record(&mut engine, &mut criteria, &mut nights);
-        for a in &alerts {
-            // With a central server configured, every transition also goes to the outbox, in
-            // the same transaction (design.md, Delivery); without one the device keeps
-            // everything to itself.
-            if ctx.config.server.is_some() {
-                messages.push(alert_envelope(
-                    &ctx.config.device.id,
-                    a.message(judging.machine, tz),
-                    a.time,
-                )?);
-            }
-            let id = series[engine
-                .detector
-                .index(&a.series)
-                .expect("alerts name known series")]
-            .id;
-            changes.push(hydrowatch_store::AlarmChange {
-                id: a.alarm_id as i64,
-                series: id,
-                kind: a.kind.name().to_string(),
-                direction: a.direction.name().to_string(),
-                stage: a.stage,
-                state: a.state.name().to_string(),
-                time: a.time,
-                value: a.value,
-                expected: a.expected,
-                percentile: a.percentile,
-            });
-        }
-    }
-    let state = engine.detector.state_json();
-    let limits = ctx.config.server.as_ref().map_or(
-        hydrowatch_store::OutboxLimits {
-            max_rows: u64::MAX,
-            max_bytes: u64::MAX,
-        },
-        |server| hydrowatch_store::OutboxLimits {
-            max_rows: server.outbox_rows,
-            max_bytes: server.outbox_megabytes.saturating_mul(1 << 20),
-        },
-    );
-    store.record_detection(hydrowatch_store::DetectionWrite {
-        state: &state,
-        alarms: &changes,
-        criteria: &criteria,
-        nights: &nights,
-        outbox: &messages,
-        limits,
+    let recorded = detector.judge(&mut store, since, until, None, &mut |runner, ts, values| {
+        judging.row(runner, ts, values)
     })?;
     println!(
         "recorded: {} alarm transitions ({} queued for the server), {} criteria fits, {} nights",
-        changes.len(),
-        messages.len(),
-        criteria.len(),
-        nights.len()
+        recorded.transitions, recorded.queued, recorded.criteria, recorded.nights
     );
     judging.finish()?;
     let open = store.alarms(true)?;
@@ -547,32 +377,6 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The envelope of an alert message for the central server (design.md, Messages): a fresh UUID
-/// as its idempotency key.
-fn alert_envelope(
-    device_id: &str,
-    alert: hydrowatch_detect::AlertMessage,
-    time: Timestamp,
-) -> anyhow::Result<hydrowatch_store::OutboxMessage> {
-    let message_id = uuid::Uuid::new_v4().to_string();
-    let created_at = chrono::DateTime::from_timestamp(time, 0)
-        .context("alert time out of range")?
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let body = serde_json::json!({
-        "device_id": device_id,
-        "message_id": message_id,
-        "kind": "alert",
-        "created_at": created_at,
-        "body": alert,
-    });
-    Ok(hydrowatch_store::OutboxMessage {
-        message_id,
-        kind: "alert".into(),
-        created_at: time,
-        body: body.to_string(),
-    })
 }
 
 /// Reads `start,end,kind,series` labels; errors name file, line, field and value.
@@ -766,7 +570,8 @@ pub fn bench(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mean_sd(xs: &[f64]) -> (f64, f64) {
+/// Mean and standard deviation.
+pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
     let n = xs.len().max(1) as f64;
     let mean = xs.iter().sum::<f64>() / n;
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;

@@ -13,10 +13,10 @@ use hydrowatch_csv::{ReadOptions, ReadingsCsv};
 use hydrowatch_forecast::backtest::{BacktestResult, backtest};
 use hydrowatch_forecast::baseline::{MstlEts, SeasonalBlend, SeasonalMean, SeasonalNaive};
 use hydrowatch_forecast::neural::{EpochLog, FittedNeural, ModelKind, NeuralConfig, Strategy};
-use hydrowatch_forecast::{
-    Fit, Forecast, HORIZON, History, Holidays, Predict, Series, WEEK, artifact,
-};
+use hydrowatch_forecast::{Fit, Forecast, HORIZON, History, Holidays, Predict, Series, artifact};
 use indicatif::{ProgressBar, ProgressStyle};
+
+use hydrowatch_edge::forecasting as edge;
 
 use crate::cli::Global;
 use crate::context::Context;
@@ -57,7 +57,7 @@ impl InputArgs {
                     );
                 };
                 (
-                    db_history(&store, name)?,
+                    edge::db_history(&store, name, &holidays(ctx))?,
                     format!("{name} in {}", ctx.db.display()),
                 )
             }
@@ -70,29 +70,6 @@ impl InputArgs {
 /// The configured holidays (`[forecast] holidays`).
 fn holidays(ctx: &Context) -> Holidays {
     Holidays(ctx.config.forecast.holidays.clone())
-}
-
-/// The hourly history of series `name` of the database; the last hour is left out when it holds
-/// fewer readings than a typical hour (it is still being filled).
-fn db_history(store: &hydrowatch_store::Store, name: &str) -> anyhow::Result<History> {
-    let id = store.series_id(name)?;
-    let hours = store.hourly(id, i64::MIN / 2, i64::MAX)?;
-    let (Some(first), Some(last)) = (hours.first(), hours.last()) else {
-        bail!(
-            "series {name} of {} has no readings",
-            store.path().display()
-        );
-    };
-    let mut values = vec![f64::NAN; ((last.hour - first.hour) / 3600 + 1) as usize];
-    for h in &hours {
-        values[((h.hour - first.hour) / 3600) as usize] = h.mean;
-    }
-    let mut counts: Vec<u32> = hours.iter().map(|h| h.count).collect();
-    counts.sort_unstable();
-    if last.count < counts[counts.len() / 2] {
-        values.pop();
-    }
-    Ok(History::hourly(first.hour, values, store.timezone()))
 }
 
 /// `hydrowatch train`
@@ -356,7 +333,9 @@ pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
         holidays: history.holidays.clone(),
     };
     artifact::save(&fitted, &context, &args.model_dir)?;
-    write_loss_history(&fitted, &args.model_dir.join("loss_history.csv"))?;
+    let losses = args.model_dir.join("loss_history.csv");
+    edge::write_loss_history(&fitted, &losses)
+        .with_context(|| format!("cannot write {}", losses.display()))?;
     let title = format!(
         "{} ({} epochs, batch {})",
         fitted.name(),
@@ -475,28 +454,6 @@ fn plot_test_span(
     )
 }
 
-fn write_loss_history(model: &FittedNeural, path: &Path) -> anyhow::Result<()> {
-    let mut out = BufWriter::new(
-        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-    );
-    writeln!(out, "net,epoch,train_loss,val_loss,learning_rate")?;
-    for (net, log) in model.log.iter().enumerate() {
-        for e in log {
-            writeln!(
-                out,
-                "{},{},{},{},{}",
-                net + 1,
-                e.epoch,
-                e.train_loss,
-                e.val_loss,
-                e.learning_rate
-            )?;
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
 /// `hydrowatch forecast`
 pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
@@ -533,7 +490,7 @@ pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
                 model.predict(&history)?,
                 format!("default model {} trained on the input", model.name()),
             ),
-            Err(e) => baseline_forecast(&history, &e.to_string())?,
+            Err(e) => edge::baseline_forecast(&history, &format!("{e:#}"))?,
         },
     };
     write_forecast(&fc, tz, output)?;
@@ -546,8 +503,8 @@ pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forecasts every series of the database with its model in `MODELS/<series>` (trained and saved
-/// there first if missing), and stores each forecast.
+/// Forecasts every series of the database with its forecaster (see
+/// [`edge::forecast_series`]; networks saved in `MODELS/<series>`), and stores each forecast.
 fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
     let mut store = ctx.open_store()?;
     let tz = store.timezone();
@@ -562,79 +519,14 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
             ctx.db.display()
         );
     }
+    let train = |config: &NeuralConfig, history: &History| {
+        fit_with_bar(config, history, &config.name())
+            .map_err(|e| hydrowatch_forecast::ForecastError::Input(format!("{e:#}")))
+    };
     for s in series {
-        let mut history = db_history(&store, &s.name)?;
-        history.holidays = holidays(ctx);
-        let dir = models.join(&s.name);
-        let chosen = store.default_model(s.id)?;
-        let (fc, note) = match chosen.as_ref().map(|m| m.name.as_str()) {
-            Some(name) if !name.contains('/') => (
-                baseline_named(name, &history).with_context(|| format!("series {}", s.name))?,
-                format!("baseline {name}, the default chosen by `backtest --select`"),
-            ),
-            network => {
-                let config = match network {
-                    Some(name) => network_named(name).with_context(|| {
-                        format!(
-                            "series {}: default forecaster {name:?} (run `hydrowatch backtest --select` again)",
-                            s.name
-                        )
-                    })?,
-                    None => NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo),
-                };
-                // A saved model of the wanted kind is used; none, one of another kind, or one
-                // that cannot be read (another format, a damaged file) is trained anew.
-                let saved = match dir
-                    .join("model.json")
-                    .is_file()
-                    .then(|| artifact::load(&dir))
-                    .transpose()
-                {
-                    Ok(Some((m, _))) if m.name() == config.name() => Some(m),
-                    Ok(_) => None,
-                    Err(e) => {
-                        eprintln!("{}: {e}; training a new model", dir.display());
-                        None
-                    }
-                };
-                match saved {
-                    Some(m) => match m.predict(&history) {
-                        Ok(fc) => (fc, format!("model {} from {}", m.name(), dir.display())),
-                        Err(e) => baseline_forecast(&history, &e.to_string())?,
-                    },
-                    None => match fit_with_bar(&config, &history, &config.name()) {
-                        Ok(model) => {
-                            let context = artifact::Context {
-                                step: 3600,
-                                timezone: tz,
-                                holidays: history.holidays.clone(),
-                            };
-                            if dir.exists() {
-                                std::fs::remove_dir_all(&dir).with_context(|| {
-                                    format!("cannot replace the model in {}", dir.display())
-                                })?;
-                            }
-                            artifact::save(&model, &context, &dir)?;
-                            write_loss_history(&model, &dir.join("loss_history.csv"))?;
-                            let how = if network.is_some() {
-                                "chosen"
-                            } else {
-                                "default"
-                            };
-                            (
-                                model.predict(&history)?,
-                                format!(
-                                    "{how} model {} trained now and saved to {}",
-                                    model.name(),
-                                    dir.display()
-                                ),
-                            )
-                        }
-                        Err(e) => baseline_forecast(&history, &format!("{e:#}"))?,
-                    },
-                }
-            }
-        };
+        let made = edge::forecast_series(&store, &s, &models, &holidays(ctx), &train)
+            .with_context(|| format!("series {}", s.name))?;
+        let fc = &made.forecast;
         let points: Vec<hydrowatch_store::ForecastPoint> = (0..fc.points.len())
             .map(|i| hydrowatch_store::ForecastPoint {
                 target: fc.time(i),
@@ -645,10 +537,11 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
             .collect();
         store.insert_forecast(s.id, fc.start, None, &points)?;
         println!(
-            "{}: {} hours from {} stored ({note})",
+            "{}: {} hours from {} stored ({})",
             s.name,
             points.len(),
-            format_local(fc.start, tz)
+            format_local(fc.start, tz),
+            made.note
         );
     }
     Ok(())
@@ -658,60 +551,6 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
 fn train_default(history: &History) -> anyhow::Result<FittedNeural> {
     let config = NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo);
     fit_with_bar(&config, history, &config.name())
-}
-
-/// The forecast of the baseline called `name` (as `backtest` names them).
-fn baseline_named(name: &str, history: &History) -> anyhow::Result<Forecast> {
-    Ok(match name {
-        "seasonal-naive" => SeasonalNaive.fit(history)?.predict(history)?,
-        "seasonal-mean-4w" => SeasonalMean::default().fit(history)?.predict(history)?,
-        "seasonal-blend" => SeasonalBlend.fit(history)?.predict(history)?,
-        "mstl-ets" => MstlEts::default().fit(history)?.predict(history)?,
-        other => {
-            bail!("unknown default forecaster {other:?}: run `hydrowatch backtest --select` again")
-        }
-    })
-}
-
-/// The network configuration called `name` (`lstm/mimo`, ...), with the default settings.
-fn network_named(name: &str) -> anyhow::Result<NeuralConfig> {
-    let (kind, strategy) = name
-        .split_once('/')
-        .with_context(|| format!("{name:?} is not a network's name (model/strategy)"))?;
-    Ok(NeuralConfig::new(
-        kind.parse().map_err(anyhow::Error::msg)?,
-        strategy.parse().map_err(anyhow::Error::msg)?,
-    ))
-}
-
-/// The better baseline over the last weeks the history allows; `reason` says why no model.
-fn baseline_forecast(history: &History, reason: &str) -> anyhow::Result<(Forecast, String)> {
-    let weeks = (history.series.values.len() / WEEK)
-        .saturating_sub(3)
-        .clamp(1, 4);
-    // Each baseline's backtest score (PI1 + PI3) over the weeks the history allows, and its
-    // forecast; the best that could be scored wins, seasonal naive when none could.
-    fn candidate<F: Fit>(f: &F, history: &History, weeks: usize) -> Option<(f64, Forecast)> {
-        let score = backtest(f, history, weeks).ok()?.scores;
-        let fc = f.fit(history).ok()?.predict(history).ok()?;
-        Some((score.pi1 + score.pi3, fc))
-    }
-    let best = [
-        candidate(&SeasonalBlend, history, weeks),
-        candidate(&SeasonalMean::default(), history, weeks),
-        candidate(&MstlEts::default(), history, weeks),
-        candidate(&SeasonalNaive, history, weeks),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|(score, _)| score.is_finite())
-    .min_by(|a, b| a.0.total_cmp(&b.0));
-    let fc = match best {
-        Some((_, fc)) => fc,
-        None => SeasonalNaive.fit(history)?.predict(history)?,
-    };
-    let note = format!("baseline {} because {reason}", fc.model);
-    Ok((fc, note))
 }
 
 fn write_forecast(fc: &Forecast, tz: Tz, path: &Path) -> anyhow::Result<()> {
@@ -772,7 +611,10 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
     if args.files.is_empty() {
         let store = store.as_ref().expect("opened above");
         for s in store.series()? {
-            inputs.push((s.name.clone(), db_history(store, &s.name)?));
+            inputs.push((
+                s.name.clone(),
+                edge::db_history(store, &s.name, &holidays(&ctx))?,
+            ));
         }
         anyhow::ensure!(
             !inputs.is_empty(),

@@ -1,6 +1,7 @@
 //! `hydrowatch`: one binary for the device and the tools around it. This file only parses the
 //! command line and dispatches; each command lives in its own module.
 
+mod bench_daemon;
 mod bench_storage;
 mod cli;
 mod config_cmd;
@@ -11,6 +12,7 @@ mod export;
 mod forecasting;
 mod import;
 mod plot;
+mod run;
 mod simulate;
 mod status;
 mod upload;
@@ -22,13 +24,21 @@ use clap::Parser;
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
+    // The daemon says what it does (info); the commands only warn. HYDROWATCH_LOG overrides.
+    let (level, json) = match &cli.command {
+        cli::Command::Run(args) => ("info", args.log_json),
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HYDROWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HYDROWATCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        .with_env_filter(filter);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -52,6 +62,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Detect(args) => detect::run(&global, args),
         Command::Status => status::run(&global),
         Command::Upload => upload::run(&global),
+        Command::Run(args) => run::run(&global, args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_cmd::check(&global, file),
@@ -67,6 +78,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Detect(args),
         } => detect::bench(&global, args),
+        Command::Bench {
+            command: BenchCommand::Daemon(args),
+        } => bench_daemon::run(args),
         Command::BenchStorageStep(args) => bench_storage::run_step(args),
     }
 }

@@ -51,6 +51,38 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
             .map_or_else(|| "none yet".into(), |t| format!("issued {}", when(t)));
         println!("  {} ({unit}): {count} readings, {span}", s.name);
         println!("      default forecaster: {forecaster}; newest forecast {forecast}");
+        if let Some(r) = store.retrains(s.id)?.last() {
+            let score = |x: Option<f64>| x.map_or("none".into(), |x| format!("{x:.3}"));
+            println!(
+                "      last retraining {}: {} kept the {} (backtest PI1+PI3: current {}, candidate {})",
+                when(r.at),
+                r.model,
+                r.kept,
+                score(r.current_score),
+                score(r.candidate_score)
+            );
+        }
+    }
+    // The daemon's live counters, when it runs with its health endpoint on.
+    let listen = &ctx.config.daemon.health_listen;
+    if let Some(health) = (!listen.is_empty())
+        .then(|| daemon_health(listen))
+        .flatten()
+    {
+        println!(
+            "daemon: running since {}; {} readings ingested, {} refused, {} bad input, {} device timeouts, {} messages delivered, {} job failures",
+            health["started"].as_str().unwrap_or("?"),
+            health["readings_ingested"],
+            health["readings_refused"],
+            health["bad_input"],
+            health["device_timeouts"],
+            health["delivered"],
+            health["job_failures"]
+        );
+    } else {
+        println!(
+            "daemon: not reachable on {listen:?} (not running, or its health endpoint is off)"
+        );
     }
     let open = store.alarms(true)?;
     println!("open alarms: {}", open.len());
@@ -100,4 +132,21 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The running daemon's `/health`, if it answers within a second.
+fn daemon_health(listen: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = listen.parse().ok()?;
+    let timeout = std::time::Duration::from_secs(1);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(
+        s,
+        "GET /health HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
 }

@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 use hydrowatch_store::{ForecastPoint, Store};
 
+#[path = "cli/daemon.rs"]
+mod daemon;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hydrowatch"))
 }

@@ -15,6 +15,13 @@ use std::str::FromStr;
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
+mod daemon;
+
+pub use daemon::{
+    DaemonConfig, ModbusSource, RegisterConfig, RegisterTable, RegisterType, ReplaySource,
+    SerialSource, SimulatorSource, SourceConfig, StdinSource, TcpSource, WordOrder,
+};
+
 /// The documented example configuration, printed by `hydrowatch config example`.
 pub const EXAMPLE: &str = include_str!("../hydrowatch.example.toml");
 
@@ -71,6 +78,12 @@ pub struct Config {
     /// What the forecasting models know beyond the readings.
     #[serde(default)]
     pub forecast: ForecastConfig,
+    /// How `hydrowatch run` runs unattended.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Where `hydrowatch run` gets readings from (`[[source]]`, one or more).
+    #[serde(default)]
+    pub source: Vec<SourceConfig>,
 }
 
 /// `[forecast]`
@@ -141,9 +154,9 @@ pub struct SeriesConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
-    /// Daily forecast of every series.
+    /// Forecast of every series: daily at `HH:MM`, or hourly at `*:MM`.
     #[serde(default = "default_forecast_at")]
-    pub forecast_at: TimeOfDay,
+    pub forecast_at: ForecastAt,
     /// Daily refit of the detection criteria.
     #[serde(default = "default_criteria_at")]
     pub criteria_at: TimeOfDay,
@@ -317,6 +330,50 @@ impl FromStr for WeeklyTime {
     }
 }
 
+/// When forecasts are made: once a day (the prototype) or every hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForecastAt {
+    /// Daily at this local time (`HH:MM`).
+    Daily(TimeOfDay),
+    /// Every hour at this minute (`*:MM`).
+    Hourly(u8),
+}
+
+impl FromStr for ForecastAt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || {
+            format!(
+                "{s:?} is not a forecast time: write HH:MM for daily (e.g. \"00:30\") or *:MM for every hour (e.g. \"*:05\")"
+            )
+        };
+        match s.strip_prefix("*:") {
+            Some(m) => match m.parse::<u8>() {
+                Ok(minute) if minute < 60 && m.len() == 2 => Ok(ForecastAt::Hourly(minute)),
+                _ => Err(err()),
+            },
+            None => s.parse().map(ForecastAt::Daily).map_err(|_| err()),
+        }
+    }
+}
+
+impl fmt::Display for ForecastAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForecastAt::Daily(t) => write!(f, "{t}"),
+            ForecastAt::Hourly(m) => write!(f, "*:{m:02}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ForecastAt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl<'de> Deserialize<'de> for TimeOfDay {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?
@@ -353,11 +410,11 @@ fn default_database() -> PathBuf {
 fn default_retention_days() -> u32 {
     365
 }
-fn default_forecast_at() -> TimeOfDay {
-    TimeOfDay {
+fn default_forecast_at() -> ForecastAt {
+    ForecastAt::Daily(TimeOfDay {
         hour: 0,
         minute: 30,
-    }
+    })
 }
 fn default_criteria_at() -> TimeOfDay {
     TimeOfDay {
@@ -437,6 +494,8 @@ impl Default for Config {
             server: None,
             detection: DetectionConfig::default(),
             forecast: ForecastConfig::default(),
+            daemon: DaemonConfig::default(),
+            source: Vec::new(),
         }
     }
 }
@@ -596,6 +655,8 @@ impl Config {
                 p.push("server.token is empty: issue one with `hydrowatch serve token create DEVICE_ID`".into());
             }
         }
+        let names: Vec<String> = self.series.iter().map(|s| s.name.clone()).collect();
+        p.extend(daemon::problems(&self.daemon, &self.source, &names));
         p
     }
 }
@@ -641,15 +702,65 @@ mod tests {
     fn minimal_file_takes_defaults() {
         let c = Config::parse("[device]\nid = \"dma-1\"\n", "t.toml").unwrap();
         assert_eq!(c.storage.retention_days, 365);
-        assert_eq!(
-            c.schedule.forecast_at,
-            TimeOfDay {
-                hour: 0,
-                minute: 30
-            }
-        );
+        assert_eq!(c.schedule.forecast_at.to_string(), "00:30");
         assert_eq!(c.series[0].name, "flow_rate");
         assert!(c.server.is_none());
+        assert!(c.source.is_empty());
+        assert_eq!(c.daemon.heartbeat_minutes, 15);
+    }
+
+    #[test]
+    fn forecasts_daily_or_hourly() {
+        let at = |t: &str| {
+            Config::parse(
+                &format!("[device]\nid = \"a\"\n[schedule]\nforecast_at = \"{t}\"\n"),
+                "t.toml",
+            )
+            .map(|c| c.schedule.forecast_at)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(at("*:05").unwrap(), ForecastAt::Hourly(5));
+        assert_eq!(at("06:15").unwrap().to_string(), "06:15");
+        for bad in ["*:5", "*:60", "25:00", "0030"] {
+            let e = at(bad).unwrap_err();
+            assert!(e.contains("HH:MM") && e.contains("*:MM"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sources_are_checked_each_with_its_key() {
+        let text = "[device]\nid = \"a\"\n\
+            [daemon]\nhealth_listen = \"nowhere\"\n\
+            [[source]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:7010\"\n\
+            [[source]]\nkind = \"serial\"\nport = \"/dev/ttyUSB0\"\ndelimiter = \"\"\nfields = [\"time\", \"flow\"]\n\
+            [[source]]\nkind = \"modbus\"\nregisters = [{ series = \"pressure\", address = 3, scale = 0.0 }]\n\
+            [[source]]\nkind = \"simulator\"\nspeed = -1.0\n";
+        let e = Config::parse(text, "t.toml").unwrap_err().to_string();
+        for needle in [
+            "daemon.health_listen = \"nowhere\"",
+            "source[1] (serial).delimiter is empty",
+            "source[1] (serial).fields: \"flow\" is not a configured series",
+            "source[2] (modbus): give either address",
+            "source[2] (modbus).registers[0]: scale = 0",
+            "source[3] (simulator).speed = -1",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        // A key of another kind is refused, naming it.
+        let e = Config::parse(
+            "[device]\nid = \"a\"\n[[source]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:1\"\nbaud = 9600\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("baud"), "{e}");
+        let e = Config::parse(
+            "[device]\nid = \"a\"\n[[source]]\nkind = \"ftp\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ftp") && e.contains("csv_replay"), "{e}");
     }
 
     #[test]

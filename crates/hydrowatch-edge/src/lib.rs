@@ -1,7 +1,21 @@
-//! The device side of hydrowatch beyond storage and detection: today the uplink, which delivers
-//! the outbox to the central server (design.md, Delivery). The daemon (`hydrowatch run`, issue
-//! #5) grows here: sources, scheduler, operations.
+//! The device daemon (`hydrowatch run`, design.md: Scheduling, Delivery, Failure): readings from
+//! [`sources`] are committed by the ingest thread, judged from the database by the detection
+//! thread ([`judge`]), forecast and retrained by the low-priority jobs thread ([`forecasting`],
+//! on the [`schedule`]), and delivered by the [`uplink`]; [`health`] shows it all.
+//!
+//! The database is the only hand-over between the threads: each has its own connection, and a
+//! thread learns of new work by a doorbell, then reads what is committed. So a reading is
+//! committed before it is acknowledged or judged, detection never holds up ingestion, and after
+//! a crash every thread resumes from what the database says it last finished.
 
+pub mod daemon;
+pub mod envelope;
+pub mod forecasting;
+pub mod health;
+pub mod judge;
+pub mod schedule;
+pub mod sources;
 pub mod uplink;
 
+pub use daemon::{Daemon, DaemonError};
 pub use uplink::{Backoff, Uplink, UplinkConfig, UplinkError};

@@ -65,6 +65,27 @@ pub fn backtest<F: Fit>(
     let started = Instant::now();
     let fitted = config.fit(&history.until(first))?;
     let fit_seconds = started.elapsed().as_secs_f64();
+    let mut result = evaluate(&fitted, history, weeks)?;
+    result.fit_seconds = fit_seconds;
+    Ok(result)
+}
+
+/// Scores an already fitted forecaster over the daily origins of the last `weeks` weeks of
+/// `history` (the weekly retraining compares the model in use with a new one this way: neither
+/// has seen those weeks).
+pub fn evaluate<P: Predict>(
+    fitted: &P,
+    history: &History,
+    weeks: usize,
+) -> Result<BacktestResult, ForecastError> {
+    let origins = origins(history, weeks);
+    let Some(&first) = origins.first() else {
+        return Err(ForecastError::TooShort {
+            what: format!("a {weeks}-week backtest"),
+            needed: weeks * WEEK,
+            available: history.series.values.len(),
+        });
+    };
     let started = Instant::now();
     let mut scores = Vec::with_capacity(origins.len());
     let mut forecasts = Vec::with_capacity(origins.len());
@@ -92,7 +113,7 @@ pub fn backtest<F: Fit>(
         scores: Scores::mean(&scores),
         origins: scores.len(),
         fallbacks,
-        fit_seconds,
+        fit_seconds: 0.0,
         predict_seconds: started.elapsed().as_secs_f64() / origins.len() as f64,
         forecasts,
     })

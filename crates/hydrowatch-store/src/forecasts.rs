@@ -40,6 +40,27 @@ impl Store {
         model_id: Option<i64>,
         points: &[ForecastPoint],
     ) -> Result<()> {
+        self.record_forecast(
+            series,
+            issued_at,
+            model_id,
+            points,
+            &[],
+            crate::OutboxLimits::UNBOUNDED,
+        )
+    }
+
+    /// Stores one issued forecast of `series` and queues `messages` for the central server, in
+    /// one transaction: the forecast is either stored and queued, or neither.
+    pub fn record_forecast(
+        &mut self,
+        series: SeriesId,
+        issued_at: Timestamp,
+        model_id: Option<i64>,
+        points: &[ForecastPoint],
+        messages: &[crate::OutboxMessage],
+        limits: crate::OutboxLimits,
+    ) -> Result<()> {
         let path = self.path.as_path();
         let wrap = |source| crate::StoreError::Sqlite {
             path: path.to_path_buf(),
@@ -64,6 +85,7 @@ impl Store {
                 .map_err(wrap)?;
             }
         }
+        crate::outbox::enqueue(&tx, messages, limits).map_err(wrap)?;
         tx.commit().map_err(wrap)
     }
 

@@ -110,6 +110,17 @@ const MIGRATIONS: &[&str] = &[
         stage INTEGER NOT NULL,
         PRIMARY KEY (series_id, night)
     ) WITHOUT ROWID;",
+    // 3: each weekly retraining: the current model's and the candidate's backtest scores, and
+    // which was kept.
+    "CREATE TABLE retrains (
+        id INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        current_score REAL,
+        candidate_score REAL,
+        kept TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this program writes.

@@ -1,5 +1,6 @@
 //! The forecaster chosen for each series (`hydrowatch backtest --select`): one active row per
-//! series in `models`, earlier choices kept inactive as history.
+//! series in `models`, earlier choices kept inactive as history; and the record of each weekly
+//! retraining (`retrains`).
 
 use hydrowatch_core::Timestamp;
 use rusqlite::OptionalExtension;
@@ -17,7 +18,63 @@ pub struct DefaultModel {
     pub chosen_at: Timestamp,
 }
 
+/// One weekly retraining of a series' model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrain {
+    /// When it ran.
+    pub at: Timestamp,
+    /// The model retrained, e.g. `lstm/mimo`.
+    pub model: String,
+    /// The backtest score (mean PI1 + PI3) of the model in use; `None` when there was none.
+    pub current_score: Option<f64>,
+    /// The backtest score of the newly trained candidate.
+    pub candidate_score: Option<f64>,
+    /// Which was kept: `candidate` or `current`.
+    pub kept: String,
+}
+
 impl Store {
+    /// Records a retraining of `series`.
+    pub fn record_retrain(&self, series: SeriesId, r: &Retrain) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO retrains(series_id, at, model, current_score, candidate_score, kept)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    series.0,
+                    r.at,
+                    r.model,
+                    r.current_score,
+                    r.candidate_score,
+                    r.kept
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The retrainings of `series`, oldest first.
+    pub fn retrains(&self, series: SeriesId) -> Result<Vec<Retrain>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT at, model, current_score, candidate_score, kept FROM retrains
+                 WHERE series_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([series.0], |r| {
+            Ok(Retrain {
+                at: r.get(0)?,
+                model: r.get(1)?,
+                current_score: r.get(2)?,
+                candidate_score: r.get(3)?,
+                kept: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
     /// Makes `name` the default forecaster of `series` (the previous one stays as history).
     pub fn set_default_model(
         &mut self,

@@ -18,6 +18,14 @@ pub struct OutboxLimits {
     pub max_bytes: u64,
 }
 
+impl OutboxLimits {
+    /// No limit (a device without a server never queues anything anyway).
+    pub const UNBOUNDED: OutboxLimits = OutboxLimits {
+        max_rows: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+}
+
 /// A message to enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxMessage {

@@ -1,0 +1,185 @@
+//! The daemon's counters, and the local endpoint that shows them: `GET /health` (JSON, for a
+//! person or a monitoring probe) and `GET /metrics` (Prometheus text format).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::sources::SourceCounters;
+
+/// Counters the daemon's threads update and the endpoint reads.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// The device's id.
+    pub device_id: String,
+    /// Unix seconds the daemon started.
+    pub started: AtomicI64,
+    /// Readings committed.
+    pub readings_ingested: AtomicU64,
+    /// Readings received again with the same value (nothing changed).
+    pub readings_duplicate: AtomicU64,
+    /// Readings refused (unknown series, from the future, conflicting value).
+    pub readings_refused: AtomicU64,
+    /// Time of the newest reading committed (Unix seconds, 0: none yet).
+    pub last_reading: AtomicI64,
+    /// Alarm transitions written.
+    pub alarm_transitions: AtomicU64,
+    /// Alarms open now.
+    pub alarms_open: AtomicU64,
+    /// Messages waiting for the server.
+    pub outbox_depth: AtomicU64,
+    /// Messages dropped by the outbox policy since the database was created.
+    pub outbox_dropped: AtomicU64,
+    /// Messages the server acknowledged since start.
+    pub delivered: AtomicU64,
+    /// Issue time of the newest forecast (Unix seconds, 0: none yet).
+    pub last_forecast: AtomicI64,
+    /// Jobs that failed since start.
+    pub job_failures: AtomicU64,
+    /// The sources' counters.
+    pub sources: Arc<SourceCounters>,
+}
+
+impl Metrics {
+    /// The counters as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let t = |a: &AtomicI64| {
+            let v = a.load(Ordering::Relaxed);
+            (v != 0).then(|| crate::envelope::rfc3339(v))
+        };
+        serde_json::json!({
+            "status": "ok",
+            "device_id": self.device_id,
+            "started": t(&self.started),
+            "readings_ingested": g(&self.readings_ingested),
+            "readings_duplicate": g(&self.readings_duplicate),
+            "readings_refused": g(&self.readings_refused),
+            "bad_input": g(&self.sources.bad_input),
+            "device_timeouts": g(&self.sources.timeouts),
+            "last_reading": t(&self.last_reading),
+            "alarm_transitions": g(&self.alarm_transitions),
+            "alarms_open": g(&self.alarms_open),
+            "outbox_depth": g(&self.outbox_depth),
+            "outbox_dropped": g(&self.outbox_dropped),
+            "delivered": g(&self.delivered),
+            "last_forecast": t(&self.last_forecast),
+            "job_failures": g(&self.job_failures),
+        })
+    }
+
+    /// The counters in the Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            out.push_str(&format!(
+                "# HELP hydrowatch_{name} {help}\n# TYPE hydrowatch_{name} {kind}\nhydrowatch_{name} {value}\n"
+            ));
+        };
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let t = |a: &AtomicI64| a.load(Ordering::Relaxed).to_string();
+        metric(
+            "readings_ingested_total",
+            "counter",
+            "Readings committed.",
+            g(&self.readings_ingested),
+        );
+        metric(
+            "readings_duplicate_total",
+            "counter",
+            "Readings received again with the same value.",
+            g(&self.readings_duplicate),
+        );
+        metric(
+            "readings_refused_total",
+            "counter",
+            "Readings refused (unknown series, future, conflicting).",
+            g(&self.readings_refused),
+        );
+        metric(
+            "bad_input_total",
+            "counter",
+            "Lines, rows or polls that could not be read.",
+            g(&self.sources.bad_input),
+        );
+        metric(
+            "device_timeouts_total",
+            "counter",
+            "Polls of a device that did not answer.",
+            g(&self.sources.timeouts),
+        );
+        metric(
+            "last_reading_timestamp_seconds",
+            "gauge",
+            "Time of the newest reading committed.",
+            t(&self.last_reading),
+        );
+        metric(
+            "alarm_transitions_total",
+            "counter",
+            "Alarm transitions written.",
+            g(&self.alarm_transitions),
+        );
+        metric(
+            "alarms_open",
+            "gauge",
+            "Alarms open now.",
+            g(&self.alarms_open),
+        );
+        metric(
+            "outbox_depth",
+            "gauge",
+            "Messages waiting for the central server.",
+            g(&self.outbox_depth),
+        );
+        metric(
+            "outbox_dropped_total",
+            "counter",
+            "Messages dropped by the outbox policy.",
+            g(&self.outbox_dropped),
+        );
+        metric(
+            "delivered_total",
+            "counter",
+            "Messages acknowledged by the central server.",
+            g(&self.delivered),
+        );
+        metric(
+            "last_forecast_timestamp_seconds",
+            "gauge",
+            "Issue time of the newest forecast.",
+            t(&self.last_forecast),
+        );
+        metric(
+            "job_failures_total",
+            "counter",
+            "Scheduled jobs that failed.",
+            g(&self.job_failures),
+        );
+        out
+    }
+}
+
+/// The endpoint's routes.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(prometheus))
+        .with_state(metrics)
+}
+
+async fn health(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    axum::Json(m.json())
+}
+
+async fn prometheus(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m.prometheus(),
+    )
+}

@@ -1,0 +1,231 @@
+//! `hydrowatch bench daemon`: a week of minute data through the whole daemon (ingest, detection,
+//! the daily jobs, upload to a local test server) as fast as it goes, in a child process whose
+//! memory is sampled. Reports readings per second, peak and steady resident memory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use hydrowatch_sim::{SimConfig, Simulator};
+
+use crate::bench_storage::proc_status_kib;
+use crate::detect::mean_sd;
+
+/// `hydrowatch bench daemon`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Days of minute data replayed through the daemon.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Days imported before (the history a running device has: criteria, forecasts).
+    #[arg(long, default_value_t = 28)]
+    pub history_days: u32,
+    /// Repetitions.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// A server that acknowledges every message (the ingest contract), counting them.
+fn test_server() -> anyhow::Result<(String, Arc<AtomicU64>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let count = Arc::new(AtomicU64::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(match stream.try_clone() {
+                    Ok(s) => s,
+                    Err(_) => return,
+                });
+                let mut out = stream;
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim().is_empty() {
+                            if length > 0 {
+                                break;
+                            }
+                            continue;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let ids: Vec<serde_json::Value> =
+                        serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|b| b["messages"].as_array().cloned())
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|m| m["message_id"].clone())
+                            .collect();
+                    seen.fetch_add(ids.len() as u64, Ordering::Relaxed);
+                    let reply = serde_json::json!({ "acknowledged": ids }).to_string();
+                    if write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}", reply.len()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((url, count))
+}
+
+struct RunResult {
+    readings: u64,
+    seconds: f64,
+    peak_mb: f64,
+    steady_mb: f64,
+    delivered: u64,
+}
+
+fn one_run(
+    dir: &Path,
+    args: &BenchArgs,
+    url: &str,
+    delivered: &AtomicU64,
+) -> anyhow::Result<RunResult> {
+    let exe = std::env::current_exe()?;
+    let sim = Simulator::new(SimConfig {
+        days: args.history_days + args.days,
+        seed: 11,
+        ..SimConfig::default()
+    });
+    let split = i64::from(args.history_days) * 86_400;
+    let mut history = std::io::BufWriter::new(std::fs::File::create(dir.join("history.csv"))?);
+    let mut replay = std::io::BufWriter::new(std::fs::File::create(dir.join("week.csv"))?);
+    writeln!(history, "time,flow_rate,pressure")?;
+    writeln!(replay, "time,flow_rate,pressure")?;
+    let mut start = None;
+    let mut readings = 0u64;
+    let tz = SimConfig::default().timezone;
+    for s in sim {
+        let first = *start.get_or_insert(s.ts);
+        let out = if s.ts - first < split {
+            &mut history
+        } else {
+            &mut replay
+        };
+        let v = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.4}"));
+        if s.ts - first >= split {
+            readings += u64::from(s.flow_rate.is_some()) + u64::from(s.pressure.is_some());
+        }
+        writeln!(
+            out,
+            "{},{},{}",
+            hydrowatch_core::time::format_local(s.ts, tz),
+            v(s.flow_rate),
+            v(s.pressure)
+        )?;
+    }
+    history.flush()?;
+    replay.flush()?;
+    drop((history, replay));
+    std::fs::write(
+        dir.join("bench.toml"),
+        format!(
+            "[device]\nid = \"bench\"\n\n[server]\nurl = \"{url}\"\ntoken = \"t\"\n\n[daemon]\nhealth_listen = \"\"\n\n[[source]]\nkind = \"csv_replay\"\npath = \"week.csv\"\nspeed = 0\n"
+        ),
+    )?;
+    let status = Command::new(&exe)
+        .current_dir(dir)
+        .args(["--config", "bench.toml", "import", "history.csv"])
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "importing the history failed");
+    let before = delivered.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut child = Command::new(&exe)
+        .current_dir(dir)
+        .args([
+            "--config",
+            "bench.toml",
+            "run",
+            "--until-sources-end",
+            "--drain-seconds",
+            "10",
+        ])
+        .env("HYDROWATCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let pid = child.id().to_string();
+    let mut samples = Vec::new();
+    let mut peak = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Ok(rss) = proc_status_kib(&pid, "VmRSS") {
+            samples.push(rss);
+        }
+        if let Ok(hwm) = proc_status_kib(&pid, "VmHWM") {
+            peak = peak.max(hwm);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(status.success(), "the daemon failed: {status}");
+    // Steady: the median of the second half of the samples (start-up excluded).
+    let mut tail = samples[samples.len() / 2..].to_vec();
+    tail.sort_unstable();
+    let steady = tail.get(tail.len() / 2).copied().unwrap_or(0);
+    Ok(RunResult {
+        readings,
+        seconds,
+        peak_mb: peak as f64 / 1024.0,
+        steady_mb: steady as f64 / 1024.0,
+        delivered: delivered.load(Ordering::Relaxed) - before,
+    })
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (url, delivered) = test_server()?;
+    println!(
+        "{} days of minute data (flow_rate, pressure) replayed through `hydrowatch run` after {} days imported; {} runs:",
+        args.days, args.history_days, args.runs
+    );
+    let mut rates = Vec::new();
+    let mut peaks = Vec::new();
+    let mut steadies = Vec::new();
+    for i in 0..args.runs.max(1) {
+        let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+        let r = one_run(dir.path(), &args, &url, &delivered)?;
+        println!(
+            "  run {}: {} readings in {:.2} s = {:.0} readings/s; memory peak {:.1} MB, steady {:.1} MB; {} messages delivered",
+            i + 1,
+            r.readings,
+            r.seconds,
+            r.readings as f64 / r.seconds,
+            r.peak_mb,
+            r.steady_mb,
+            r.delivered
+        );
+        rates.push(r.readings as f64 / r.seconds);
+        peaks.push(r.peak_mb);
+        steadies.push(r.steady_mb);
+    }
+    let (r, rs) = mean_sd(&rates);
+    let (p, ps) = mean_sd(&peaks);
+    let (s, ss) = mean_sd(&steadies);
+    println!("throughput {r:.0} ± {rs:.0} readings/s (whole process, start to stop)");
+    println!("memory: peak {p:.1} ± {ps:.1} MB, steady {s:.1} ± {ss:.1} MB (resident)");
+    Ok(())
+}

@@ -1,0 +1,634 @@
+//! `hydrowatch run`: the daemon end to end, over real sockets, a real SQLite file and real
+//! processes killed with SIGKILL.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{bin, ok, run, store, write};
+
+/// A central server that stores each message id once and acknowledges what it holds (the
+/// contract of docs/ARCHITECTURE.md): the messages stored, in the order received, and how many
+/// ids came again (after a device died between the server's answer and its own bookkeeping).
+struct IngestServer {
+    url: String,
+    received: Arc<Mutex<Received>>,
+}
+
+#[derive(Default)]
+struct Received {
+    stored: Vec<serde_json::Value>,
+    ids: HashSet<String>,
+    repeats: usize,
+}
+
+impl IngestServer {
+    fn start() -> IngestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Received::default()));
+        let stored = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let stored = stored.clone();
+                std::thread::spawn(move || serve(stream, &stored));
+            }
+        });
+        IngestServer { url, received }
+    }
+
+    fn messages(&self) -> Vec<serde_json::Value> {
+        self.received.lock().unwrap().stored.clone()
+    }
+
+    fn repeats(&self) -> usize {
+        self.received.lock().unwrap().repeats
+    }
+}
+
+fn serve(stream: TcpStream, received: &Mutex<Received>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut length = 0;
+        let mut first = true;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line.trim().is_empty() {
+                if first {
+                    continue;
+                }
+                break;
+            }
+            first = false;
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let mut ids = Vec::new();
+        {
+            let mut r = received.lock().unwrap();
+            for m in body["messages"].as_array().unwrap() {
+                let id = m["message_id"].as_str().unwrap().to_string();
+                ids.push(id.clone());
+                if r.ids.insert(id) {
+                    r.stored.push(m.clone());
+                } else {
+                    r.repeats += 1;
+                }
+            }
+        }
+        let reply = serde_json::json!({ "acknowledged": ids }).to_string();
+        if write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+            reply.len()
+        )
+        .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn of_kind<'a>(messages: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    messages.iter().filter(|m| m["kind"] == kind).collect()
+}
+
+fn config(server: &str, source: &str, extra: &str) -> String {
+    format!(
+        "[device]\nid = \"dma-7\"\ntimezone = \"Asia/Seoul\"\n\n[server]\nurl = \"{server}\"\ntoken = \"t\"\n{extra}\n[daemon]\nhealth_listen = \"\"\n\n[[source]]\n{source}\n"
+    )
+}
+
+fn unused_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn server_down_for_a_day_then_back_every_alarm_and_forecast_arrives_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "12",
+            "--seed",
+            "3",
+            "--start",
+            "2024-03-01",
+            "--out",
+            "all.csv",
+        ],
+    ));
+    // The first 11 days, then the 12th, as two files.
+    let text = std::fs::read_to_string(d.join("all.csv")).unwrap();
+    let (header, rows) = text.split_once('\n').unwrap();
+    let rows: Vec<&str> = rows.lines().collect();
+    let split = 11 * 1440;
+    write(
+        d,
+        "a.csv",
+        &format!("{header}\n{}\n", rows[..split].join("\n")),
+    );
+    write(
+        d,
+        "b.csv",
+        &format!("{header}\n{}\n", rows[split..].join("\n")),
+    );
+    let replay = |file: &str| format!("kind = \"csv_replay\"\npath = \"{file}\"\nspeed = 0\n");
+
+    // Days 1-11 with the server unreachable: everything waits in the outbox.
+    let down = format!("http://127.0.0.1:{}", unused_port());
+    write(d, "down.toml", &config(&down, &replay("a.csv"), ""));
+    ok(run(
+        d,
+        &[
+            "--config",
+            "down.toml",
+            "run",
+            "--until-sources-end",
+            "--drain-seconds",
+            "1",
+        ],
+    ));
+    let waiting = store(d).outbox_stats().unwrap().rows;
+    assert!(waiting > 0);
+
+    // The server is back; day 12 arrives: the waiting messages go first, then the day's.
+    let server = IngestServer::start();
+    write(d, "up.toml", &config(&server.url, &replay("b.csv"), ""));
+    let out = ok(run(
+        d,
+        &["--config", "up.toml", "run", "--until-sources-end"],
+    ));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["metrics"]["outbox_depth"], 0, "{summary}");
+    let messages = server.messages();
+    assert_eq!(server.repeats(), 0, "nothing was sent twice");
+    assert_eq!(store(d).outbox_stats().unwrap().rows, 0);
+
+    // Every alarm transition the device recorded arrived once, in the order they happened.
+    let alerts = of_kind(&messages, "alert");
+    let s = store(d);
+    let alarms = s.alarms(false).unwrap();
+    assert!(!alarms.is_empty());
+    let mut seen: HashMap<u64, Vec<&str>> = HashMap::new();
+    let mut last_time = String::new();
+    for a in &alerts {
+        let body = &a["body"];
+        let time = a["created_at"].as_str().unwrap().to_string();
+        assert!(time >= last_time, "out of order: {time} after {last_time}");
+        last_time = time;
+        seen.entry(body["alarm_id"].as_u64().unwrap())
+            .or_default()
+            .push(body["state"].as_str().unwrap());
+    }
+    for alarm in &alarms {
+        let states = seen
+            .get(&(alarm.id as u64))
+            .unwrap_or_else(|| panic!("alarm {} never arrived", alarm.id));
+        assert_eq!(states[0], "opened", "alarm {}: {states:?}", alarm.id);
+        assert_eq!(
+            states.last() == Some(&"cleared"),
+            alarm.cleared_at.is_some(),
+            "alarm {}: {states:?}",
+            alarm.id
+        );
+    }
+    assert_eq!(seen.len(), alarms.len());
+    // The forecasts: each issue of each series once, with 168 points, the newest among them.
+    // (An unpaced replay runs the daily job whenever it gets to look, not once per data day.)
+    let forecasts = of_kind(&messages, "forecast");
+    for series in ["flow_rate", "pressure"] {
+        let newest = s
+            .latest_forecast(s.series_id(series).unwrap())
+            .unwrap()
+            .unwrap();
+        let newest = chrono::DateTime::from_timestamp(newest, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        assert!(
+            forecasts.iter().any(|f| f["body"]["series"] == series && f["body"]["issued_at"] == newest.as_str()),
+            "{series} {newest}"
+        );
+    }
+    let issues: HashSet<(String, String)> = forecasts
+        .iter()
+        .map(|f| {
+            (
+                f["body"]["series"].as_str().unwrap().into(),
+                f["body"]["issued_at"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(issues.len(), forecasts.len());
+    assert!(
+        forecasts
+            .iter()
+            .all(|f| f["body"]["points"].as_array().unwrap().len() == 168)
+    );
+    assert!(!of_kind(&messages, "heartbeat").is_empty());
+}
+
+/// Sends `lines` to the tcp source at `addr` in chunks; returns the lines answered `ok` (or
+/// `ok duplicate`) before the connection broke.
+fn send_lines(addr: &str, lines: &[String]) -> usize {
+    let Ok(stream) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut acknowledged = 0;
+    for chunk in lines.chunks(20) {
+        if writer.write_all(chunk.join("").as_bytes()).is_err() {
+            return acknowledged;
+        }
+        for _ in chunk {
+            let mut answer = String::new();
+            if reader.read_line(&mut answer).unwrap_or(0) == 0 {
+                return acknowledged;
+            }
+            assert!(answer.starts_with("ok"), "{answer}");
+            acknowledged += 1;
+        }
+    }
+    acknowledged
+}
+
+fn start_daemon(d: &Path, config: &str) -> Child {
+    bin()
+        .current_dir(d)
+        .args(["--config", config, "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_listening(addr: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the daemon never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kill_9_during_ingest_and_upload_twenty_times_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = IngestServer::start();
+    let addr = format!("127.0.0.1:{}", unused_port());
+    // Readings of the last 3 days up to now, so that the wall clock judges them; a burst on
+    // day 2 and a stuck pressure sensor on day 3 raise alarms.
+    let now = chrono::Utc::now().timestamp() / 60 * 60;
+    let start = now - 3 * 86_400;
+    let mut lines = Vec::new();
+    for (k, ts) in (start..now).step_by(60).enumerate() {
+        let local = hydrowatch_core::time::format_local(ts, chrono_tz::Asia::Seoul);
+        let hour = (k / 60) % 24;
+        let mut flow = 100.0
+            + 40.0 * ((hour as f64 - 4.0) / 24.0 * std::f64::consts::TAU).sin()
+            + (k % 7) as f64;
+        if (1440 + 600..1440 + 660).contains(&k) {
+            flow += 400.0;
+        }
+        let pressure = if k > 2 * 1440 + 300 {
+            4.0
+        } else {
+            4.0 + 0.01 * (k % 13) as f64
+        };
+        lines.push(format!("{local},flow_rate,{flow:.2}\n"));
+        lines.push(format!("{local},pressure,{pressure:.3}\n"));
+    }
+    let source = format!("kind = \"tcp\"\nlisten = \"{addr}\"\n");
+    write(d, "h.toml", &config(&server.url, &source, ""));
+    let mut sent = 0;
+    let mut rng = 12345u64;
+    for _ in 0..20 {
+        let mut child = start_daemon(d, "h.toml");
+        wait_listening(&addr);
+        let chunk: Vec<String> = lines[sent..].to_vec();
+        let sender = {
+            let addr = addr.clone();
+            std::thread::spawn(move || send_lines(&addr, &chunk))
+        };
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(50 + (rng >> 33) % 400));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        sent += sender.join().unwrap();
+        // Every reading answered `ok` is in the database.
+        let s = store(d);
+        let stored: u64 = ["flow_rate", "pressure"]
+            .iter()
+            .map(|n| s.series_id(n).map(|id| s.count(id).unwrap()).unwrap_or(0))
+            .sum();
+        assert!(
+            stored >= sent as u64,
+            "{stored} stored, {sent} acknowledged"
+        );
+    }
+    // The rest, then a clean stop: everything judged and delivered.
+    let mut child = start_daemon(d, "h.toml");
+    wait_listening(&addr);
+    sent += send_lines(&addr, &lines[sent..]);
+    assert_eq!(sent, lines.len());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store(d).outbox_stats().unwrap().rows > 0 || store(d).alarms(false).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the outbox never emptied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(
+        child.wait().unwrap().success(),
+        "SIGTERM ends the daemon with 0"
+    );
+
+    let s = store(d);
+    let total: u64 = ["flow_rate", "pressure"]
+        .iter()
+        .map(|n| s.count(s.series_id(n).unwrap()).unwrap())
+        .sum();
+    assert_eq!(total, lines.len() as u64);
+    // No transition delivered twice, none lost: every alarm the device knows arrived from its
+    // opening to its present state, in order, each transition once.
+    let messages = server.messages();
+    let alerts = of_kind(&messages, "alert");
+    let mut transitions: HashMap<u64, Vec<(String, u64, String)>> = HashMap::new();
+    for a in &alerts {
+        let b = &a["body"];
+        let t = (
+            b["state"].as_str().unwrap().to_string(),
+            b["outlier_stage"].as_u64().unwrap(),
+            b["time"].as_str().unwrap().to_string(),
+        );
+        let list = transitions
+            .entry(b["alarm_id"].as_u64().unwrap())
+            .or_default();
+        assert!(
+            !list.contains(&t),
+            "transition {t:?} of alarm {} delivered twice",
+            b["alarm_id"]
+        );
+        list.push(t);
+    }
+    let alarms = s.alarms(false).unwrap();
+    assert!(alarms.iter().any(|a| a.kind == "stuck"), "{alarms:?}");
+    for alarm in &alarms {
+        let list = transitions
+            .get(&(alarm.id as u64))
+            .unwrap_or_else(|| panic!("alarm {} lost", alarm.id));
+        assert_eq!(list[0].0, "opened", "{list:?}");
+        let last = list.last().unwrap();
+        assert_eq!(
+            (last.0 == "cleared"),
+            alarm.cleared_at.is_some(),
+            "{list:?}"
+        );
+        assert_eq!(last.1, u64::from(alarm.stage), "{list:?}");
+    }
+    assert_eq!(transitions.len(), alarms.len());
+}
+
+#[test]
+fn a_full_outbox_drops_by_policy_while_ingest_and_detection_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "20",
+            "--seed",
+            "2",
+            "--start",
+            "2024-05-01",
+            "--out",
+            "m.csv",
+        ],
+    ));
+    let down = format!("http://127.0.0.1:{}", unused_port());
+    let source = "kind = \"csv_replay\"\npath = \"m.csv\"\nspeed = 0\n";
+    write(d, "h.toml", &config(&down, source, "outbox_rows = 6\n"));
+    let out = ok(run(
+        d,
+        &[
+            "--config",
+            "h.toml",
+            "run",
+            "--until-sources-end",
+            "--drain-seconds",
+            "0",
+        ],
+    ));
+    let log = super::stderr(&out);
+    assert!(
+        log.contains("outbox full: dropped the oldest forecast message"),
+        "{log}"
+    );
+    let s = store(d);
+    let total: u64 = ["flow_rate", "pressure"]
+        .iter()
+        .map(|n| s.count(s.series_id(n).unwrap()).unwrap())
+        .sum();
+    let readings = std::fs::read_to_string(d.join("m.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').skip(1).filter(|v| !v.is_empty()).count() as u64)
+        .sum::<u64>();
+    assert_eq!(total, readings, "every reading stored");
+    let stats = s.outbox_stats().unwrap();
+    assert!(stats.rows <= 6, "{stats:?}");
+    let dropped: HashMap<String, u64> = stats.dropped.into_iter().collect();
+    assert!(
+        dropped.get("forecast").copied().unwrap_or(0) > 0,
+        "{dropped:?}"
+    );
+    assert!(!s.alarms(false).unwrap().is_empty(), "detection went on");
+    let status = super::stdout(&ok(run(d, &["--config", "h.toml", "status"])));
+    assert!(
+        status.contains("dropped by policy: ") && status.contains("forecast"),
+        "{status}"
+    );
+}
+
+#[test]
+fn bad_input_is_answered_logged_and_counted_and_never_stops_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", unused_port());
+    let health = format!("127.0.0.1:{}", unused_port());
+    // A Modbus device that accepts the connection and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let text = format!(
+        "[device]\nid = \"dma-7\"\n\n[[series]]\nname = \"flow_rate\"\nunit = \"m3/h\"\nmin = 0.0\nmax = 2000.0\nstale_minutes = 2\n\n\
+         [daemon]\nhealth_listen = \"{health}\"\n\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n\n\
+         [[source]]\nkind = \"modbus\"\naddress = \"{silent_addr}\"\ninterval_seconds = 1\ntimeout_ms = 200\nregisters = [{{ series = \"flow_rate\", address = 0 }}]\n"
+    );
+    write(d, "h.toml", &text);
+    let child = bin()
+        .current_dir(d)
+        .args(["--config", "h.toml", "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(&addr);
+    let tz = chrono_tz::Asia::Seoul;
+    let now = chrono::Utc::now().timestamp() / 60 * 60;
+    let at = |ts: i64| hydrowatch_core::time::format_local(ts, tz);
+    let stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut ask = |line: String| {
+        writer.write_all(line.as_bytes()).unwrap();
+        let mut answer = String::new();
+        reader.read_line(&mut answer).unwrap();
+        answer
+    };
+    assert_eq!(ask(format!("{},flow_rate,101.5\n", at(now - 300))), "ok\n");
+    assert_eq!(
+        ask(format!("{},flow_rate,101.5\n", at(now - 300))),
+        "ok duplicate\n"
+    );
+    let a = ask(format!("{},flow_rate,99.0\n", at(now - 300)));
+    assert!(
+        a.starts_with("error:") && a.contains("conflicts with the stored 101.5"),
+        "{a}"
+    );
+    let a = ask(format!("{},flow_rate,101.5\n", at(now + 86_400)));
+    assert!(a.contains("from the future"), "{a}");
+    let a = ask("2024-01-01 00:00,flow_rat,1\n".into());
+    assert!(
+        a.contains("\"flow_rat\" is not configured (configured: flow_rate)"),
+        "{a}"
+    );
+    let a = ask("\u{1}\u{2}garbage\n".into());
+    assert!(
+        a.starts_with("error: line 6:") && a.contains("fields"),
+        "{a}"
+    );
+    // The sensor stopped sending 5 minutes ago: a stale alarm opens at the next tick.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store(d)
+        .alarms(true)
+        .unwrap()
+        .iter()
+        .any(|a| a.kind == "stale")
+    {
+        assert!(Instant::now() < deadline, "no stale alarm");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The Modbus device's silence is counted; the daemon still answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let health: serde_json::Value =
+            serde_json::from_str(&http_get(&health, "/health")).unwrap();
+        if health["device_timeouts"].as_u64().unwrap() >= 2 {
+            assert_eq!(health["readings_ingested"], 1);
+            assert_eq!(health["readings_duplicate"], 1);
+            assert_eq!(health["readings_refused"], 3);
+            assert_eq!(health["bad_input"], 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let metrics = http_get(&health, "/metrics");
+    assert!(
+        metrics.contains("hydrowatch_readings_ingested_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE hydrowatch_alarms_open gauge"),
+        "{metrics}"
+    );
+    assert_eq!(ask(format!("{},flow_rate,102.5\n", at(now - 240))), "ok\n");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "from the future",
+        "conflicts with the stored",
+        "bad input",
+        "no answer within 200 ms",
+        "stop signal received",
+    ] {
+        assert!(log.contains(needle), "{needle}: {log}");
+    }
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[test]
+fn the_systemd_unit_restarts_on_failure_starts_at_boot_and_runs_the_packaged_configuration() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
+    let unit = std::fs::read_to_string(root.join("hydrowatch.service")).unwrap();
+    for line in [
+        "Restart=on-failure",
+        "WantedBy=multi-user.target",
+        "KillSignal=SIGTERM",
+        "ExecStart=/usr/local/bin/hydrowatch --config /etc/hydrowatch/hydrowatch.toml run --log-json",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = root.join("hydrowatch.toml");
+    let out = super::stdout(&ok(run(
+        dir.path(),
+        &["config", "check", config.to_str().unwrap()],
+    )));
+    assert!(out.contains("sources   modbus"), "{out}");
+}
