@@ -527,14 +527,7 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
         let made = edge::forecast_series(&store, &s, &models, &holidays(ctx), &train)
             .with_context(|| format!("series {}", s.name))?;
         let fc = &made.forecast;
-        let points: Vec<hydrowatch_store::ForecastPoint> = (0..fc.points.len())
-            .map(|i| hydrowatch_store::ForecastPoint {
-                target: fc.time(i),
-                value: fc.points[i],
-                lower: fc.lower[i],
-                upper: fc.upper[i],
-            })
-            .collect();
+        let points = edge::points(fc);
         store.insert_forecast(s.id, fc.start, None, &points)?;
         println!(
             "{}: {} hours from {} stored ({})",
@@ -563,17 +556,7 @@ fn write_forecast(fc: &Forecast, tz: Tz, path: &Path) -> anyhow::Result<()> {
     {
         serde_json::to_writer_pretty(&mut out, fc)?;
     } else {
-        writeln!(out, "time,value,lower,upper")?;
-        for i in 0..fc.points.len() {
-            writeln!(
-                out,
-                "{},{:.4},{:.4},{:.4}",
-                format_local(fc.time(i), tz),
-                fc.points[i],
-                fc.lower[i],
-                fc.upper[i]
-            )?;
-        }
+        edge::write_csv(fc, tz, &mut out)?;
     }
     out.flush()
         .with_context(|| format!("cannot write {}", path.display()))

@@ -366,6 +366,7 @@ fn kill_9_during_ingest_and_upload_twenty_times_loses_and_doubles_nothing() {
         assert!(Instant::now() < deadline, "the outbox never emptied");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // SAFETY: a signal to our own child process; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(
         child.wait().unwrap().success(),
@@ -584,6 +585,7 @@ fn bad_input_is_answered_logged_and_counted_and_never_stops_the_daemon() {
         "{metrics}"
     );
     assert_eq!(ask(format!("{},flow_rate,102.5\n", at(now - 240))), "ok\n");
+    // SAFETY: a signal to our own child process; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());

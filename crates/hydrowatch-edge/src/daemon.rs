@@ -27,7 +27,7 @@ use hydrowatch_core::time::format_local;
 use hydrowatch_core::{Reading, Timestamp};
 use hydrowatch_detect::Refit;
 use hydrowatch_forecast::{Fit, Holidays};
-use hydrowatch_store::{ForecastPoint, OutboxLimits, Outcome, SeriesId, Store, StoreError};
+use hydrowatch_store::{OutboxLimits, Outcome, SeriesId, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
 use crate::health::Metrics;
@@ -736,14 +736,7 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<St
             done.push(format!("{}: already stored", s.name));
             continue;
         }
-        let points: Vec<ForecastPoint> = (0..fc.points.len())
-            .map(|i| ForecastPoint {
-                target: fc.time(i),
-                value: fc.points[i],
-                lower: fc.lower[i],
-                upper: fc.upper[i],
-            })
-            .collect();
+        let points = crate::forecasting::points(fc);
         let messages: Vec<_> = outbound
             .iter()
             .map(|o| {
@@ -792,17 +785,7 @@ fn write_csv_copy(
     let path = dir.join(format!("{series}_{stamp}.csv"));
     let tmp = path.with_extension("csv.tmp");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    writeln!(out, "time,value,lower,upper")?;
-    for i in 0..fc.points.len() {
-        writeln!(
-            out,
-            "{},{:.4},{:.4},{:.4}",
-            format_local(fc.time(i), tz),
-            fc.points[i],
-            fc.lower[i],
-            fc.upper[i]
-        )?;
-    }
+    crate::forecasting::write_csv(fc, tz, &mut out)?;
     out.flush()?;
     drop(out);
     std::fs::rename(tmp, path)

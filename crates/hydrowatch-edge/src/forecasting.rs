@@ -12,13 +12,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use hydrowatch_core::Timestamp;
-use hydrowatch_forecast::backtest::{backtest, evaluate};
+use hydrowatch_forecast::backtest::{backtest, evaluate, first_origin};
 use hydrowatch_forecast::baseline::{MstlEts, SeasonalBlend, SeasonalMean, SeasonalNaive};
 use hydrowatch_forecast::neural::{FittedNeural, ModelKind, NeuralConfig, Strategy};
 use hydrowatch_forecast::{
     Fit, Forecast, ForecastError, History, Holidays, Predict, WEEK, artifact,
 };
-use hydrowatch_store::{Retrain, SeriesInfo, Store, StoreError};
+use hydrowatch_store::{ForecastPoint, Retrain, SeriesInfo, Store, StoreError};
 
 /// Why a forecast or a retraining failed.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +204,35 @@ pub fn save_model(model: &FittedNeural, history: &History, dir: &Path) -> Result
     Ok(())
 }
 
+/// The forecast's points as the store keeps them.
+pub fn points(fc: &Forecast) -> Vec<ForecastPoint> {
+    (0..fc.points.len())
+        .map(|i| ForecastPoint {
+            target: fc.time(i),
+            value: fc.points[i],
+            lower: fc.lower[i],
+            upper: fc.upper[i],
+        })
+        .collect()
+}
+
+/// Writes `fc` as CSV, `time,value,lower,upper`, times local in `tz` (the prototype's
+/// `Day{step}prediction.csv`).
+pub fn write_csv(fc: &Forecast, tz: chrono_tz::Tz, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "time,value,lower,upper")?;
+    for i in 0..fc.points.len() {
+        writeln!(
+            out,
+            "{},{:.4},{:.4},{:.4}",
+            hydrowatch_core::time::format_local(fc.time(i), tz),
+            fc.points[i],
+            fc.lower[i],
+            fc.upper[i]
+        )?;
+    }
+    Ok(())
+}
+
 /// A series' forecast and how it was made.
 #[derive(Debug)]
 pub struct SeriesForecast {
@@ -332,15 +361,7 @@ pub fn retrain_series(
         None => default_network(),
     };
     let history = db_history(store, &series.name, holidays)?;
-    let origins = hydrowatch_forecast::backtest::origins(&history, RETRAIN_WEEKS);
-    let Some(&first) = origins.first() else {
-        return Err(ForecastError::TooShort {
-            what: format!("retraining (a {RETRAIN_WEEKS}-week comparison)"),
-            needed: RETRAIN_WEEKS * WEEK,
-            available: history.series.values.len(),
-        }
-        .into());
-    };
+    let first = first_origin(&history, RETRAIN_WEEKS)?;
     let dir = models.join(&series.name);
     let score = |m: &FittedNeural| {
         evaluate(m, &history, RETRAIN_WEEKS)

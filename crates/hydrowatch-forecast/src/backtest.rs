@@ -48,20 +48,25 @@ pub fn origins(history: &History, weeks: usize) -> Vec<usize> {
     (first..=n.saturating_sub(HORIZON)).step_by(24).collect()
 }
 
+/// The first origin of a `weeks`-week backtest of `history`; an error when there is none.
+pub fn first_origin(history: &History, weeks: usize) -> Result<usize, ForecastError> {
+    origins(history, weeks)
+        .first()
+        .copied()
+        .ok_or_else(|| ForecastError::TooShort {
+            what: format!("a {weeks}-week backtest"),
+            needed: weeks * WEEK,
+            available: history.series.values.len(),
+        })
+}
+
 /// Backtests `config` over the last `weeks` weeks of `history`.
 pub fn backtest<F: Fit>(
     config: &F,
     history: &History,
     weeks: usize,
 ) -> Result<BacktestResult, ForecastError> {
-    let origins = origins(history, weeks);
-    let Some(&first) = origins.first() else {
-        return Err(ForecastError::TooShort {
-            what: format!("a {weeks}-week backtest"),
-            needed: weeks * WEEK,
-            available: history.series.values.len(),
-        });
-    };
+    let first = first_origin(history, weeks)?;
     let started = Instant::now();
     let fitted = config.fit(&history.until(first))?;
     let fit_seconds = started.elapsed().as_secs_f64();
@@ -78,14 +83,8 @@ pub fn evaluate<P: Predict>(
     history: &History,
     weeks: usize,
 ) -> Result<BacktestResult, ForecastError> {
+    let first = first_origin(history, weeks)?;
     let origins = origins(history, weeks);
-    let Some(&first) = origins.first() else {
-        return Err(ForecastError::TooShort {
-            what: format!("a {weeks}-week backtest"),
-            needed: weeks * WEEK,
-            available: history.series.values.len(),
-        });
-    };
     let started = Instant::now();
     let mut scores = Vec::with_capacity(origins.len());
     let mut forecasts = Vec::with_capacity(origins.len());
