@@ -634,3 +634,73 @@ fn the_systemd_unit_restarts_on_failure_starts_at_boot_and_runs_the_packaged_con
     )));
     assert!(out.contains("sources   modbus"), "{out}");
 }
+
+#[test]
+fn the_simulator_and_stdin_sources_feed_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "sim.toml",
+        "[device]\nid = \"s\"\n[daemon]\nhealth_listen = \"\"\n[[source]]\nkind = \"simulator\"\nspeed = 0\nstart = \"2024-02-01\"\ndays = 2\nseed = 9\n",
+    );
+    ok(run(
+        d,
+        &[
+            "--config",
+            "sim.toml",
+            "--db",
+            "sim.db",
+            "run",
+            "--until-sources-end",
+        ],
+    ));
+    let s = hydrowatch_store::Store::open(&d.join("sim.db"), chrono_tz::Asia::Seoul).unwrap();
+    let flow = s.count(s.series_id("flow_rate").unwrap()).unwrap();
+    assert!((2 * 1440 - 120..=2 * 1440).contains(&flow), "{flow}");
+
+    write(
+        d,
+        "stdin.toml",
+        "[device]\nid = \"s\"\n[daemon]\nhealth_listen = \"\"\n[[source]]\nkind = \"stdin\"\n",
+    );
+    let mut child = bin()
+        .current_dir(d)
+        .args([
+            "--config",
+            "stdin.toml",
+            "--db",
+            "in.db",
+            "run",
+            "--until-sources-end",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Recent times: the wall clock's retention (365 days) would delete older ones at once.
+    let now = chrono::Utc::now().timestamp() / 60 * 60;
+    let at = |ts: i64| hydrowatch_core::time::format_local(ts, chrono_tz::Asia::Seoul);
+    let lines = format!(
+        "{t0},flow_rate,100.5\n{t0},pressure,4.1\nnot a line\n{t1},flow_rate,101\n",
+        t0 = at(now - 120),
+        t1 = at(now - 60)
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("line 3: 1 fields where 3 were expected"),
+        "{log}"
+    );
+    let s = hydrowatch_store::Store::open(&d.join("in.db"), chrono_tz::Asia::Seoul).unwrap();
+    assert_eq!(s.count(s.series_id("flow_rate").unwrap()).unwrap(), 2);
+    assert_eq!(s.count(s.series_id("pressure").unwrap()).unwrap(), 1);
+}

@@ -26,10 +26,11 @@ use hydrowatch_config::{Config, ForecastAt};
 use hydrowatch_core::time::format_local;
 use hydrowatch_core::{Reading, Timestamp};
 use hydrowatch_detect::Refit;
-use hydrowatch_forecast::{Fit, Holidays};
+use hydrowatch_forecast::{Fit, ForecastError, Holidays};
 use hydrowatch_store::{OutboxLimits, Outcome, SeriesId, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
+use crate::forecasting::JobError;
 use crate::health::Metrics;
 use crate::judge::{DatabaseDetector, JudgeError, Outbound, observe_row, time_of_day};
 use crate::schedule::Every;
@@ -717,6 +718,11 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<St
             &train,
         ) {
             Ok(f) => f,
+            // Too little history is a new device's normal state, not a failure to retry.
+            Err(e @ JobError::Forecast(ForecastError::TooShort { .. })) => {
+                done.push(format!("{}: not yet ({e})", s.name));
+                continue;
+            }
             Err(e) => {
                 failed.push(format!("{}: {e}", s.name));
                 continue;
