@@ -909,11 +909,16 @@ fn uplink_thread(shared: &Shared, mut store: Store, uplink: Uplink) {
                     "delivery failed: {e}; next attempt in {:.1} s",
                     wait.as_secs_f64()
                 );
-                shared.sleep(wait.min(if finishing {
-                    Duration::from_secs(2)
+                if shared.stopping() {
+                    // Stopping: wait for the last passes, then one last attempt.
+                    shared.uplink_bell.wait(Duration::from_millis(500));
                 } else {
-                    wait
-                }));
+                    shared.sleep(if finishing {
+                        wait.min(Duration::from_secs(2))
+                    } else {
+                        wait
+                    });
+                }
             }
         }
     }
