@@ -20,7 +20,6 @@ use hydrowatch_config::{Config, SourceConfig};
 use hydrowatch_core::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 
-
 /// One reading as a source received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
