@@ -704,3 +704,102 @@ fn the_simulator_and_stdin_sources_feed_the_database() {
     assert_eq!(s.count(s.series_id("flow_rate").unwrap()).unwrap(), 2);
     assert_eq!(s.count(s.series_id("pressure").unwrap()).unwrap(), 1);
 }
+
+/// A small tmpfs mounted at a folder, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// `None` where mounting is not allowed (not root): the test says so and does nothing.
+    fn mount(at: &Path, megabytes: u32) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_holds_readings_unacknowledged_until_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let Some(disk) = SmallDisk::mount(&d.join("disk"), 4) else {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    };
+    let addr = format!("127.0.0.1:{}", unused_port());
+    write(
+        d,
+        "h.toml",
+        &format!(
+            "[device]\nid = \"full\"\n[storage]\ndatabase = \"disk/h.db\"\n[daemon]\nhealth_listen = \"\"\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
+        ),
+    );
+    let child = bin()
+        .current_dir(d)
+        .args(["--config", "h.toml", "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(&addr);
+    let now = chrono::Utc::now().timestamp() / 60 * 60;
+    let line = |k: i64| {
+        let at = hydrowatch_core::time::format_local(now - 86_400 + k * 60, chrono_tz::Asia::Seoul);
+        format!("{at},flow_rate,{}\n", 100 + k % 17)
+    };
+    let first: Vec<String> = (0..10).map(line).collect();
+    assert_eq!(send_lines(&addr, &first), 10);
+
+    // Fill the disk.
+    let mut filler = std::fs::File::create(disk.0.join("filler")).unwrap();
+    while filler.write_all(&[7u8; 65_536]).is_ok() {}
+    drop(filler);
+    // Readings sent now cannot be committed: no answer, nothing lost, the daemon lives.
+    let stream = TcpStream::connect(&addr).unwrap();
+    let rest: String = (10..1000).map(line).collect();
+    (&stream).write_all(rest.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut answers = 0;
+    let mut answer = String::new();
+    while reader.read_line(&mut answer).is_ok_and(|n| n > 0) {
+        assert!(answer.starts_with("ok"), "{answer}");
+        answers += 1;
+        answer.clear();
+    }
+    assert!(
+        answers < 990,
+        "every reading was acknowledged on a full disk"
+    );
+    // Space returns: the held readings are committed and acknowledged.
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    while answers < 990 {
+        answer.clear();
+        assert!(reader.read_line(&mut answer).unwrap() > 0);
+        assert!(answer.starts_with("ok"), "{answer}");
+        answers += 1;
+    }
+    // SAFETY: a signal to our own child process; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("cannot commit readings"), "{log}");
+    let s = hydrowatch_store::Store::open(&disk.0.join("h.db"), chrono_tz::Asia::Seoul).unwrap();
+    assert_eq!(s.count(s.series_id("flow_rate").unwrap()).unwrap(), 1000);
+}
