@@ -58,6 +58,8 @@ pub enum Command {
     Upload,
     /// Run the device daemon: sources, detection, daily forecasts, retraining, uplink.
     Run(crate::run::RunArgs),
+    /// Run the central server (ingest from devices, read API), or issue a device token.
+    Serve(crate::serve::ServeArgs),
     /// Check or print the device configuration.
     Config {
         #[command(subcommand)]

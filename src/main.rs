@@ -13,6 +13,7 @@ mod forecasting;
 mod import;
 mod plot;
 mod run;
+mod serve;
 mod simulate;
 mod status;
 mod upload;
@@ -63,6 +64,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Status => status::run(&global),
         Command::Upload => upload::run(&global),
         Command::Run(args) => run::run(&global, args),
+        Command::Serve(args) => serve::run(&global, args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_cmd::check(&global, file),

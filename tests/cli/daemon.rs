@@ -9,6 +9,8 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use super::{bin, ok, run, store, write};
 
 /// A central server that stores each message id once and acknowledges what it holds (the
@@ -802,4 +804,156 @@ fn a_full_disk_holds_readings_unacknowledged_until_space_returns() {
     assert!(log.contains("cannot commit readings"), "{log}");
     let s = hydrowatch_store::Store::open(&disk.0.join("h.db"), chrono_tz::Asia::Seoul).unwrap();
     assert_eq!(s.count(s.series_id("flow_rate").unwrap()).unwrap(), 1000);
+}
+
+fn start_server(d: &Path, port: u16) -> Child {
+    let child = bin()
+        .current_dir(d)
+        .args([
+            "--db",
+            "server.db",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&format!("127.0.0.1:{port}"));
+    child
+}
+
+#[test]
+fn the_real_server_gets_every_transition_once_across_its_own_kill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token = super::stdout(&ok(run(
+        d,
+        &["--db", "server.db", "serve", "token", "create", "dma-7"],
+    )));
+    let token = token.trim();
+    assert_eq!(token.len(), 48, "{token}");
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "14",
+            "--seed",
+            "6",
+            "--start",
+            "2024-04-01",
+            "--out",
+            "all.csv",
+        ],
+    ));
+    let text = std::fs::read_to_string(d.join("all.csv")).unwrap();
+    let (header, rows) = text.split_once('\n').unwrap();
+    let rows: Vec<&str> = rows.lines().collect();
+    write(
+        d,
+        "a.csv",
+        &format!("{header}\n{}\n", rows[..12 * 1440].join("\n")),
+    );
+    write(
+        d,
+        "b.csv",
+        &format!("{header}\n{}\n", rows[12 * 1440..].join("\n")),
+    );
+    let port = unused_port();
+    let device = |file: &str, speed: u32| {
+        format!(
+            "[device]\nid = \"dma-7\"\n[server]\nurl = \"http://127.0.0.1:{port}\"\ntoken = \"{token}\"\n[daemon]\nhealth_listen = \"\"\n[[source]]\nkind = \"csv_replay\"\npath = \"{file}\"\nspeed = {speed}\n"
+        )
+    };
+    // 12 days while the server is down.
+    write(d, "a.toml", &device("a.csv", 0));
+    ok(run(
+        d,
+        &[
+            "--config",
+            "a.toml",
+            "run",
+            "--until-sources-end",
+            "--drain-seconds",
+            "0",
+        ],
+    ));
+    assert!(store(d).outbox_stats().unwrap().rows > 0);
+    // The server comes up, is killed while the device delivers and replays 2 more days, and
+    // comes back: the device retries with backoff.
+    let mut server = start_server(d, port);
+    write(d, "b.toml", &device("b.csv", 40_000));
+    let mut daemon = bin()
+        .current_dir(d)
+        .args([
+            "--config",
+            "b.toml",
+            "run",
+            "--until-sources-end",
+            "--drain-seconds",
+            "60",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut server = start_server(d, port);
+    assert!(daemon.wait().unwrap().success());
+    assert_eq!(
+        store(d).outbox_stats().unwrap().rows,
+        0,
+        "everything delivered"
+    );
+
+    let alarms = api_get(port, "/api/v1/alarms?device=dma-7");
+    let alarms = alarms.as_array().unwrap();
+    let mut seen = HashSet::new();
+    for a in alarms {
+        let key = (
+            a["alarm_id"].as_u64().unwrap(),
+            a["state"].to_string(),
+            a["outlier_stage"].as_u64().unwrap(),
+            a["time"].to_string(),
+        );
+        assert!(seen.insert(key.clone()), "{key:?} stored twice");
+    }
+    let s = store(d);
+    let known = s.alarms(false).unwrap();
+    assert!(!known.is_empty());
+    let open = api_get(port, "/api/v1/alarms?device=dma-7&open=true");
+    let open_ids: HashSet<u64> = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alarm_id"].as_u64().unwrap())
+        .collect();
+    for alarm in &known {
+        assert!(
+            alarms
+                .iter()
+                .any(|a| a["alarm_id"] == alarm.id && a["state"] == "opened"),
+            "alarm {} lost",
+            alarm.id
+        );
+        assert_eq!(
+            open_ids.contains(&(alarm.id as u64)),
+            alarm.cleared_at.is_none(),
+            "alarm {}",
+            alarm.id
+        );
+    }
+    let devices = api_get(port, "/api/v1/devices");
+    assert_eq!(devices[0]["id"], "dma-7");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+fn api_get(port: u16, path: &str) -> Value {
+    serde_json::from_str(&http_get(&format!("127.0.0.1:{port}"), path)).unwrap()
 }

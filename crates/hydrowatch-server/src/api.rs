@@ -1,0 +1,161 @@
+//! The HTTP API. Ingest (the contract of docs/ARCHITECTURE.md): `POST /api/v1/ingest` with
+//! `Authorization: Bearer <token>` and `{"device_id", "messages": [envelope, ...]}`; 200
+//! `{"acknowledged": [ids]}` lists every id of the batch (stored now or before: a repeat is
+//! acknowledged, not stored twice). A batch with any invalid message is refused whole (422) and
+//! nothing of it is stored. Errors are JSON `{"error": "..."}`: 401 no or unknown token, 403 a
+//! token of another device, 400 not JSON, 413 a body over 4 MB, 422 an invalid message.
+//!
+//! Read: `GET /api/v1/devices`, `GET /api/v1/alarms?device=&open=true&min_stage=&since=&until=`
+//! (Unix seconds), `GET /api/v1/forecasts?device=&series=&limit=`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::db::{AlarmFilter, Db};
+use crate::envelope;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 4 << 20;
+
+/// An API error: a status and what is wrong.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<crate::DbError> for ApiError {
+    fn from(e: crate::DbError) -> Self {
+        tracing::error!("{e}");
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the server's database failed".into(),
+        )
+    }
+}
+
+/// The API's routes over `db`.
+pub fn router(db: Arc<Db>) -> Router {
+    Router::new()
+        .route("/api/v1/ingest", post(ingest))
+        .route("/api/v1/devices", get(devices))
+        .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/forecasts", get(forecasts))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(db)
+}
+
+fn device_of(db: &Db, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "send `Authorization: Bearer <token>` (issue one with `hydrowatch serve token create DEVICE_ID`)".into()))?;
+    db.device_for_token(token.trim())?
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))
+}
+
+async fn ingest(
+    State(db): State<Arc<Db>>,
+    headers: HeaderMap,
+    body: Result<axum::Json<Value>, JsonRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let device = device_of(&db, &headers)?;
+    let axum::Json(body) = body.map_err(|e| match e {
+        JsonRejection::BytesRejection(_) => ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {} MB", MAX_BODY >> 20),
+        ),
+        other => ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not the expected JSON: {}", other.body_text()),
+        ),
+    })?;
+    let sender = body["device_id"].as_str().unwrap_or_default();
+    if sender != device {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!("`device_id` = {sender:?}, but the token is {device:?}'s"),
+        ));
+    }
+    let list = body["messages"].as_array().ok_or_else(|| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`messages` must be a list of envelopes".into(),
+        )
+    })?;
+    let mut messages = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        messages.push(
+            envelope::check(i, m, &device)
+                .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?,
+        );
+    }
+    let now = chrono::Utc::now().timestamp();
+    let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
+    let stored = tokio::task::block_in_place(|| db.ingest(&device, &messages, now))?;
+    tracing::debug!(device, received = ids.len(), stored, "ingest");
+    Ok(axum::Json(json!({ "acknowledged": ids })))
+}
+
+async fn devices(State(db): State<Arc<Db>>) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(json!(tokio::task::block_in_place(
+        || db.devices()
+    )?)))
+}
+
+/// Query of `GET /api/v1/alarms`.
+#[derive(Debug, Deserialize)]
+pub struct AlarmQuery {
+    device: Option<String>,
+    #[serde(default)]
+    open: bool,
+    min_stage: Option<u8>,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+async fn alarms(
+    State(db): State<Arc<Db>>,
+    Query(q): Query<AlarmQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let filter = AlarmFilter {
+        device: q.device,
+        open: q.open,
+        min_stage: q.min_stage,
+        since: q.since,
+        until: q.until,
+    };
+    Ok(axum::Json(json!(tokio::task::block_in_place(
+        || db.alarms(&filter)
+    )?)))
+}
+
+/// Query of `GET /api/v1/forecasts`.
+#[derive(Debug, Deserialize)]
+pub struct ForecastQuery {
+    device: String,
+    series: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn forecasts(
+    State(db): State<Arc<Db>>,
+    Query(q): Query<ForecastQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(7).min(100);
+    Ok(axum::Json(json!(tokio::task::block_in_place(
+        || db.forecasts(&q.device, q.series.as_deref(), limit)
+    )?)))
+}

@@ -1,0 +1,109 @@
+//! `hydrowatch serve`: the central server (hydrowatch-server) on a SQLite file, and
+//! `hydrowatch serve token create DEVICE_ID`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use crate::cli::Global;
+
+/// `hydrowatch serve`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+hydrowatch serve token create dma-017        (prints the device's token once; put it in its [server] token)\n  \
+hydrowatch serve --listen 0.0.0.0:8080\n\n\
+Devices POST their alarms, forecasts and heartbeats to /api/v1/ingest with their token; read them \
+at /api/v1/devices, /api/v1/alarms and /api/v1/forecasts. The database is the --db file \
+(default hydrowatch-server.db).")]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
+    /// PostgreSQL instead of the SQLite file: postgres://user:password@host/dbname.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// Device tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a new token for a device (replacing its old one) and print it once.
+    Create {
+        /// The device's id, as in its `[device] id`.
+        device_id: String,
+    },
+}
+
+/// Runs the command.
+pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.database {
+        anyhow::bail!(
+            "--database {url}: PostgreSQL is not supported yet (issue #6 continues); use the SQLite file (--db FILE)"
+        );
+    }
+    let path = global
+        .db
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("hydrowatch-server.db"));
+    let db = hydrowatch_server::Db::open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match args.command {
+        Some(ServeCommand::Token {
+            command: TokenCommand::Create { device_id },
+        }) => {
+            anyhow::ensure!(
+                (1..=64).contains(&device_id.len())
+                    && device_id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')),
+                "device id {device_id:?}: use 1 to 64 letters, digits, '_', '-' or '.' (as in the device's [device] id)"
+            );
+            let token = db.create_token(&device_id, chrono::Utc::now().timestamp())?;
+            println!("{token}");
+            eprintln!(
+                "token for {device_id} (shown once; the server keeps only its hash): put it in the device's [server] token"
+            );
+            Ok(())
+        }
+        None => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(&args.listen)
+                    .await
+                    .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
+                eprintln!(
+                    "hydrowatch server on http://{} (database {})",
+                    listener.local_addr()?,
+                    path.display()
+                );
+                axum::serve(listener, hydrowatch_server::router(Arc::new(db)))
+                    .with_graceful_shutdown(async {
+                        let mut term = tokio::signal::unix::signal(
+                            tokio::signal::unix::SignalKind::terminate(),
+                        )
+                        .expect("SIGTERM can be watched");
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = tokio::signal::ctrl_c() => {}
+                        }
+                    })
+                    .await?;
+                Ok(())
+            })
+        }
+    }
+}
