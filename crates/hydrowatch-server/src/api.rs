@@ -5,7 +5,7 @@
 //! nothing of it is stored. Errors are JSON `{"error": "..."}`: 401 no or unknown token, 403 a
 //! token of another device, 400 not JSON, 413 a body over 4 MB, 422 an invalid message.
 //!
-//! Read: `GET /api/v1/devices`, `GET /api/v1/alarms?device=&open=true&min_stage=&since=&until=`
+//! The OpenAPI document is served at `/api/v1/openapi.json`. Read: `GET /api/v1/devices`, `GET /api/v1/alarms?device=&open=true&min_stage=&since=&until=`
 //! (Unix seconds), `GET /api/v1/forecasts?device=&series=&limit=`.
 
 use std::sync::Arc;
@@ -45,6 +45,18 @@ impl From<crate::DbError> for ApiError {
     }
 }
 
+/// The OpenAPI document of these routes (checked against them by the tests).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Every route: (method, path).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/v1/ingest"),
+    ("get", "/api/v1/devices"),
+    ("get", "/api/v1/alarms"),
+    ("get", "/api/v1/forecasts"),
+    ("get", "/api/v1/openapi.json"),
+];
+
 /// The API's routes over `db`.
 pub fn router(db: Arc<Db>) -> Router {
     Router::new()
@@ -52,6 +64,10 @@ pub fn router(db: Arc<Db>) -> Router {
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/forecasts", get(forecasts))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(db)
 }

@@ -160,3 +160,46 @@ fn devices_and_alarms_are_read_back_with_open_alarms_by_stage() {
     let late = get(&s, &format!("/api/v1/alarms?since={}", 1_719_792_000 + 120));
     assert_eq!(late.as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn the_openapi_document_lists_exactly_the_routes_and_each_answers() {
+    let s = start();
+    let doc = get(&s, "/api/v1/openapi.json");
+    assert_eq!(
+        doc,
+        serde_json::from_str::<Value>(hydrowatch_server::api::OPENAPI).unwrap()
+    );
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<(String, String)> = hydrowatch_server::api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    // Each route is really there: its documented method is neither 404 nor 405.
+    let client = reqwest::blocking::Client::new();
+    for (method, path) in &routes {
+        let url = format!("{}{path}?device=x", s.url);
+        let r = match method.as_str() {
+            "get" => client.get(url).send().unwrap(),
+            _ => client.post(url).body("{}").send().unwrap(),
+        };
+        let code = r.status().as_u16();
+        assert!(code != 404 && code != 405, "{method} {path}: {code}");
+        assert!(
+            doc["paths"][path][method]["responses"][code.to_string()].is_object(),
+            "{method} {path}: {code} is not documented"
+        );
+    }
+    let missing = client
+        .get(format!("{}/api/v1/nothing", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+}
