@@ -1,7 +1,7 @@
 -- Load for the central server's ingest: each request is a batch of HW_BATCH alert envelopes
 -- (default 10) with ids no request repeats, from device "load" with token HW_TOKEN.
 --   hydrowatch --db load.db serve token create load      (prints the token)
---   hydrowatch --db load.db serve --listen 127.0.0.1:8080 &
+--   hydrowatch --db load.db serve --listen 127.0.0.1:8080 --rate-limit 0 &   (one device: no limit)
 --   HW_TOKEN=<token> wrk -t2 -c16 -d20s --latency -s benches/ingest.lua http://127.0.0.1:8080
 -- Envelopes per second = requests per second x HW_BATCH.
 

@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     pub listen: String,
+    /// Ingest requests per second allowed per device (bursts of three times as many); 0: no
+    /// limit. A device over it is answered 429 and comes back later.
+    #[arg(long, default_value_t = 20.0, value_name = "N")]
+    pub rate_limit: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,18 +94,24 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     listener.local_addr()?,
                     path.display()
                 );
-                axum::serve(listener, hydrowatch_server::router(Arc::new(db)))
-                    .with_graceful_shutdown(async {
-                        let mut term = tokio::signal::unix::signal(
-                            tokio::signal::unix::SignalKind::terminate(),
-                        )
-                        .expect("SIGTERM can be watched");
-                        tokio::select! {
-                            _ = term.recv() => {}
-                            _ = tokio::signal::ctrl_c() => {}
-                        }
-                    })
-                    .await?;
+                let limit = hydrowatch_server::RateLimit {
+                    per_second: args.rate_limit.max(0.0),
+                    burst: args.rate_limit.max(0.0) * 3.0,
+                };
+                axum::serve(
+                    listener,
+                    hydrowatch_server::router_with(Arc::new(db), limit),
+                )
+                .with_graceful_shutdown(async {
+                    let mut term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                            .expect("SIGTERM can be watched");
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                })
+                .await?;
                 Ok(())
             })
         }

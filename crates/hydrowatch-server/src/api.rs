@@ -3,7 +3,8 @@
 //! `{"acknowledged": [ids]}` lists every id of the batch (stored now or before: a repeat is
 //! acknowledged, not stored twice). A batch with any invalid message is refused whole (422) and
 //! nothing of it is stored. Errors are JSON `{"error": "..."}`: 401 no or unknown token, 403 a
-//! token of another device, 400 not JSON, 413 a body over 4 MB, 422 an invalid message.
+//! token of another device, 400 not JSON, 413 a body over 4 MB, 422 an invalid message, 429 a
+//! device over its rate limit (`Retry-After` says when to come back).
 //!
 //! The OpenAPI document is served at `/api/v1/openapi.json`. Read: `GET /api/v1/devices`, `GET /api/v1/alarms?device=&open=true&min_stage=&since=&until=`
 //! (Unix seconds), `GET /api/v1/forecasts?device=&series=&limit=`.
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 
 use crate::db::{AlarmFilter, Db};
 use crate::envelope;
+use crate::limit::{Limiter, RateLimit};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 4 << 20;
@@ -31,7 +33,12 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+        let mut r = (self.0, axum::Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -57,8 +64,23 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/openapi.json"),
 ];
 
-/// The API's routes over `db`.
+/// What the handlers share.
+pub struct AppState {
+    db: Arc<Db>,
+    limiter: Limiter,
+}
+
+/// The API's routes over `db`, with the default rate limit per device.
 pub fn router(db: Arc<Db>) -> Router {
+    router_with(db, RateLimit::default())
+}
+
+/// The API's routes over `db`, with `limit` per device on ingest.
+pub fn router_with(db: Arc<Db>, limit: RateLimit) -> Router {
+    let state = Arc::new(AppState {
+        db,
+        limiter: Limiter::new(limit),
+    });
     Router::new()
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/devices", get(devices))
@@ -69,7 +91,7 @@ pub fn router(db: Arc<Db>) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(db)
+        .with_state(state)
 }
 
 fn device_of(db: &Db, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -83,11 +105,18 @@ fn device_of(db: &Db, headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 async fn ingest(
-    State(db): State<Arc<Db>>,
+    State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<axum::Json<Value>, JsonRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let device = device_of(&db, &headers)?;
+    let db = &app.db;
+    let device = device_of(db, &headers)?;
+    if let Err(wait) = app.limiter.take(&device) {
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{device} sends too fast: try again in {wait:.1} s"),
+        ));
+    }
     let axum::Json(body) = body.map_err(|e| match e {
         JsonRejection::BytesRejection(_) => ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -125,10 +154,10 @@ async fn ingest(
     Ok(axum::Json(json!({ "acknowledged": ids })))
 }
 
-async fn devices(State(db): State<Arc<Db>>) -> Result<axum::Json<Value>, ApiError> {
-    Ok(axum::Json(json!(tokio::task::block_in_place(
-        || db.devices()
-    )?)))
+async fn devices(State(app): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(json!(tokio::task::block_in_place(|| app
+        .db
+        .devices())?)))
 }
 
 /// Query of `GET /api/v1/alarms`.
@@ -143,7 +172,7 @@ pub struct AlarmQuery {
 }
 
 async fn alarms(
-    State(db): State<Arc<Db>>,
+    State(app): State<Arc<AppState>>,
     Query(q): Query<AlarmQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let filter = AlarmFilter {
@@ -153,9 +182,9 @@ async fn alarms(
         since: q.since,
         until: q.until,
     };
-    Ok(axum::Json(json!(tokio::task::block_in_place(
-        || db.alarms(&filter)
-    )?)))
+    Ok(axum::Json(json!(tokio::task::block_in_place(|| app
+        .db
+        .alarms(&filter))?)))
 }
 
 /// Query of `GET /api/v1/forecasts`.
@@ -167,11 +196,11 @@ pub struct ForecastQuery {
 }
 
 async fn forecasts(
-    State(db): State<Arc<Db>>,
+    State(app): State<Arc<AppState>>,
     Query(q): Query<ForecastQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(7).min(100);
-    Ok(axum::Json(json!(tokio::task::block_in_place(
-        || db.forecasts(&q.device, q.series.as_deref(), limit)
-    )?)))
+    Ok(axum::Json(json!(tokio::task::block_in_place(|| app
+        .db
+        .forecasts(&q.device, q.series.as_deref(), limit))?)))
 }

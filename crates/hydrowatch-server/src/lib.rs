@@ -8,6 +8,8 @@
 pub mod api;
 pub mod db;
 pub mod envelope;
+pub mod limit;
 
-pub use api::router;
+pub use api::{router, router_with};
 pub use db::{Db, DbError};
+pub use limit::RateLimit;

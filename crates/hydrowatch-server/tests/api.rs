@@ -203,3 +203,54 @@ fn the_openapi_document_lists_exactly_the_routes_and_each_answers() {
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
 }
+
+#[test]
+fn a_device_over_its_rate_limit_is_told_to_come_back_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(&dir.path().join("s.db")).unwrap());
+    let token = db.create_token("dma-1", 0).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let limit = hydrowatch_server::RateLimit {
+        per_second: 0.5,
+        burst: 2.0,
+    };
+    let app = hydrowatch_server::router_with(db.clone(), limit);
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+    });
+    let client = reqwest::blocking::Client::new();
+    let send = |id: &str| {
+        client
+            .post(format!("{url}/api/v1/ingest"))
+            .bearer_auth(&token)
+            .json(
+                &json!({"device_id": "dma-1", "messages": [alert("dma-1", id, 1, "opened", 4, 0)]}),
+            )
+            .send()
+            .unwrap()
+    };
+    assert_eq!(send("a").status().as_u16(), 200);
+    assert_eq!(send("b").status().as_u16(), 200);
+    let r = send("c");
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("too fast"),
+        "{body}"
+    );
+    assert_eq!(
+        db.alarms(&Default::default()).unwrap().len(),
+        2,
+        "the refused batch is not stored"
+    );
+}
