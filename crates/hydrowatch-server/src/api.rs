@@ -29,7 +29,7 @@ pub const MAX_BODY: usize = 4 << 20;
 
 /// An API error: a status and what is wrong.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -66,7 +66,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// What the handlers share.
 pub struct AppState {
-    db: Arc<Db>,
+    /// The storage.
+    pub db: Arc<Db>,
     limiter: Limiter,
 }
 
@@ -82,6 +83,8 @@ pub fn router_with(db: Arc<Db>, limit: RateLimit) -> Router {
         limiter: Limiter::new(limit),
     });
     Router::new()
+        .route("/", get(crate::dashboard::fleet))
+        .route("/devices/{id}", get(crate::dashboard::device))
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/alarms", get(alarms))

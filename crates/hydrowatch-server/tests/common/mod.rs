@@ -1,0 +1,83 @@
+//! Shared by the server's tests: a real server on 127.0.0.1 over a real SQLite file, and
+//! messages as devices send them.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use hydrowatch_server::Db;
+use serde_json::{Value, json};
+
+pub struct Server {
+    pub url: String,
+    _dir: tempfile::TempDir,
+    pub db: Arc<Db>,
+}
+
+pub fn start() -> Server {
+    start_with(hydrowatch_server::RateLimit::default())
+}
+
+pub fn start_with(limit: hydrowatch_server::RateLimit) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(&dir.path().join("s.db")).unwrap());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = hydrowatch_server::router_with(db.clone(), limit);
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+    });
+    Server { url, _dir: dir, db }
+}
+
+pub fn alert(device: &str, id: &str, alarm: u64, state: &str, stage: u64, minute: i64) -> Value {
+    json!({
+        "device_id": device, "message_id": id, "kind": "alert",
+        "created_at": format!("2024-07-01T00:{minute:02}:00Z"),
+        "body": {"machine_number": 1, "time": "2024-07-01 09:00", "outlier_stage": stage, "value": 1.0,
+                 "series": "flow_rate", "unit": "m3/h", "direction": "high", "expected": 0.5,
+                 "percentile": 99.99, "kind": "outlier", "alarm_id": alarm, "state": state}
+    })
+}
+
+pub fn forecast(device: &str, id: &str, points: usize) -> Value {
+    let p: Vec<Value> = (0..points)
+        .map(|h| json!({"time": format!("2024-07-0{}T{:02}:00:00Z", 2 + h / 24, h % 24), "value": 1.0, "lower": 0.5, "upper": 1.5}))
+        .collect();
+    json!({"device_id": device, "message_id": id, "kind": "forecast", "created_at": "2024-07-01T15:00:00Z",
+           "body": {"series": "flow_rate", "unit": "m3/h", "issued_at": "2024-07-01T15:00:00Z", "model": "lstm/mimo", "points": p}})
+}
+
+pub fn post(s: &Server, token: Option<&str>, body: String) -> (u16, Value) {
+    let client = reqwest::blocking::Client::new();
+    let mut req = client
+        .post(format!("{}/api/v1/ingest", s.url))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+pub fn get(s: &Server, path: &str) -> Value {
+    reqwest::blocking::get(format!("{}{path}", s.url))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+pub fn batch(device: &str, messages: Vec<Value>) -> String {
+    json!({"device_id": device, "messages": messages}).to_string()
+}

@@ -1,0 +1,103 @@
+//! The dashboard in headless Chromium (Debian's `chromium`; `.ci/run` installs it): the pages
+//! render with their content, and screenshots are saved (into `HYDROWATCH_SCREENSHOTS` when set,
+//! e.g. `docs/`, else a temporary folder).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{alert, batch, forecast, post, start};
+
+fn chromium(args: &[&str]) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(args)
+        .output()
+        .expect("chromium runs (apt-get install chromium; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn screenshot(url: &str, path: &Path) {
+    chromium(&[
+        &format!("--screenshot={}", path.display()),
+        "--window-size=1280,1000",
+        url,
+    ]);
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 10_000, "{}: {size} bytes", path.display());
+}
+
+#[test]
+fn the_fleet_and_device_pages_render_in_chromium() {
+    let s = start();
+    let a = s.db.create_token("dma-017", 0).unwrap();
+    let b = s.db.create_token("dma-022", 0).unwrap();
+    s.db.create_token("dma-031", 0).unwrap();
+    let mut fc = forecast("dma-017", "f1", 168);
+    for (h, p) in fc["body"]["points"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        let v = 120.0 + 40.0 * ((h % 24) as f64 / 24.0 * std::f64::consts::TAU).sin();
+        p["value"] = v.into();
+        p["lower"] = (v - 12.0).into();
+        p["upper"] = (v + 12.0).into();
+    }
+    let messages = vec![
+        alert("dma-017", "m1", 1, "opened", 4, 0),
+        alert("dma-017", "m2", 2, "opened", 2, 5),
+        alert("dma-017", "m3", 3, "opened", 3, 9),
+        alert("dma-017", "m4", 3, "cleared", 0, 20),
+        fc,
+    ];
+    assert_eq!(post(&s, Some(&a), batch("dma-017", messages)).0, 200);
+    assert_eq!(post(&s, Some(&b), batch("dma-022", vec![])).0, 200);
+
+    let fleet = chromium(&["--dump-dom", &format!("{}/", s.url)]);
+    for needle in [
+        "3 devices · 2 open alarms",
+        r#"href="/devices/dma-017""#,
+        "critical × 1",
+        "caution × 1",
+        "never",
+    ] {
+        assert!(fleet.contains(needle), "{needle}: {fleet}");
+    }
+    assert!(
+        !fleet.contains("stage 3 (warning)"),
+        "a cleared alarm is not open"
+    );
+    let device = chromium(&["--dump-dom", &format!("{}/devices/dma-017", s.url)]);
+    for needle in [
+        "flow_rate (m3/h): the next 7 days",
+        "<svg",
+        "<polygon",
+        "alarm timeline (4 transitions",
+        "cleared",
+        "← fleet",
+    ] {
+        assert!(device.contains(needle), "{needle}: {device}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out: PathBuf =
+        std::env::var_os("HYDROWATCH_SCREENSHOTS").map_or(dir.path().to_path_buf(), PathBuf::from);
+    screenshot(&format!("{}/", s.url), &out.join("dashboard-fleet.png"));
+    screenshot(
+        &format!("{}/devices/dma-017", s.url),
+        &out.join("dashboard-device.png"),
+    );
+}
