@@ -743,10 +743,23 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<St
             continue;
         }
         let points = crate::forecasting::points(fc);
+        // The hourly means of the week before: the server scores the forecasts with them.
+        let actuals: Vec<(Timestamp, f64)> = store
+            .hourly(s.id, fc.start - 7 * 86_400, fc.start)
+            .map(|h| h.iter().map(|h| (h.hour, h.mean)).collect())
+            .unwrap_or_default();
         let messages: Vec<_> = outbound
             .iter()
             .map(|o| {
-                crate::envelope::forecast(&o.device_id, &s.name, &s.unit, fc, fc.start, shared.tz)
+                crate::envelope::forecast(
+                    &o.device_id,
+                    &s.name,
+                    &s.unit,
+                    fc,
+                    fc.start,
+                    shared.tz,
+                    &actuals,
+                )
             })
             .collect();
         let limits = outbound

@@ -52,7 +52,8 @@ pub fn alert(
 }
 
 /// The forecast message of series `series` (`unit`), issued at `issued_at` (local times in `tz`
-/// beside the UTC ones, for people reading it).
+/// beside the UTC ones, for people reading it), with the hourly means of the days before it
+/// (`actuals`: hour start, mean) so that the server can show and score the forecasts.
 pub fn forecast(
     device_id: &str,
     series: &str,
@@ -60,6 +61,7 @@ pub fn forecast(
     fc: &Forecast,
     issued_at: Timestamp,
     tz: chrono_tz::Tz,
+    actuals: &[(Timestamp, f64)],
 ) -> OutboxMessage {
     let points: Vec<serde_json::Value> = (0..fc.points.len())
         .map(|i| {
@@ -82,6 +84,10 @@ pub fn forecast(
             "issued_at": rfc3339(issued_at),
             "model": fc.model,
             "points": points,
+            "actuals": actuals
+                .iter()
+                .map(|&(t, v)| serde_json::json!({"time": rfc3339(t), "value": v}))
+                .collect::<Vec<_>>(),
         }),
     )
 }

@@ -7,7 +7,9 @@
 //! device over its rate limit (`Retry-After` says when to come back).
 //!
 //! The OpenAPI document is served at `/api/v1/openapi.json`. Read: `GET /api/v1/devices`, `GET /api/v1/alarms?device=&open=true&min_stage=&since=&until=`
-//! (Unix seconds), `GET /api/v1/forecasts?device=&series=&limit=`.
+//! (Unix seconds), `GET /api/v1/forecasts?device=&series=&limit=`,
+//! `GET /api/v1/accuracy?device=&days=` (each actual hour against the forecast issued the day
+//! before; actuals come with the daily forecast messages).
 
 use std::sync::Arc;
 
@@ -61,6 +63,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/devices"),
     ("get", "/api/v1/alarms"),
     ("get", "/api/v1/forecasts"),
+    ("get", "/api/v1/accuracy"),
     ("get", "/api/v1/openapi.json"),
 ];
 
@@ -89,6 +92,7 @@ pub fn router_with(db: Arc<Db>, limit: RateLimit) -> Router {
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/forecasts", get(forecasts))
+        .route("/api/v1/accuracy", get(accuracy))
         .route(
             "/api/v1/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -206,4 +210,21 @@ async fn forecasts(
     Ok(axum::Json(json!(tokio::task::block_in_place(|| app
         .db
         .forecasts(&q.device, q.series.as_deref(), limit))?)))
+}
+
+/// Query of `GET /api/v1/accuracy`.
+#[derive(Debug, Deserialize)]
+pub struct AccuracyQuery {
+    device: String,
+    days: Option<i64>,
+}
+
+async fn accuracy(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<AccuracyQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let days = q.days.unwrap_or(7).clamp(1, 365);
+    Ok(axum::Json(json!(tokio::task::block_in_place(|| app
+        .db
+        .accuracy(&q.device, days))?)))
 }

@@ -103,8 +103,9 @@ pub async fn fleet(State(app): State<Arc<AppState>>) -> Result<Html<String>, Api
     Ok(page("fleet", &body))
 }
 
-/// An SVG chart of one forecast: the value line over its 10-90% band, with axes.
-fn forecast_chart(f: &Value) -> String {
+/// An SVG chart of one forecast: the value line over its 10-90% band, and the actual hourly
+/// values before and (as they arrive with later messages) during it, with axes.
+fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> String {
     let points: Vec<(i64, f64, f64, f64)> = f["points"]
         .as_array()
         .map(|ps| {
@@ -127,18 +128,23 @@ fn forecast_chart(f: &Value) -> String {
         return r#"<p class="none">no forecast yet</p>"#.into();
     };
     let (w, h, left, bottom) = (900.0, 260.0, 60.0, 30.0);
+    let start = actuals.first().map_or(first.0, |a| a.0.min(first.0));
+    let end = actuals.last().map_or(last.0, |a| a.0.max(last.0));
+    let measured = actuals.iter().map(|a| a.1);
     let lo = points
         .iter()
         .map(|p| p.2.min(p.1))
+        .chain(measured.clone())
         .fold(f64::INFINITY, f64::min);
     let hi = points
         .iter()
         .map(|p| p.3.max(p.1))
+        .chain(measured)
         .fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.08).max(1e-9);
     let (lo, hi) = (lo - pad, hi + pad);
-    let span = (last.0 - first.0).max(1) as f64;
-    let x = |t: i64| left + (t - first.0) as f64 / span * (w - left - 10.0);
+    let span = (end - start).max(1) as f64;
+    let x = |t: i64| left + (t - start) as f64 / span * (w - left - 10.0);
     let y = |v: f64| 10.0 + (hi - v) / (hi - lo) * (h - bottom - 10.0);
     let mut band = String::new();
     for p in &points {
@@ -147,10 +153,12 @@ fn forecast_chart(f: &Value) -> String {
     for p in points.iter().rev() {
         let _ = write!(band, "{:.1},{:.1} ", x(p.0), y(p.2));
     }
-    let line: String = points
-        .iter()
-        .map(|p| format!("{:.1},{:.1} ", x(p.0), y(p.1)))
-        .collect();
+    let polyline = |pts: &mut dyn Iterator<Item = (i64, f64)>| -> String {
+        pts.map(|(t, v)| format!("{:.1},{:.1} ", x(t), y(v)))
+            .collect()
+    };
+    let line = polyline(&mut points.iter().map(|p| (p.0, p.1)));
+    let actual = polyline(&mut actuals.iter().copied());
     let mut axes = String::new();
     for i in 0..=4 {
         let v = lo + (hi - lo) * f64::from(i) / 4.0;
@@ -163,8 +171,8 @@ fn forecast_chart(f: &Value) -> String {
             y = y(v)
         );
     }
-    let mut t = first.0 - first.0.rem_euclid(86_400) + 86_400;
-    while t <= last.0 {
+    let mut t = start - start.rem_euclid(86_400) + 86_400;
+    while t <= end {
         let _ = write!(
             axes,
             r##"<line x1="{x:.1}" x2="{x:.1}" y1="10" y2="{}" stroke="#e3e8ee"/><text x="{x:.1}" y="{}" font-size="11" text-anchor="middle" fill="#4a5663">{}</text>"##,
@@ -179,12 +187,29 @@ fn forecast_chart(f: &Value) -> String {
     format!(
         r##"<svg width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="forecast of {series}">{axes}
 <polygon points="{band}" fill="#9cc3e6" fill-opacity="0.45" stroke="none"/>
-<polyline points="{line}" fill="none" stroke="#14589c" stroke-width="2"/></svg>
-<div class="legend"><span style="color:#14589c">━ forecast</span><span style="color:#6d9cc8">▇ 10-90% band</span><span>issued {issued} by {model}</span></div>"##,
+<polyline points="{line}" fill="none" stroke="#14589c" stroke-width="2"/>
+<polyline points="{actual}" fill="none" stroke="#2e2e2e" stroke-width="1.5"/>
+<line x1="{now:.1}" x2="{now:.1}" y1="10" y2="{axis}" stroke="#7a8794" stroke-dasharray="4 3"/></svg>
+<div class="legend"><span style="color:#2e2e2e">━ actual (hourly mean)</span><span style="color:#14589c">━ forecast</span><span style="color:#6d9cc8">▇ 10-90% band</span><span>issued {issued} by {model}</span></div>"##,
         series = escape(f["series"].as_str().unwrap_or("")),
         issued = escape(f["issued_at"].as_str().unwrap_or("?")),
         model = escape(f["model"].as_str().unwrap_or("?")),
+        now = x(first.0),
+        axis = h - bottom,
     )
+}
+
+/// The actual hourly values of `series` around forecast `f`: the week before it and what came
+/// since.
+fn around(app: &AppState, id: &str, series: &str, f: &Value) -> Result<Vec<(i64, f64)>, ApiError> {
+    let issued = f["issued_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(0, |t| t.timestamp());
+    Ok(tokio::task::block_in_place(|| {
+        app.db
+            .actuals(id, series, issued - 7 * 86_400, issued + 7 * 86_400)
+    })?)
 }
 
 /// `GET /devices/{id}`: the newest forecast of each series, and the alarm timeline.
@@ -192,13 +217,13 @@ pub async fn device(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    let (forecasts, alarms) = tokio::task::block_in_place(|| {
+    let (forecasts, alarms, accuracy) = tokio::task::block_in_place(|| {
         let forecasts = app.db.forecasts(&id, None, 50)?;
         let alarms = app.db.alarms(&AlarmFilter {
             device: Some(id.clone()),
             ..AlarmFilter::default()
         })?;
-        Ok::<_, crate::DbError>((forecasts, alarms))
+        Ok::<_, crate::DbError>((forecasts, alarms, app.db.accuracy(&id, 7)?))
     })?;
     let name = escape(&id);
     let mut body = format!("<nav><a href=\"/\">← fleet</a></nav><h1>{name}</h1>\n");
@@ -210,12 +235,31 @@ pub async fn device(
         }
         let _ = write!(
             body,
-            "<h2>{} ({}): the next 7 days</h2>\n{}\n",
+            "<h2>{} ({}): the week before and the next 7 days</h2>\n{}\n",
             escape(&series),
             escape(f["unit"].as_str().unwrap_or("")),
-            forecast_chart(f)
+            forecast_chart(f, &around(&app, &id, &series, f)?)
         );
         seen.push(series);
+    }
+    if !accuracy.is_empty() {
+        body.push_str("<h2>day-ahead accuracy (last 7 days)</h2>\n<table><tr><th>series</th><th>hours scored</th><th>mean absolute error</th><th>MAPE</th></tr>\n");
+        for a in &accuracy {
+            let num = |x: Option<f64>, unit: &str| {
+                x.map_or(r#"<span class="none">no hours yet</span>"#.into(), |x| {
+                    format!("{x:.2}{unit}")
+                })
+            };
+            let _ = writeln!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&a.series),
+                a.hours,
+                num(a.mae, ""),
+                num(a.mape, " %")
+            );
+        }
+        body.push_str("</table>\n");
     }
     if seen.is_empty() {
         body.push_str(r#"<p class="none">no forecast received yet</p>"#);

@@ -57,7 +57,34 @@ CREATE TABLE IF NOT EXISTS forecasts (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS forecasts_by_series ON forecasts (device_id, series, issued_at);
+CREATE TABLE IF NOT EXISTS actuals (
+    device_id TEXT NOT NULL,
+    series TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (device_id, series, hour)
+) WITHOUT ROWID;
 ";
+
+/// The day-ahead accuracy of one series: each actual hourly value against the forecast issued
+/// the day before (the newest issued at least 24 hours before that hour).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Accuracy {
+    /// The series.
+    pub series: String,
+    /// Hours scored.
+    pub hours: usize,
+    /// Mean absolute error, in the series' unit.
+    pub mae: Option<f64>,
+    /// Mean absolute percentage error (hours with a zero actual left out).
+    pub mape: Option<f64>,
+}
+
+fn rfc3339_seconds(v: &serde_json::Value) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.timestamp())
+}
 
 /// The server's database.
 pub struct Db {
@@ -189,6 +216,17 @@ impl Db {
                             body.to_string()
                         ],
                     )?;
+                    for a in body["actuals"].as_array().into_iter().flatten() {
+                        if let (Some(hour), Some(value)) =
+                            (rfc3339_seconds(&a["time"]), a["value"].as_f64())
+                        {
+                            tx.execute(
+                                "INSERT INTO actuals(device_id, series, hour, value) VALUES (?1, ?2, ?3, ?4)
+                                 ON CONFLICT DO UPDATE SET value = excluded.value",
+                                params![device, body["series"].as_str(), hour, value],
+                            )?;
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -279,6 +317,95 @@ impl Db {
             Ok(serde_json::from_str(&body).unwrap_or_default())
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+}
+
+impl Db {
+    /// The hourly actual values of `device`'s `series` with `from <= hour < to`, oldest first.
+    pub fn actuals(
+        &self,
+        device: &str,
+        series: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, f64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT hour, value FROM actuals WHERE device_id = ?1 AND series = ?2 AND hour >= ?3 AND hour < ?4 ORDER BY hour",
+        )?;
+        let rows = stmt.query_map(params![device, series, from, to], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The day-ahead accuracy of every series of `device` over the last `days` days of actuals.
+    pub fn accuracy(&self, device: &str, days: i64) -> Result<Vec<Accuracy>> {
+        let series: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT DISTINCT series FROM actuals WHERE device_id = ?1 ORDER BY series",
+            )?;
+            let rows = stmt.query_map([device], |r| r.get(0))?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let mut out = Vec::new();
+        for name in series {
+            let newest: i64 = self.conn().query_row(
+                "SELECT max(hour) FROM actuals WHERE device_id = ?1 AND series = ?2",
+                params![device, name],
+                |r| r.get(0),
+            )?;
+            let from = newest - days * 86_400;
+            let actuals = self.actuals(device, &name, from, i64::MAX)?;
+            // The forecasts that can be "the day before" of those hours: (issued_at, time -> value).
+            let forecasts: Vec<(i64, std::collections::HashMap<i64, f64>)> = {
+                let conn = self.conn();
+                let mut stmt = conn.prepare(
+                    "SELECT issued_at, body FROM forecasts WHERE device_id = ?1 AND series = ?2 AND issued_at >= ?3 ORDER BY issued_at",
+                )?;
+                let rows = stmt.query_map(params![device, name, from - 8 * 86_400], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?;
+                rows.collect::<std::result::Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .map(|(issued, body)| {
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                        let points = v["points"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|p| {
+                                Some((rfc3339_seconds(&p["time"])?, p["value"].as_f64()?))
+                            })
+                            .collect();
+                        (issued, points)
+                    })
+                    .collect()
+            };
+            let (mut abs, mut pct, mut n, mut n_pct) = (0.0, 0.0, 0usize, 0usize);
+            for (hour, actual) in actuals {
+                let day_before = forecasts.iter().rev().find(|(issued, points)| {
+                    *issued <= hour - 86_400 && points.contains_key(&hour)
+                });
+                if let Some((_, points)) = day_before {
+                    let e = (points[&hour] - actual).abs();
+                    abs += e;
+                    n += 1;
+                    if actual != 0.0 {
+                        pct += e / actual.abs();
+                        n_pct += 1;
+                    }
+                }
+            }
+            out.push(Accuracy {
+                series: name,
+                hours: n,
+                mae: (n > 0).then(|| abs / n as f64),
+                mape: (n_pct > 0).then(|| 100.0 * pct / n_pct as f64),
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -97,6 +97,17 @@ pub fn check(index: usize, m: &Value, device: &str) -> Result<Message, String> {
                     number(p, name, &at)?;
                 }
             }
+            // Optional: the hourly means before the forecast, for the day-ahead accuracy.
+            if let Some(actuals) = body.get("actuals").filter(|a| !a.is_null()) {
+                let actuals = actuals
+                    .as_array()
+                    .ok_or_else(|| format!("{at}: `actuals` must be a list"))?;
+                for (i, p) in actuals.iter().enumerate() {
+                    let at = format!("{at}.actuals[{i}]");
+                    time(p, "time", &at)?;
+                    number(p, "value", &at)?;
+                }
+            }
         }
         "heartbeat" => {
             if !body.is_object() {

@@ -169,3 +169,41 @@ fn a_device_over_its_rate_limit_is_told_to_come_back_later() {
         "the refused batch is not stored"
     );
 }
+
+#[test]
+fn day_ahead_accuracy_scores_each_actual_hour_against_the_forecast_of_the_day_before() {
+    let s = start();
+    let t = s.db.create_token("dma-1", 0).unwrap();
+    // Issued 07-01 15:00, values 1.0 from 07-02 00:00 on.
+    let first = forecast("dma-1", "f1", 168);
+    // Issued 07-03 15:00, carrying the actuals 07-02 20:00-23:00 (3.0 each) and one hour that
+    // no forecast issued a day before covers (07-01 20:00).
+    let mut second = forecast("dma-1", "f2", 168);
+    second["body"]["issued_at"] = "2024-07-03T15:00:00Z".into();
+    let mut actuals: Vec<Value> = (20..24)
+        .map(|h| json!({"time": format!("2024-07-02T{h}:00:00Z"), "value": 3.0}))
+        .collect();
+    actuals.push(json!({"time": "2024-07-01T20:00:00Z", "value": 9.0}));
+    second["body"]["actuals"] = actuals.into();
+    assert_eq!(
+        post(&s, Some(&t), batch("dma-1", vec![first, second])).0,
+        200
+    );
+    let acc = get(&s, "/api/v1/accuracy?device=dma-1");
+    assert_eq!(acc[0]["series"], "flow_rate");
+    assert_eq!(acc[0]["hours"], 4);
+    assert_eq!(acc[0]["mae"], 2.0);
+    assert!((acc[0]["mape"].as_f64().unwrap() - 200.0 / 3.0).abs() < 1e-9);
+    // Actuals that are not numbers are refused with the message and field named.
+    let mut bad = forecast("dma-1", "f3", 168);
+    bad["body"]["actuals"] = json!([{"time": "2024-07-02T20:00:00Z", "value": "x"}]);
+    let (code, body) = post(&s, Some(&t), batch("dma-1", vec![bad]));
+    assert_eq!(code, 422);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("actuals[0]: `value` must be a number"),
+        "{body}"
+    );
+}

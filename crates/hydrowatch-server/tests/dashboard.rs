@@ -56,6 +56,20 @@ fn the_fleet_and_device_pages_render_in_chromium() {
         p["lower"] = (v - 12.0).into();
         p["upper"] = (v + 12.0).into();
     }
+    // The week before the forecast, as the daily message carries it.
+    let issued = chrono::DateTime::parse_from_rfc3339("2024-07-01T15:00:00Z")
+        .unwrap()
+        .timestamp();
+    let actuals: Vec<serde_json::Value> = (1..=168)
+        .map(|k| {
+            let t = issued - k * 3600;
+            let hour = ((t / 3600) % 24) as f64;
+            let v = 118.0 + 42.0 * (hour / 24.0 * std::f64::consts::TAU).sin() + (k % 5) as f64;
+            serde_json::json!({"time": chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "value": v})
+        })
+        .rev()
+        .collect();
+    fc["body"]["actuals"] = actuals.into();
     let messages = vec![
         alert("dma-017", "m1", 1, "opened", 4, 0),
         alert("dma-017", "m2", 2, "opened", 2, 5),
@@ -82,9 +96,11 @@ fn the_fleet_and_device_pages_render_in_chromium() {
     );
     let device = chromium(&["--dump-dom", &format!("{}/devices/dma-017", s.url)]);
     for needle in [
-        "flow_rate (m3/h): the next 7 days",
+        "flow_rate (m3/h): the week before and the next 7 days",
         "<svg",
         "<polygon",
+        "actual (hourly mean)",
+        "day-ahead accuracy",
         "alarm timeline (4 transitions",
         "cleared",
         "← fleet",
