@@ -29,7 +29,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The device database (SQLite). Overrides storage.database of the configuration.
-    /// Default: hydrowatch.db in the working directory.
+    /// Default: hydrowatch.db in the working directory. With `serve`: the server's database
+    /// (default hydrowatch-server.db).
     #[arg(long, global = true, value_name = "FILE")]
     pub db: Option<PathBuf>,
 }

@@ -14,9 +14,10 @@ use crate::cli::Global;
 #[command(after_help = "Examples:\n  \
 hydrowatch serve token create dma-017        (prints the device's token once; put it in its [server] token)\n  \
 hydrowatch serve --listen 0.0.0.0:8080\n\n\
-Devices POST their alarms, forecasts and heartbeats to /api/v1/ingest with their token; read them \
-at /api/v1/devices, /api/v1/alarms and /api/v1/forecasts. The database is the --db file \
-(default hydrowatch-server.db).")]
+Devices POST their alarms, forecasts and heartbeats to /api/v1/ingest with their token. People \
+open the dashboard at / ; programs read /api/v1/devices, /api/v1/alarms, /api/v1/forecasts and \
+/api/v1/accuracy (described at /api/v1/openapi.json). The database is the --db file (default \
+hydrowatch-server.db).")]
 pub struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
