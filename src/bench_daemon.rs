@@ -1,13 +1,11 @@
 //! `hydrowatch bench daemon`: a week of minute data through the whole daemon (ingest, detection,
-//! the daily jobs, upload to a local test server) as fast as it goes, in a child process whose
-//! memory is sampled. Reports readings per second, peak and steady resident memory.
+//! the daily jobs, upload to the central server running in this process) as fast as it goes, in
+//! a child process whose memory is sampled. Reports readings per second, peak and steady resident memory.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -31,60 +29,33 @@ pub struct BenchArgs {
     pub runs: usize,
 }
 
-/// A server that acknowledges every message (the ingest contract), counting them.
-fn test_server() -> anyhow::Result<(String, Arc<AtomicU64>)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+/// The central server (hydrowatch-server, no rate limit) on a free local port, in this process,
+/// with a token for the device `bench`; returns its URL and the token.
+fn central_server(dir: &Path) -> anyhow::Result<(String, String)> {
+    let db = hydrowatch_server::Db::open(&dir.join("server.db"))?;
+    let token = db.create_token("bench", 0)?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let url = format!("http://{}", listener.local_addr()?);
-    let count = Arc::new(AtomicU64::new(0));
-    let seen = count.clone();
+    let app = hydrowatch_server::router_with(
+        Arc::new(db),
+        hydrowatch_server::RateLimit {
+            per_second: 0.0,
+            burst: 0.0,
+        },
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(match stream.try_clone() {
-                    Ok(s) => s,
-                    Err(_) => return,
-                });
-                let mut out = stream;
-                loop {
-                    let mut length = 0;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line.trim().is_empty() {
-                            if length > 0 {
-                                break;
-                            }
-                            continue;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let ids: Vec<serde_json::Value> =
-                        serde_json::from_slice::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|b| b["messages"].as_array().cloned())
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|m| m["message_id"].clone())
-                            .collect();
-                    seen.fetch_add(ids.len() as u64, Ordering::Relaxed);
-                    let reply = serde_json::json!({ "acknowledged": ids }).to_string();
-                    if write!(out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}", reply.len()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        runtime.block_on(async move {
+            if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                let _ = axum::serve(listener, app).await;
+            }
+        })
     });
-    Ok((url, count))
+    Ok((url, token))
 }
 
 struct RunResult {
@@ -95,12 +66,8 @@ struct RunResult {
     delivered: u64,
 }
 
-fn one_run(
-    dir: &Path,
-    args: &BenchArgs,
-    url: &str,
-    delivered: &AtomicU64,
-) -> anyhow::Result<RunResult> {
+fn one_run(dir: &Path, args: &BenchArgs) -> anyhow::Result<RunResult> {
+    let (url, token) = central_server(dir)?;
     let exe = std::env::current_exe()?;
     let sim = Simulator::new(SimConfig {
         days: args.history_days + args.days,
@@ -140,7 +107,7 @@ fn one_run(
     std::fs::write(
         dir.join("bench.toml"),
         format!(
-            "[device]\nid = \"bench\"\n\n[server]\nurl = \"{url}\"\ntoken = \"t\"\n\n[daemon]\nhealth_listen = \"\"\n\n[[source]]\nkind = \"csv_replay\"\npath = \"week.csv\"\nspeed = 0\n"
+            "[device]\nid = \"bench\"\n\n[server]\nurl = \"{url}\"\ntoken = \"{token}\"\n\n[daemon]\nhealth_listen = \"\"\n\n[[source]]\nkind = \"csv_replay\"\npath = \"week.csv\"\nspeed = 0\n"
         ),
     )?;
     let status = Command::new(&exe)
@@ -149,7 +116,6 @@ fn one_run(
         .stdout(Stdio::null())
         .status()?;
     anyhow::ensure!(status.success(), "importing the history failed");
-    let before = delivered.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut child = Command::new(&exe)
         .current_dir(dir)
@@ -162,7 +128,7 @@ fn one_run(
             "10",
         ])
         .env("HYDROWATCH_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
     let pid = child.id().to_string();
@@ -182,6 +148,15 @@ fn one_run(
     };
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(status.success(), "the daemon failed: {status}");
+    // Its summary (stdout): what the central server acknowledged.
+    let mut summary = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut summary)?;
+    }
+    let delivered = serde_json::from_str::<serde_json::Value>(&summary)
+        .ok()
+        .and_then(|v| v["metrics"]["delivered"].as_u64())
+        .unwrap_or(0);
     // Steady: the median of the second half of the samples (start-up excluded).
     let mut tail = samples[samples.len() / 2..].to_vec();
     tail.sort_unstable();
@@ -191,13 +166,12 @@ fn one_run(
         seconds,
         peak_mb: peak as f64 / 1024.0,
         steady_mb: steady as f64 / 1024.0,
-        delivered: delivered.load(Ordering::Relaxed) - before,
+        delivered,
     })
 }
 
 /// Runs the benchmark.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let (url, delivered) = test_server()?;
     println!(
         "{} days of minute data (flow_rate, pressure) replayed through `hydrowatch run` after {} days imported; {} runs:",
         args.days, args.history_days, args.runs
@@ -207,7 +181,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut steadies = Vec::new();
     for i in 0..args.runs.max(1) {
         let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-        let r = one_run(dir.path(), &args, &url, &delivered)?;
+        let r = one_run(dir.path(), &args)?;
         println!(
             "  run {}: {} readings in {:.2} s = {:.0} readings/s; memory peak {:.1} MB, steady {:.1} MB; {} messages delivered",
             i + 1,
