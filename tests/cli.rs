@@ -1234,57 +1234,19 @@ fn upload_delivers_the_outbox_to_the_server_and_keeps_it_when_the_server_is_down
     );
 
     // A server that acknowledges everything: the outbox empties, each message sent once.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let received = std::thread::spawn(move || {
-        use std::io::{BufRead, Read, Write};
-        let mut ids = Vec::new();
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            let batch: Vec<String> = body["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["message_id"].as_str().unwrap().to_string())
-                .collect();
-            let reply = serde_json::json!({ "acknowledged": batch }).to_string();
-            ids.extend(batch);
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                reply.len()
-            )
-            .unwrap();
-            if ids.len() as u64 >= waiting {
-                return ids;
-            }
-        }
-        ids
-    });
+    let server = daemon::IngestServer::start();
+    let url = server.url.clone();
     write(d, "up.toml", &config(&url));
     let out = stdout(&ok(run(d, &["--config", "up.toml", "upload"])));
     assert!(
         out.contains(&format!("{waiting} messages delivered")),
         "{out}"
     );
-    let ids = received.join().unwrap();
-    let unique: std::collections::HashSet<&String> = ids.iter().collect();
-    assert_eq!((ids.len() as u64, unique.len() as u64), (waiting, waiting));
+    let (stored, repeats) = (server.messages().len(), server.repeats());
+    assert_eq!(
+        ((stored + repeats) as u64, stored as u64),
+        (waiting, waiting)
+    );
     assert_eq!(store(d).outbox_stats().unwrap().rows, 0);
 }
 

@@ -16,8 +16,8 @@ use super::{bin, ok, run, store, write};
 /// A central server that stores each message id once and acknowledges what it holds (the
 /// contract of docs/ARCHITECTURE.md): the messages stored, in the order received, and how many
 /// ids came again (after a device died between the server's answer and its own bookkeeping).
-struct IngestServer {
-    url: String,
+pub(crate) struct IngestServer {
+    pub(crate) url: String,
     received: Arc<Mutex<Received>>,
 }
 
@@ -29,7 +29,7 @@ struct Received {
 }
 
 impl IngestServer {
-    fn start() -> IngestServer {
+    pub(crate) fn start() -> IngestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Received::default()));
@@ -43,11 +43,11 @@ impl IngestServer {
         IngestServer { url, received }
     }
 
-    fn messages(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn messages(&self) -> Vec<serde_json::Value> {
         self.received.lock().unwrap().stored.clone()
     }
 
-    fn repeats(&self) -> usize {
+    pub(crate) fn repeats(&self) -> usize {
         self.received.lock().unwrap().repeats
     }
 }
@@ -123,29 +123,20 @@ fn unused_port() -> u16 {
         .port()
 }
 
-#[test]
-fn server_down_for_a_day_then_back_every_alarm_and_forecast_arrives_once_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Simulates `days` days from `start` with `seed` and writes them as two files: `a.csv` with the
+/// first `first_days`, `b.csv` with the rest.
+fn simulate_split(d: &Path, days: u32, seed: u32, start: &str, first_days: usize) {
+    let (days, seed) = (days.to_string(), seed.to_string());
     ok(run(
         d,
         &[
-            "simulate",
-            "--days",
-            "12",
-            "--seed",
-            "3",
-            "--start",
-            "2024-03-01",
-            "--out",
-            "all.csv",
+            "simulate", "--days", &days, "--seed", &seed, "--start", start, "--out", "all.csv",
         ],
     ));
-    // The first 11 days, then the 12th, as two files.
     let text = std::fs::read_to_string(d.join("all.csv")).unwrap();
     let (header, rows) = text.split_once('\n').unwrap();
     let rows: Vec<&str> = rows.lines().collect();
-    let split = 11 * 1440;
+    let split = first_days * 1440;
     write(
         d,
         "a.csv",
@@ -156,6 +147,23 @@ fn server_down_for_a_day_then_back_every_alarm_and_forecast_arrives_once_in_orde
         "b.csv",
         &format!("{header}\n{}\n", rows[split..].join("\n")),
     );
+}
+
+/// Readings of flow_rate and pressure stored in the default database of `d`.
+fn stored_readings(d: &Path) -> u64 {
+    let s = store(d);
+    ["flow_rate", "pressure"]
+        .iter()
+        .map(|n| s.series_id(n).map(|id| s.count(id).unwrap()).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn server_down_for_a_day_then_back_every_alarm_and_forecast_arrives_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The first 11 days, then the 12th, as two files.
+    simulate_split(d, 12, 3, "2024-03-01", 11);
     let replay = |file: &str| format!("kind = \"csv_replay\"\npath = \"{file}\"\nspeed = 0\n");
 
     // Days 1-11 with the server unreachable: everything waits in the outbox.
@@ -348,11 +356,7 @@ fn kill_9_during_ingest_and_upload_twenty_times_loses_and_doubles_nothing() {
         child.wait().unwrap();
         sent += sender.join().unwrap();
         // Every reading answered `ok` is in the database.
-        let s = store(d);
-        let stored: u64 = ["flow_rate", "pressure"]
-            .iter()
-            .map(|n| s.series_id(n).map(|id| s.count(id).unwrap()).unwrap_or(0))
-            .sum();
+        let stored = stored_readings(d);
         assert!(
             stored >= sent as u64,
             "{stored} stored, {sent} acknowledged"
@@ -375,12 +379,8 @@ fn kill_9_during_ingest_and_upload_twenty_times_loses_and_doubles_nothing() {
         "SIGTERM ends the daemon with 0"
     );
 
+    assert_eq!(stored_readings(d), lines.len() as u64);
     let s = store(d);
-    let total: u64 = ["flow_rate", "pressure"]
-        .iter()
-        .map(|n| s.count(s.series_id(n).unwrap()).unwrap())
-        .sum();
-    assert_eq!(total, lines.len() as u64);
     // No transition delivered twice, none lost: every alarm the device knows arrived from its
     // opening to its present state, in order, each transition once.
     let messages = server.messages();
@@ -458,11 +458,8 @@ fn a_full_outbox_drops_by_policy_while_ingest_and_detection_go_on() {
         log.contains("outbox full: dropped the oldest forecast message"),
         "{log}"
     );
+    let total = stored_readings(d);
     let s = store(d);
-    let total: u64 = ["flow_rate", "pressure"]
-        .iter()
-        .map(|n| s.count(s.series_id(n).unwrap()).unwrap())
-        .sum();
     let readings = std::fs::read_to_string(d.join("m.csv"))
         .unwrap()
         .lines()
@@ -834,33 +831,7 @@ fn the_real_server_gets_every_transition_once_across_its_own_kill_and_restart() 
     )));
     let token = token.trim();
     assert_eq!(token.len(), 48, "{token}");
-    ok(run(
-        d,
-        &[
-            "simulate",
-            "--days",
-            "14",
-            "--seed",
-            "6",
-            "--start",
-            "2024-04-01",
-            "--out",
-            "all.csv",
-        ],
-    ));
-    let text = std::fs::read_to_string(d.join("all.csv")).unwrap();
-    let (header, rows) = text.split_once('\n').unwrap();
-    let rows: Vec<&str> = rows.lines().collect();
-    write(
-        d,
-        "a.csv",
-        &format!("{header}\n{}\n", rows[..12 * 1440].join("\n")),
-    );
-    write(
-        d,
-        "b.csv",
-        &format!("{header}\n{}\n", rows[12 * 1440..].join("\n")),
-    );
+    simulate_split(d, 14, 6, "2024-04-01", 12);
     let port = unused_port();
     let device = |file: &str, speed: u32| {
         format!(

@@ -27,7 +27,7 @@ use hydrowatch_core::time::format_local;
 use hydrowatch_core::{Reading, Timestamp};
 use hydrowatch_detect::Refit;
 use hydrowatch_forecast::{Fit, ForecastError, Holidays};
-use hydrowatch_store::{OutboxLimits, Outcome, SeriesId, Store, StoreError};
+use hydrowatch_store::{JobRun, OutboxLimits, Outcome, SeriesId, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
 use crate::forecasting::JobError;
@@ -243,14 +243,9 @@ impl Daemon {
                 Refit::Daily(time_of_day(shared.config.schedule.criteria_at)),
                 None,
             )?;
-            let floor = if since == Timestamp::MAX {
-                Timestamp::MIN
-            } else {
-                since
-            };
             std::thread::Builder::new()
                 .name("detect".into())
-                .spawn(move || detect_thread(&shared, &mut store, detector, floor))?
+                .spawn(move || detect_thread(&shared, &mut store, detector, since))?
         };
         let ingest = {
             let shared = shared.clone();
@@ -630,6 +625,9 @@ fn jobs_thread(shared: &Shared, mut store: Store) {
             Every::Week(s.retrain_at.weekday, time_of_day(s.retrain_at.time)),
         ),
     ];
+    // The jobs' last runs, read once and again only after a job ran (this thread is the only
+    // one that records these jobs), not at every commit that rings the bell.
+    let mut runs: HashMap<&str, Option<JobRun>> = HashMap::new();
     loop {
         let last = shared.detect_done.load(Ordering::Acquire);
         if let Some(now) = shared.clock.now() {
@@ -637,13 +635,18 @@ fn jobs_thread(shared: &Shared, mut store: Store) {
                 if shared.stopping() {
                     return;
                 }
-                let due = match store.last_job(name) {
-                    Ok(run) => every.is_due(now, shared.tz, run.as_ref()),
-                    Err(e) => {
-                        tracing::error!(job = name, "cannot read the job's last run: {e}");
-                        false
+                if !runs.contains_key(name) {
+                    match store.last_job(name) {
+                        Ok(run) => {
+                            runs.insert(name, run);
+                        }
+                        Err(e) => {
+                            tracing::error!(job = name, "cannot read the job's last run: {e}");
+                            continue;
+                        }
                     }
-                };
+                }
+                let due = every.is_due(now, shared.tz, runs[name].as_ref());
                 if !due {
                     continue;
                 }
@@ -673,6 +676,8 @@ fn jobs_thread(shared: &Shared, mut store: Store) {
                     Err(e) => (false, e),
                 };
                 record(&store, name, now, ok, &message);
+                // The forecast job also records a first training as a retraining.
+                runs.clear();
             }
         }
         if last || shared.stopping() {

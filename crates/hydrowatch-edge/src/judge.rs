@@ -114,8 +114,6 @@ pub type RowStep<'a, E> =
 /// What one pass wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recorded {
-    /// Rows (instants) judged.
-    pub rows: usize,
     /// Alarm transitions.
     pub transitions: usize,
     /// Messages queued for the server.
@@ -144,7 +142,8 @@ impl DatabaseDetector {
     /// The detector of every series of `store`, restored from its saved state (a state saved for
     /// other series is logged and replaced), with the trailing history before `since` loaded
     /// for the criteria. `since` defaults to where the saved state stopped (the newest minute on
-    /// a first run); the start of the span to judge is returned.
+    /// a first run, everything on an empty database); the start of the span to judge is
+    /// returned.
     pub fn open(
         store: &Store,
         config: &Config,
@@ -188,7 +187,12 @@ impl DatabaseDetector {
                     };
                     since = since.min(from);
                 }
-                since
+                // Nothing stored yet: whatever arrives is new.
+                if since == Timestamp::MAX {
+                    Timestamp::MIN
+                } else {
+                    since
+                }
             }
         };
         let mut runner = Runner::new(detector, tz, refit);
@@ -293,7 +297,6 @@ impl DatabaseDetector {
                 self.collect(&mut batch);
                 self.transitions(&alerts, &mut batch);
             }
-            total.rows += rows.len();
             if !rows.is_empty() || !batch.is_empty() {
                 self.write(store, &batch).map_err(JudgeError::from)?;
             }

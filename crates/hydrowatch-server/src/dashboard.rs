@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::api::{ApiError, AppState};
 use crate::db::AlarmFilter;
+use crate::envelope::seconds;
 
 /// Colours of stages 1-4 (interest, caution, warning, critical).
 const STAGE_COLOURS: [&str; 4] = ["#2b7bb9", "#c9a400", "#e07000", "#c62828"];
@@ -111,9 +112,7 @@ fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> String {
         .map(|ps| {
             ps.iter()
                 .filter_map(|p| {
-                    let t = chrono::DateTime::parse_from_rfc3339(p["time"].as_str()?)
-                        .ok()?
-                        .timestamp();
+                    let t = seconds(&p["time"])?;
                     Some((
                         t,
                         p["value"].as_f64()?,
@@ -202,10 +201,7 @@ fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> String {
 /// The actual hourly values of `series` around forecast `f`: the week before it and what came
 /// since.
 fn around(app: &AppState, id: &str, series: &str, f: &Value) -> Result<Vec<(i64, f64)>, ApiError> {
-    let issued = f["issued_at"]
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map_or(0, |t| t.timestamp());
+    let issued = seconds(&f["issued_at"]).unwrap_or(0);
     Ok(tokio::task::block_in_place(|| {
         app.db
             .actuals(id, series, issued - 7 * 86_400, issued + 7 * 86_400)

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::envelope::Message;
+use crate::envelope::{Message, seconds};
 
 /// Why the storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +78,6 @@ pub struct Accuracy {
     pub mae: Option<f64>,
     /// Mean absolute percentage error (hours with a zero actual left out).
     pub mape: Option<f64>,
-}
-
-fn rfc3339_seconds(v: &serde_json::Value) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(v.as_str()?)
-        .ok()
-        .map(|t| t.timestamp())
 }
 
 /// The server's database.
@@ -201,10 +195,7 @@ impl Db {
                     )?;
                 }
                 "forecast" => {
-                    let issued = body["issued_at"]
-                        .as_str()
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        .map_or(m.created_at, |t| t.timestamp());
+                    let issued = seconds(&body["issued_at"]).unwrap_or(m.created_at);
                     tx.execute(
                         "INSERT INTO forecasts(message_id, device_id, series, issued_at, body)
                          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -218,7 +209,7 @@ impl Db {
                     )?;
                     for a in body["actuals"].as_array().into_iter().flatten() {
                         if let (Some(hour), Some(value)) =
-                            (rfc3339_seconds(&a["time"]), a["value"].as_f64())
+                            (seconds(&a["time"]), a["value"].as_f64())
                         {
                             tx.execute(
                                 "INSERT INTO actuals(device_id, series, hour, value) VALUES (?1, ?2, ?3, ?4)
@@ -375,9 +366,7 @@ impl Db {
                             .as_array()
                             .into_iter()
                             .flatten()
-                            .filter_map(|p| {
-                                Some((rfc3339_seconds(&p["time"])?, p["value"].as_f64()?))
-                            })
+                            .filter_map(|p| Some((seconds(&p["time"])?, p["value"].as_f64()?)))
                             .collect();
                         (issued, points)
                     })

@@ -33,11 +33,16 @@ fn text<'a>(v: &'a Value, name: &str, at: &str) -> Result<&'a str, String> {
         .ok_or_else(|| format!("{at}: `{name}` must be a non-empty string"))
 }
 
+/// The Unix seconds of an RFC 3339 time held in `v` (messages carry every time this way).
+pub fn seconds(v: &Value) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
 fn time(v: &Value, name: &str, at: &str) -> Result<i64, String> {
     let t = text(v, name, at)?;
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| d.timestamp())
-        .map_err(|_| format!("{at}: `{name}` = {t:?} is not an RFC 3339 time"))
+    seconds(&v[name]).ok_or_else(|| format!("{at}: `{name}` = {t:?} is not an RFC 3339 time"))
 }
 
 fn number(v: &Value, name: &str, at: &str) -> Result<f64, String> {

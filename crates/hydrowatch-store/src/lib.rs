@@ -1,4 +1,5 @@
-//! The device's embedded database: SQLite through rusqlite, and the only crate that speaks SQL.
+//! The device's embedded database: SQLite through rusqlite, and the only crate on the device
+//! that speaks SQL (the central server keeps its own, docs/ARCHITECTURE.md departure 18).
 //!
 //! Invariants this crate keeps (every public function preserves them; tests check each):
 //! 1. Every instant in every column is integer Unix seconds, UTC.
