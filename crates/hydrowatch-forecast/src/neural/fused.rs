@@ -31,16 +31,9 @@ use super::lstm_kernel::{self, LstmSaved, LstmWeights};
 /// (G = 4 gates for the LSTM, 3 for the GRU).
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedRnnBackend: Backend {
-    /// An LSTM layer (gates i, f, g, o).
-    fn fused_lstm(
-        x: FloatTensor<Self>,
-        w_ih: FloatTensor<Self>,
-        w_hh: FloatTensor<Self>,
-        b_ih: FloatTensor<Self>,
-        b_hh: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
-    /// A GRU layer (gates r, z, n).
-    fn fused_gru(
+    /// A layer of `cell` over the whole sequence.
+    fn fused_rnn(
+        cell: Cell,
         x: FloatTensor<Self>,
         w_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
@@ -49,10 +42,12 @@ pub trait FusedRnnBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Which cell.
+/// Which recurrent cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cell {
+pub enum Cell {
+    /// LSTM, gates i, f, g, o.
     Lstm,
+    /// GRU, gates r, z, n.
     Gru,
 }
 
@@ -197,44 +192,28 @@ fn autodiff<C: CheckpointStrategy>(
 }
 
 impl FusedRnnBackend for Flex {
-    fn fused_lstm(
+    fn fused_rnn(
+        cell: Cell,
         x: FloatTensor<Self>,
         w_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
         b_ih: FloatTensor<Self>,
         b_hh: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        run_forward(Cell::Lstm, &[x, w_ih, w_hh, b_ih, b_hh]).0
-    }
-    fn fused_gru(
-        x: FloatTensor<Self>,
-        w_ih: FloatTensor<Self>,
-        w_hh: FloatTensor<Self>,
-        b_ih: FloatTensor<Self>,
-        b_hh: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        run_forward(Cell::Gru, &[x, w_ih, w_hh, b_ih, b_hh]).0
+        run_forward(cell, &[x, w_ih, w_hh, b_ih, b_hh]).0
     }
 }
 
 impl<C: CheckpointStrategy> FusedRnnBackend for Autodiff<Flex, C> {
-    fn fused_lstm(
+    fn fused_rnn(
+        cell: Cell,
         x: FloatTensor<Self>,
         w_ih: FloatTensor<Self>,
         w_hh: FloatTensor<Self>,
         b_ih: FloatTensor<Self>,
         b_hh: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        autodiff::<C>(Cell::Lstm, [x, w_ih, w_hh, b_ih, b_hh])
-    }
-    fn fused_gru(
-        x: FloatTensor<Self>,
-        w_ih: FloatTensor<Self>,
-        w_hh: FloatTensor<Self>,
-        b_ih: FloatTensor<Self>,
-        b_hh: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        autodiff::<C>(Cell::Gru, [x, w_ih, w_hh, b_ih, b_hh])
+        autodiff::<C>(cell, [x, w_ih, w_hh, b_ih, b_hh])
     }
 }
 
@@ -272,14 +251,16 @@ impl Weights {
         }
     }
 
-    fn dispatch(&self, x: Tensor<3>) -> [burn::backend::DispatchTensor; 5] {
-        [
+    /// Hidden states `[batch, steps, hidden]` of `cell` for `x` `[batch, steps, input]`.
+    fn forward(&self, cell: Cell, x: Tensor<3>) -> Tensor<3> {
+        Tensor::from_dispatch(<Dispatch as FusedRnnBackend>::fused_rnn(
+            cell,
             x.into_dispatch(),
             self.w_ih.val().into_dispatch(),
             self.w_hh.val().into_dispatch(),
             self.b_ih.val().into_dispatch(),
             self.b_hh.val().into_dispatch(),
-        ]
+        ))
     }
 }
 
@@ -303,10 +284,7 @@ impl FusedLstm {
 
     /// Hidden states `[batch, steps, hidden]` for `x` `[batch, steps, input]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [x, w_ih, w_hh, b_ih, b_hh] = self.weights.dispatch(x);
-        Tensor::from_dispatch(<Dispatch as FusedRnnBackend>::fused_lstm(
-            x, w_ih, w_hh, b_ih, b_hh,
-        ))
+        self.weights.forward(Cell::Lstm, x)
     }
 }
 
@@ -326,10 +304,7 @@ impl FusedGru {
 
     /// Hidden states `[batch, steps, hidden]` for `x` `[batch, steps, input]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [x, w_ih, w_hh, b_ih, b_hh] = self.weights.dispatch(x);
-        Tensor::from_dispatch(<Dispatch as FusedRnnBackend>::fused_gru(
-            x, w_ih, w_hh, b_ih, b_hh,
-        ))
+        self.weights.forward(Cell::Gru, x)
     }
 }
 
@@ -378,14 +353,6 @@ mod tests {
         Tensor::cat(outputs, 1)
     }
 
-    fn fused(cell: Cell, w: &Weights, x: Tensor<3>) -> Tensor<3> {
-        let [x, w_ih, w_hh, b_ih, b_hh] = w.dispatch(x);
-        Tensor::from_dispatch(match cell {
-            Cell::Lstm => <Dispatch as FusedRnnBackend>::fused_lstm(x, w_ih, w_hh, b_ih, b_hh),
-            Cell::Gru => <Dispatch as FusedRnnBackend>::fused_gru(x, w_ih, w_hh, b_ih, b_hh),
-        })
-    }
-
     fn assert_close(a: Tensor<3>, b: Tensor<3>) {
         let (a, b) = (
             a.into_data().try_to_vec::<f32>().unwrap(),
@@ -405,7 +372,7 @@ mod tests {
             let x = Tensor::<3>::random([10, 7, 3], Distribution::Normal(0.0, 1.0), &device)
                 .require_grad();
             let coeff = Tensor::<3>::random([10, 7, 5], Distribution::Normal(0.0, 1.0), &device);
-            let ours = fused(cell, &w, x.clone());
+            let ours = w.forward(cell, x.clone());
             let theirs = reference(cell, &w, x.clone());
             assert_close(ours.clone(), theirs.clone());
 
