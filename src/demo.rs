@@ -1,201 +1,474 @@
-//! `hydrowatch demo`: the main job on embedded defaults, for a newcomer. A simulated year of one
-//! DMA (flow and pressure, a reading a minute, with labelled bursts, leaks and sensor faults) is
-//! written, imported into the device database and read back the ways the device reads it; every
-//! reading is judged (alarms, scored against the labels), and the next 168 hours of each series
-//! are forecast with models trained on the spot. Each step says what it took.
+//! `hydrowatch demo`: the whole system on embedded defaults, in one process, for a newcomer. A
+//! central server (hydrowatch-server, SQLite) and up to three simulated devices (district
+//! metered areas of different sizes in different time zones) start on temporary files; each
+//! device gets seven weeks of history imported (by default) and then two weeks replayed at high speed through
+//! its real daemon (hydrowatch-edge: ingest, detection, forecast models trained and run on
+//! schedule, weekly retraining, the uplink), with a pipe burst and a slow leak in them. It prints
+//! where to watch the dashboard, then a summary (readings, alarms by stage, how soon each event
+//! was alarmed, day-ahead forecast accuracy as the server scores it), and serves until Ctrl-C.
+//!
+//! Invariants: nothing is read from or written to the working directory (a temporary directory,
+//! removed at the end, unless `--dir`); the simulated days end last midnight, so the dashboard
+//! shows the present; everything the summary reports was read back from the server or the device databases.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use chrono_tz::Tz;
 use clap::Args;
-use hydrowatch_core::time::{DAY, format_local};
-use hydrowatch_sim::{EventKind, SimConfig, Simulator};
+use hydrowatch_core::time::{DAY, HOUR, format_local};
+use hydrowatch_sim::{Event, EventKind, EventPlan, SERIES, SimConfig, Simulator};
 use hydrowatch_store::Store;
 
 /// Options of `hydrowatch demo`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Runs from any directory and needs no configuration: its files go to a \
+temporary directory (or --dir). Open the printed address in a browser while it runs; the pages \
+refresh by themselves. Ctrl-C stops it."
+)]
 pub struct DemoArgs {
-    /// Directory for the demo's files (created; default: hydrowatch-demo in the working
-    /// directory).
-    #[arg(long, value_name = "DIR", default_value = "hydrowatch-demo")]
-    pub dir: PathBuf,
-    /// Days to simulate.
-    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(2..=3660))]
+    /// Stop once the replay is done and the summary printed, instead of serving the dashboard
+    /// until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
+    /// Simulated devices, 1 to 3.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub devices: u8,
+    /// Days replayed through each device's daemon (after seven weeks of imported history).
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(4..=28))]
     pub days: u32,
+    /// Days of history imported into each device before the replay (its forecasting networks
+    /// need 46; with fewer, a device forecasts with its best baseline).
+    #[arg(long, default_value_t = 49, value_parser = clap::value_parser!(u32).range(8..=365))]
+    pub history_days: u32,
+    /// Seconds of wall-clock time the replay takes (it runs the days that much faster than
+    /// real time).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(5..=3600))]
+    pub replay_seconds: u32,
+    /// Where the dashboard listens; another free port is taken when this one is busy.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// Keep the demo's files (databases, models, CSV files) in DIR instead of a temporary
+    /// directory removed at the end.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// One simulated district metered area.
+struct Dma {
+    id: &'static str,
+    tz: Tz,
+    mean_flow: f64,
+    static_pressure: f64,
+}
+
+const DMAS: [Dma; 3] = [
+    Dma {
+        id: "dma-north",
+        tz: chrono_tz::Europe::Berlin,
+        mean_flow: 120.0,
+        static_pressure: 5.0,
+    },
+    Dma {
+        id: "dma-harbour",
+        tz: chrono_tz::America::New_York,
+        mean_flow: 320.0,
+        static_pressure: 4.4,
+    },
+    Dma {
+        id: "dma-hill",
+        tz: chrono_tz::Asia::Seoul,
+        mean_flow: 45.0,
+        static_pressure: 6.2,
+    },
+];
+
+/// A device of the demo, ready to run.
+struct Device {
+    dma: &'static Dma,
+    db: PathBuf,
+    config: hydrowatch_config::Config,
+    replay_start: i64,
+    replay_end: i64,
+    events: Vec<Event>,
 }
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let dir = &args.dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let data = dir.join("dma.csv");
-    let labels = dir.join("events.csv");
-    let db = dir.join("hydrowatch.db");
-    for stale in ["hydrowatch.db", "hydrowatch.db-wal", "hydrowatch.db-shm"] {
+    let started = Instant::now();
+    let (_temp, dir) = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            (None, std::path::absolute(d)?)
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("hydrowatch-demo-")
+                .tempdir()?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    // A fresh start every time, also in a kept directory.
+    for stale in ["server.db", "server.db-wal", "server.db-shm"] {
         let _ = std::fs::remove_file(dir.join(stale));
     }
-    let _ = std::fs::remove_dir_all(dir.join("models"));
-    let config = SimConfig {
-        days: args.days,
-        ..SimConfig::default()
-    };
-    let tz = config.timezone;
+
+    let server_db = hydrowatch_server::Db::open(&dir.join("server.db"))?;
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .context("cannot listen on a local port")?;
+    listener.set_nonblocking(true)?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let mut devices = Vec::new();
+    for dma in &DMAS[..usize::from(args.devices)] {
+        let token = server_db.create_token(dma.id, chrono::Utc::now().timestamp())?;
+        devices.push(prepare(dma, &dir, &url, &token, &args)?);
+    }
+    let server_db = Arc::new(server_db);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let app = hydrowatch_server::router(server_db.clone());
+    runtime.spawn(async move {
+        if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+            let _ = axum::serve(listener, app).await;
+        }
+    });
 
     println!(
-        "hydrowatch demo: one district metered area, {} days of minute readings\n",
+        "hydrowatch demo: a central server and {} devices, {} days of history each, then {} days replayed through each device's daemon",
+        devices.len(),
+        args.history_days,
         args.days
     );
-    let t = Instant::now();
-    let mut sim = Simulator::new(config);
-    sim.write_labels(&mut BufWriter::new(File::create(&labels)?))?;
-    let events = sim.events().to_vec();
-    let mut out = BufWriter::new(File::create(&data)?);
-    let rows = sim.write_csv(&mut out)?;
-    out.flush()?;
-    println!(
-        "1. simulated  {rows} minutes of flow_rate and pressure in {:.2} s -> {}",
-        t.elapsed().as_secs_f64(),
-        data.display()
-    );
-    let count = |k: EventKind| events.iter().filter(|e| e.kind == k).count();
-    println!(
-        "              events: {} bursts, {} slow leaks, {} stuck sensors, {} silent sensors, {} spikes -> {}",
-        count(EventKind::Burst),
-        count(EventKind::Leak),
-        count(EventKind::Stuck),
-        count(EventKind::Silent),
-        count(EventKind::Spike),
-        labels.display()
-    );
-
-    let t = Instant::now();
-    let status = std::process::Command::new(std::env::current_exe()?)
-        .args(["import", "--db"])
-        .arg(&db)
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "the import failed");
-    let size = std::fs::metadata(&db)?.len();
-    let mut store = Store::open(&db, tz)?;
-    let flow = store.series_id("flow_rate")?;
-    let pressure = store.series_id("pressure")?;
-    let stored = store.count(flow)? + store.count(pressure)?;
-    println!(
-        "2. imported   {stored} readings in {:.2} s (the prototype: 194 s for 396,001) -> {} ({:.1} MB)",
-        t.elapsed().as_secs_f64(),
-        db.display(),
-        size as f64 / 1e6
-    );
-
-    let (first, last) = store.span(flow)?.context("no readings")?;
-    let t = Instant::now();
-    let latest = store.latest(flow, 60)?;
-    let t_latest = t.elapsed();
-    let t = Instant::now();
-    let hourly = store.hourly(flow, first, last + 1)?;
-    let t_hourly = t.elapsed();
-    let t = Instant::now();
-    let day = store.readings(flow, last + 1 - DAY, last + 1)?;
-    let t_day = t.elapsed();
-    println!(
-        "3. read back  newest 60 readings in {:.0} µs, the last day ({} readings) in {:.1} ms, {} hourly means of the whole span in {:.1} ms",
-        t_latest.as_secs_f64() * 1e6,
-        day.len(),
-        t_day.as_secs_f64() * 1e3,
-        hourly.len(),
-        t_hourly.as_secs_f64() * 1e3
-    );
-
-    let t = Instant::now();
-    let again = store.bulk(|b| -> anyhow::Result<()> {
-        for r in &latest {
-            b.insert(flow, r.ts, r.value)?;
-        }
-        Ok(())
-    })?;
-    println!(
-        "4. idempotent re-sending the newest 60 readings stored {} new ({} duplicates) in {:.1} ms",
-        again.1.inserted,
-        again.1.duplicates,
-        t.elapsed().as_secs_f64() * 1e3
-    );
-
-    drop(store);
-    let t = Instant::now();
-    let judged = dir.join("judged.csv");
-    let alarms = dir.join("alarms.jsonl");
-    let detect = child(&[
-        "detect".as_ref(),
-        "--input".as_ref(),
-        data.as_os_str(),
-        "--output".as_ref(),
-        judged.as_os_str(),
-        "--alarms".as_ref(),
-        alarms.as_os_str(),
-        "--labels".as_ref(),
-        labels.as_os_str(),
-    ])?;
-    println!(
-        "5. detection  every reading judged in {:.1} s -> {}, alarm messages -> {}",
-        t.elapsed().as_secs_f64(),
-        judged.display(),
-        alarms.display()
-    );
-    // The per-kind table of the scores, and the false-alarm line.
-    for line in detect.lines().filter(|l| {
-        let per_kind = l.starts_with("| ") && !l.contains(':') && !l.starts_with("| event");
-        (per_kind && !l.starts_with("| ---")) || l.contains("false alarms")
-    }) {
-        println!("              {line}");
-    }
-
-    if args.days < 8 {
+    println!("files: {}", dir.display());
+    println!("\n  dashboard: {url}/   (open it now: it fills while the replay runs)\n");
+    for d in &devices {
+        let r = d.replay_start;
         println!(
-            "6. forecast   skipped: {} days are fewer than the week of history every forecaster needs",
-            args.days
+            "  {:<12} {:>5.0} m3/h  {:<17} events: {}",
+            d.dma.id,
+            d.dma.mean_flow,
+            d.dma.tz.name(),
+            d.events
+                .iter()
+                .map(|e| format!(
+                    "{} from day {:.1} for {}",
+                    e.kind.label(),
+                    (e.start - r) as f64 / DAY as f64,
+                    duration(e.end.min(d.replay_end) - e.start)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-    } else {
-        let t = Instant::now();
-        let forecast = child(&["forecast".as_ref(), "--db".as_ref(), db.as_os_str()])?;
-        println!(
-            "6. forecast   the next 168 hours of each series in {:.1} s (models trained now, under {}):",
-            t.elapsed().as_secs_f64(),
-            dir.join("models").display()
-        );
-        for line in forecast.lines() {
-            println!("              {line}");
-        }
     }
+    println!();
 
-    println!("\nThe newest hour of flow_rate (m3/h):");
-    for r in latest.iter().step_by(10) {
-        println!("  {}  {:>8.2}", format_local(r.ts, tz), r.value);
-    }
+    let replay = replay(&devices, args.days)?;
+
+    println!("\nSummary (read back from the server at {url} and the device databases)\n");
+    summary(&devices, &server_db)?;
     println!(
-        "\nNext: `hydrowatch export --db {} --hourly --out hourly.csv` writes the hourly table with the\n      day-ahead forecasts; `hydrowatch backtest --db {} --select` picks each series' best forecaster;\n      `hydrowatch bench storage` compares SQLite with CSV files on this machine.",
-        db.display(),
-        db.display()
+        "\nDone in {:.0} s (replay {:.0} s). Dashboard: {url}/",
+        started.elapsed().as_secs_f64(),
+        replay.as_secs_f64()
     );
+    if args.exit {
+        return Ok(());
+    }
+    println!("Serving until Ctrl-C.");
+    runtime.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
     Ok(())
 }
 
-/// Runs this program with `args` and returns what it printed; its error output passes through.
-fn child(args: &[&std::ffi::OsStr]) -> anyhow::Result<String> {
-    let out = std::process::Command::new(std::env::current_exe()?)
-        .args(args)
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "`hydrowatch {}` failed",
-        args.iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
+/// Simulates a device's days, writes its configuration and imports its history.
+fn prepare(
+    dma: &'static Dma,
+    dir: &Path,
+    url: &str,
+    token: &str,
+    args: &DemoArgs,
+) -> anyhow::Result<Device> {
+    let home = dir.join(dma.id);
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home)?;
+    let days = args.history_days + args.days;
+    let today = chrono::Utc::now().with_timezone(&dma.tz).date_naive();
+    // The replay ends at the start of today: the newest readings are from last night.
+    let start = today - chrono::Days::new(u64::from(days));
+    // Where the replay begins: the first minute of its first local day.
+    let mut probe = Simulator::new(SimConfig {
+        start,
+        days: 1,
+        timezone: dma.tz,
+        events: EventPlan::None,
+        ..SimConfig::default()
+    });
+    let first = probe.next().context("the simulator gave nothing")?.ts;
+    let replay_start = first + i64::from(args.history_days) * DAY;
+    let replay_end = first + i64::from(days) * DAY;
+    let span = replay_end - replay_start;
+    // A burst in the morning of the day a fifth of the way in (half the mean flow more, 4 hours),
+    // a slow leak from the afternoon of the day two fifths in (a fifth more flow, growing over
+    // 60% of its time).
+    let day = |fraction: i64| replay_start + span * fraction / 5 / DAY * DAY;
+    let events = vec![
+        Event {
+            kind: EventKind::Burst,
+            start: day(1) + 8 * HOUR,
+            end: day(1) + 12 * HOUR,
+            series: SERIES.to_vec(),
+            magnitude: 0.5 * dma.mean_flow,
+        },
+        Event {
+            kind: EventKind::Leak,
+            start: day(2) + 14 * HOUR,
+            // Still leaking when the data ends: not "repaired" in its last minute.
+            end: replay_end + DAY,
+            series: vec![SERIES[0]],
+            magnitude: 0.2 * dma.mean_flow,
+        },
+    ];
+    let sim = Simulator::new(SimConfig {
+        start,
+        days,
+        seed: dma.id.len() as u64,
+        timezone: dma.tz,
+        mean_flow: dma.mean_flow,
+        static_pressure: dma.static_pressure,
+        events: EventPlan::Fixed(events.clone()),
+    });
+    let mut history = std::io::BufWriter::new(std::fs::File::create(home.join("history.csv"))?);
+    let mut replay = std::io::BufWriter::new(std::fs::File::create(home.join("replay.csv"))?);
+    for out in [&mut history, &mut replay] {
+        writeln!(out, "time,flow_rate,pressure")?;
+    }
+    let v = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.4}"));
+    for s in sim {
+        let out = if s.ts < replay_start {
+            &mut history
+        } else {
+            &mut replay
+        };
+        writeln!(
+            out,
+            "{},{},{}",
+            format_local(s.ts, dma.tz),
+            v(s.flow_rate),
+            v(s.pressure)
+        )?;
+    }
+    history.flush()?;
+    replay.flush()?;
+    let speed = span as f64 / f64::from(args.replay_seconds);
+    let db = home.join("device.db");
+    let text = format!(
+        "[device]\nid = \"{id}\"\ntimezone = \"{tz}\"\n\n[storage]\ndatabase = \"{db}\"\n\n\
+         [server]\nurl = \"{url}\"\ntoken = \"{token}\"\n\n\
+         [daemon]\nhealth_listen = \"\"\nmodels_dir = \"{models}\"\n\n\
+         [[source]]\nkind = \"csv_replay\"\npath = \"{replay}\"\nspeed = {speed:.0}\n",
+        id = dma.id,
+        tz = dma.tz.name(),
+        db = db.display(),
+        models = home.join("models").display(),
+        replay = home.join("replay.csv").display(),
     );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let config_path = home.join("device.toml");
+    std::fs::write(&config_path, &text)?;
+    let status = Command::new(std::env::current_exe()?)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("import")
+        .arg(home.join("history.csv"))
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "importing {}'s history failed", dma.id);
+    Ok(Device {
+        dma,
+        db,
+        config: hydrowatch_config::Config::parse(&text, &config_path.display().to_string())?,
+        replay_start,
+        replay_end,
+        events,
+    })
+}
+
+/// Runs every device's daemon until its replay ended and its outbox is delivered, with a
+/// progress bar; returns how long it took.
+fn replay(devices: &[Device], days: u32) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let minutes: u64 = devices
+        .iter()
+        .map(|d| ((d.replay_end - d.replay_start) / 60) as u64)
+        .sum();
+    let bar = indicatif::ProgressBar::new(minutes).with_style(
+        indicatif::ProgressStyle::with_template(
+            "  replaying {msg} [{bar:40}] {percent:>3}% ({elapsed})",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("{days} days x {}", devices.len()));
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = devices
+            .iter()
+            .map(|d| {
+                scope.spawn(|| {
+                    hydrowatch_edge::Daemon {
+                        config: d.config.clone(),
+                        db: d.db.clone(),
+                        until_sources_end: true,
+                        drain: Duration::from_secs(30),
+                    }
+                    .run()
+                })
+            })
+            .collect();
+        while handles.iter().any(|h| !h.is_finished()) {
+            let done: u64 = devices.iter().map(replayed_minutes).sum();
+            bar.set_position(done);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a device's daemon panicked"))
+            })
+            .collect::<Vec<_>>()
+    });
+    bar.finish();
+    for (d, r) in devices.iter().zip(results) {
+        r?.with_context(|| format!("{}'s daemon failed", d.dma.id))?;
+    }
+    Ok(t.elapsed())
+}
+
+/// Minutes of the replay a device has stored so far.
+fn replayed_minutes(d: &Device) -> u64 {
+    let newest = Store::open(&d.db, d.dma.tz)
+        .and_then(|s| s.span(s.series_id("flow_rate")?))
+        .ok()
+        .flatten()
+        .map_or(d.replay_start, |(_, n)| n);
+    ((newest - d.replay_start).max(0) / 60) as u64
+}
+
+fn duration(seconds: i64) -> String {
+    if seconds >= DAY {
+        format!("{:.0} days", seconds as f64 / DAY as f64)
+    } else {
+        format!("{:.0} h", seconds as f64 / HOUR as f64)
+    }
+}
+
+/// Prints what the devices stored and delivered, how soon each event was alarmed, and the
+/// forecasts' day-ahead accuracy.
+fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result<()> {
+    let transitions = server.alarms(&hydrowatch_server::db::AlarmFilter::default())?;
+    println!(
+        "| device | readings | alarms (stage 1 / 2 / 3 / 4) | delivered | forecasts | newest flow model | day-ahead MAE flow | MAPE flow |"
+    );
+    println!("| --- | ---: | --- | ---: | ---: | --- | ---: | ---: |");
+    for d in devices {
+        let store = Store::open(&d.db, d.dma.tz)?;
+        let readings: u64 = SERIES
+            .iter()
+            .map(|s| store.series_id(s).and_then(|id| store.count(id)))
+            .sum::<Result<u64, _>>()?;
+        let highest = highest_stages(&transitions, d.dma.id);
+        let mut by_stage = [0u64; 4];
+        for stage in highest.values() {
+            if let Some(n) = (*stage as usize)
+                .checked_sub(1)
+                .and_then(|i| by_stage.get_mut(i))
+            {
+                *n += 1;
+            }
+        }
+        let known = store.alarms(false)?.len();
+        let forecasts = server.forecasts(d.dma.id, None, 10_000)?.len();
+        let model = server
+            .forecasts(d.dma.id, Some("flow_rate"), 1)?
+            .first()
+            .and_then(|f| f["model"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "-".into());
+        let accuracy = server.accuracy(d.dma.id, 7)?;
+        let flow = accuracy.iter().find(|a| a.series == "flow_rate");
+        let fmt = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.1}{unit}"));
+        println!(
+            "| {} | {} | {} / {} / {} / {} | {} of {} | {} | {} | {} | {} |",
+            d.dma.id,
+            readings,
+            by_stage[0],
+            by_stage[1],
+            by_stage[2],
+            by_stage[3],
+            highest.len(),
+            known,
+            forecasts,
+            model,
+            fmt(flow.and_then(|a| a.mae), " m3/h"),
+            fmt(flow.and_then(|a| a.mape), "%"),
+        );
+    }
+    println!("\nThe injected events and the first alarm raised during each:");
+    for d in devices {
+        let store = Store::open(&d.db, d.dma.tz)?;
+        let alarms = store.alarms(false)?;
+        let highest = highest_stages(&transitions, d.dma.id);
+        for e in &d.events {
+            let first = alarms
+                .iter()
+                .filter(|a| {
+                    a.opened_at >= e.start && a.opened_at < e.end && a.series == "flow_rate"
+                })
+                .min_by_key(|a| a.opened_at);
+            let found = match first {
+                Some(a) => format!(
+                    "{} alarm (reached stage {}) {} after it began",
+                    a.kind,
+                    highest.get(&(a.id as u64)).copied().unwrap_or_default(),
+                    later(a.opened_at - e.start)
+                ),
+                None => "no alarm".into(),
+            };
+            println!(
+                "  {:<12} {:<6} from {}: {found}",
+                d.dma.id,
+                e.kind.label(),
+                format_local(e.start, d.dma.tz),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The highest stage each alarm of `device` reached, by alarm id, as the server has it.
+fn highest_stages(transitions: &[serde_json::Value], device: &str) -> BTreeMap<u64, u64> {
+    let mut highest = BTreeMap::new();
+    for t in transitions.iter().filter(|t| t["device_id"] == device) {
+        if let (Some(id), Some(stage)) = (t["alarm_id"].as_u64(), t["outlier_stage"].as_u64()) {
+            let s = highest.entry(id).or_default();
+            *s = stage.max(*s);
+        }
+    }
+    highest
+}
+
+fn later(seconds: i64) -> String {
+    match seconds {
+        s if s < HOUR => format!("{} min", s / 60),
+        s if s < DAY => format!("{:.1} h", s as f64 / HOUR as f64),
+        s => format!("{:.1} days", s as f64 / DAY as f64),
+    }
 }

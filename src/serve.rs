@@ -1,4 +1,4 @@
-//! `hydrowatch serve`: the central server (hydrowatch-server) on a SQLite file, and
+//! `hydrowatch serve`: the central server (hydrowatch-server) on a SQLite file or PostgreSQL, and
 //! `hydrowatch serve token create DEVICE_ID`.
 
 use std::path::PathBuf;
@@ -17,11 +17,14 @@ hydrowatch serve --listen 0.0.0.0:8080\n\n\
 Devices POST their alarms, forecasts and heartbeats to /api/v1/ingest with their token. People \
 open the dashboard at / ; programs read /api/v1/devices, /api/v1/alarms, /api/v1/forecasts and \
 /api/v1/accuracy (described at /api/v1/openapi.json). The database is the --db file (default \
-hydrowatch-server.db).")]
+hydrowatch-server.db), or PostgreSQL with --database postgres://user:password@host:port/dbname \
+(the tables are created on first start; connections without TLS, so keep the database next to the \
+server).")]
 pub struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
-    /// PostgreSQL instead of the SQLite file: postgres://user:password@host/dbname.
+    /// PostgreSQL instead of the SQLite file: postgres://user:password@host:port/dbname (or
+    /// key=value form: "host=... user=... dbname=...").
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
     /// Address to listen on.
@@ -53,17 +56,32 @@ pub enum TokenCommand {
 
 /// Runs the command.
 pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
-    if let Some(url) = &args.database {
-        anyhow::bail!(
-            "--database {url}: PostgreSQL is not supported yet (issue #6 continues); use the SQLite file (--db FILE)"
-        );
-    }
-    let path = global
-        .db
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("hydrowatch-server.db"));
-    let db = hydrowatch_server::Db::open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let (db, name) = match (&args.database, &global.db) {
+        (Some(_), Some(file)) => anyhow::bail!(
+            "both --db {} and --database given: the server uses one database, choose one",
+            file.display()
+        ),
+        (Some(url), None) => {
+            anyhow::ensure!(
+                url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")
+                    || url.contains('='),
+                "--database {}: expected postgres://user:password@host:port/dbname",
+                without_password(url)
+            );
+            let db = hydrowatch_server::Db::connect(url)
+                .with_context(|| format!("cannot use --database {}", without_password(url)))?;
+            (db, without_password(url))
+        }
+        (None, file) => {
+            let path = file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("hydrowatch-server.db"));
+            let db = hydrowatch_server::Db::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            (db, path.display().to_string())
+        }
+    };
     match args.command {
         Some(ServeCommand::Token {
             command: TokenCommand::Create { device_id },
@@ -91,9 +109,9 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
                 eprintln!(
-                    "hydrowatch server on http://{} (database {})",
+                    "hydrowatch server on http://{} ({} database {name})",
                     listener.local_addr()?,
-                    path.display()
+                    db.kind()
                 );
                 let limit = hydrowatch_server::RateLimit {
                     per_second: args.rate_limit.max(0.0),
@@ -116,5 +134,39 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+    }
+}
+
+/// `url` with its password replaced by `***`, for messages.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_part = &url[scheme + 3..at];
+            match user_part.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &user_part[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_repeated_in_messages() {
+        assert_eq!(
+            super::without_password("postgres://hw:s3cret@db.example:5432/fleet"),
+            "postgres://hw:***@db.example:5432/fleet"
+        );
+        assert_eq!(
+            super::without_password("postgres://hw@localhost/fleet"),
+            "postgres://hw@localhost/fleet"
+        );
     }
 }

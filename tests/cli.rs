@@ -609,25 +609,50 @@ fn bench_storage_runs_both_contenders() {
 #[test]
 fn demo_runs_from_an_empty_directory_without_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let out = stdout(&ok(run(dir.path(), &["demo", "--days", "3"])));
+    let out = stdout(&ok(run(
+        dir.path(),
+        &[
+            "demo",
+            "--exit",
+            "--devices",
+            "2",
+            "--history-days",
+            "14",
+            "--days",
+            "6",
+            "--replay-seconds",
+            "8",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )));
+    assert!(out.contains("dashboard: http://127.0.0.1:"), "{out}");
+    for device in ["dma-north", "dma-harbour"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("| {device} |")))
+            .unwrap_or_else(|| panic!("no summary row for {device}: {out}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // 20 days of two series, a reading a minute (a day of 23 or 25 hours at most once).
+        let readings: u64 = cells[2].parse().unwrap();
+        assert!(
+            (20 * 1440 * 2 - 120..=20 * 1440 * 2 + 120).contains(&readings),
+            "{row}"
+        );
+        // Every alarm the device raised reached the server; forecasts were delivered.
+        let (delivered, known) = cells[4].split_once(" of ").unwrap();
+        assert_eq!(delivered, known, "{row}");
+        assert!(cells[5].parse::<u32>().unwrap() >= 2, "{row}");
+        // The burst is alarmed on the flow within the hour.
+        let burst = out
+            .lines()
+            .find(|l| l.contains(device) && l.contains("burst  from"))
+            .unwrap();
+        assert!(burst.contains("min after it began"), "{burst}");
+    }
     assert!(
-        out.contains(&format!("imported   {} readings", 2 * 3 * 1440)),
-        "{out}"
-    );
-    assert!(out.contains("stored 0 new (60 duplicates)"), "{out}");
-    assert!(dir.path().join("hydrowatch-demo/hydrowatch.db").is_file());
-    // Every reading judged and scored; 3 days are too few to forecast, and it says so.
-    assert!(
-        out.contains("5. detection") && out.contains("| kind | events |"),
-        "{out}"
-    );
-    assert!(dir.path().join("hydrowatch-demo/judged.csv").is_file());
-    assert!(out.contains("6. forecast   skipped: 3 days"), "{out}");
-    // Running it again starts from a fresh database.
-    let again = stdout(&ok(run(dir.path(), &["demo", "--days", "3"])));
-    assert!(
-        again.contains(&format!("imported   {} readings", 2 * 3 * 1440)),
-        "{again}"
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing is left in the working directory"
     );
 }
 

@@ -803,16 +803,21 @@ fn a_full_disk_holds_readings_unacknowledged_until_space_returns() {
     assert_eq!(s.count(s.series_id("flow_rate").unwrap()).unwrap(), 1000);
 }
 
-fn start_server(d: &Path, port: u16) -> Child {
+/// The central server's database option: a SQLite file, or a new PostgreSQL database.
+fn server_database(postgres: bool) -> [String; 2] {
+    if postgres {
+        ["--database".into(), hydrowatch_pgtest::database()]
+    } else {
+        ["--db".into(), "server.db".into()]
+    }
+}
+
+fn start_server(d: &Path, port: u16, database: &[String; 2]) -> Child {
     let child = bin()
         .current_dir(d)
-        .args([
-            "--db",
-            "server.db",
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
+        .arg("serve")
+        .args(database)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -822,12 +827,29 @@ fn start_server(d: &Path, port: u16) -> Child {
 }
 
 #[test]
-fn the_real_server_gets_every_transition_once_across_its_own_kill_and_restart() {
+fn the_real_server_on_sqlite_gets_every_transition_once_across_its_own_kill_and_restart() {
+    server_killed_and_restarted(false);
+}
+
+#[test]
+fn the_real_server_on_postgres_gets_every_transition_once_across_its_own_kill_and_restart() {
+    server_killed_and_restarted(true);
+}
+
+fn server_killed_and_restarted(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let database = server_database(postgres);
     let token = super::stdout(&ok(run(
         d,
-        &["--db", "server.db", "serve", "token", "create", "dma-7"],
+        &[
+            "serve",
+            &database[0],
+            &database[1],
+            "token",
+            "create",
+            "dma-7",
+        ],
     )));
     let token = token.trim();
     assert_eq!(token.len(), 48, "{token}");
@@ -854,7 +876,7 @@ fn the_real_server_gets_every_transition_once_across_its_own_kill_and_restart() 
     assert!(store(d).outbox_stats().unwrap().rows > 0);
     // The server comes up, is killed while the device delivers and replays 2 more days, and
     // comes back: the device retries with backoff.
-    let mut server = start_server(d, port);
+    let mut server = start_server(d, port, &database);
     write(d, "b.toml", &device("b.csv", 40_000));
     let mut daemon = bin()
         .current_dir(d)
@@ -874,7 +896,7 @@ fn the_real_server_gets_every_transition_once_across_its_own_kill_and_restart() 
     server.kill().unwrap();
     server.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let mut server = start_server(d, port);
+    let mut server = start_server(d, port, &database);
     assert!(daemon.wait().unwrap().success());
     assert_eq!(
         store(d).outbox_stats().unwrap().rows,

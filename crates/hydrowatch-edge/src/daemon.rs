@@ -845,6 +845,10 @@ fn retrain_job(shared: &Shared, store: &Store, now: Timestamp) -> Result<String,
                     .map_or("none".into(), |x| format!("{x:.3}"))
             )),
             Ok(None) => done.push(format!("{}: uses a baseline, nothing to retrain", s.name)),
+            // Retraining holds the last two weeks out: a young device waits for more history.
+            Err(e @ JobError::Forecast(ForecastError::TooShort { .. })) => {
+                done.push(format!("{}: not yet ({e})", s.name));
+            }
             Err(e) => failed.push(format!("{}: {e}", s.name)),
         }
     }

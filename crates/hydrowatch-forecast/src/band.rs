@@ -1,6 +1,13 @@
 //! The 10-90% band of a forecast, from residuals of past forecasts per horizon step: step `h`
 //! gets the 10th and 90th percentile of `actual - forecast` at step `h` over the validation
 //! forecasts. Models and baselines get their band the same way.
+//!
+//! A step with fewer than [`MIN_PER_STEP`] residuals (a young device has one or two validation
+//! forecasts) takes the percentiles of all steps' residuals pooled: one residual per step would
+//! give a band of zero width beside the forecast, not around it.
+
+/// Residuals a step needs for its own percentiles; fewer: the pooled ones.
+pub const MIN_PER_STEP: usize = 5;
 
 /// Residual percentiles per horizon step.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -12,9 +19,15 @@ pub struct Band {
 }
 
 impl Band {
-    /// From residual rows (one per past forecast, `NaN` where the actual was unknown); steps
-    /// without any residual get a zero-width band.
+    /// From residual rows (one per past forecast, shorter or `NaN` where the actual was
+    /// unknown); with no residual at all, a zero-width band.
     pub fn from_residuals(rows: &[Vec<f64>], horizon: usize) -> Band {
+        let mut pooled: Vec<f64> = rows
+            .iter()
+            .flat_map(|row| row.iter().take(horizon).copied())
+            .filter(|v| v.is_finite())
+            .collect();
+        pooled.sort_by(f64::total_cmp);
         let mut q10 = Vec::with_capacity(horizon);
         let mut q90 = Vec::with_capacity(horizon);
         for h in 0..horizon {
@@ -24,8 +37,9 @@ impl Band {
                 .filter(|v| v.is_finite())
                 .collect();
             r.sort_by(f64::total_cmp);
-            q10.push(quantile(&r, 0.1));
-            q90.push(quantile(&r, 0.9));
+            let r = if r.len() < MIN_PER_STEP { &pooled } else { &r };
+            q10.push(quantile(r, 0.1));
+            q90.push(quantile(r, 0.9));
         }
         Band { q10, q90 }
     }
@@ -72,9 +86,29 @@ mod tests {
         let b = Band::from_residuals(&rows, 3);
         assert!((b.q10[0] - 1.0).abs() < 1e-12 && (b.q90[0] - 9.0).abs() < 1e-12);
         assert!((b.q10[1] + 9.0).abs() < 1e-12 && (b.q90[1] + 1.0).abs() < 1e-12);
-        assert_eq!((b.q10[2], b.q90[2]), (0.0, 0.0));
+        // No residual at step 2: the 22 of steps 0 and 1 pooled (-10..=10, 0 twice).
+        assert!(
+            (b.q10[2] + 7.9).abs() < 1e-9 && (b.q90[2] - 7.9).abs() < 1e-9,
+            "{b:?}"
+        );
         let (lo, hi) = b.apply(&[100.0, 100.0, 100.0]);
         assert_eq!((lo[0], hi[0]), (101.0, 109.0));
         assert_eq!((lo[1], hi[1]), (91.0, 99.0));
+        assert_eq!(Band::from_residuals(&[], 2).q90, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_single_past_forecast_gives_a_band_around_the_forecast_not_beside_it() {
+        let row: Vec<f64> = (0..48).map(|h| ((h * 7) % 11) as f64 - 5.0).collect();
+        let b = Band::from_residuals(&[row], 48);
+        let (lo, hi) = b.apply(&[50.0; 48]);
+        for h in 0..48 {
+            assert!(
+                lo[h] < 50.0 && 50.0 < hi[h],
+                "step {h}: {} .. {}",
+                lo[h],
+                hi[h]
+            );
+        }
     }
 }

@@ -107,7 +107,7 @@ fn device_of(db: &Db, headers: &HeaderMap) -> Result<String, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "send `Authorization: Bearer <token>` (issue one with `hydrowatch serve token create DEVICE_ID`)".into()))?;
-    db.device_for_token(token.trim())?
+    tokio::task::block_in_place(|| db.device_for_token(token.trim()))?
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))
 }
 

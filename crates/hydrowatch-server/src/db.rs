@@ -1,15 +1,21 @@
-//! The server's storage: SQLite (one file, WAL). Messages are kept whole, keyed by their id;
-//! alert transitions and forecasts are also kept in tables the read API queries.
+//! The server's storage: SQLite (one file, WAL; the default) or PostgreSQL (`--database
+//! postgres://...`), with the same schema, the same queries and the same behaviour: every query
+//! below is written once and runs on both through [`crate::sql`]. Messages are kept whole, keyed
+//! by their id; alert transitions, forecasts and actual hourly values are also kept in tables the
+//! read API queries.
+//!
+//! Invariants: a batch is one transaction (stored whole or not at all); a message id is stored
+//! at most once, also when two requests carry it at the same moment (the primary key decides).
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use rand::RngExt;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::envelope::{Message, seconds};
+use crate::sql::{Arg, PgManager, Row, Sql};
 
 /// Why the storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,35 +23,45 @@ pub enum DbError {
     /// SQLite failed.
     #[error("server database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("server database (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+    /// No PostgreSQL connection could be had.
+    #[error("server database (PostgreSQL): {0}")]
+    Pool(#[from] r2d2::Error),
+    /// A column held something else than the query expects.
+    #[error("server database: column {0} should be {1}, found {2}")]
+    Column(usize, &'static str, String),
 }
 
 type Result<T> = std::result::Result<T, DbError>;
 
+/// The schema of both databases; `{id}` is each one's auto-numbered key.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY,
     token_hash TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL,
-    last_seen INTEGER
+    created_at BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS messages (
     message_id TEXT PRIMARY KEY,
     device_id TEXT NOT NULL,
     kind TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
+    created_at BIGINT NOT NULL,
+    received_at BIGINT NOT NULL,
     envelope TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS messages_by_device ON messages (device_id, received_at);
 CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY,
+    id {id},
     message_id TEXT NOT NULL UNIQUE,
     device_id TEXT NOT NULL,
-    alarm_id INTEGER NOT NULL,
+    alarm_id BIGINT NOT NULL,
     series TEXT NOT NULL,
     kind TEXT NOT NULL,
     state TEXT NOT NULL,
-    stage INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
+    stage BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_by_alarm ON alerts (device_id, alarm_id, created_at);
@@ -53,17 +69,17 @@ CREATE TABLE IF NOT EXISTS forecasts (
     message_id TEXT PRIMARY KEY,
     device_id TEXT NOT NULL,
     series TEXT NOT NULL,
-    issued_at INTEGER NOT NULL,
+    issued_at BIGINT NOT NULL,
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS forecasts_by_series ON forecasts (device_id, series, issued_at);
 CREATE TABLE IF NOT EXISTS actuals (
     device_id TEXT NOT NULL,
     series TEXT NOT NULL,
-    hour INTEGER NOT NULL,
-    value REAL NOT NULL,
+    hour BIGINT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (device_id, series, hour)
-) WITHOUT ROWID;
+);
 ";
 
 /// The day-ahead accuracy of one series: each actual hourly value against the forecast issued
@@ -82,7 +98,14 @@ pub struct Accuracy {
 
 /// The server's database.
 pub struct Db {
-    conn: Mutex<Connection>,
+    backend: Backend,
+}
+
+enum Backend {
+    /// One connection: SQLite writes one transaction at a time anyway.
+    Sqlite(Mutex<rusqlite::Connection>),
+    /// A pool: PostgreSQL commits concurrent transactions together.
+    Postgres(r2d2::Pool<PgManager>),
 }
 
 /// A device as the fleet overview shows it.
@@ -118,20 +141,83 @@ fn hash(token: &str) -> String {
         .collect()
 }
 
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
 impl Db {
-    /// Opens (creating) the database file.
+    /// Opens (creating) the SQLite database file.
     pub fn open(path: &Path) -> Result<Db> {
-        let conn = Connection::open(path)?;
+        let mut conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
-        conn.execute_batch(SCHEMA)?;
+        conn.batch(&SCHEMA.replace("{id}", "INTEGER PRIMARY KEY"))?;
         Ok(Db {
-            conn: Mutex::new(conn),
+            backend: Backend::Sqlite(Mutex::new(conn)),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// Connects to PostgreSQL at `url` (`postgres://user:password@host:port/dbname`, or the
+    /// key=value form), creating the tables that are missing. Connections are made without TLS:
+    /// run the database next to the server or reach it through a tunnel.
+    pub fn connect(url: &str) -> Result<Db> {
+        let config: postgres::Config = url.parse()?;
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            // A broken connection shows in the statement that uses it (the request fails, the
+            // device sends again) and is then dropped from the pool; no test query per request.
+            .test_on_check_out(false)
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build(PgManager(config))?;
+        let db = Db {
+            backend: Backend::Postgres(pool),
+        };
+        db.write(|c| {
+            // Two servers starting on one empty database must not both create the tables.
+            c.batch("SELECT pg_advisory_xact_lock(7262)")?;
+            c.batch(&SCHEMA.replace(
+                "{id}",
+                "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+            ))
+        })?;
+        Ok(db)
+    }
+
+    /// Which database this is, for people.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// Runs `f` on a connection.
+    fn read<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(conn) => f(&mut *conn.lock().unwrap_or_else(|e| e.into_inner())),
+            Backend::Postgres(pool) => pool.get()?.read(f),
+        }
+    }
+
+    /// Runs `f` in a transaction, committed when `f` succeeds and rolled back when it fails.
+    fn write<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                match f(&mut *conn) {
+                    Ok(value) => {
+                        conn.execute_batch("COMMIT")?;
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        conn.execute_batch("ROLLBACK")?;
+                        Err(e)
+                    }
+                }
+            }
+            Backend::Postgres(pool) => pool.get()?.write(f),
+        }
     }
 
     /// Issues a new token for `device` (replacing its old one) and returns it; only its hash is
@@ -139,127 +225,154 @@ impl Db {
     pub fn create_token(&self, device: &str, now: i64) -> Result<String> {
         let bytes: [u8; 24] = rand::rng().random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        self.conn().execute(
-            "INSERT INTO devices(id, token_hash, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(id) DO UPDATE SET token_hash = excluded.token_hash",
-            params![device, hash(&token), now],
-        )?;
+        let hashed = hash(&token);
+        self.write(|c| {
+            c.exec(
+                "INSERT INTO devices(id, token_hash, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET token_hash = excluded.token_hash",
+                &[
+                    Arg::Text(Some(device)),
+                    Arg::Text(Some(&hashed)),
+                    Arg::Int(now),
+                ],
+            )
+        })?;
         Ok(token)
     }
 
     /// The device a token was issued to.
     pub fn device_for_token(&self, token: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .query_row(
+        let hashed = hash(token);
+        self.read(|c| {
+            c.rows(
                 "SELECT id FROM devices WHERE token_hash = ?1",
-                [hash(token)],
-                |r| r.get(0),
-            )
-            .optional()?)
+                &[Arg::Text(Some(&hashed))],
+            )?
+            .first()
+            .map(|r| r.text(0))
+            .transpose()
+        })
     }
 
     /// Stores `messages` of `device` in one transaction; a message id already stored is not
     /// stored again. Returns the number stored now.
     pub fn ingest(&self, device: &str, messages: &[Message], now: i64) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut stored = 0;
-        for m in messages {
-            let body = &m.envelope["body"];
-            let inserted = tx.execute(
-                "INSERT INTO messages(message_id, device_id, kind, created_at, received_at, envelope)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(message_id) DO NOTHING",
-                params![m.message_id, device, m.kind, m.created_at, now, m.envelope.to_string()],
-            )?;
-            if inserted == 0 {
-                continue;
-            }
-            stored += 1;
-            match m.kind.as_str() {
-                "alert" => {
-                    tx.execute(
-                        "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                        params![
-                            m.message_id,
-                            device,
-                            body["alarm_id"].as_i64(),
-                            body["series"].as_str(),
-                            body["kind"].as_str(),
-                            body["state"].as_str(),
-                            body["outlier_stage"].as_i64(),
-                            m.created_at,
-                            body.to_string()
-                        ],
-                    )?;
+        self.write(|c| {
+            let mut stored = 0;
+            for m in messages {
+                let body = &m.envelope["body"];
+                let envelope = m.envelope.to_string();
+                let inserted = c.exec(
+                    "INSERT INTO messages(message_id, device_id, kind, created_at, received_at, envelope)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(message_id) DO NOTHING",
+                    &[
+                        Arg::Text(Some(&m.message_id)),
+                        Arg::Text(Some(device)),
+                        Arg::Text(Some(&m.kind)),
+                        Arg::Int(m.created_at),
+                        Arg::Int(now),
+                        Arg::Text(Some(&envelope)),
+                    ],
+                )?;
+                if inserted == 0 {
+                    continue;
                 }
-                "forecast" => {
-                    let issued = seconds(&body["issued_at"]).unwrap_or(m.created_at);
-                    tx.execute(
-                        "INSERT INTO forecasts(message_id, device_id, series, issued_at, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![
-                            m.message_id,
-                            device,
-                            body["series"].as_str(),
-                            issued,
-                            body.to_string()
-                        ],
-                    )?;
-                    for a in body["actuals"].as_array().into_iter().flatten() {
-                        if let (Some(hour), Some(value)) =
-                            (seconds(&a["time"]), a["value"].as_f64())
-                        {
-                            tx.execute(
-                                "INSERT INTO actuals(device_id, series, hour, value) VALUES (?1, ?2, ?3, ?4)
-                                 ON CONFLICT DO UPDATE SET value = excluded.value",
-                                params![device, body["series"].as_str(), hour, value],
-                            )?;
+                stored += 1;
+                let series = Arg::Text(body["series"].as_str());
+                let body_text = body.to_string();
+                match m.kind.as_str() {
+                    "alert" => {
+                        c.exec(
+                            "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                            &[
+                                Arg::Text(Some(&m.message_id)),
+                                Arg::Text(Some(device)),
+                                Arg::Int(body["alarm_id"].as_i64().unwrap_or_default()),
+                                series,
+                                Arg::Text(body["kind"].as_str()),
+                                Arg::Text(body["state"].as_str()),
+                                Arg::Int(body["outlier_stage"].as_i64().unwrap_or_default()),
+                                Arg::Int(m.created_at),
+                                Arg::Text(Some(&body_text)),
+                            ],
+                        )?;
+                    }
+                    "forecast" => {
+                        let issued = seconds(&body["issued_at"]).unwrap_or(m.created_at);
+                        c.exec(
+                            "INSERT INTO forecasts(message_id, device_id, series, issued_at, body)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            &[
+                                Arg::Text(Some(&m.message_id)),
+                                Arg::Text(Some(device)),
+                                series,
+                                Arg::Int(issued),
+                                Arg::Text(Some(&body_text)),
+                            ],
+                        )?;
+                        for a in body["actuals"].as_array().into_iter().flatten() {
+                            if let (Some(hour), Some(value)) =
+                                (seconds(&a["time"]), a["value"].as_f64())
+                            {
+                                c.exec(
+                                    "INSERT INTO actuals(device_id, series, hour, value) VALUES (?1, ?2, ?3, ?4)
+                                     ON CONFLICT(device_id, series, hour) DO UPDATE SET value = excluded.value",
+                                    &[Arg::Text(Some(device)), series, Arg::Int(hour), Arg::Real(value)],
+                                )?;
+                            }
                         }
                     }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        tx.execute(
-            "UPDATE devices SET last_seen = ?2 WHERE id = ?1",
-            params![device, now],
-        )?;
-        tx.commit()?;
-        Ok(stored)
+            Ok(stored)
+        })
     }
 
     /// Every device, with its open alarms by stage.
     pub fn devices(&self) -> Result<Vec<Device>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT id, last_seen FROM devices ORDER BY id")?;
-        let mut devices: Vec<Device> = stmt
-            .query_map([], |r| {
-                Ok(Device {
-                    id: r.get(0)?,
-                    last_seen: r.get(1)?,
-                    open_alarms: [0; 4],
+        self.read(|c| {
+            let mut devices = c
+                .rows(
+                    // Last seen: the newest message stored (not a column every request of a
+                    // device would update: concurrent requests would queue on that row).
+                    "SELECT id, (SELECT max(received_at) FROM messages m WHERE m.device_id = d.id)
+                     FROM devices d ORDER BY id",
+                    &[],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(Device {
+                        id: r.text(0)?,
+                        last_seen: r.opt_int(1)?,
+                        open_alarms: [0; 4],
+                    })
                 })
-            })?
-            .collect::<std::result::Result<_, _>>()?;
-        drop(stmt);
-        for d in &mut devices {
-            for a in open_alarms(&conn, &d.id)? {
-                if let Some(n) = (a.1 as usize)
-                    .checked_sub(1)
-                    .and_then(|i| d.open_alarms.get_mut(i))
-                {
+                .collect::<Result<Vec<_>>>()?;
+            // The alarms whose latest transition is not `cleared`.
+            let open = c.rows(
+                "SELECT device_id, stage FROM alerts a WHERE state != 'cleared'
+                 AND id = (SELECT max(b.id) FROM alerts b WHERE b.device_id = a.device_id AND b.alarm_id = a.alarm_id)",
+                &[],
+            )?;
+            for r in open {
+                let (device, stage) = (r.text(0)?, r.int(1)?);
+                let slot = devices.iter_mut().find(|d| d.id == device).and_then(|d| {
+                    usize::try_from(stage - 1)
+                        .ok()
+                        .and_then(|i| d.open_alarms.get_mut(i))
+                });
+                if let Some(n) = slot {
                     *n += 1;
                 }
             }
-        }
-        Ok(devices)
+            Ok(devices)
+        })
     }
 
     /// Alarm transitions (alert bodies with `device_id` and `created_at` added), newest first.
     pub fn alarms(&self, f: &AlarmFilter) -> Result<Vec<serde_json::Value>> {
-        let conn = self.conn();
         let open_clause = if f.open {
             "AND state != 'cleared' AND id = (SELECT max(b.id) FROM alerts b
                WHERE b.device_id = a.device_id AND b.alarm_id = a.alarm_id)"
@@ -268,27 +381,26 @@ impl Db {
         };
         let sql = format!(
             "SELECT device_id, created_at, body FROM alerts a
-             WHERE (?1 IS NULL OR device_id = ?1) AND stage >= ?2 AND created_at >= ?3 AND created_at < ?4 {open_clause}
+             WHERE (CAST(?1 AS TEXT) IS NULL OR device_id = ?1) AND stage >= ?2 AND created_at >= ?3 AND created_at < ?4 {open_clause}
              ORDER BY created_at DESC, id DESC LIMIT 1000"
         );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(
-            params![
-                f.device,
-                f.min_stage.unwrap_or(0),
-                f.since.unwrap_or(i64::MIN),
-                f.until.unwrap_or(i64::MAX)
-            ],
-            |r| {
-                let (device, created, body): (String, i64, String) =
-                    (r.get(0)?, r.get(1)?, r.get(2)?);
-                let mut v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                v["device_id"] = device.into();
-                v["created_at"] = created.into();
-                Ok(v)
-            },
-        )?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        let args = [
+            Arg::Text(f.device.as_deref()),
+            Arg::Int(f.min_stage.unwrap_or(0).into()),
+            Arg::Int(f.since.unwrap_or(i64::MIN)),
+            Arg::Int(f.until.unwrap_or(i64::MAX)),
+        ];
+        self.read(|c| {
+            c.rows(&sql, &args)?
+                .iter()
+                .map(|r| {
+                    let mut v = json(&r.text(2)?);
+                    v["device_id"] = r.text(0)?.into();
+                    v["created_at"] = r.int(1)?.into();
+                    Ok(v)
+                })
+                .collect()
+        })
     }
 
     /// The newest `limit` forecasts of `device` (and `series`), newest first.
@@ -298,20 +410,22 @@ impl Db {
         series: Option<&str>,
         limit: usize,
     ) -> Result<Vec<serde_json::Value>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT body FROM forecasts WHERE device_id = ?1 AND (?2 IS NULL OR series = ?2)
-             ORDER BY issued_at DESC LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![device, series, limit as i64], |r| {
-            let body: String = r.get(0)?;
-            Ok(serde_json::from_str(&body).unwrap_or_default())
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.read(|c| {
+            c.rows(
+                "SELECT body FROM forecasts WHERE device_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR series = ?2)
+                 ORDER BY issued_at DESC LIMIT ?3",
+                &[
+                    Arg::Text(Some(device)),
+                    Arg::Text(series),
+                    Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ],
+            )?
+            .iter()
+            .map(|r| Ok(json(&r.text(0)?)))
+            .collect()
+        })
     }
-}
 
-impl Db {
     /// The hourly actual values of `device`'s `series` with `from <= hour < to`, oldest first.
     pub fn actuals(
         &self,
@@ -320,58 +434,58 @@ impl Db {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, f64)>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT hour, value FROM actuals WHERE device_id = ?1 AND series = ?2 AND hour >= ?3 AND hour < ?4 ORDER BY hour",
-        )?;
-        let rows = stmt.query_map(params![device, series, from, to], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.read(|c| {
+            c.rows(
+                "SELECT hour, value FROM actuals WHERE device_id = ?1 AND series = ?2 AND hour >= ?3 AND hour < ?4 ORDER BY hour",
+                &[
+                    Arg::Text(Some(device)),
+                    Arg::Text(Some(series)),
+                    Arg::Int(from),
+                    Arg::Int(to),
+                ],
+            )?
+            .iter()
+            .map(|r| Ok((r.int(0)?, r.real(1)?)))
+            .collect()
+        })
     }
 
     /// The day-ahead accuracy of every series of `device` over the last `days` days of actuals.
     pub fn accuracy(&self, device: &str, days: i64) -> Result<Vec<Accuracy>> {
-        let series: Vec<String> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT DISTINCT series FROM actuals WHERE device_id = ?1 ORDER BY series",
-            )?;
-            let rows = stmt.query_map([device], |r| r.get(0))?;
-            rows.collect::<std::result::Result<_, _>>()?
-        };
+        let newest: Vec<Row> = self.read(|c| {
+            c.rows(
+                "SELECT series, max(hour) FROM actuals WHERE device_id = ?1 GROUP BY series ORDER BY series",
+                &[Arg::Text(Some(device))],
+            )
+        })?;
         let mut out = Vec::new();
-        for name in series {
-            let newest: i64 = self.conn().query_row(
-                "SELECT max(hour) FROM actuals WHERE device_id = ?1 AND series = ?2",
-                params![device, name],
-                |r| r.get(0),
-            )?;
+        for r in newest {
+            let (name, newest) = (r.text(0)?, r.int(1)?);
             let from = newest - days * 86_400;
             let actuals = self.actuals(device, &name, from, i64::MAX)?;
             // The forecasts that can be "the day before" of those hours: (issued_at, time -> value).
-            let forecasts: Vec<(i64, std::collections::HashMap<i64, f64>)> = {
-                let conn = self.conn();
-                let mut stmt = conn.prepare(
-                    "SELECT issued_at, body FROM forecasts WHERE device_id = ?1 AND series = ?2 AND issued_at >= ?3 ORDER BY issued_at",
-                )?;
-                let rows = stmt.query_map(params![device, name, from - 8 * 86_400], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })?;
-                rows.collect::<std::result::Result<Vec<_>, _>>()?
-                    .into_iter()
-                    .map(|(issued, body)| {
-                        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                        let points = v["points"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|p| Some((seconds(&p["time"])?, p["value"].as_f64()?)))
-                            .collect();
-                        (issued, points)
-                    })
-                    .collect()
-            };
+            let forecasts: Vec<(i64, std::collections::HashMap<i64, f64>)> = self
+                .read(|c| {
+                    c.rows(
+                        "SELECT issued_at, body FROM forecasts WHERE device_id = ?1 AND series = ?2 AND issued_at >= ?3 ORDER BY issued_at",
+                        &[
+                            Arg::Text(Some(device)),
+                            Arg::Text(Some(&name)),
+                            Arg::Int(from - 8 * 86_400),
+                        ],
+                    )
+                })?
+                .iter()
+                .map(|r| {
+                    let points = json(&r.text(1)?)["points"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| Some((seconds(&p["time"])?, p["value"].as_f64()?)))
+                        .collect();
+                    Ok((r.int(0)?, points))
+                })
+                .collect::<Result<_>>()?;
             let (mut abs, mut pct, mut n, mut n_pct) = (0.0, 0.0, 0usize, 0usize);
             for (hour, actual) in actuals {
                 let day_before = forecasts.iter().rev().find(|(issued, points)| {
@@ -396,14 +510,4 @@ impl Db {
         }
         Ok(out)
     }
-}
-
-/// (alarm id, stage) of the alarms of `device` whose latest transition is not `cleared`.
-fn open_alarms(conn: &Connection, device: &str) -> Result<Vec<(i64, i64)>> {
-    let mut stmt = conn.prepare(
-        "SELECT alarm_id, stage FROM alerts a WHERE device_id = ?1 AND state != 'cleared'
-         AND id = (SELECT max(b.id) FROM alerts b WHERE b.device_id = a.device_id AND b.alarm_id = a.alarm_id)",
-    )?;
-    let rows = stmt.query_map([device], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
 }

@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod db;
 pub mod envelope;
 pub mod limit;
+pub mod sql;
 
 pub use api::{router, router_with};
 pub use db::{Db, DbError};

@@ -1,13 +1,13 @@
-//! The server's API over a real socket on 127.0.0.1 with a real SQLite file.
+//! The server's API over a real socket on 127.0.0.1, each test on a real SQLite file and on a
+//! real PostgreSQL database.
 
 mod common;
 
-use common::{alert, batch, forecast, get, post, start, start_with};
+use common::{On, alert, batch, forecast, get, post, start, start_with};
 use serde_json::{Value, json};
 
-#[test]
-fn ingest_is_authenticated_checked_and_idempotent() {
-    let s = start();
+fn ingest_is_authenticated_checked_and_idempotent(on: On) {
+    let s = start(on);
     let a = s.db.create_token("dma-1", 0).unwrap();
     let b = s.db.create_token("dma-2", 0).unwrap();
     let one = batch("dma-1", vec![alert("dma-1", "m1", 1, "opened", 4, 0)]);
@@ -65,9 +65,8 @@ fn ingest_is_authenticated_checked_and_idempotent() {
     assert_eq!(fc[0]["points"].as_array().unwrap().len(), 168);
 }
 
-#[test]
-fn devices_and_alarms_are_read_back_with_open_alarms_by_stage() {
-    let s = start();
+fn devices_and_alarms_are_read_back_with_open_alarms_by_stage(on: On) {
+    let s = start(on);
     let a = s.db.create_token("dma-1", 0).unwrap();
     s.db.create_token("dma-2", 0).unwrap();
     let messages = vec![
@@ -91,9 +90,8 @@ fn devices_and_alarms_are_read_back_with_open_alarms_by_stage() {
     assert_eq!(late.as_array().unwrap().len(), 2);
 }
 
-#[test]
-fn the_openapi_document_lists_exactly_the_routes_and_each_answers() {
-    let s = start();
+fn the_openapi_document_lists_exactly_the_routes_and_each_answers(on: On) {
+    let s = start(on);
     let doc = get(&s, "/api/v1/openapi.json");
     assert_eq!(
         doc,
@@ -134,12 +132,14 @@ fn the_openapi_document_lists_exactly_the_routes_and_each_answers() {
     assert_eq!(missing.status().as_u16(), 404);
 }
 
-#[test]
-fn a_device_over_its_rate_limit_is_told_to_come_back_later() {
-    let s = start_with(hydrowatch_server::RateLimit {
-        per_second: 0.5,
-        burst: 2.0,
-    });
+fn a_device_over_its_rate_limit_is_told_to_come_back_later(on: On) {
+    let s = start_with(
+        on,
+        hydrowatch_server::RateLimit {
+            per_second: 0.5,
+            burst: 2.0,
+        },
+    );
     let token = s.db.create_token("dma-1", 0).unwrap();
     let url = s.url.clone();
     let client = reqwest::blocking::Client::new();
@@ -170,9 +170,8 @@ fn a_device_over_its_rate_limit_is_told_to_come_back_later() {
     );
 }
 
-#[test]
-fn day_ahead_accuracy_scores_each_actual_hour_against_the_forecast_of_the_day_before() {
-    let s = start();
+fn day_ahead_accuracy_scores_each_actual_hour_against_the_forecast_of_the_day_before(on: On) {
+    let s = start(on);
     let t = s.db.create_token("dma-1", 0).unwrap();
     // Issued 07-01 15:00, values 1.0 from 07-02 00:00 on.
     let first = forecast("dma-1", "f1", 168);
@@ -207,3 +206,47 @@ fn day_ahead_accuracy_scores_each_actual_hour_against_the_forecast_of_the_day_be
         "{body}"
     );
 }
+
+/// A device that resends a batch while the first try is still being stored (a timeout on its
+/// side): every request is acknowledged, every message stored once.
+fn the_same_batch_sent_eight_times_at_once_is_stored_once(on: On) {
+    let s = start_with(
+        on,
+        hydrowatch_server::RateLimit {
+            per_second: 0.0,
+            burst: 0.0,
+        },
+    );
+    let token = s.db.create_token("dma-1", 0).unwrap();
+    let messages: Vec<Value> = (0..5)
+        .map(|i| alert("dma-1", &format!("m{i}"), i, "opened", 2, i as i64))
+        .collect();
+    let body = batch("dma-1", messages);
+    let barrier = std::sync::Barrier::new(8);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    post(&s, Some(&token), body.clone())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (code, body) in answers {
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["acknowledged"].as_array().unwrap().len(), 5);
+    }
+    let alarms = get(&s, "/api/v1/alarms");
+    assert_eq!(alarms.as_array().unwrap().len(), 5, "{alarms}");
+}
+
+on_both!(
+    the_same_batch_sent_eight_times_at_once_is_stored_once,
+    ingest_is_authenticated_checked_and_idempotent,
+    devices_and_alarms_are_read_back_with_open_alarms_by_stage,
+    the_openapi_document_lists_exactly_the_routes_and_each_answers,
+    a_device_over_its_rate_limit_is_told_to_come_back_later,
+    day_ahead_accuracy_scores_each_actual_hour_against_the_forecast_of_the_day_before,
+);

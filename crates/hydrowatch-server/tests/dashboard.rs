@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{alert, batch, forecast, post, start};
+use common::{On, alert, batch, forecast, post, start};
 
 fn chromium(args: &[&str]) -> String {
     let out = Command::new("chromium")
@@ -38,9 +38,8 @@ fn screenshot(url: &str, path: &Path) {
     assert!(size > 10_000, "{}: {size} bytes", path.display());
 }
 
-#[test]
-fn the_fleet_and_device_pages_render_in_chromium() {
-    let s = start();
+fn the_fleet_and_device_pages_render_in_chromium(on: On) {
+    let s = start(on);
     let a = s.db.create_token("dma-017", 0).unwrap();
     let b = s.db.create_token("dma-022", 0).unwrap();
     s.db.create_token("dma-031", 0).unwrap();
@@ -117,3 +116,5 @@ fn the_fleet_and_device_pages_render_in_chromium() {
         &out.join("dashboard-device.png"),
     );
 }
+
+on_both!(the_fleet_and_device_pages_render_in_chromium);

@@ -133,6 +133,11 @@ impl Store {
         let mut conn = Connection::open(path).map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(wrap)?;
+        // Every transaction takes the write lock when it begins. The daemon's threads write
+        // through their own connections; a deferred transaction that reads before it writes
+        // would fail at once with "database is locked" when another committed in between,
+        // instead of waiting its turn (seen with retention beside ingestion).
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;

@@ -448,8 +448,10 @@ impl NeuralConfig {
         let score = |os: &[usize]| -> (Vec<Scores>, Vec<Vec<f64>>) {
             let mut scores = Vec::new();
             let mut residuals = Vec::new();
+            // A forecast whose week runs past the data gives residuals for the hours it has
+            // (the band of a young device needs them) and no scores.
             for &o in os.iter().step_by(24) {
-                if o + HORIZON > n {
+                if o >= n {
                     break;
                 }
                 let fc: Vec<f64> =
@@ -457,9 +459,11 @@ impl NeuralConfig {
                         .iter()
                         .map(|v| scaler.unscale(*v))
                         .collect();
-                let actual = &history.series.values[o..o + HORIZON];
+                let actual = &history.series.values[o..(o + HORIZON).min(n)];
                 residuals.push(actual.iter().zip(&fc).map(|(a, f)| a - f).collect());
-                scores.extend(Scores::of(actual, &fc));
+                if actual.len() == HORIZON {
+                    scores.extend(Scores::of(actual, &fc));
+                }
             }
             (scores, residuals)
         };

@@ -1,5 +1,5 @@
-//! Shared by the server's tests: a real server on 127.0.0.1 over a real SQLite file, and
-//! messages as devices send them.
+//! Shared by the server's tests: a real server on 127.0.0.1 over a real SQLite file or a real
+//! PostgreSQL database, and messages as devices send them. [`on_both!`] runs a test on each.
 
 #![allow(dead_code)]
 
@@ -14,13 +14,41 @@ pub struct Server {
     pub db: Arc<Db>,
 }
 
-pub fn start() -> Server {
-    start_with(hydrowatch_server::RateLimit::default())
+/// The database a test server runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum On {
+    Sqlite,
+    Postgres,
 }
 
-pub fn start_with(limit: hydrowatch_server::RateLimit) -> Server {
+/// Each named test function (taking an [`On`]) becomes two tests, `NAME::sqlite` and
+/// `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::common::On::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::common::On::Postgres)
+            }
+        }
+    )*};
+}
+
+pub fn start(on: On) -> Server {
+    start_with(on, hydrowatch_server::RateLimit::default())
+}
+
+pub fn start_with(on: On, limit: hydrowatch_server::RateLimit) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Db::open(&dir.path().join("s.db")).unwrap());
+    let db = Arc::new(match on {
+        On::Sqlite => Db::open(&dir.path().join("s.db")).unwrap(),
+        On::Postgres => Db::connect(&hydrowatch_pgtest::database()).unwrap(),
+    });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
