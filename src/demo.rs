@@ -174,6 +174,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let replay = replay(&devices, args.days)?;
 
+    // Ctrl-C during the replay stops the devices' daemons (each finishes what it received):
+    // then the demo ends after the summary, too.
+    let interrupted = devices.iter().any(|d| {
+        let replayed = i64::try_from(replayed_minutes(d)).unwrap_or(i64::MAX) * 60;
+        replayed + 2 * HOUR < d.replay_end - d.replay_start
+    });
+    if interrupted {
+        println!("\nThe replay was stopped (Ctrl-C): the summary covers what was replayed.");
+    }
     println!("\nSummary (read back from the server at {url} and the device databases)\n");
     summary(&devices, &server_db)?;
     println!(
@@ -181,7 +190,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         replay.as_secs_f64()
     );
-    if args.exit {
+    if args.exit || interrupted {
         return Ok(());
     }
     println!("Serving until Ctrl-C.");
