@@ -37,13 +37,7 @@ fn central_server(dir: &Path) -> anyhow::Result<(String, String)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let url = format!("http://{}", listener.local_addr()?);
-    let app = hydrowatch_server::router_with(
-        Arc::new(db),
-        hydrowatch_server::RateLimit {
-            per_second: 0.0,
-            burst: 0.0,
-        },
-    );
+    let app = hydrowatch_server::router_with(Arc::new(db), hydrowatch_server::RateLimit::OFF);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

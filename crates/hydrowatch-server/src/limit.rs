@@ -15,6 +15,14 @@ pub struct RateLimit {
     pub burst: f64,
 }
 
+impl RateLimit {
+    /// No limit (a load test, a server of one's own devices in one process).
+    pub const OFF: RateLimit = RateLimit {
+        per_second: 0.0,
+        burst: 0.0,
+    };
+}
+
 impl Default for RateLimit {
     fn default() -> Self {
         RateLimit {
@@ -78,10 +86,7 @@ mod tests {
         assert!(l.take("b").is_ok(), "each device has its own bucket");
         std::thread::sleep(std::time::Duration::from_millis(120));
         assert!(l.take("a").is_ok());
-        let off = Limiter::new(RateLimit {
-            per_second: 0.0,
-            burst: 0.0,
-        });
+        let off = Limiter::new(RateLimit::OFF);
         assert!((0..1000).all(|_| off.take("a").is_ok()));
     }
 }

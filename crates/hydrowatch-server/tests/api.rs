@@ -210,13 +210,7 @@ fn day_ahead_accuracy_scores_each_actual_hour_against_the_forecast_of_the_day_be
 /// A device that resends a batch while the first try is still being stored (a timeout on its
 /// side): every request is acknowledged, every message stored once.
 fn the_same_batch_sent_eight_times_at_once_is_stored_once(on: On) {
-    let s = start_with(
-        on,
-        hydrowatch_server::RateLimit {
-            per_second: 0.0,
-            burst: 0.0,
-        },
-    );
+    let s = start_with(on, hydrowatch_server::RateLimit::OFF);
     let token = s.db.create_token("dma-1", 0).unwrap();
     let messages: Vec<Value> = (0..5)
         .map(|i| alert("dma-1", &format!("m{i}"), i, "opened", 2, i as i64))
