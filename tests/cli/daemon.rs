@@ -950,3 +950,30 @@ fn server_killed_and_restarted(postgres: bool) {
 fn api_get(port: u16, path: &str) -> Value {
     serde_json::from_str(&http_get(&format!("127.0.0.1:{port}"), path)).unwrap()
 }
+
+#[test]
+fn serve_says_what_is_wrong_with_its_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = unused_port();
+    let e = super::fails(run(
+        d,
+        &[
+            "serve",
+            "--database",
+            &format!("postgres://hw:secret@127.0.0.1:{port}/fleet"),
+        ],
+    ));
+    assert!(e.contains("Connection refused"), "{e}");
+    assert!(!e.contains("secret"), "the password is not repeated: {e}");
+    let e = super::fails(run(d, &["serve", "--database", "mysql://x/y"]));
+    assert!(e.contains("expected postgres://"), "{e}");
+    let e = super::fails(run(
+        d,
+        &["serve", "--db", "a.db", "--database", "postgres://x@y/z"],
+    ));
+    assert!(e.contains("choose one"), "{e}");
+    let missing = hydrowatch_pgtest::database().replace("/t", "/missing_t");
+    let e = super::fails(run(d, &["serve", "--database", &missing]));
+    assert!(e.contains("does not exist"), "{e}");
+}

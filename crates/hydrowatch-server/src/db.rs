@@ -162,6 +162,9 @@ impl Db {
     /// run the database next to the server or reach it through a tunnel.
     pub fn connect(url: &str) -> Result<Db> {
         let config: postgres::Config = url.parse()?;
+        // One connection first, so that a refused connection, a wrong password or a missing
+        // database is reported as such at once (the pool would wait and say only "timed out").
+        drop(config.connect(postgres::NoTls)?);
         let pool = r2d2::Pool::builder()
             .max_size(8)
             // A broken connection shows in the statement that uses it (the request fails, the
