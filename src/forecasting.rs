@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use clap::Args;
 use hydrowatch_core::time::{format_local, hour_phase};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
-use hydrowatch_forecast::backtest::{BacktestResult, backtest};
+use hydrowatch_forecast::backtest::{BacktestResult, backtest_refitted};
 use hydrowatch_forecast::baseline::{MstlEts, SeasonalBlend, SeasonalMean, SeasonalNaive};
 use hydrowatch_forecast::neural::{EpochLog, FittedNeural, ModelKind, NeuralConfig, Strategy};
 use hydrowatch_forecast::{Fit, Forecast, HORIZON, History, Holidays, Predict, Series, artifact};
@@ -185,6 +185,10 @@ pub struct BacktestArgs {
     /// Print the tables as Markdown.
     #[arg(long)]
     pub markdown: bool,
+    /// Fit every forecaster again on all the history before every N-th origin (7: as a device
+    /// that retrains weekly); without it, each is fitted once before the backtest weeks.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=366))]
+    pub refit_days: Option<u32>,
 }
 
 /// Reads a CSV into an hourly history in `tz`; the last hour is dropped when the readings are
@@ -615,19 +619,21 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
     let mut all: Vec<(String, Vec<BacktestResult>)> = Vec::new();
     for (name, mut history) in inputs {
         history.holidays = holidays(&ctx);
-        let mstl = backtest(&MstlEts::default(), &history, weeks)?;
+        let refit = args.refit_days.map(|d| d as usize);
+        let mstl = backtest_refitted(&MstlEts::default(), &history, weeks, refit)?;
         let mut results = vec![
-            backtest(&SeasonalNaive, &history, weeks)?,
-            backtest(&SeasonalMean::default(), &history, weeks)?,
-            backtest(&SeasonalBlend, &history, weeks)?,
+            backtest_refitted(&SeasonalNaive, &history, weeks, refit)?,
+            backtest_refitted(&SeasonalMean::default(), &history, weeks, refit)?,
+            backtest_refitted(&SeasonalBlend, &history, weeks, refit)?,
             mstl.clone(),
         ];
         for config in &configs {
             // Fitting happens inside backtest; its progress bar is the training's.
-            let mut r = match backtest(
+            let mut r = match backtest_refitted(
                 &BarFit(config.clone(), format!("{name} {}", config.name())),
                 &history,
                 weeks,
+                refit,
             ) {
                 Ok(r) => r,
                 // A series too short for a network is still scored on the baselines.

@@ -1,6 +1,7 @@
-//! Rolling-origin backtests: fit once on the history before the last `weeks` weeks, then
-//! forecast from every day's midnight origin in those weeks (as the device does daily) with
-//! only the history before that origin, and score each forecast against what happened.
+//! Rolling-origin backtests: fit on the history before the last `weeks` weeks (once, or again
+//! every few days as a device that retrains), then forecast from every day's midnight origin in
+//! those weeks (as the device does daily) with only the history before that origin, and score
+//! each forecast against what happened.
 //!
 //! Where a forecaster cannot forecast from an origin (its input falls in a long gap), the
 //! seasonal-blend forecast is scored in its place, as the device would send it, and counted.
@@ -60,18 +61,46 @@ pub fn first_origin(history: &History, weeks: usize) -> Result<usize, ForecastEr
         })
 }
 
-/// Backtests `config` over the last `weeks` weeks of `history`.
+/// Backtests `config` over the last `weeks` weeks of `history`, fitted once before them.
 pub fn backtest<F: Fit>(
     config: &F,
     history: &History,
     weeks: usize,
 ) -> Result<BacktestResult, ForecastError> {
+    backtest_refitted(config, history, weeks, None)
+}
+
+/// Backtests `config` over the last `weeks` weeks of `history`, fitted before them and, with
+/// `refit_days`, fitted again on all the history before every `refit_days`-th origin (as a
+/// device that retrains on schedule). `fit_seconds` is then the mean of the fits.
+pub fn backtest_refitted<F: Fit>(
+    config: &F,
+    history: &History,
+    weeks: usize,
+    refit_days: Option<usize>,
+) -> Result<BacktestResult, ForecastError> {
+    let all = origins(history, weeks);
     let first = first_origin(history, weeks)?;
-    let started = Instant::now();
-    let fitted = config.fit(&history.until(first))?;
-    let fit_seconds = started.elapsed().as_secs_f64();
-    let mut result = evaluate(&fitted, history, weeks)?;
-    result.fit_seconds = fit_seconds;
+    let every = refit_days.map_or(all.len(), |d| d.max(1));
+    let mut parts = Vec::new();
+    let mut fit_seconds = 0.0;
+    for group in all.chunks(every) {
+        let started = Instant::now();
+        let fitted = config.fit(&history.until(group[0]))?;
+        fit_seconds += started.elapsed().as_secs_f64();
+        parts.push(evaluate_at(&fitted, history, first, group)?);
+    }
+    let fits = parts.len() as f64;
+    let mut result = parts.remove(0);
+    for p in parts {
+        result.origins += p.origins;
+        result.fallbacks += p.fallbacks;
+        result.predict_seconds += p.predict_seconds;
+        result.forecasts.extend(p.forecasts);
+    }
+    result.scores = score(history, weeks, &result.forecasts);
+    result.fit_seconds = fit_seconds / fits;
+    result.predict_seconds /= fits;
     Ok(result)
 }
 
@@ -84,13 +113,23 @@ pub fn evaluate<P: Predict>(
     weeks: usize,
 ) -> Result<BacktestResult, ForecastError> {
     let first = first_origin(history, weeks)?;
-    let origins = origins(history, weeks);
+    evaluate_at(fitted, history, first, &origins(history, weeks))
+}
+
+/// Forecasts from each of `origins` and scores them; the seasonal blend fitted before `first`
+/// stands in where the forecaster cannot forecast.
+fn evaluate_at<P: Predict>(
+    fitted: &P,
+    history: &History,
+    first: usize,
+    origins: &[usize],
+) -> Result<BacktestResult, ForecastError> {
     let started = Instant::now();
     let mut scores = Vec::with_capacity(origins.len());
     let mut forecasts = Vec::with_capacity(origins.len());
     let mut fallbacks = 0;
     let mut stand_in = None;
-    for &o in &origins {
+    for &o in origins {
         let past = history.until(o);
         let points = match fitted.predict(&past) {
             Ok(fc) => fc.points,
@@ -113,7 +152,7 @@ pub fn evaluate<P: Predict>(
         origins: scores.len(),
         fallbacks,
         fit_seconds: 0.0,
-        predict_seconds: started.elapsed().as_secs_f64() / origins.len() as f64,
+        predict_seconds: started.elapsed().as_secs_f64() / origins.len().max(1) as f64,
         forecasts,
     })
 }
@@ -132,6 +171,35 @@ mod tests {
         assert!(r.scores.pi1 < 1e-12 && r.scores.pi3 < 1e-12, "{r:?}");
         assert_eq!(score(&history, 8, &r.forecasts), r.scores);
         assert!(backtest(&SeasonalNaive, &history.until(100), 8).is_err());
+    }
+
+    #[test]
+    fn refitting_every_week_fits_once_per_week_and_scores_every_origin() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        /// Seasonal naive that counts its fits.
+        struct Counted(AtomicUsize);
+        impl Fit for Counted {
+            type Fitted = <SeasonalNaive as Fit>::Fitted;
+            fn fit(&self, h: &History) -> Result<Self::Fitted, ForecastError> {
+                self.0.fetch_add(1, Ordering::Relaxed);
+                SeasonalNaive.fit(h)
+            }
+        }
+        let values: Vec<f64> = (0..12 * WEEK).map(|i| ((i % WEEK) as f64).sqrt()).collect();
+        let history = History::hourly(0, values, chrono_tz::UTC);
+        let counted = Counted(AtomicUsize::new(0));
+        let r = backtest_refitted(&counted, &history, 8, Some(7)).unwrap();
+        assert_eq!(r.origins, 50);
+        assert_eq!(
+            counted.0.load(Ordering::Relaxed),
+            8,
+            "origins 0, 7, ..., 49"
+        );
+        assert_eq!(r.forecasts.len(), 50);
+        assert_eq!(
+            r.scores,
+            backtest(&SeasonalNaive, &history, 8).unwrap().scores
+        );
     }
 
     /// A forecaster that can never forecast.
