@@ -37,7 +37,8 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what hydrowatch does on embedded defaults: a simulated year stored and read back.
+    /// The whole system on embedded defaults: a central server and simulated devices in one
+    /// process, weeks replayed in a minute, the dashboard to watch.
     Demo(crate::demo::DemoArgs),
     /// Write realistic minute data of one DMA (flow, pressure) with labelled events.
     Simulate(SimulateArgs),

@@ -40,7 +40,8 @@ pub struct DemoArgs {
     /// Simulated devices, 1 to 3.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub devices: u8,
-    /// Days replayed through each device's daemon (after seven weeks of imported history).
+    /// Days replayed through each device's daemon (after its imported history), with a burst
+    /// and a leak in them.
     #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(4..=28))]
     pub days: u32,
     /// Days of history imported into each device before the replay (its forecasting networks
@@ -120,6 +121,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(dir.join(stale));
     }
 
+    println!(
+        "hydrowatch demo: a central server and {} devices, {} days of history each, then {} days replayed through each device's daemon",
+        args.devices, args.history_days, args.days
+    );
+    println!("files: {}", dir.display());
     let server_db = hydrowatch_server::Db::open(&dir.join("server.db"))?;
     let listener = std::net::TcpListener::bind(&args.listen)
         .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))
@@ -143,13 +149,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     });
 
-    println!(
-        "hydrowatch demo: a central server and {} devices, {} days of history each, then {} days replayed through each device's daemon",
-        devices.len(),
-        args.history_days,
-        args.days
-    );
-    println!("files: {}", dir.display());
     println!("\n  dashboard: {url}/   (open it now: it fills while the replay runs)\n");
     for d in &devices {
         let r = d.replay_start;
