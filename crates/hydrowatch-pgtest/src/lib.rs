@@ -184,7 +184,7 @@ fn start() -> Cluster {
             "-c",
             "full_page_writes=off",
         ])
-        .args(["-c", "max_connections=200"])
+        .args(["-c", "max_connections=500"])
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log);
     // The parent-death signal is sent when the *thread* that started the child ends: this one

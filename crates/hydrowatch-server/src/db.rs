@@ -166,7 +166,9 @@ impl Db {
         // database is reported as such at once (the pool would wait and say only "timed out").
         drop(config.connect(postgres::NoTls)?);
         let pool = r2d2::Pool::builder()
-            .max_size(8)
+            .max_size(16)
+            // Opened as the load asks for them, not all at start.
+            .min_idle(Some(2))
             // A broken connection shows in the statement that uses it (the request fails, the
             // device sends again) and is then dropped from the pool; no test query per request.
             .test_on_check_out(false)
