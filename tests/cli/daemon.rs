@@ -977,3 +977,28 @@ fn serve_says_what_is_wrong_with_its_database() {
     let e = super::fails(run(d, &["serve", "--database", &missing]));
     assert!(e.contains("does not exist"), "{e}");
 }
+
+#[test]
+fn serve_on_postgres_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = unused_port();
+    let database = server_database(true);
+    let child = bin()
+        .current_dir(dir.path())
+        .arg("serve")
+        .args(&database)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(&format!("127.0.0.1:{port}"));
+    // A request, so that the pool holds connections when the server stops.
+    assert_eq!(api_get(port, "/api/v1/devices"), serde_json::json!([]));
+    // SAFETY: a signal to our own child process; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -184,7 +184,8 @@ fn pg_row(row: &postgres::Row) -> Result<Row, DbError> {
 /// the central server's ingest). That is why the pool's manager is ours and not
 /// r2d2_postgres's, whose connection is a bare client.
 pub struct PgConnection {
-    client: postgres::Client,
+    /// Always there; taken only when the connection is dropped (see `Drop`).
+    client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
 }
 
@@ -198,17 +199,36 @@ impl r2d2::ManageConnection for PgManager {
 
     fn connect(&self) -> Result<PgConnection, postgres::Error> {
         Ok(PgConnection {
-            client: self.0.connect(postgres::NoTls)?,
+            client: Some(self.0.connect(postgres::NoTls)?),
             statements: HashMap::new(),
         })
     }
 
     fn is_valid(&self, conn: &mut PgConnection) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+        conn.client
+            .as_mut()
+            .expect("open until dropped")
+            .simple_query("")
+            .map(|_| ())
     }
 
     fn has_broken(&self, conn: &mut PgConnection) -> bool {
-        conn.client.is_closed()
+        conn.client.as_ref().is_none_or(postgres::Client::is_closed)
+    }
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        // The client says goodbye to the server by blocking on a runtime of its own, which tokio
+        // forbids on a thread that drives async tasks (the server's, dropping its state when it
+        // shuts down): there it is dropped on a thread of its own.
+        if let Some(client) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            std::thread::scope(|s| {
+                s.spawn(move || drop(client));
+            });
+        }
     }
 }
 
@@ -219,7 +239,7 @@ impl PgConnection {
         f: impl FnOnce(&mut dyn Sql) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         f(&mut Pg {
-            client: &mut self.client,
+            client: self.client.as_mut().expect("open until dropped"),
             statements: &mut self.statements,
         })
     }
@@ -229,7 +249,8 @@ impl PgConnection {
         &mut self,
         f: impl FnOnce(&mut dyn Sql) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let mut tx = self.client.transaction()?;
+        let client = self.client.as_mut().expect("open until dropped");
+        let mut tx = client.transaction()?;
         let value = f(&mut Pg {
             client: &mut tx,
             statements: &mut self.statements,
