@@ -30,26 +30,19 @@ pub struct BenchArgs {
 }
 
 /// The central server (hydrowatch-server, no rate limit) on a free local port, in this process,
-/// with a token for the device `bench`; returns its URL and the token.
-fn central_server(dir: &Path) -> anyhow::Result<(String, String)> {
+/// with a token for the device `bench`; returns its URL and the token, and the runtime that
+/// serves it until dropped.
+fn central_server(dir: &Path) -> anyhow::Result<(String, String, tokio::runtime::Runtime)> {
     let db = hydrowatch_server::Db::open(&dir.join("server.db"))?;
     let token = db.create_token("bench", 0)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
     let url = format!("http://{}", listener.local_addr()?);
-    let app = hydrowatch_server::router_with(Arc::new(db), hydrowatch_server::RateLimit::OFF);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    std::thread::spawn(move || {
-        runtime.block_on(async move {
-            if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
-                let _ = axum::serve(listener, app).await;
-            }
-        })
-    });
-    Ok((url, token))
+    let runtime = hydrowatch_server::serve_in_background(
+        Arc::new(db),
+        hydrowatch_server::RateLimit::OFF,
+        listener,
+    )?;
+    Ok((url, token, runtime))
 }
 
 struct RunResult {
@@ -61,40 +54,18 @@ struct RunResult {
 }
 
 fn one_run(dir: &Path, args: &BenchArgs) -> anyhow::Result<RunResult> {
-    let (url, token) = central_server(dir)?;
+    let (url, token, _server) = central_server(dir)?;
     let exe = std::env::current_exe()?;
-    let sim = Simulator::new(SimConfig {
+    let mut sim = Simulator::new(SimConfig {
         days: args.history_days + args.days,
         seed: 11,
         ..SimConfig::default()
     });
-    let split = i64::from(args.history_days) * 86_400;
+    let split = sim.start() + i64::from(args.history_days) * 86_400;
     let mut history = std::io::BufWriter::new(std::fs::File::create(dir.join("history.csv"))?);
     let mut replay = std::io::BufWriter::new(std::fs::File::create(dir.join("week.csv"))?);
-    writeln!(history, "time,flow_rate,pressure")?;
-    writeln!(replay, "time,flow_rate,pressure")?;
-    let mut start = None;
-    let mut readings = 0u64;
-    let tz = SimConfig::default().timezone;
-    for s in sim {
-        let first = *start.get_or_insert(s.ts);
-        let out = if s.ts - first < split {
-            &mut history
-        } else {
-            &mut replay
-        };
-        let v = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.4}"));
-        if s.ts - first >= split {
-            readings += u64::from(s.flow_rate.is_some()) + u64::from(s.pressure.is_some());
-        }
-        writeln!(
-            out,
-            "{},{},{}",
-            hydrowatch_core::time::format_local(s.ts, tz),
-            v(s.flow_rate),
-            v(s.pressure)
-        )?;
-    }
+    let [_, replayed] = sim.write_csv_split(&mut history, &mut replay, split)?;
+    let readings = replayed.values;
     history.flush()?;
     replay.flush()?;
     drop((history, replay));

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono_tz::Tz;
 use clap::Args;
-use hydrowatch_core::time::{DAY, HOUR, format_local};
+use hydrowatch_core::time::{DAY, HOUR, format_local, local_day_start};
 use hydrowatch_sim::{Event, EventKind, EventPlan, SERIES, SimConfig, Simulator};
 use hydrowatch_store::Store;
 
@@ -126,29 +126,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.devices, args.history_days, args.days
     );
     println!("files: {}", dir.display());
-    let server_db = hydrowatch_server::Db::open(&dir.join("server.db"))?;
+    let server_db = Arc::new(hydrowatch_server::Db::open(&dir.join("server.db"))?);
     let listener = std::net::TcpListener::bind(&args.listen)
         .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .context("cannot listen on a local port")?;
-    listener.set_nonblocking(true)?;
     let url = format!("http://{}", listener.local_addr()?);
     let mut devices = Vec::new();
     for dma in &DMAS[..usize::from(args.devices)] {
         let token = server_db.create_token(dma.id, chrono::Utc::now().timestamp())?;
         devices.push(prepare(dma, &dir, &url, &token, &args)?);
     }
-    let server_db = Arc::new(server_db);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let app = hydrowatch_server::router(server_db.clone());
-    runtime.spawn(async move {
-        if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
-            let _ = axum::serve(listener, app).await;
-        }
-    });
-
+    let runtime = hydrowatch_server::serve_in_background(
+        server_db.clone(),
+        hydrowatch_server::RateLimit::default(),
+        listener,
+    )?;
     println!("\n  dashboard: {url}/   (open it now: it fills while the replay runs)\n");
     for d in &devices {
         let r = d.replay_start;
@@ -163,7 +155,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                     "{} from day {:.1} for {}",
                     e.kind.label(),
                     (e.start - r) as f64 / DAY as f64,
-                    duration(e.end.min(d.replay_end) - e.start)
+                    human(e.end.min(d.replay_end) - e.start)
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -171,14 +163,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!();
 
-    let replay = replay(&devices, args.days)?;
-
-    // Ctrl-C during the replay stops the devices' daemons (each finishes what it received):
-    // then the demo ends after the summary, too.
-    let interrupted = devices.iter().any(|d| {
-        let replayed = i64::try_from(replayed_minutes(d)).unwrap_or(i64::MAX) * 60;
-        replayed + 2 * HOUR < d.replay_end - d.replay_start
-    });
+    // Ctrl-C during the replay: the demo ends after the summary, too.
+    let (replay, interrupted) = replay(&devices, args.days)?;
     if interrupted {
         println!("\nThe replay was stopped (Ctrl-C): the summary covers what was replayed.");
     }
@@ -214,40 +200,38 @@ fn prepare(
     let today = chrono::Utc::now().with_timezone(&dma.tz).date_naive();
     // The replay ends at the start of today: the newest readings are from last night.
     let start = today - chrono::Days::new(u64::from(days));
-    // Where the replay begins: the first minute of its first local day.
-    let mut probe = Simulator::new(SimConfig {
-        start,
-        days: 1,
-        timezone: dma.tz,
-        events: EventPlan::None,
-        ..SimConfig::default()
-    });
-    let first = probe.next().context("the simulator gave nothing")?.ts;
-    let replay_start = first + i64::from(args.history_days) * DAY;
-    let replay_end = first + i64::from(days) * DAY;
+    let replay_date = start + chrono::Days::new(u64::from(args.history_days));
+    let replay_start = local_day_start(replay_date, dma.tz);
+    let replay_end = local_day_start(today, dma.tz);
     let span = replay_end - replay_start;
+    // `hour` o'clock on the day `fifths` fifths into the replay.
+    let at = |fifths: u32, hour: i64| {
+        let date = replay_date + chrono::Days::new(u64::from(args.days * fifths / 5));
+        local_day_start(date, dma.tz) + hour * HOUR
+    };
     // A burst in the morning of the day a fifth of the way in (half the mean flow more, 4 hours),
     // a slow leak from the afternoon of the day two fifths in (a fifth more flow, growing over
     // 60% of its time).
-    let day = |fraction: i64| replay_start + span * fraction / 5 / DAY * DAY;
     let events = vec![
         Event {
             kind: EventKind::Burst,
-            start: day(1) + 8 * HOUR,
-            end: day(1) + 12 * HOUR,
+            start: at(1, 8),
+            end: at(1, 12),
             series: SERIES.to_vec(),
             magnitude: 0.5 * dma.mean_flow,
         },
         Event {
             kind: EventKind::Leak,
-            start: day(2) + 14 * HOUR,
+            start: at(2, 14),
             // Still leaking when the data ends: not "repaired" in its last minute.
             end: replay_end + DAY,
             series: vec![SERIES[0]],
             magnitude: 0.2 * dma.mean_flow,
         },
     ];
-    let sim = Simulator::new(SimConfig {
+    let mut history = std::io::BufWriter::new(std::fs::File::create(home.join("history.csv"))?);
+    let mut replay = std::io::BufWriter::new(std::fs::File::create(home.join("replay.csv"))?);
+    Simulator::new(SimConfig {
         start,
         days,
         seed: dma.id.len() as u64,
@@ -255,27 +239,8 @@ fn prepare(
         mean_flow: dma.mean_flow,
         static_pressure: dma.static_pressure,
         events: EventPlan::Fixed(events.clone()),
-    });
-    let mut history = std::io::BufWriter::new(std::fs::File::create(home.join("history.csv"))?);
-    let mut replay = std::io::BufWriter::new(std::fs::File::create(home.join("replay.csv"))?);
-    for out in [&mut history, &mut replay] {
-        writeln!(out, "time,flow_rate,pressure")?;
-    }
-    let v = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.4}"));
-    for s in sim {
-        let out = if s.ts < replay_start {
-            &mut history
-        } else {
-            &mut replay
-        };
-        writeln!(
-            out,
-            "{},{},{}",
-            format_local(s.ts, dma.tz),
-            v(s.flow_rate),
-            v(s.pressure)
-        )?;
-    }
+    })
+    .write_csv_split(&mut history, &mut replay, replay_start)?;
     history.flush()?;
     replay.flush()?;
     let speed = span as f64 / f64::from(args.replay_seconds);
@@ -312,9 +277,20 @@ fn prepare(
 }
 
 /// Runs every device's daemon until its replay ended and its outbox is delivered, with a
-/// progress bar; returns how long it took.
-fn replay(devices: &[Device], days: u32) -> anyhow::Result<Duration> {
+/// progress bar; returns how long it took, and whether it was stopped before the end (Ctrl-C
+/// stops the daemons: each finishes what it received).
+fn replay(devices: &[Device], days: u32) -> anyhow::Result<(Duration, bool)> {
     let t = Instant::now();
+    let stores = devices
+        .iter()
+        .map(|d| Store::open(&d.db, d.dma.tz))
+        .collect::<Result<Vec<_>, _>>()?;
+    let replayed = || {
+        devices
+            .iter()
+            .zip(&stores)
+            .map(|(d, s)| replayed_minutes(d, s))
+    };
     let minutes: u64 = devices
         .iter()
         .map(|d| ((d.replay_end - d.replay_start) / 60) as u64)
@@ -342,7 +318,7 @@ fn replay(devices: &[Device], days: u32) -> anyhow::Result<Duration> {
             })
             .collect();
         while handles.iter().any(|h| !h.is_finished()) {
-            let done: u64 = devices.iter().map(replayed_minutes).sum();
+            let done: u64 = replayed().sum();
             bar.set_position(done);
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -358,25 +334,24 @@ fn replay(devices: &[Device], days: u32) -> anyhow::Result<Duration> {
     for (d, r) in devices.iter().zip(results) {
         r?.with_context(|| format!("{}'s daemon failed", d.dma.id))?;
     }
-    Ok(t.elapsed())
+    // Stopped early: a device's newest reading is over two hours before its replay's end
+    // (DST days excepted, the data ends at the end).
+    let interrupted = devices
+        .iter()
+        .zip(replayed())
+        .any(|(d, m)| (m as i64) * 60 + 2 * HOUR < d.replay_end - d.replay_start);
+    Ok((t.elapsed(), interrupted))
 }
 
 /// Minutes of the replay a device has stored so far.
-fn replayed_minutes(d: &Device) -> u64 {
-    let newest = Store::open(&d.db, d.dma.tz)
-        .and_then(|s| s.span(s.series_id("flow_rate")?))
+fn replayed_minutes(d: &Device, store: &Store) -> u64 {
+    let newest = store
+        .series_id("flow_rate")
+        .and_then(|id| store.span(id))
         .ok()
         .flatten()
         .map_or(d.replay_start, |(_, n)| n);
     ((newest - d.replay_start).max(0) / 60) as u64
-}
-
-fn duration(seconds: i64) -> String {
-    if seconds >= DAY {
-        format!("{:.0} days", seconds as f64 / DAY as f64)
-    } else {
-        format!("{:.0} h", seconds as f64 / HOUR as f64)
-    }
 }
 
 /// Prints what the devices stored and delivered, how soon each event was alarmed, and the
@@ -387,12 +362,14 @@ fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result
         "| device | readings | alarms (stage 1 / 2 / 3 / 4) | delivered | forecasts | newest flow model | day-ahead MAE flow | MAPE flow |"
     );
     println!("| --- | ---: | --- | ---: | ---: | --- | ---: | ---: |");
+    let mut event_lines = Vec::new();
     for d in devices {
         let store = Store::open(&d.db, d.dma.tz)?;
         let readings: u64 = SERIES
             .iter()
             .map(|s| store.series_id(s).and_then(|id| store.count(id)))
             .sum::<Result<u64, _>>()?;
+        let alarms = store.alarms(false)?;
         let highest = highest_stages(&transitions, d.dma.id);
         let mut by_stage = [0u64; 4];
         for stage in highest.values() {
@@ -403,13 +380,12 @@ fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result
                 *n += 1;
             }
         }
-        let known = store.alarms(false)?.len();
-        let forecasts = server.forecasts(d.dma.id, None, 10_000)?.len();
-        let model = server
-            .forecasts(d.dma.id, Some("flow_rate"), 1)?
-            .first()
-            .and_then(|f| f["model"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "-".into());
+        let forecasts = server.forecasts(d.dma.id, None, 10_000)?;
+        let model = forecasts
+            .iter()
+            .find(|f| f["series"] == "flow_rate")
+            .and_then(|f| f["model"].as_str())
+            .unwrap_or("-");
         let accuracy = server.accuracy(d.dma.id, 7)?;
         let flow = accuracy.iter().find(|a| a.series == "flow_rate");
         let fmt = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.1}{unit}"));
@@ -422,18 +398,12 @@ fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result
             by_stage[2],
             by_stage[3],
             highest.len(),
-            known,
-            forecasts,
+            alarms.len(),
+            forecasts.len(),
             model,
             fmt(flow.and_then(|a| a.mae), " m3/h"),
             fmt(flow.and_then(|a| a.mape), "%"),
         );
-    }
-    println!("\nThe injected events and the first alarm raised during each:");
-    for d in devices {
-        let store = Store::open(&d.db, d.dma.tz)?;
-        let alarms = store.alarms(false)?;
-        let highest = highest_stages(&transitions, d.dma.id);
         for e in &d.events {
             let first = alarms
                 .iter()
@@ -446,17 +416,21 @@ fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result
                     "{} alarm (reached stage {}) {} after it began",
                     a.kind,
                     highest.get(&(a.id as u64)).copied().unwrap_or_default(),
-                    later(a.opened_at - e.start)
+                    human(a.opened_at - e.start)
                 ),
                 None => "no alarm".into(),
             };
-            println!(
+            event_lines.push(format!(
                 "  {:<12} {:<6} from {}: {found}",
                 d.dma.id,
                 e.kind.label(),
                 format_local(e.start, d.dma.tz),
-            );
+            ));
         }
+    }
+    println!("\nThe injected events and the first alarm raised during each:");
+    for line in event_lines {
+        println!("{line}");
     }
     Ok(())
 }
@@ -473,7 +447,8 @@ fn highest_stages(transitions: &[serde_json::Value], device: &str) -> BTreeMap<u
     highest
 }
 
-fn later(seconds: i64) -> String {
+/// A span of time for people: minutes, hours or days.
+fn human(seconds: i64) -> String {
     match seconds {
         s if s < HOUR => format!("{} min", s / 60),
         s if s < DAY => format!("{:.1} h", s as f64 / HOUR as f64),

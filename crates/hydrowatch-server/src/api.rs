@@ -101,6 +101,31 @@ pub fn router_with(db: Arc<Db>, limit: RateLimit) -> Router {
         .with_state(state)
 }
 
+/// The server on `listener`, run by a runtime of its own (two worker threads) until that
+/// runtime is dropped: for a server inside another program (the demo, benchmarks, tests).
+pub fn serve_in_background(
+    db: Arc<Db>,
+    limit: RateLimit,
+    listener: std::net::TcpListener,
+) -> std::io::Result<tokio::runtime::Runtime> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let listener = {
+        let _entered = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    let app = router_with(db, limit);
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("the central server stopped: {e}");
+        }
+    });
+    Ok(runtime)
+}
+
 fn device_of(db: &Db, headers: &HeaderMap) -> Result<String, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)

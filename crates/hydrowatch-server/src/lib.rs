@@ -13,6 +13,6 @@ pub mod envelope;
 pub mod limit;
 pub mod sql;
 
-pub use api::{router, router_with};
+pub use api::{router, router_with, serve_in_background};
 pub use db::{Db, DbError};
 pub use limit::RateLimit;

@@ -111,6 +111,15 @@ impl Default for SimConfig {
     }
 }
 
+/// What a CSV output of [`Simulator::write_csv_split`] received.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Written {
+    /// Rows (minutes).
+    pub rows: u64,
+    /// Values (non-empty cells).
+    pub values: u64,
+}
+
 /// One minute of data. `None`: the sensor sent nothing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -225,6 +234,11 @@ impl Simulator {
         }
     }
 
+    /// The first minute of this simulation (local midnight of its start date).
+    pub fn start(&self) -> Timestamp {
+        self.start
+    }
+
     /// The events of this simulation, by start.
     pub fn events(&self) -> &[Event] {
         &self.events
@@ -325,23 +339,44 @@ impl Simulator {
     /// Writes all samples as `time,flow_rate,pressure` with local times `YYYY-MM-DD HH:MM`;
     /// missing values are empty cells. Returns the number of rows.
     pub fn write_csv(&mut self, out: &mut impl Write) -> io::Result<u64> {
-        writeln!(out, "time,{},{}", SERIES[0], SERIES[1])?;
+        let [all, _] = self.write_csv_split(out, &mut io::sink(), Timestamp::MAX)?;
+        Ok(all.rows)
+    }
+
+    /// Writes the samples before `at` to `before` and the rest to `after`, each a CSV file as
+    /// [`Simulator::write_csv`] writes (a history to import and days to replay, say).
+    pub fn write_csv_split(
+        &mut self,
+        before: &mut impl Write,
+        after: &mut impl Write,
+        at: Timestamp,
+    ) -> io::Result<[Written; 2]> {
+        for out in [&mut *before as &mut dyn Write, after] {
+            writeln!(out, "time,{},{}", SERIES[0], SERIES[1])?;
+        }
         let tz = self.config.timezone;
-        let mut rows = 0;
+        let mut written = [Written::default(); 2];
         for s in self.by_ref() {
+            let (out, w): (&mut dyn Write, _) = if s.ts < at {
+                (&mut *before, &mut written[0])
+            } else {
+                (&mut *after, &mut written[1])
+            };
             out.write_all(format_local(s.ts, tz).as_bytes())?;
             out.write_all(b",")?;
             if let Some(v) = s.flow_rate {
                 write!(out, "{v:.2}")?;
+                w.values += 1;
             }
             out.write_all(b",")?;
             if let Some(v) = s.pressure {
                 write!(out, "{v:.3}")?;
+                w.values += 1;
             }
             out.write_all(b"\n")?;
-            rows += 1;
+            w.rows += 1;
         }
-        Ok(rows)
+        Ok(written)
     }
 
     /// Writes the events as `start,end,kind,series` (local times; one row per affected series).
@@ -635,5 +670,29 @@ mod tests {
         let labels = String::from_utf8(labels).unwrap();
         assert!(labels.starts_with("start,end,kind,series\n"));
         assert!(labels.contains(",burst,flow_rate\n") && labels.contains(",burst,pressure\n"));
+    }
+
+    #[test]
+    fn a_split_csv_is_the_whole_csv_in_two_files() {
+        let mut whole = Vec::new();
+        Simulator::new(cfg(3, 4)).write_csv(&mut whole).unwrap();
+        let sim = Simulator::new(cfg(3, 4));
+        let at = sim.start + 86_400;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let [first, second] = Simulator::new(cfg(3, 4))
+            .write_csv_split(&mut a, &mut b, at)
+            .unwrap();
+        assert_eq!((first.rows, second.rows), (1440, 2 * 1440));
+        let (a, b) = (String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+        let rest = b.split_once('\n').unwrap().1;
+        assert_eq!(format!("{a}{rest}"), String::from_utf8(whole).unwrap());
+        let cells = |t: &str| {
+            t.lines()
+                .skip(1)
+                .flat_map(|l| l.split(',').skip(1))
+                .filter(|c| !c.is_empty())
+                .count() as u64
+        };
+        assert_eq!((first.values, second.values), (cells(&a), cells(&b)));
     }
 }

@@ -12,6 +12,7 @@ pub struct Server {
     pub url: String,
     _dir: tempfile::TempDir,
     pub db: Arc<Db>,
+    _runtime: tokio::runtime::Runtime,
 }
 
 /// The database a test server runs on.
@@ -50,21 +51,14 @@ pub fn start_with(on: On, limit: hydrowatch_server::RateLimit) -> Server {
         On::Postgres => Db::connect(&hydrowatch_pgtest::database()).unwrap(),
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = hydrowatch_server::router_with(db.clone(), limit);
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
-    });
-    Server { url, _dir: dir, db }
+    let runtime = hydrowatch_server::serve_in_background(db.clone(), limit, listener).unwrap();
+    Server {
+        url,
+        _dir: dir,
+        db,
+        _runtime: runtime,
+    }
 }
 
 pub fn alert(device: &str, id: &str, alarm: u64, state: &str, stage: u64, minute: i64) -> Value {
