@@ -34,6 +34,24 @@ pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
         c.schedule.retrain_at.weekday,
         c.schedule.retrain_at.time
     );
+    let holidays = &c.forecast.holidays;
+    match (holidays.iter().min(), holidays.iter().max()) {
+        (Some(first), Some(last)) => {
+            let today = chrono::Utc::now()
+                .with_timezone(&c.device.timezone)
+                .date_naive();
+            let stale = if *last < today {
+                " (all past: list the coming years)"
+            } else {
+                ""
+            };
+            println!(
+                "  holidays  {} days, {first} .. {last}{stale}",
+                holidays.len()
+            );
+        }
+        _ => println!("  holidays  none (public holidays are forecast as ordinary days)"),
+    }
     match &c.server {
         Some(s) => println!("  server    {}", s.url),
         None => println!("  server    none (everything stays on the device)"),

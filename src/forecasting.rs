@@ -376,10 +376,15 @@ pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
         let days: Vec<&str> = r
             .network_days
             .iter()
-            .map(|n| if *n { "network" } else { "blend" })
+            .enumerate()
+            .map(|(day, n)| match (n, day) {
+                (false, _) => "blend",
+                (true, 0) => "network",
+                (true, _) => "network+blend",
+            })
             .collect();
         println!(
-            "day by day (whichever was better on validation): {}",
+            "day by day (the network where it beat the seasonal blend on validation; after day 1 half each): {}",
             days.join(", ")
         );
     }

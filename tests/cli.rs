@@ -375,6 +375,18 @@ fn config_check_and_example() {
         out.contains("good.toml: valid") && out.contains("dma-017 in Asia/Seoul"),
         "{out}"
     );
+    // The example's holidays are of a past year: said so.
+    assert!(
+        out.contains("holidays  4 days, 2024-01-01 .. 2024-12-25 (all past"),
+        "{out}"
+    );
+    // The configuration of the backtests in docs/FORECASTING.md stays valid.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dma-inflow.toml");
+    let out = stdout(&ok(run(d, &["config", "check", shipped])));
+    assert!(
+        out.contains("dma-inflow in Europe/Rome") && out.contains("holidays  77 days"),
+        "{out}"
+    );
     write(
         d,
         "bad.toml",

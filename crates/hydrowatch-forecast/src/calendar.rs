@@ -5,6 +5,8 @@ use chrono::{Datelike, NaiveDate, Timelike, Weekday};
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
 
+use crate::History;
+
 /// Number of calendar features per hour.
 pub const CALENDAR_FEATURES: usize = 5;
 
@@ -12,11 +14,43 @@ pub const CALENDAR_FEATURES: usize = 5;
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Holidays(pub Vec<NaiveDate>);
 
+/// What a local day is to the seasonal lags (see [`crate::baseline::seasonal_lags`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DayKind {
+    /// A day that is neither a Sunday nor a listed holiday.
+    Other,
+    /// A Sunday that is not a listed holiday.
+    Sunday,
+    /// A listed holiday.
+    Holiday,
+}
+
+/// The [`DayKind`] of each interval of `history`, extended `extra` intervals past its end.
+pub(crate) fn day_kinds(history: &History, extra: usize) -> Vec<DayKind> {
+    (0..history.series.values.len() + extra)
+        .map(|i| {
+            let date = local(history.series.time(i), history.timezone).date();
+            if history.holidays.0.contains(&date) {
+                DayKind::Holiday
+            } else if date.weekday() == Weekday::Sun {
+                DayKind::Sunday
+            } else {
+                DayKind::Other
+            }
+        })
+        .collect()
+}
+
+/// The local date and time of `ts` in `tz`.
+fn local(ts: Timestamp, tz: Tz) -> chrono::NaiveDateTime {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|t| t.with_timezone(&tz).naive_local())
+        .unwrap_or_default()
+}
+
 /// `[sin hour, cos hour, sin weekday, cos weekday, day off]` of the hour starting at `ts`.
 pub fn features(ts: Timestamp, tz: Tz, holidays: &Holidays) -> [f32; CALENDAR_FEATURES] {
-    let local = chrono::DateTime::from_timestamp(ts, 0)
-        .map(|t| t.with_timezone(&tz).naive_local())
-        .unwrap_or_default();
+    let local = local(ts, tz);
     let hour = f64::from(local.hour()) + f64::from(local.minute()) / 60.0;
     let day = f64::from(local.weekday().num_days_from_monday());
     let tau = std::f64::consts::TAU;

@@ -251,3 +251,30 @@ fn the_l1_loss_trains_and_is_recorded_in_the_model() {
         hydrowatch_forecast::neural::Loss::Mse
     );
 }
+
+#[test]
+fn a_listed_holiday_ahead_is_forecast_like_a_sunday_by_every_strategy() {
+    // From Thursday 1970-01-01 (UTC): a daily cycle around 40 on working days, around 20 on
+    // Sundays. The forecast starts on Thursday, day 49; day 50, a Friday, is a holiday.
+    let values = (0..7 * WEEK)
+        .map(|i| {
+            let level = if (i / 24) % 7 == 3 { 20.0 } else { 40.0 };
+            level + 5.0 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin()
+        })
+        .collect();
+    let plain = History::hourly(0, values, chrono_tz::UTC);
+    let mut listed = plain.clone();
+    listed.holidays = Holidays(vec![chrono::NaiveDate::from_ymd_opt(1970, 2, 20).unwrap()]);
+    let holiday_mean = |h: &History, config: &NeuralConfig| {
+        let fc = config.fit(h).unwrap().predict(h).unwrap();
+        fc.points[24..48].iter().sum::<f64>() / 24.0
+    };
+    for strategy in [Strategy::Mimo, Strategy::Direct, Strategy::Recursive] {
+        let mut config = small(ModelKind::Lstm, strategy);
+        config.train.epochs = 2;
+        let as_sunday = holiday_mean(&listed, &config);
+        let as_friday = holiday_mean(&plain, &config);
+        assert!(as_sunday < 30.0, "{strategy:?}: {as_sunday}");
+        assert!(as_friday > 35.0, "{strategy:?}: {as_friday}");
+    }
+}

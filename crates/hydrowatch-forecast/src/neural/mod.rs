@@ -22,7 +22,7 @@ use hydrowatch_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{BLEND_DAYS, BLEND_WEEKS, blend_weights, seasonal_lags};
-use crate::calendar::{CALENDAR_FEATURES, features};
+use crate::calendar::{CALENDAR_FEATURES, DayKind, day_kinds, features};
 use crate::scale::MinMax;
 use crate::{
     Band, Fit, Forecast, ForecastError, GapRules, HORIZON, History, Predict, Scores, WEEK,
@@ -36,6 +36,12 @@ pub use train::{Dataset, EpochLog, Loss, Optimizer, TrainConfig};
 pub const FEATURES: usize = 2 + CALENDAR_FEATURES;
 /// Seasonal lags per output hour (see [`crate::baseline::seasonal_lags`]).
 const LAGS: usize = BLEND_WEEKS + BLEND_DAYS;
+/// The trained network's share in the forecast of days 2-7 where it beat the seasonal blend on
+/// validation (the blend has the rest; day 1 is the network's alone). Validation spans the
+/// season before the forecast, and on days 2-7 a network's gain over the blend there often does
+/// not carry into the next season (docs/FORECASTING.md, "What was tried"): the equal-weight
+/// combination, not tuned, takes 1.2 points off PI3 over the 10 DMAs and leaves PI1 as it was.
+const LATER_DAYS_SHARE: f32 = 0.5;
 /// How far back a window reads: its input (and a week before it), or its oldest seasonal lag.
 fn lookback(window: usize) -> usize {
     (window + WEEK).max(BLEND_WEEKS * WEEK)
@@ -185,7 +191,8 @@ pub struct TrainingReport {
     /// Epochs run, per network.
     pub epochs: Vec<usize>,
     /// Per day ahead (per day of each network's outputs): whether the trained network forecasts
-    /// it, or the seasonal blend because training did not beat it on validation.
+    /// it (days 2-7: half of it, with the seasonal blend), or the seasonal blend alone because
+    /// training did not beat it on validation.
     #[serde(default)]
     pub network_days: Vec<bool>,
     /// Scores of daily forecasts over the validation span.
@@ -212,11 +219,39 @@ pub struct FittedNeural {
     pub nets: Vec<Net>,
 }
 
-/// Scaled values and calendar features of a history, extended `extra` hours past its end.
+/// Scaled values, calendar features and day kinds of a history, the last two extended `extra`
+/// hours past its end.
 struct Prepared {
     scaled: Vec<f64>,
     usable: Vec<bool>,
     calendar: Vec<[f32; CALENDAR_FEATURES]>,
+    days: Vec<DayKind>,
+}
+
+/// The calendar of a [`Prepared`] history from some hour on: what a window reads besides values.
+#[derive(Clone, Copy)]
+struct Calendar<'a> {
+    features: &'a [[f32; CALENDAR_FEATURES]],
+    days: &'a [DayKind],
+}
+
+impl Prepared {
+    fn calendar(&self) -> Calendar<'_> {
+        Calendar {
+            features: &self.calendar,
+            days: &self.days,
+        }
+    }
+}
+
+impl<'a> Calendar<'a> {
+    /// The calendar from hour `start` on (index 0 is hour `start`).
+    fn starting_at(self, start: usize) -> Calendar<'a> {
+        Calendar {
+            features: &self.features[start..],
+            days: &self.days[start..],
+        }
+    }
 }
 
 fn prepare(history: &History, gaps: GapRules, scaler: &MinMax, extra: usize) -> Prepared {
@@ -229,13 +264,14 @@ fn prepare(history: &History, gaps: GapRules, scaler: &MinMax, extra: usize) -> 
         scaled: filled.values.iter().map(|v| scaler.scale(*v)).collect(),
         usable: filled.usable,
         calendar,
+        days: day_kinds(history, extra),
     }
 }
 
 /// Inputs of one window: origin `o`, the network's output block starting `offset` hours after it.
 fn sample(
     values: &[f64],
-    calendar: &[[f32; CALENDAR_FEATURES]],
+    calendar: Calendar<'_>,
     o: usize,
     window: usize,
     offset: usize,
@@ -245,12 +281,15 @@ fn sample(
     for j in o - window..o {
         seq.push(values[j] as f32);
         seq.push(values[j - WEEK] as f32);
-        seq.extend_from_slice(&calendar[j]);
+        seq.extend_from_slice(&calendar.features[j]);
     }
     // Lag-major: all output hours of the first lag, then the second...
     let mut lags = vec![0.0; LAGS * outputs];
     for h in 0..outputs {
-        for (k, x) in seasonal_lags(values, o, offset + h).iter().enumerate() {
+        for (k, x) in seasonal_lags(values, calendar.days, o, offset + h)
+            .iter()
+            .enumerate()
+        {
             lags[k * outputs + h] = *x as f32;
         }
     }
@@ -262,7 +301,7 @@ fn run_net(
     config: &NeuralConfig,
     net: &Net,
     values: &[f64],
-    calendar: &[[f32; CALENDAR_FEATURES]],
+    calendar: Calendar<'_>,
     origin: usize,
     offset: usize,
     device: &Device,
@@ -291,7 +330,7 @@ fn forecast_scaled(
     config: &NeuralConfig,
     nets: &[Net],
     values: &[f64],
-    calendar: &[[f32; CALENDAR_FEATURES]],
+    calendar: Calendar<'_>,
     o: usize,
     device: &Device,
 ) -> Vec<f64> {
@@ -307,7 +346,7 @@ fn forecast_scaled(
             let start = o - lookback(config.window);
             let mut buf: Vec<f64> = values[start..o].to_vec();
             buf.resize(o - start + HORIZON, f64::NAN);
-            let calendar = &calendar[start..];
+            let calendar = calendar.starting_at(start);
             let mut out = Vec::with_capacity(HORIZON);
             for day in 0..HORIZON / 24 {
                 let origin = o - start + day * 24;
@@ -388,7 +427,7 @@ impl NeuralConfig {
             for &o in os {
                 let (seq, lags) = sample(
                     &prep.scaled,
-                    &prep.calendar,
+                    prep.calendar(),
                     o,
                     self.window,
                     offset,
@@ -420,9 +459,11 @@ impl NeuralConfig {
                 |e| progress(k, e),
             );
             // Day by day, the trained outputs are kept only where they beat the untrained
-            // network (the seasonal blend) on validation: "test both, keep the better".
+            // network (the seasonal blend) on validation: "test both, keep the better". Kept
+            // days after the first forecast half and half with the blend (LATER_DAYS_SHARE).
+            let day_of = |h: usize| (offset + h) / 24;
             let keep: Vec<bool> = if val.is_empty() {
-                vec![true; outputs]
+                vec![true; outputs.div_ceil(24)]
             } else {
                 let (trained, start) = (
                     train::output_errors(&net, &val, &plain),
@@ -431,15 +472,21 @@ impl NeuralConfig {
                 (0..outputs)
                     .collect::<Vec<_>>()
                     .chunks(24)
-                    .flat_map(|day| {
-                        let better = day.iter().map(|&h| trained[h]).sum::<f64>()
-                            < day.iter().map(|&h| start[h]).sum::<f64>();
-                        network_days.push(better);
-                        std::iter::repeat_n(better, day.len())
+                    .map(|day| {
+                        day.iter().map(|&h| trained[h]).sum::<f64>()
+                            < day.iter().map(|&h| start[h]).sum::<f64>()
                     })
                     .collect()
             };
-            nets.push(net.keep_outputs(&initial, &keep));
+            network_days.extend(&keep);
+            let share: Vec<f32> = (0..outputs)
+                .map(|h| match (keep[h / 24], day_of(h)) {
+                    (false, _) => 0.0,
+                    (true, 0) => 1.0,
+                    (true, _) => LATER_DAYS_SHARE,
+                })
+                .collect();
+            nets.push(net.mix_outputs(&initial, &share));
             log.push(epochs);
         }
 
@@ -455,7 +502,7 @@ impl NeuralConfig {
                     break;
                 }
                 let fc: Vec<f64> =
-                    forecast_scaled(self, &nets, &prep.scaled, &prep.calendar, o, &device)
+                    forecast_scaled(self, &nets, &prep.scaled, prep.calendar(), o, &device)
                         .iter()
                         .map(|v| scaler.unscale(*v))
                         .collect();
@@ -524,7 +571,7 @@ impl Predict for FittedNeural {
             &self.config,
             &self.nets,
             &prep.scaled,
-            &prep.calendar,
+            prep.calendar(),
             n,
             &Device::flex(),
         );

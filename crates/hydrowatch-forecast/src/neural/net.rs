@@ -212,21 +212,14 @@ impl Net {
 }
 
 impl Net {
-    /// This network with the outputs where `keep` is false taken from `initial` instead (their
-    /// dense-head columns and seasonal weights): for those hours it forecasts exactly as the
-    /// untrained network, the seasonal blend.
-    pub fn keep_outputs(self, initial: &Net, keep: &[bool]) -> Net {
-        let outputs = keep.len();
+    /// This network with each output `i` forecasting `share[i]` of the trained network plus
+    /// `1 - share[i]` of `initial` (the untrained network, the seasonal blend): the output is
+    /// linear in its dense-head column and seasonal weights, so mixing those mixes the forecasts
+    /// exactly. Share 0 forecasts as the seasonal blend, 1 as trained.
+    pub fn mix_outputs(self, initial: &Net, share: &[f32]) -> Net {
+        let outputs = share.len();
         let device = self.lag_weight.val().device();
-        let mask = Tensor::<1>::from_data(
-            TensorData::new(
-                keep.iter()
-                    .map(|k| f32::from(u8::from(*k)))
-                    .collect::<Vec<f32>>(),
-                [outputs],
-            ),
-            &device,
-        );
+        let mask = Tensor::<1>::from_data(TensorData::new(share.to_vec(), [outputs]), &device);
         let mix2 = |trained: Tensor<2>, start: Tensor<2>| {
             let m = mask.clone().unsqueeze_dim::<2>(0);
             trained * m.clone() + start * (m.neg() + 1.0)
@@ -242,5 +235,60 @@ impl Net {
             net.head.bias = Some(Param::from_tensor(mix1(b.val(), b0.val())));
         }
         net
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    #[test]
+    fn mixed_outputs_forecast_the_share_of_trained_and_untrained_exactly() {
+        let device = Device::flex();
+        let config = NetConfig {
+            kind: ModelKind::Lstm,
+            layers: 1,
+            units: 8,
+            dropout: 0.0,
+            heads: 1,
+            features: 3,
+            lag_init: vec![0.7, 0.3],
+            outputs: 4,
+        };
+        let initial = config.init(&device);
+        // "Trained": other seasonal weights and a dense head that is no longer zero.
+        let mut trained = config.init(&device);
+        trained.lag_weight = Param::from_tensor(Tensor::random(
+            [2, 4],
+            Distribution::Uniform(0.0, 1.0),
+            &device,
+        ));
+        trained.head.weight = Param::from_tensor(Tensor::random(
+            [8, 4],
+            Distribution::Uniform(-1.0, 1.0),
+            &device,
+        ));
+        let seq = Tensor::<3>::random([5, 6, 3], Distribution::Normal(0.0, 1.0), &device);
+        let lags = Tensor::<2>::random([5, 8], Distribution::Uniform(0.0, 1.0), &device);
+        let out = |net: &Net| {
+            net.forward(seq.clone(), lags.clone())
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let (a, b) = (out(&trained), out(&initial));
+        let share = [0.0, 0.5, 1.0, 0.25];
+        let mixed = out(&trained.mix_outputs(&initial, &share));
+        for (i, m) in mixed.iter().enumerate() {
+            let s = share[i % 4];
+            let expected = s * a[i] + (1.0 - s) * b[i];
+            assert!((m - expected).abs() < 1e-5, "output {i}: {m} vs {expected}");
+        }
+        assert!(
+            a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 0.1),
+            "{a:?} {b:?}"
+        );
     }
 }
