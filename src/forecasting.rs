@@ -182,6 +182,9 @@ pub struct BacktestArgs {
     /// Training loss of the networks.
     #[arg(long, default_value = "l1", value_parser = ["mse", "l1"])]
     pub loss: String,
+    /// Seed of the networks' training (another seed shows how much of a score is luck).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
     /// Print the tables as Markdown.
     #[arg(long)]
     pub markdown: bool,
@@ -586,6 +589,7 @@ pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
             config.window = args.window as usize;
             config.train.epochs = args.epochs as usize;
             config.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
+            config.train.seed = args.seed;
             configs.push(config);
         }
     }
