@@ -287,12 +287,13 @@ fn send_lines(addr: &str, lines: &[String]) -> usize {
     acknowledged
 }
 
-fn start_daemon(d: &Path, config: &str) -> Child {
+/// `hydrowatch --config CONFIG run` in `d`; its log goes to `stderr`.
+fn start_daemon(d: &Path, config: &str, stderr: Stdio) -> Child {
     bin()
         .current_dir(d)
         .args(["--config", config, "run"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }
@@ -341,7 +342,7 @@ fn kill_9_during_ingest_and_upload_twenty_times_loses_and_doubles_nothing() {
     let mut sent = 0;
     let mut rng = 12345u64;
     for _ in 0..20 {
-        let mut child = start_daemon(d, "h.toml");
+        let mut child = start_daemon(d, "h.toml", Stdio::null());
         wait_listening(&addr);
         let chunk: Vec<String> = lines[sent..].to_vec();
         let sender = {
@@ -363,7 +364,7 @@ fn kill_9_during_ingest_and_upload_twenty_times_loses_and_doubles_nothing() {
         );
     }
     // The rest, then a clean stop: everything judged and delivered.
-    let mut child = start_daemon(d, "h.toml");
+    let mut child = start_daemon(d, "h.toml", Stdio::null());
     wait_listening(&addr);
     sent += send_lines(&addr, &lines[sent..]);
     assert_eq!(sent, lines.len());
@@ -503,13 +504,7 @@ fn bad_input_is_answered_logged_and_counted_and_never_stops_the_daemon() {
          [[source]]\nkind = \"modbus\"\naddress = \"{silent_addr}\"\ninterval_seconds = 1\ntimeout_ms = 200\nregisters = [{{ series = \"flow_rate\", address = 0 }}]\n"
     );
     write(d, "h.toml", &text);
-    let child = bin()
-        .current_dir(d)
-        .args(["--config", "h.toml", "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_daemon(d, "h.toml", Stdio::piped());
     wait_listening(&addr);
     let tz = chrono_tz::Asia::Seoul;
     let now = chrono::Utc::now().timestamp() / 60 * 60;
@@ -743,13 +738,7 @@ fn a_full_disk_holds_readings_unacknowledged_until_space_returns() {
             "[device]\nid = \"full\"\n[storage]\ndatabase = \"disk/h.db\"\n[daemon]\nhealth_listen = \"\"\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
         ),
     );
-    let child = bin()
-        .current_dir(d)
-        .args(["--config", "h.toml", "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_daemon(d, "h.toml", Stdio::piped());
     wait_listening(&addr);
     let now = chrono::Utc::now().timestamp() / 60 * 60;
     let line = |k: i64| {

@@ -273,10 +273,12 @@ fn seasonal_blend_points(history: &History) -> Result<Vec<f64>, ForecastError> {
         });
     }
     let w = blend_weights();
-    let days = day_kinds(history, HORIZON);
+    // The lags reach 5 weeks back from the targets: only those hours' days are needed.
+    let from = n - BLEND_WEEKS * WEEK;
+    let days = day_kinds(history, from, HORIZON);
     Ok((0..HORIZON)
         .map(|h| {
-            seasonal_lags(&v, &days, n, h)
+            seasonal_lags(&v[from..], &days, n - from, h)
                 .iter()
                 .zip(&w)
                 .map(|(x, w)| x * w)

@@ -25,12 +25,14 @@ pub(crate) enum DayKind {
     Holiday,
 }
 
-/// The [`DayKind`] of each interval of `history`, extended `extra` intervals past its end.
-pub(crate) fn day_kinds(history: &History, extra: usize) -> Vec<DayKind> {
-    (0..history.series.values.len() + extra)
+/// The [`DayKind`] of each interval of `history` from `from` on, extended `extra` intervals
+/// past its end (index 0 is interval `from`).
+pub(crate) fn day_kinds(history: &History, from: usize, extra: usize) -> Vec<DayKind> {
+    let holidays: std::collections::HashSet<&NaiveDate> = history.holidays.0.iter().collect();
+    (from..history.series.values.len() + extra)
         .map(|i| {
             let date = local(history.series.time(i), history.timezone).date();
-            if history.holidays.0.contains(&date) {
+            if holidays.contains(&date) {
                 DayKind::Holiday
             } else if date.weekday() == Weekday::Sun {
                 DayKind::Sunday

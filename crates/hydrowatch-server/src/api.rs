@@ -192,28 +192,10 @@ async fn devices(State(app): State<Arc<AppState>>) -> Result<axum::Json<Value>, 
         .devices())?)))
 }
 
-/// Query of `GET /api/v1/alarms`.
-#[derive(Debug, Deserialize)]
-pub struct AlarmQuery {
-    device: Option<String>,
-    #[serde(default)]
-    open: bool,
-    min_stage: Option<u8>,
-    since: Option<i64>,
-    until: Option<i64>,
-}
-
 async fn alarms(
     State(app): State<Arc<AppState>>,
-    Query(q): Query<AlarmQuery>,
+    Query(filter): Query<AlarmFilter>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let filter = AlarmFilter {
-        device: q.device,
-        open: q.open,
-        min_stage: q.min_stage,
-        since: q.since,
-        until: q.until,
-    };
     Ok(axum::Json(json!(tokio::task::block_in_place(|| app
         .db
         .alarms(&filter))?)))

@@ -119,8 +119,9 @@ pub struct Device {
     pub open_alarms: [u32; 4],
 }
 
-/// Which alarm transitions to list.
-#[derive(Debug, Clone, Default)]
+/// Which alarm transitions to list (also the query of `GET /api/v1/alarms`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
 pub struct AlarmFilter {
     /// Only this device's.
     pub device: Option<String>,

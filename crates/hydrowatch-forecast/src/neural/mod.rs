@@ -264,7 +264,7 @@ fn prepare(history: &History, gaps: GapRules, scaler: &MinMax, extra: usize) -> 
         scaled: filled.values.iter().map(|v| scaler.scale(*v)).collect(),
         usable: filled.usable,
         calendar,
-        days: day_kinds(history, extra),
+        days: day_kinds(history, 0, extra),
     }
 }
 
