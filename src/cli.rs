@@ -50,8 +50,8 @@ pub enum Command {
     Train(crate::forecasting::TrainArgs),
     /// Forecast the next 168 hours after a CSV file's history.
     Forecast(crate::forecasting::ForecastArgs),
-    /// Score models and baselines on the last weeks of CSV files.
-    Backtest(crate::forecasting::BacktestArgs),
+    /// Score the forecasters (and other programs' forecasts) from rolling origins of CSV files.
+    Backtest(crate::backtest::BacktestArgs),
     /// Judge readings: staged alarms, sensor checks, night flow; score against labelled events.
     Detect(crate::detect::DetectArgs),
     /// What the device holds and how it is doing: series, open alarms, outbox, forecasts, jobs.

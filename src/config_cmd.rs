@@ -34,24 +34,18 @@ pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
         c.schedule.retrain_at.weekday,
         c.schedule.retrain_at.time
     );
-    let holidays = &c.forecast.holidays;
-    match (holidays.iter().min(), holidays.iter().max()) {
-        (Some(first), Some(last)) => {
-            let today = chrono::Utc::now()
-                .with_timezone(&c.device.timezone)
-                .date_naive();
-            let stale = if *last < today {
-                " (all past: list the coming years)"
-            } else {
-                ""
-            };
-            println!(
-                "  holidays  {} days, {first} .. {last}{stale}",
-                holidays.len()
-            );
+    let calendar = hydrowatch_edge::forecasting::calendar(&c, c.device.timezone)?;
+    let today = chrono::Utc::now()
+        .with_timezone(&c.device.timezone)
+        .date_naive();
+    let ran_out = match (calendar.known_until, calendar.holidays.days().last()) {
+        (Some(until), _) if until < today => {
+            format!(" (the national calendar ended {until}: list the coming holidays)")
         }
-        _ => println!("  holidays  none (public holidays are forecast as ordinary days)"),
-    }
+        (None, Some(last)) if *last < today => " (all past: list the coming years)".into(),
+        _ => String::new(),
+    };
+    println!("  holidays  {}{ran_out}", calendar.describe());
     match &c.server {
         Some(s) => println!("  server    {}", s.url),
         None => println!("  server    none (everything stays on the device)"),

@@ -1,5 +1,6 @@
-//! `hydrowatch train`, `hydrowatch forecast` and `hydrowatch backtest` on CSV files: reading a
-//! file into an hourly history, and the three commands over hydrowatch-forecast.
+//! `hydrowatch train` and `hydrowatch forecast`, on CSV files or the device database: reading a
+//! file into an hourly history, fitting with a progress bar, the commands over
+//! hydrowatch-forecast's registry of forecasters and hydrowatch-edge's database path.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -10,13 +11,17 @@ use chrono_tz::Tz;
 use clap::Args;
 use hydrowatch_core::time::{format_local, hour_phase};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
-use hydrowatch_forecast::backtest::{BacktestResult, backtest_refitted};
-use hydrowatch_forecast::baseline::{MstlEts, SeasonalBlend, SeasonalMean, SeasonalNaive};
-use hydrowatch_forecast::neural::{EpochLog, FittedNeural, ModelKind, NeuralConfig, Strategy};
-use hydrowatch_forecast::{Fit, Forecast, HORIZON, History, Holidays, Predict, Series, artifact};
+use hydrowatch_forecast::clock::day_starts;
+use hydrowatch_forecast::combination::Combination;
+use hydrowatch_forecast::forecaster::best_baseline;
+use hydrowatch_forecast::neural::{EpochLog, ModelKind, NeuralConfig, Strategy};
+use hydrowatch_forecast::{
+    Fit, Fitted, Forecast, ForecastError, Forecaster, HORIZON, History, Holidays, Predict, Series,
+    artifact,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use hydrowatch_edge::forecasting as edge;
+use hydrowatch_edge::forecasting::{self as edge, Recorded};
 
 use crate::cli::Global;
 use crate::context::Context;
@@ -28,7 +33,8 @@ pub struct InputArgs {
     /// wide file with --series. Without it, the device database (--db) is read.
     #[arg(long, value_name = "FILE.csv")]
     pub input: Option<PathBuf>,
-    /// Time zone of times without an offset, and of the calendar (default: the device's).
+    /// Time zone of times without an offset, of the calendar, and of the country whose public
+    /// holidays are days off (default: the device's).
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<String>,
     /// Column to read from a wide file (default: the `value` column), or the series of the
@@ -41,6 +47,7 @@ impl InputArgs {
     /// The history named by these options: the file's, or the database series'.
     fn history(&self, ctx: &Context) -> anyhow::Result<(History, String)> {
         let tz = ctx.timezone(self.timezone.as_deref())?;
+        let holidays = holidays(ctx, tz)?;
         let (mut history, name) = match &self.input {
             Some(path) => (
                 read_history(path, tz, self.series.as_deref())?,
@@ -57,29 +64,34 @@ impl InputArgs {
                     );
                 };
                 (
-                    edge::db_history(&store, name, &holidays(ctx))?,
+                    edge::db_history(&store, name, &holidays)?,
                     format!("{name} in {}", ctx.db.display()),
                 )
             }
         };
-        history.holidays = holidays(ctx);
+        history.holidays = holidays;
         Ok((history, name))
     }
 }
 
-/// The configured holidays (`[forecast] holidays`).
-fn holidays(ctx: &Context) -> Holidays {
-    Holidays(ctx.config.forecast.holidays.clone())
+/// The days off in `tz`: the national holidays of its country (or `[forecast] country`) and
+/// the listed ones.
+pub fn holidays(ctx: &Context, tz: Tz) -> anyhow::Result<Holidays> {
+    Ok(edge::calendar(&ctx.config, tz)?.holidays)
 }
 
 /// `hydrowatch train`
 #[derive(Debug, Args)]
 #[command(
     after_help = "Example (the prototype's options):\n  hydrowatch train --input dma_01.csv --timezone Europe/Rome --model-dir models/dma_01 -w 48 -e 30 -b 64\n\n\
-Writes into DIR: model.json (configuration, scaler, band, scores), the weights (net*.bpk), \
-loss_history.csv, learning_curve.png and test_forecast.png (the forecasts 1-24 hours ahead over \
-the test span against what happened). Training uses the file's windows in time order: 80% to train, 10% to stop \
-early, 10% to test; the test scores are printed."
+The default model is the combination: the seasonal blend, MSTL+ETS and an LSTM, each day ahead \
+weighted by how well each forecast the last 4 weeks (the network is trained on the history \
+before them). --model lstm|gru|rnn|transformer trains a network alone. Writes into DIR: \
+combination.json (members, weights, band) and network/ for a combination, model.json and the \
+weights (net*.bpk) for a network, with loss_history.csv, learning_curve.png and \
+test_forecast.png (the forecasts 1-24 hours ahead over the weeks no choice was made on, against \
+what happened). A network uses the file's windows in time order: 80% to train, 10% to stop \
+early, 10% to test; the scores are printed."
 )]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -87,10 +99,11 @@ pub struct TrainArgs {
     /// Folder to write the trained model into.
     #[arg(long, value_name = "DIR")]
     pub model_dir: PathBuf,
-    /// The network.
-    #[arg(long, default_value = "lstm", value_parser = ["lstm", "gru", "rnn", "transformer"])]
+    /// The model: the combination (default), or a network alone (the combination's network is
+    /// an LSTM, shaped by the options below).
+    #[arg(long, default_value = "combination", value_parser = ["combination", "lstm", "gru", "rnn", "transformer"])]
     pub model: String,
-    /// How the 168 hours are produced.
+    /// How a network produces the 168 hours.
     #[arg(long, default_value = "mimo", value_parser = ["mimo", "direct", "recursive"])]
     pub strategy: String,
     /// Hours of input the network reads.
@@ -105,10 +118,11 @@ pub struct TrainArgs {
     /// Windows per mini-batch.
     #[arg(short = 'b', long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub batch: u32,
-    /// The original prototype's network: 2 LSTM layers of 50 units, SGD (lr 0.01, momentum 0.9).
+    /// The original prototype's network alone: 2 LSTM layers of 50 units, SGD (lr 0.01,
+    /// momentum 0.9).
     #[arg(long, conflicts_with_all = ["model", "tune", "loss"])]
     pub prototype: bool,
-    /// Try a few sizes and windows; keep the best on validation.
+    /// Try a few sizes and windows of a network alone; keep the best on validation.
     #[arg(long)]
     pub tune: bool,
     /// Seed: the same seed and data give the same model.
@@ -126,8 +140,12 @@ pub struct TrainArgs {
     after_help = "Writes 168 rows `time,value,lower,upper` for the hours after the last complete hour of \
 FILE, times in its time zone as `YYYY-MM-DD HH:MM`; lower and upper are the 10% and 90% band. \
 With --model-dir the trained model forecasts from the history in FILE without retraining; \
-without it the default model is trained on FILE first, or, when FILE is too short for it, the \
-better of the baselines is used. The output says which. An output name ending in .json gives JSON."
+without it the default model (the combination) is fitted on FILE first, or, when FILE is too \
+short for it, the best of the baselines is used. The output says which. An output name ending \
+in .json gives JSON.\n\n\
+Without --input, every series of the device database is forecast with its model (trained and \
+saved under --model-dir when missing), stored, and queued for the central server exactly as \
+the daemon's daily forecast job does."
 )]
 pub struct ForecastArgs {
     #[command(flatten)]
@@ -139,59 +157,6 @@ pub struct ForecastArgs {
     /// Where to write the forecast (.csv or .json); needed with --input.
     #[arg(long, value_name = "OUT.csv")]
     pub output: Option<PathBuf>,
-}
-
-/// `hydrowatch backtest`
-#[derive(Debug, Args)]
-#[command(
-    after_help = "Example (the 10 DMAs of the Battle of Water Demand Forecasting):\n  \
-hydrowatch backtest --timezone Europe/Rome --markdown shared/data/dma-inflow/dma_*.csv\n\n\
-Each forecaster is fitted once on the history before the last K weeks, then forecasts 168 hours \
-from every midnight of those weeks using only the history before it. PI1 = mean absolute error \
-of hours 1-24, PI2 = largest absolute error of hours 1-24, PI3 = mean absolute error of hours \
-25-168 (in the series' unit); MAPE in %.\n\n\
-Without files, every series of the device database is backtested. --select records each series' \
-winner (the single forecaster with the lowest PI1 + PI3) as its default: `hydrowatch forecast` on \
-the database then uses it (a file's series is named by the file's stem)."
-)]
-pub struct BacktestArgs {
-    /// Readings files (`time,value`), one series each (default: the database's series).
-    #[arg(value_name = "FILE.csv")]
-    pub files: Vec<PathBuf>,
-    /// Record each series' winner as its default forecaster, in the database.
-    #[arg(long)]
-    pub select: bool,
-    /// Time zone of the files (default: the device's).
-    #[arg(long, value_name = "TZ")]
-    pub timezone: Option<String>,
-    /// Weeks at the end of each file to forecast.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=520))]
-    pub weeks: u32,
-    /// Networks to include (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "lstm", value_parser = ["lstm", "gru", "rnn", "transformer"])]
-    pub model: Vec<String>,
-    /// Strategies to include (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "mimo", value_parser = ["mimo", "direct", "recursive"])]
-    pub strategy: Vec<String>,
-    /// Hours of input of the networks.
-    #[arg(short = 'w', long, default_value_t = 48, value_parser = clap::value_parser!(u32).range(1..=2016))]
-    pub window: u32,
-    /// Most epochs of the networks.
-    #[arg(short = 'e', long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10000))]
-    pub epochs: u32,
-    /// Training loss of the networks.
-    #[arg(long, default_value = "l1", value_parser = ["mse", "l1"])]
-    pub loss: String,
-    /// Seed of the networks' training (another seed shows how much of a score is luck).
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Print the tables as Markdown.
-    #[arg(long)]
-    pub markdown: bool,
-    /// Fit every forecaster again on all the history before every N-th origin (7: as a device
-    /// that retrains weekly); without it, each is fitted once before the backtest weeks.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=366))]
-    pub refit_days: Option<u32>,
 }
 
 /// Reads a CSV into an hourly history in `tz`; the last hour is dropped when the readings are
@@ -235,6 +200,8 @@ pub fn read_history(path: &Path, tz: Tz, series: Option<&str>) -> anyhow::Result
     })
 }
 
+/// The network configuration the options describe (the combination's network member, or a
+/// network alone).
 fn neural_config(args: &TrainArgs) -> anyhow::Result<NeuralConfig> {
     let strategy: Strategy = args.strategy.parse().map_err(anyhow::Error::msg)?;
     let mut config = if args.prototype {
@@ -243,7 +210,10 @@ fn neural_config(args: &TrainArgs) -> anyhow::Result<NeuralConfig> {
             ..NeuralConfig::prototype()
         }
     } else {
-        let kind: ModelKind = args.model.parse().map_err(anyhow::Error::msg)?;
+        let kind = match args.model.as_str() {
+            "combination" => ModelKind::Lstm,
+            other => other.parse().map_err(anyhow::Error::msg)?,
+        };
         let mut config = NeuralConfig::new(kind, strategy);
         config.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
         config
@@ -255,21 +225,34 @@ fn neural_config(args: &TrainArgs) -> anyhow::Result<NeuralConfig> {
     Ok(config)
 }
 
-/// Trains with a progress bar per epoch.
-fn fit_with_bar(
-    config: &NeuralConfig,
+/// The network a forecaster trains, if any.
+fn network(forecaster: &Forecaster) -> Option<&NeuralConfig> {
+    match forecaster {
+        Forecaster::Network(c) => Some(c),
+        Forecaster::Combination(c) => c.network.as_ref(),
+        _ => None,
+    }
+}
+
+/// Fits `forecaster`, with a progress bar while its network trains.
+pub fn fit_with_bar(
+    forecaster: &Forecaster,
     history: &History,
     label: &str,
-) -> anyhow::Result<FittedNeural> {
+) -> Result<Fitted, ForecastError> {
+    let Some(config) = network(forecaster) else {
+        return forecaster.fit(history);
+    };
     let (_, nets) = config.strategy.layout();
-    let bar = ProgressBar::new((config.train.epochs * nets) as u64).with_style(
+    let epochs = config.train.epochs;
+    let bar = ProgressBar::new((epochs * nets) as u64).with_style(
         ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} epochs {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
     bar.set_prefix(label.to_string());
-    let fitted = config.fit_with_progress(history, |net, e: &EpochLog| {
-        bar.set_position((net * config.train.epochs + e.epoch) as u64);
+    let fitted = forecaster.fit_with_progress(history, |net, e: &EpochLog| {
+        bar.set_position((net * epochs + e.epoch) as u64);
         bar.set_message(format!(
             "net {}: train {:.5} val {:.5} lr {:.1e}",
             net + 1,
@@ -277,9 +260,39 @@ fn fit_with_bar(
             e.val_loss,
             e.learning_rate
         ));
-    })?;
+    });
     bar.finish_and_clear();
-    Ok(fitted)
+    fitted
+}
+
+/// The forecaster `hydrowatch train` fits: candidates (several with --tune).
+fn train_candidates(args: &TrainArgs) -> anyhow::Result<Vec<Forecaster>> {
+    let base = neural_config(args)?;
+    if args.model == "combination" && !args.prototype {
+        if args.tune {
+            bail!(
+                "--tune tries sizes of a network alone: give --model lstm (or gru, rnn, transformer)"
+            );
+        }
+        return Ok(vec![Forecaster::Combination(Combination {
+            network: Some(base),
+            ..Combination::default()
+        })]);
+    }
+    if !args.tune {
+        return Ok(vec![Forecaster::Network(base)]);
+    }
+    let mut c = Vec::new();
+    for window in [24, 48, 168] {
+        for units in [32, 64] {
+            c.push(Forecaster::Network(NeuralConfig {
+                window,
+                units,
+                ..base.clone()
+            }));
+        }
+    }
+    Ok(c)
 }
 
 /// `hydrowatch train`
@@ -291,138 +304,180 @@ pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
             args.horizon
         );
     }
-    let tz = ctx.timezone(args.input.timezone.as_deref())?;
     let (history, source) = args.input.history(&ctx)?;
-    let base = neural_config(&args)?;
-    let candidates: Vec<NeuralConfig> = if args.tune {
-        let mut c = Vec::new();
-        for window in [24, 48, 168] {
-            for units in [32, 64] {
-                c.push(NeuralConfig {
-                    window,
-                    units,
-                    ..base.clone()
-                });
-            }
-        }
-        c
-    } else {
-        vec![base]
-    };
-    let mut best: Option<FittedNeural> = None;
-    for (i, config) in candidates.iter().enumerate() {
-        let label = if candidates.len() > 1 {
-            format!(
-                "{} w={} units={} ({}/{})",
-                config.name(),
-                config.window,
-                config.units,
-                i + 1,
-                candidates.len()
-            )
-        } else {
-            config.name()
+    let candidates = train_candidates(&args)?;
+    let mut best: Option<(f64, Fitted)> = None;
+    for (i, candidate) in candidates.iter().enumerate() {
+        let label = match (candidates.len(), network(candidate)) {
+            (1, _) | (_, None) => candidate.name(),
+            (n, Some(c)) => format!(
+                "{} w={} units={} ({}/{n})",
+                candidate.name(),
+                c.window,
+                c.units,
+                i + 1
+            ),
         };
-        let fitted = fit_with_bar(config, &history, &label)?;
-        let v = fitted.report.validation;
+        let fitted = fit_with_bar(candidate, &history, &label)?;
+        let score = match &fitted {
+            Fitted::Network(n) => n.report.validation.pi1 + n.report.validation.pi3,
+            _ => 0.0,
+        };
         if candidates.len() > 1 {
-            println!("{label}: validation PI1 {:.3} PI3 {:.3}", v.pi1, v.pi3);
+            println!("{label}: validation PI1 + PI3 {score:.3}");
         }
-        let score = |f: &FittedNeural| f.report.validation.pi1 + f.report.validation.pi3;
-        if best.as_ref().is_none_or(|b| score(&fitted) < score(b)) {
-            best = Some(fitted);
+        if best.as_ref().is_none_or(|(b, _)| score < *b) {
+            best = Some((score, fitted));
         }
     }
-    let fitted = best.expect("at least one candidate");
-    let context = artifact::Context {
-        step: 3600,
-        timezone: tz,
-        holidays: history.holidays.clone(),
-    };
-    artifact::save(&fitted, &context, &args.model_dir)?;
-    let losses = args.model_dir.join("loss_history.csv");
-    edge::write_loss_history(&fitted, &losses)
-        .with_context(|| format!("cannot write {}", losses.display()))?;
-    let title = format!(
-        "{} ({} epochs, batch {})",
+    let (_, fitted) = best.expect("at least one candidate");
+    edge::save_model(&fitted, &history, &args.model_dir)?;
+    println!(
+        "fitted {} on {} hours of {source}",
         fitted.name(),
-        fitted.report.epochs.iter().max().unwrap_or(&0),
-        fitted.config.train.batch
+        history.series.values.len()
     );
-    crate::plot::learning_curve(
-        &fitted.log,
-        &format!("learning curve: {title}"),
-        &args.model_dir.join("learning_curve.png"),
-    )?;
-    plot_test_span(
+    let from = match &fitted {
+        Fitted::Combination(c) => {
+            print_combination(c, history.timezone);
+            c.report.from
+        }
+        _ => 0,
+    };
+    if let Some((net, folder)) = edge::network_of(&fitted, &args.model_dir) {
+        let title = format!(
+            "{} ({} epochs, batch {})",
+            net.name(),
+            net.report.epochs.iter().max().unwrap_or(&0),
+            net.config.train.batch
+        );
+        crate::plot::learning_curve(
+            &net.log,
+            &format!("learning curve: {title}"),
+            &folder.join("learning_curve.png"),
+        )?;
+        let r = &net.report;
+        println!(
+            "trained {} (window {} h, {} units) on {} hours of {} in {:.1} s: {} training, {} validation, {} test windows; epochs {:?}",
+            net.name(),
+            net.config.window,
+            net.config.units,
+            (r.to - r.from) / 3600,
+            source,
+            r.seconds,
+            r.windows[0],
+            r.windows[1],
+            r.windows[2],
+            r.epochs
+        );
+        if !r.network_days.is_empty() {
+            let days: Vec<&str> = r
+                .network_days
+                .iter()
+                .enumerate()
+                .map(|(day, n)| match (n, day) {
+                    (false, _) => "blend",
+                    (true, 0) => "network",
+                    (true, _) => "network+blend",
+                })
+                .collect();
+            println!(
+                "day by day (the network where it beat the seasonal blend on validation; after day 1 half each): {}",
+                days.join(", ")
+            );
+        }
+        println!(
+            "validation: PI1 {:.3}  PI2 {:.3}  PI3 {:.3}  RMSE {:.3}  MAPE {:.1}%",
+            r.validation.pi1,
+            r.validation.pi2,
+            r.validation.pi3,
+            r.validation.rmse,
+            r.validation.mape
+        );
+        if let Some(t) = r.test {
+            println!(
+                "test:       PI1 {:.3}  PI2 {:.3}  PI3 {:.3}  RMSE {:.3}  MAPE {:.1}%",
+                t.pi1, t.pi2, t.pi3, t.rmse, t.mape
+            );
+        }
+    }
+    let from = match &fitted {
+        Fitted::Network(n) => n.report.test_from,
+        _ => from,
+    };
+    let title = fitted.name();
+    plot_recent(
         &fitted,
         &history,
+        from,
         &title,
         &args.model_dir.join("test_forecast.png"),
     )?;
-
-    let r = &fitted.report;
-    println!(
-        "trained {} (window {} h, {} units) on {} hours of {} in {:.1} s: {} training, {} validation, {} test windows; epochs {:?}",
-        fitted.name(),
-        fitted.config.window,
-        fitted.config.units,
-        history.series.values.len(),
-        source,
-        r.seconds,
-        r.windows[0],
-        r.windows[1],
-        r.windows[2],
-        r.epochs
-    );
-    if !r.network_days.is_empty() {
-        let days: Vec<&str> = r
-            .network_days
-            .iter()
-            .enumerate()
-            .map(|(day, n)| match (n, day) {
-                (false, _) => "blend",
-                (true, 0) => "network",
-                (true, _) => "network+blend",
-            })
-            .collect();
-        println!(
-            "day by day (the network where it beat the seasonal blend on validation; after day 1 half each): {}",
-            days.join(", ")
-        );
-    }
-    println!(
-        "validation: PI1 {:.3}  PI2 {:.3}  PI3 {:.3}  RMSE {:.3}  MAPE {:.1}%",
-        r.validation.pi1, r.validation.pi2, r.validation.pi3, r.validation.rmse, r.validation.mape
-    );
-    if let Some(t) = r.test {
-        println!(
-            "test:       PI1 {:.3}  PI2 {:.3}  PI3 {:.3}  RMSE {:.3}  MAPE {:.1}%",
-            t.pi1, t.pi2, t.pi3, t.rmse, t.mape
-        );
-    }
     println!("model written to {}", args.model_dir.display());
     Ok(())
 }
 
-/// The day-ahead forecasts (hours 1-24 of each midnight's forecast) over the test span against
-/// the actual values, each forecast hour drawn at the hour it forecasts.
-fn plot_test_span(
-    model: &FittedNeural,
+/// The combination's members, weights and errors, day by day.
+fn print_combination(c: &hydrowatch_forecast::combination::FittedCombination, tz: Tz) {
+    let r = &c.report;
+    println!(
+        "combination of {} fitted on the forecasts from {} local midnights, {} to {}",
+        c.members.join(", "),
+        r.origins,
+        format_local(r.from, tz),
+        format_local(r.to, tz)
+    );
+    if let Some(why) = &r.without_network {
+        println!("without a network: {why}");
+    }
+    println!(
+        "its 10-90% band: the residuals of those forecasts, widened {:.2}x (what this series' last weeks asked for)",
+        r.widening
+    );
+    let header: Vec<String> = c.members.iter().map(|m| format!("{m:>16}")).collect();
+    println!(
+        "day   weights {}   MAE {} combination",
+        header.join(""),
+        header.join("")
+    );
+    for (day, w) in c.weights.iter().enumerate() {
+        let weights: Vec<String> = w.iter().map(|w| format!("{w:>16.2}")).collect();
+        let mae: Vec<String> = r
+            .member_mae
+            .iter()
+            .map(|m| format!("{:>16.3}", m[day]))
+            .collect();
+        println!(
+            "{:>3}           {}       {} {:>11.3}",
+            day + 1,
+            weights.join(""),
+            mae.join(""),
+            r.combined_mae[day]
+        );
+    }
+}
+
+/// The day-ahead forecasts (hours 1-24 from each local midnight) from `from` to the end of the
+/// history against the actual values, each forecast hour drawn at the hour it forecasts.
+fn plot_recent(
+    model: &Fitted,
     history: &History,
+    from: i64,
     title: &str,
     path: &Path,
 ) -> anyhow::Result<()> {
     let s = &history.series;
-    let from = ((model.report.test_from - s.start) / s.step).max(0) as usize;
+    let first = ((from - s.start) / s.step).max(0) as usize;
     let n = s.values.len();
+    if n < 24 {
+        return Ok(());
+    }
     let (mut times, mut actual, mut forecast, mut lower, mut upper) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut o = from;
-    while o + 24 <= n {
+    for o in day_starts(history, first, n - 24) {
         let fc = match model.predict(&history.until(o)) {
             Ok(fc) => Some(fc),
-            Err(hydrowatch_forecast::ForecastError::Input(_)) => None,
+            Err(ForecastError::Input(_) | ForecastError::TooShort { .. }) => None,
             Err(e) => return Err(e.into()),
         };
         for h in 0..24 {
@@ -432,7 +487,6 @@ fn plot_test_span(
             lower.push(fc.as_ref().map_or(f64::NAN, |f| f.lower[h]));
             upper.push(fc.as_ref().map_or(f64::NAN, |f| f.upper[h]));
         }
-        o += 24;
     }
     if times.is_empty() {
         return Ok(());
@@ -460,7 +514,7 @@ fn plot_test_span(
         ],
         Some((&lower, &upper)),
         history.timezone,
-        &format!("test span: {title}, RMSE {rmse:.3}"),
+        &format!("{title}: day-ahead forecasts, RMSE {rmse:.3}"),
         "hourly mean",
         path,
     )
@@ -481,7 +535,7 @@ pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
     let (mut history, _) = args.input.history(&ctx)?;
     let (fc, note) = match &args.model_dir {
         Some(dir) => {
-            let (model, context) = artifact::load(dir)?;
+            let (model, context) = artifact::load_fitted(dir)?;
             if context.step != history.series.step {
                 bail!(
                     "{}: the model forecasts intervals of {} s, the input has {} s",
@@ -497,13 +551,20 @@ pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
                 format!("trained model {} from {}", model.name(), dir.display()),
             )
         }
-        None => match train_default(&history) {
-            Ok(model) => (
-                model.predict(&history)?,
-                format!("default model {} trained on the input", model.name()),
-            ),
-            Err(e) => edge::baseline_forecast(&history, &format!("{e:#}"))?,
-        },
+        None => {
+            let default = Forecaster::default();
+            match fit_with_bar(&default, &history, &default.name()) {
+                Ok(model) => (
+                    model.predict(&history)?,
+                    format!("default model {} fitted on the input", model.name()),
+                ),
+                Err(e) => {
+                    let fc = best_baseline(&history)?;
+                    let note = format!("baseline {} because {e}", fc.model);
+                    (fc, note)
+                }
+            }
+        }
     };
     write_forecast(&fc, tz, output)?;
     println!(
@@ -515,8 +576,8 @@ pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forecasts every series of the database with its forecaster (see
-/// [`edge::forecast_series`]; networks saved in `MODELS/<series>`), and stores each forecast.
+/// Forecasts every series of the database with its forecaster, stores each forecast and queues
+/// it for the central server: [`edge::forecast_and_record`], as the daemon's job does.
 fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
     let mut store = ctx.open_store()?;
     let tz = store.timezone();
@@ -531,31 +592,33 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
             ctx.db.display()
         );
     }
-    let train = |config: &NeuralConfig, history: &History| {
-        fit_with_bar(config, history, &config.name())
-            .map_err(|e| hydrowatch_forecast::ForecastError::Input(format!("{e:#}")))
-    };
+    let holidays = holidays(ctx, tz)?;
+    let train = |f: &Forecaster, h: &History| fit_with_bar(f, h, &f.name());
     for s in series {
-        let made = edge::forecast_series(&store, &s, &models, &holidays(ctx), &train)
-            .with_context(|| format!("series {}", s.name))?;
-        let fc = &made.forecast;
-        let points = edge::points(fc);
-        store.insert_forecast(s.id, fc.start, None, &points)?;
-        println!(
-            "{}: {} hours from {} stored ({})",
-            s.name,
-            points.len(),
-            format_local(fc.start, tz),
-            made.note
-        );
+        let recorded =
+            edge::forecast_and_record(&mut store, &s, &ctx.config, &models, &holidays, &train)
+                .with_context(|| format!("series {}", s.name))?;
+        match recorded {
+            Recorded::Stored { made, queued } => println!(
+                "{}: {} hours from {} stored{} ({})",
+                s.name,
+                made.forecast.points.len(),
+                format_local(made.forecast.start, tz),
+                if queued > 0 {
+                    " and queued for the central server"
+                } else {
+                    ""
+                },
+                made.note
+            ),
+            Recorded::AlreadyStored(made) => println!(
+                "{}: the forecast from {} was stored before; not stored or sent again",
+                s.name,
+                format_local(made.forecast.start, tz)
+            ),
+        }
     }
     Ok(())
-}
-
-/// Trains the default model, with a progress bar.
-fn train_default(history: &History) -> anyhow::Result<FittedNeural> {
-    let config = NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo);
-    fit_with_bar(&config, history, &config.name())
 }
 
 fn write_forecast(fc: &Forecast, tz: Tz, path: &Path) -> anyhow::Result<()> {
@@ -572,288 +635,6 @@ fn write_forecast(fc: &Forecast, tz: Tz, path: &Path) -> anyhow::Result<()> {
     }
     out.flush()
         .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// `hydrowatch backtest`
-pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
-    let ctx = Context::load(global)?;
-    let tz = ctx.timezone(args.timezone.as_deref())?;
-    let weeks = args.weeks as usize;
-    let mut configs = Vec::new();
-    for m in &args.model {
-        for s in &args.strategy {
-            let mut config = NeuralConfig::new(
-                m.parse().map_err(anyhow::Error::msg)?,
-                s.parse().map_err(anyhow::Error::msg)?,
-            );
-            config.window = args.window as usize;
-            config.train.epochs = args.epochs as usize;
-            config.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
-            config.train.seed = args.seed;
-            configs.push(config);
-        }
-    }
-    // (series name, history) of each input.
-    let mut inputs: Vec<(String, History)> = Vec::new();
-    let mut store = None;
-    if args.files.is_empty() || args.select {
-        anyhow::ensure!(
-            !args.files.is_empty() || ctx.db.is_file(),
-            "give readings files, or a database with readings ({} does not exist)",
-            ctx.db.display()
-        );
-        store = Some(ctx.open_store()?);
-    }
-    if args.files.is_empty() {
-        let store = store.as_ref().expect("opened above");
-        for s in store.series()? {
-            inputs.push((
-                s.name.clone(),
-                edge::db_history(store, &s.name, &holidays(&ctx))?,
-            ));
-        }
-        anyhow::ensure!(
-            !inputs.is_empty(),
-            "{} holds no series yet",
-            ctx.db.display()
-        );
-    }
-    for file in &args.files {
-        let name = file.file_stem().map_or_else(
-            || file.display().to_string(),
-            |s| s.to_string_lossy().into_owned(),
-        );
-        inputs.push((name, read_history(file, tz, None)?));
-    }
-    let mut all: Vec<(String, Vec<BacktestResult>)> = Vec::new();
-    for (name, mut history) in inputs {
-        history.holidays = holidays(&ctx);
-        let refit = args.refit_days.map(|d| d as usize);
-        let mstl = backtest_refitted(&MstlEts::default(), &history, weeks, refit)?;
-        let mut results = vec![
-            backtest_refitted(&SeasonalNaive, &history, weeks, refit)?,
-            backtest_refitted(&SeasonalMean::default(), &history, weeks, refit)?,
-            backtest_refitted(&SeasonalBlend, &history, weeks, refit)?,
-            mstl.clone(),
-        ];
-        for config in &configs {
-            // Fitting happens inside backtest; its progress bar is the training's.
-            let mut r = match backtest_refitted(
-                &BarFit(config.clone(), format!("{name} {}", config.name())),
-                &history,
-                weeks,
-                refit,
-            ) {
-                Ok(r) => r,
-                // A series too short for a network is still scored on the baselines.
-                Err(e) => {
-                    eprintln!("{name}: {} left out: {e}", config.name());
-                    continue;
-                }
-            };
-            r.name = config.name();
-            // The model averaged with a baseline, origin by origin: no extra fitting.
-            let averaged = |other: &BacktestResult| {
-                let mean: Vec<Vec<f64>> = r
-                    .forecasts
-                    .iter()
-                    .zip(&other.forecasts)
-                    .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect())
-                    .collect();
-                BacktestResult {
-                    name: format!("{} + {}", r.name, other.name),
-                    scores: hydrowatch_forecast::backtest::score(&history, weeks, &mean),
-                    fit_seconds: r.fit_seconds + other.fit_seconds,
-                    predict_seconds: r.predict_seconds + other.predict_seconds,
-                    forecasts: Vec::new(),
-                    ..r.clone()
-                }
-            };
-            let with_mstl = averaged(&mstl);
-            let with_blend = averaged(&results[2]);
-            results.push(r);
-            results.push(with_mstl);
-            results.push(with_blend);
-        }
-        print_table(
-            &format!("{name}: last {weeks} weeks"),
-            &results,
-            args.markdown,
-        );
-        if let Some(store) = store.as_mut().filter(|_| args.select) {
-            // Averages of two forecasters are shown, not chosen: a default is one forecaster.
-            let winner = results
-                .iter()
-                .filter(|r| !r.name.contains(" + "))
-                .min_by(|a, b| {
-                    (a.scores.pi1 + a.scores.pi3).total_cmp(&(b.scores.pi1 + b.scores.pi3))
-                })
-                .expect("the baselines are always there");
-            let id = store.ensure_series(&name, None)?;
-            let score = winner.scores.pi1 + winner.scores.pi3;
-            store.set_default_model(id, &winner.name, score, chrono::Utc::now().timestamp())?;
-            println!(
-                "{name}: {} recorded as the default forecaster in {} (PI1 + PI3 = {score:.3})",
-                winner.name,
-                ctx.db.display()
-            );
-        }
-        all.push((name, results));
-    }
-    if all.len() > 1 {
-        let names: Vec<String> = all[0].1.iter().map(|r| r.name.clone()).collect();
-        let mean: Vec<BacktestResult> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let rows: Vec<&BacktestResult> = all.iter().map(|(_, r)| &r[i]).collect();
-                let n = rows.len() as f64;
-                BacktestResult {
-                    name: name.clone(),
-                    scores: hydrowatch_forecast::Scores::mean(
-                        &rows.iter().map(|r| r.scores).collect::<Vec<_>>(),
-                    ),
-                    origins: rows.iter().map(|r| r.origins).sum(),
-                    fallbacks: rows.iter().map(|r| r.fallbacks).sum(),
-                    fit_seconds: rows.iter().map(|r| r.fit_seconds).sum::<f64>() / n,
-                    predict_seconds: rows.iter().map(|r| r.predict_seconds).sum::<f64>() / n,
-                    forecasts: Vec::new(),
-                }
-            })
-            .collect();
-        print_table(
-            &format!("mean over {} series", all.len()),
-            &mean,
-            args.markdown,
-        );
-        print_relative(&all, args.markdown);
-    }
-    Ok(())
-}
-
-/// A neural configuration whose fitting shows a progress bar.
-struct BarFit(NeuralConfig, String);
-
-impl Fit for BarFit {
-    type Fitted = FittedNeural;
-    fn fit(&self, history: &History) -> Result<FittedNeural, hydrowatch_forecast::ForecastError> {
-        fit_with_bar(&self.0, history, &self.1)
-            .map_err(|e| hydrowatch_forecast::ForecastError::Input(format!("{e:#}")))
-    }
-}
-
-fn print_table(title: &str, rows: &[BacktestResult], markdown: bool) {
-    let naive = rows
-        .iter()
-        .find(|r| r.name == "seasonal-naive")
-        .map(|r| r.scores);
-    println!();
-    if markdown {
-        println!("**{title}**\n");
-        println!(
-            "| forecaster | PI1 | PI2 | PI3 | RMSE | MAPE % | PI1 vs naive | PI3 vs naive | fit s | forecast ms | forecasts (by seasonal blend) |"
-        );
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    } else {
-        println!("{title}");
-        println!(
-            "{:<28} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>7} {:>9} {:>10}",
-            "forecaster",
-            "PI1",
-            "PI2",
-            "PI3",
-            "RMSE",
-            "MAPE%",
-            "PI1/naive",
-            "PI3/naive",
-            "fit s",
-            "fcst ms",
-            "by blend"
-        );
-    }
-    for r in rows {
-        let s = r.scores;
-        let (g1, g3) = naive.map_or((String::new(), String::new()), |n| {
-            (pct(s.pi1, n.pi1), pct(s.pi3, n.pi3))
-        });
-        if markdown {
-            println!(
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {g1} | {g3} | {:.1} | {:.1} | {} ({}) |",
-                r.name,
-                s.pi1,
-                s.pi2,
-                s.pi3,
-                s.rmse,
-                s.mape,
-                r.fit_seconds,
-                r.predict_seconds * 1e3,
-                r.origins,
-                r.fallbacks
-            );
-        } else {
-            println!(
-                "{:<28} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7.1} {:>9} {:>9} {:>7.1} {:>9.1} {:>4}/{:<5}",
-                r.name,
-                s.pi1,
-                s.pi2,
-                s.pi3,
-                s.rmse,
-                s.mape,
-                g1,
-                g3,
-                r.fit_seconds,
-                r.predict_seconds * 1e3,
-                r.fallbacks,
-                r.origins
-            );
-        }
-    }
-}
-
-/// Per forecaster, the change of PI1 and PI3 against seasonal naive of each series, averaged
-/// over the series: every series weighs the same whatever its flow.
-fn print_relative(all: &[(String, Vec<BacktestResult>)], markdown: bool) {
-    let Some((_, first)) = all.first() else {
-        return;
-    };
-    println!();
-    if markdown {
-        println!(
-            "**mean over {} series of each series' change against seasonal naive**\n",
-            all.len()
-        );
-        println!("| forecaster | PI1 | PI3 |");
-        println!("| --- | --- | --- |");
-    } else {
-        println!(
-            "mean over {} series of each series' change against seasonal naive",
-            all.len()
-        );
-    }
-    for (i, row) in first.iter().enumerate() {
-        let change = |f: fn(&hydrowatch_forecast::Scores) -> f64| {
-            let v: Vec<f64> = all
-                .iter()
-                .filter_map(|(_, r)| {
-                    let naive = r.iter().find(|x| x.name == "seasonal-naive")?;
-                    let c = f(&r[i].scores) / f(&naive.scores) - 1.0;
-                    c.is_finite().then_some(c)
-                })
-                .collect();
-            v.iter().sum::<f64>() / v.len().max(1) as f64 * 100.0
-        };
-        let (c1, c3) = (change(|s| s.pi1), change(|s| s.pi3));
-        if markdown {
-            println!("| {} | {c1:+.1}% | {c3:+.1}% |", row.name);
-        } else {
-            println!("{:<28} PI1 {c1:+6.1}%  PI3 {c3:+6.1}%", row.name);
-        }
-    }
-}
-
-/// `x` relative to `base`, as a signed percentage.
-fn pct(x: f64, base: f64) -> String {
-    format!("{:+.1}%", (x / base - 1.0) * 100.0)
 }
 
 /// `hydrowatch bench lstm-step`: burn's step time, and Keras's in the same run when asked.

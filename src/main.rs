@@ -1,6 +1,7 @@
 //! `hydrowatch`: one binary for the device and the tools around it. This file only parses the
 //! command line and dispatches; each command lives in its own module.
 
+mod backtest;
 mod bench_daemon;
 mod bench_storage;
 mod cli;
@@ -59,7 +60,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&global, args),
         Command::Train(args) => forecasting::train(&global, args),
         Command::Forecast(args) => forecasting::forecast(&global, args),
-        Command::Backtest(args) => forecasting::backtest_cmd(&global, args),
+        Command::Backtest(args) => backtest::backtest_cmd(&global, args),
         Command::Detect(args) => detect::run(&global, args),
         Command::Status => status::run(&global),
         Command::Upload => upload::run(&global),

@@ -43,7 +43,12 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
             None => "no readings".into(),
         };
         let forecaster = store.default_model(s.id)?.map_or_else(
-            || "none chosen (`hydrowatch backtest --select`)".into(),
+            || {
+                format!(
+                    "{} (none chosen with `hydrowatch backtest --select`)",
+                    hydrowatch_forecast::Forecaster::default().name()
+                )
+            },
             |m| m.name,
         );
         let forecast = store

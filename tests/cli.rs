@@ -375,17 +375,34 @@ fn config_check_and_example() {
         out.contains("good.toml: valid") && out.contains("dma-017 in Asia/Seoul"),
         "{out}"
     );
-    // The example's holidays are of a past year: said so.
+    // The calendar in force, and until when.
     assert!(
-        out.contains("holidays  4 days, 2024-01-01 .. 2024-12-25 (all past"),
+        out.contains("holidays  national public holidays of KR (from [forecast] country), known until 2030-12-31; plus 1 listed"),
         "{out}"
     );
     // The configuration of the backtests in docs/FORECASTING.md stays valid.
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/dma-inflow.toml");
     let out = stdout(&ok(run(d, &["config", "check", shipped])));
     assert!(
-        out.contains("dma-inflow in Europe/Rome") && out.contains("holidays  77 days"),
+        out.contains("dma-inflow in Europe/Rome")
+            && out.contains("national public holidays of IT (from the time zone Europe/Rome)"),
         "{out}"
+    );
+    // A region adds its own holidays; one its country lacks is refused with the known codes.
+    let rome = example.replace("country = \"KR\"", "country = \"IT\"\nregion = \"RM\"");
+    write(d, "rome.toml", &rome);
+    let out = stdout(&ok(run(d, &["config", "check", "rome.toml"])));
+    assert!(
+        out.contains(
+            "national public holidays of IT (from [forecast] country) and those of its region RM"
+        ),
+        "{out}"
+    );
+    write(d, "nowhere.toml", &rome.replace("\"RM\"", "\"XY\""));
+    let e = fails(run(d, &["config", "check", "nowhere.toml"]));
+    assert!(
+        e.contains("region = \"XY\": not a region of IT") && e.contains("RM"),
+        "{e}"
     );
     write(
         d,
@@ -711,6 +728,8 @@ fn train_then_forecast_with_the_saved_model_across_daylight_saving() {
             "h.csv",
             "--timezone",
             "Europe/Rome",
+            "--model",
+            "lstm",
             "--model-dir",
             "m",
             "-w",
@@ -925,18 +944,19 @@ fn forecast_of_the_database_trains_once_saves_models_and_stores_every_series() {
     let first = stdout(&ok(run(d, &["forecast"])));
     assert!(
         first.contains(
-            "flow_rate: 168 hours from 2024-02-19 00:00 stored (default model lstm/mimo trained now"
+            "flow_rate: 168 hours from 2024-02-19 00:00 stored (default model combination trained now"
         ),
         "{first}"
     );
     assert!(first.contains("pressure: 168 hours"), "{first}");
     assert!(
-        d.join("models/flow_rate/model.json").is_file()
-            && d.join("models/pressure/net0.bpk").is_file()
+        d.join("models/flow_rate/combination.json").is_file()
+            && d.join("models/pressure/combination.json").is_file()
     );
+    // The same hour again: stored before, not stored twice.
     let second = stdout(&ok(run(d, &["forecast"])));
     assert!(
-        second.contains("flow_rate: 168 hours from 2024-02-19 00:00 stored (model lstm/mimo from"),
+        second.contains("flow_rate: the forecast from 2024-02-19 00:00 was stored before"),
         "{second}"
     );
     let s = store(d);
@@ -968,6 +988,183 @@ fn forecast_of_the_database_trains_once_saves_models_and_stores_every_series() {
         ],
     )));
     assert!(out.contains("pressure in hydrowatch.db"), "{out}");
+}
+
+#[test]
+fn a_combination_is_trained_saved_and_used_across_daylight_saving() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rome = chrono_tz::Europe::Rome;
+    // Twelve weeks ending on Friday 2021-10-29 23:00: enough for the combination's network
+    // (trained before the last 5 weeks); the forecast crosses the autumn change.
+    hourly_file(d, "h.csv", rome, "2021-08-07", 12, &[268, 269, 1668]);
+    let out = stdout(&ok(run(
+        d,
+        &[
+            "train",
+            "--input",
+            "h.csv",
+            "--timezone",
+            "Europe/Rome",
+            "--model-dir",
+            "m",
+            "-w",
+            "24",
+            "-e",
+            "2",
+        ],
+    )));
+    assert!(
+        out.contains("combination of seasonal-blend, mstl-ets, lstm/mimo")
+            && out.contains("trained lstm/mimo"),
+        "{out}"
+    );
+    for f in [
+        "combination.json",
+        "test_forecast.png",
+        "network/model.json",
+        "network/net0.bpk",
+        "network/loss_history.csv",
+        "network/learning_curve.png",
+    ] {
+        assert!(d.join("m").join(f).is_file(), "{f}");
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("m/combination.json")).unwrap())
+            .unwrap();
+    for day in saved["weights"].as_array().unwrap() {
+        let sum: f64 = day
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-9, "{day}");
+    }
+    let out = stdout(&ok(run(
+        d,
+        &[
+            "forecast",
+            "--input",
+            "h.csv",
+            "--timezone",
+            "Europe/Rome",
+            "--model-dir",
+            "m",
+            "--output",
+            "f.csv",
+        ],
+    )));
+    assert!(out.contains("trained model combination"), "{out}");
+    let f = std::fs::read_to_string(d.join("f.csv")).unwrap();
+    assert_eq!(f.lines().count(), 1 + 168);
+    assert_eq!(
+        f.lines()
+            .filter(|l| l.starts_with("2021-10-31 02:00,"))
+            .count(),
+        2,
+        "the repeated hour twice"
+    );
+}
+
+#[test]
+fn the_forecast_of_the_database_is_queued_for_the_server_like_the_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "device.toml",
+        "[device]\nid = \"dma-7\"\n\n[server]\nurl = \"https://central.example\"\ntoken = \"t\"\n",
+    );
+    ok(run(
+        d,
+        &[
+            "simulate",
+            "--days",
+            "21",
+            "--out",
+            "sim.csv",
+            "--no-events",
+        ],
+    ));
+    ok(run(d, &["--config", "device.toml", "import", "sim.csv"]));
+    let out = stdout(&ok(run(d, &["--config", "device.toml", "forecast"])));
+    assert!(
+        out.contains("stored and queued for the central server"),
+        "{out}"
+    );
+    let queued = store(d).outbox_batch(100).unwrap();
+    assert_eq!(queued.len(), 2, "one forecast message per series");
+    for row in &queued {
+        let envelope: serde_json::Value = serde_json::from_str(&row.message.body).unwrap();
+        assert_eq!(envelope["kind"], "forecast");
+        assert_eq!(envelope["device_id"], "dma-7");
+        assert_eq!(envelope["body"]["points"].as_array().unwrap().len(), 168);
+        assert!(!envelope["body"]["actuals"].as_array().unwrap().is_empty());
+    }
+    // Run again for the same hour: nothing new is queued.
+    ok(run(d, &["--config", "device.toml", "forecast"]));
+    assert_eq!(store(d).outbox_batch(100).unwrap().len(), 2);
+}
+
+#[test]
+fn weekly_backtest_scores_external_forecasts_beside_its_own_per_season() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    hourly_file(
+        d,
+        "a.csv",
+        chrono_tz::Europe::Rome,
+        "2021-09-06",
+        10,
+        &[300],
+    );
+    let args = [
+        "backtest",
+        "a.csv",
+        "--timezone",
+        "Europe/Rome",
+        "--origins",
+        "weekly",
+        "--weeks",
+        "3",
+        "--model",
+        "none",
+    ];
+    let mut write = args.to_vec();
+    write.extend(["--write-forecasts", "out"]);
+    let first = stdout(&ok(run(d, &write)));
+    // The file's last hour is 2021-11-14 22:00 (ten weeks of real hours from a local midnight,
+    // one of them given back in October): the Monday of 2021-11-08 has no full week after it.
+    assert!(
+        first.contains("a: 2 origins, every local Monday"),
+        "{first}"
+    );
+    let written = std::fs::read_to_string(d.join("out/seasonal-naive/a.csv")).unwrap();
+    assert_eq!(written.lines().count(), 1 + 2 * 168);
+    assert!(written.starts_with("origin,time,value,lower,upper\n2021-10-25T00:00:00+02:00,"));
+    // The written forecasts, read back as another program's, score the same.
+    let mut again = args.to_vec();
+    again.extend(["--external", "echo=out/seasonal-naive"]);
+    let second = stdout(&ok(run(d, &again)));
+    let row = |name: &str| {
+        second
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name}: {second}"))
+            .split_whitespace()
+            .skip(1)
+            .take(3)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("seasonal-naive"), row("echo"));
+    // A folder missing an origin is refused, naming the file and the origin.
+    std::fs::write(d.join("out/seasonal-naive/a.csv"), "origin,time,value\n").unwrap();
+    let e = fails(run(d, &again));
+    assert!(
+        e.contains("a.csv: no forecast from the origin 2021-10-25 00:00"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -1233,7 +1430,10 @@ fn status_reports_series_alarms_outbox_and_jobs() {
     assert!(out.contains("flow_rate (m3/h): 14"), "{out}");
     assert!(out.contains(&format!("open alarms: {open}")), "{out}");
     assert!(out.contains("outbox: 0 messages"), "{out}");
-    assert!(out.contains("default forecaster: none chosen"), "{out}");
+    assert!(
+        out.contains("default forecaster: combination (none chosen"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -90,7 +90,15 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForecastConfig {
-    /// Local dates the models treat as days off, like Sundays (public holidays).
+    /// ISO 3166 code of the country whose national public holidays are days off (default: the
+    /// country of `device.timezone`; `"none"`: no national calendar).
+    #[serde(default)]
+    pub country: Option<String>,
+    /// Subdivision of that country whose own public holidays are days off too (`RM` for Rome,
+    /// `BY` for Bavaria, `CA` for California; default: none).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Local dates the models treat as days off besides the national holidays (local ones).
     #[serde(default)]
     pub holidays: Vec<chrono::NaiveDate>,
 }
@@ -654,6 +662,21 @@ impl Config {
             if server.token.trim().is_empty() {
                 p.push("server.token is empty: issue one with `hydrowatch serve token create DEVICE_ID`".into());
             }
+        }
+        if let Some(c) = &self.forecast.country
+            && !(c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) || c == "none")
+        {
+            p.push(format!(
+                "forecast.country = {c:?}: give a two-letter ISO 3166 code such as \"IT\" or \"US\", or \"none\""
+            ));
+        }
+        if let Some(r) = &self.forecast.region
+            && !(1..=8).contains(&r.len())
+        {
+            p.push(format!(
+                "forecast.region = {:?}: give the region's code, such as \"RM\" (Rome) or \"CA\" (California)",
+                r.chars().take(20).collect::<String>()
+            ));
         }
         let names: Vec<String> = self.series.iter().map(|s| s.name.clone()).collect();
         p.extend(daemon::problems(&self.daemon, &self.source, &names));

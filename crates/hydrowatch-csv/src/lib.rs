@@ -26,6 +26,19 @@ use std::path::Path;
 use chrono_tz::Tz;
 use hydrowatch_core::{LocalTimeParser, TimeError, Timestamp, check_series_name};
 
+mod forecasts;
+
+pub use forecasts::{ForecastRow, MAX_FORECASTS_BYTES, read_forecasts};
+
+/// At most the first 40 characters of `text` (and `...` when cut): what an error echoes of a
+/// value, however long it is.
+fn prefix(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// Why a file, or one of its rows, could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {

@@ -16,7 +16,7 @@
 //! in the outbox for the next start).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ use hydrowatch_forecast::{Fit, ForecastError, Holidays};
 use hydrowatch_store::{JobRun, OutboxLimits, Outcome, SeriesId, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
-use crate::forecasting::JobError;
+use crate::forecasting::{JobError, Recorded};
 use crate::health::Metrics;
 use crate::judge::{DatabaseDetector, JudgeError, Outbound, observe_row, time_of_day};
 use crate::schedule::Every;
@@ -126,6 +126,8 @@ struct Shared {
     config: Config,
     db: PathBuf,
     tz: Tz,
+    /// The forecasters' days off: the national calendar and the listed days.
+    holidays: Holidays,
     drain: Duration,
     metrics: Arc<Metrics>,
     clock: Clock,
@@ -202,9 +204,19 @@ impl Daemon {
         } else {
             Clock::Wall
         };
+        let calendar = crate::forecasting::calendar(&config, tz)
+            .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        tracing::info!("holidays: {}", calendar.describe());
+        let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+        if let Some(until) = calendar.known_until.filter(|u| *u < today) {
+            tracing::warn!(
+                "the national holiday calendar ends {until}: list the coming holidays in [forecast] holidays"
+            );
+        }
         let shared = Arc::new(Shared {
             db: self.db.clone(),
             tz,
+            holidays: calendar.holidays,
             drain: self.drain,
             metrics: metrics.clone(),
             clock,
@@ -687,24 +699,18 @@ fn jobs_thread(shared: &Shared, mut store: Store) {
     }
 }
 
-fn holidays(shared: &Shared) -> Holidays {
-    Holidays(shared.config.forecast.holidays.clone())
-}
-
 fn train(
-    config: &hydrowatch_forecast::neural::NeuralConfig,
+    forecaster: &hydrowatch_forecast::Forecaster,
     history: &hydrowatch_forecast::History,
-) -> Result<hydrowatch_forecast::neural::FittedNeural, hydrowatch_forecast::ForecastError> {
-    tracing::info!(model = %config.name(), hours = history.series.values.len(), "training");
-    config.fit(history)
+) -> Result<hydrowatch_forecast::Fitted, hydrowatch_forecast::ForecastError> {
+    tracing::info!(model = %forecaster.name(), hours = history.series.values.len(), "training");
+    forecaster.fit(history)
 }
 
-/// Forecasts every series, stores each forecast with its message to the server in one
-/// transaction, and writes the CSV copies. A forecast already stored for the same hour (a job
-/// that ran before a crash) is not stored or sent again.
+/// Forecasts every configured series and records each forecast with its message to the server
+/// (see [`crate::forecasting::forecast_and_record`], which `hydrowatch forecast` also calls).
 fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<String, String> {
     let models = &shared.config.daemon.models_dir;
-    let outbound = Outbound::from_config(&shared.config);
     let mut done = Vec::new();
     let mut failed = Vec::new();
     let series = store.series().map_err(|e| e.to_string())?;
@@ -715,14 +721,20 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<St
         if shared.stopping() {
             break;
         }
-        let made = match crate::forecasting::forecast_series(
+        let recorded = crate::forecasting::forecast_and_record(
             store,
             s,
+            &shared.config,
             models,
-            &holidays(shared),
+            &shared.holidays,
             &train,
-        ) {
-            Ok(f) => f,
+        );
+        let made = match recorded {
+            Ok(Recorded::Stored { made, .. }) => made,
+            Ok(Recorded::AlreadyStored(_)) => {
+                done.push(format!("{}: already stored", s.name));
+                continue;
+            }
             // Too little history is a new device's normal state, not a failure to retry.
             Err(e @ JobError::Forecast(ForecastError::TooShort { .. })) => {
                 done.push(format!("{}: not yet ({e})", s.name));
@@ -733,7 +745,6 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<St
                 continue;
             }
         };
-        let fc = &made.forecast;
         if made.trained {
             record(
                 store,
@@ -743,46 +754,10 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<St
                 &format!("{}: first model trained", s.name),
             );
         }
-        if store.latest_forecast(s.id).ok().flatten() == Some(fc.start) {
-            done.push(format!("{}: already stored", s.name));
-            continue;
-        }
-        let points = crate::forecasting::points(fc);
-        // The hourly means of the week before: the server scores the forecasts with them.
-        let actuals: Vec<(Timestamp, f64)> = store
-            .hourly(s.id, fc.start - 7 * 86_400, fc.start)
-            .map(|h| h.iter().map(|h| (h.hour, h.mean)).collect())
-            .unwrap_or_default();
-        let messages: Vec<_> = outbound
-            .iter()
-            .map(|o| {
-                crate::envelope::forecast(
-                    &o.device_id,
-                    &s.name,
-                    &s.unit,
-                    fc,
-                    fc.start,
-                    shared.tz,
-                    &actuals,
-                )
-            })
-            .collect();
-        let limits = outbound
-            .as_ref()
-            .map_or(OutboxLimits::UNBOUNDED, |o| o.limits);
-        if let Err(e) = store.record_forecast(s.id, fc.start, None, &points, &messages, limits) {
-            failed.push(format!("{}: {e}", s.name));
-            continue;
-        }
         shared
             .metrics
             .last_forecast
-            .fetch_max(fc.start, Ordering::Relaxed);
-        if let Some(dir) = &shared.config.daemon.forecast_csv_dir
-            && let Err(e) = write_csv_copy(dir, &s.name, fc, shared.tz)
-        {
-            tracing::warn!("cannot write the forecast's CSV copy: {e}");
-        }
+            .fetch_max(made.forecast.start, Ordering::Relaxed);
         done.push(format!("{}: {}", s.name, made.note));
     }
     refresh_outbox(store, &shared.metrics);
@@ -792,27 +767,6 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<St
     } else {
         Err(format!("forecast failed for {}", failed.join("; ")))
     }
-}
-
-/// `<dir>/<series>_<YYYYMMDD-HHMM>.csv`: `time,value,lower,upper` in local time.
-fn write_csv_copy(
-    dir: &Path,
-    series: &str,
-    fc: &hydrowatch_forecast::Forecast,
-    tz: Tz,
-) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let stamp = format_local(fc.start, tz)
-        .replace(['-', ':'], "")
-        .replace(' ', "-");
-    let path = dir.join(format!("{series}_{stamp}.csv"));
-    let tmp = path.with_extension("csv.tmp");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    crate::forecasting::write_csv(fc, tz, &mut out)?;
-    out.flush()?;
-    drop(out);
-    std::fs::rename(tmp, path)
 }
 
 fn retention_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<String, String> {
@@ -834,8 +788,7 @@ fn retrain_job(shared: &Shared, store: &Store, now: Timestamp) -> Result<String,
         if shared.stopping() {
             break;
         }
-        match crate::forecasting::retrain_series(store, &s, models, &holidays(shared), &train, now)
-        {
+        match crate::forecasting::retrain_series(store, &s, models, &shared.holidays, &train, now) {
             Ok(Some(r)) => done.push(format!(
                 "{}: kept the {} (current {}, candidate {})",
                 s.name,

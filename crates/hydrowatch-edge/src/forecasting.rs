@@ -1,8 +1,9 @@
 //! Forecasting on the device database: the hourly history of a series, its forecaster (the
-//! default chosen by `backtest --select`, else the saved network, else a network trained now,
-//! else the best baseline, saying why), and the weekly retraining that keeps a new network only
-//! when it backtests better than the one in use. `hydrowatch forecast` and the daemon's jobs both
-//! call these.
+//! default chosen by `backtest --select`, else the combination; a trained one saved in its model
+//! folder, else trained now, else the best baseline, saying why), the forecast recorded with its
+//! message to the server, and the weekly retraining that keeps a new model only when it
+//! backtests better than the one in use. `hydrowatch forecast` and the daemon's jobs both call
+//! these: one code path.
 //!
 //! A model folder is replaced whole: the new one is written beside it and renamed into place,
 //! so a crash while saving leaves the old model, never half of a new one.
@@ -11,14 +12,20 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use chrono_tz::Tz;
+use hydrowatch_config::Config;
 use hydrowatch_core::Timestamp;
-use hydrowatch_forecast::backtest::{backtest, evaluate, first_origin};
-use hydrowatch_forecast::baseline::{MstlEts, SeasonalBlend, SeasonalMean, SeasonalNaive};
-use hydrowatch_forecast::neural::{FittedNeural, ModelKind, NeuralConfig, Strategy};
+use hydrowatch_core::time::format_local;
+use hydrowatch_forecast::backtest::{Schedule, evaluate, origins};
+use hydrowatch_forecast::calendar::{DeviceCalendar, device_calendar};
+use hydrowatch_forecast::forecaster::best_baseline;
+use hydrowatch_forecast::neural::FittedNeural;
 use hydrowatch_forecast::{
-    Fit, Forecast, ForecastError, History, Holidays, Predict, WEEK, artifact,
+    Fit, Fitted, Forecast, ForecastError, Forecaster, History, Holidays, Predict, artifact,
 };
-use hydrowatch_store::{ForecastPoint, Retrain, SeriesInfo, Store, StoreError};
+use hydrowatch_store::{ForecastPoint, OutboxLimits, Retrain, SeriesInfo, Store, StoreError};
+
+use crate::judge::Outbound;
 
 /// Why a forecast or a retraining failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +64,19 @@ pub enum JobError {
     },
 }
 
-/// Trains a network (the command line shows a progress bar; the daemon logs).
-pub type Trainer<'a> = &'a dyn Fn(&NeuralConfig, &History) -> Result<FittedNeural, ForecastError>;
+/// Fits a forecaster (the command line shows a progress bar; the daemon logs).
+pub type Trainer<'a> = &'a dyn Fn(&Forecaster, &History) -> Result<Fitted, ForecastError>;
+
+/// The device's days off in `zone` (the device's, or a file's): the national holidays of its
+/// country and its region's, and the days `[forecast]` lists (see [`device_calendar`]).
+pub fn calendar(config: &Config, zone: Tz) -> Result<DeviceCalendar, JobError> {
+    Ok(device_calendar(
+        zone,
+        config.forecast.country.as_deref(),
+        config.forecast.region.as_deref(),
+        &config.forecast.holidays,
+    )?)
+}
 
 /// The hourly history of series `name`; the last hour is left out when it holds fewer readings
 /// than a typical hour (it is still being filled).
@@ -85,67 +103,16 @@ pub fn db_history(store: &Store, name: &str, holidays: &Holidays) -> Result<Hist
     Ok(history)
 }
 
-/// The forecast of the baseline called `name` (as `backtest` names them), `None` for a name
-/// that is not a baseline's.
-pub fn baseline_named(name: &str, history: &History) -> Option<Result<Forecast, ForecastError>> {
-    let fc = |f: Result<Forecast, ForecastError>| Some(f);
-    match name {
-        "seasonal-naive" => fc(SeasonalNaive.fit(history).and_then(|m| m.predict(history))),
-        "seasonal-mean-4w" => fc(SeasonalMean::default()
-            .fit(history)
-            .and_then(|m| m.predict(history))),
-        "seasonal-blend" => fc(SeasonalBlend.fit(history).and_then(|m| m.predict(history))),
-        "mstl-ets" => fc(MstlEts::default()
-            .fit(history)
-            .and_then(|m| m.predict(history))),
-        _ => None,
+/// The forecaster of `series`: the default recorded by `backtest --select`, else the default
+/// forecaster (the combination).
+pub fn series_forecaster(store: &Store, series: &SeriesInfo) -> Result<Forecaster, JobError> {
+    match store.default_model(series.id)? {
+        Some(m) => Forecaster::from_name(&m.name).ok_or(JobError::UnknownForecaster {
+            series: series.name.clone(),
+            name: m.name,
+        }),
+        None => Ok(Forecaster::default()),
     }
-}
-
-/// The network configuration called `name` (`lstm/mimo`, ...), with the default settings.
-pub fn network_named(name: &str) -> Option<NeuralConfig> {
-    let (kind, strategy) = name.split_once('/')?;
-    Some(NeuralConfig::new(
-        kind.parse().ok()?,
-        strategy.parse().ok()?,
-    ))
-}
-
-/// The default network: an LSTM emitting all 168 hours at once.
-pub fn default_network() -> NeuralConfig {
-    NeuralConfig::new(ModelKind::Lstm, Strategy::Mimo)
-}
-
-/// The best baseline over the last weeks the history allows (backtest PI1 + PI3); `reason` says
-/// why no model, and goes into the returned note.
-pub fn baseline_forecast(
-    history: &History,
-    reason: &str,
-) -> Result<(Forecast, String), ForecastError> {
-    let weeks = (history.series.values.len() / WEEK)
-        .saturating_sub(3)
-        .clamp(1, 4);
-    fn candidate<F: Fit>(f: &F, history: &History, weeks: usize) -> Option<(f64, Forecast)> {
-        let score = backtest(f, history, weeks).ok()?.scores;
-        let fc = f.fit(history).ok()?.predict(history).ok()?;
-        Some((score.pi1 + score.pi3, fc))
-    }
-    let best = [
-        candidate(&SeasonalBlend, history, weeks),
-        candidate(&SeasonalMean::default(), history, weeks),
-        candidate(&MstlEts::default(), history, weeks),
-        candidate(&SeasonalNaive, history, weeks),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|(score, _)| score.is_finite())
-    .min_by(|a, b| a.0.total_cmp(&b.0));
-    let fc = match best {
-        Some((_, fc)) => fc,
-        None => SeasonalNaive.fit(history)?.predict(history)?,
-    };
-    let note = format!("baseline {} because {reason}", fc.model);
-    Ok((fc, note))
 }
 
 /// Writes the training log of `model` as CSV: `net,epoch,train_loss,val_loss,learning_rate`.
@@ -168,9 +135,19 @@ pub fn write_loss_history(model: &FittedNeural, path: &Path) -> std::io::Result<
     out.flush()
 }
 
-/// Saves `model` (and its loss history) as the folder `dir`, replacing what was there in one
-/// rename.
-pub fn save_model(model: &FittedNeural, history: &History, dir: &Path) -> Result<(), JobError> {
+/// The network of a trained forecaster (a network, or a combination's member) and the folder
+/// it is saved in, inside the model's folder `dir`.
+pub fn network_of<'a>(model: &'a Fitted, dir: &Path) -> Option<(&'a FittedNeural, PathBuf)> {
+    match model {
+        Fitted::Network(n) => Some((n.as_ref(), dir.to_path_buf())),
+        Fitted::Combination(c) => c.network.as_ref().map(|n| (n, dir.join("network"))),
+        _ => None,
+    }
+}
+
+/// Saves `model` (and its network's loss history) as the folder `dir`, replacing what was
+/// there in one rename.
+pub fn save_model(model: &Fitted, history: &History, dir: &Path) -> Result<(), JobError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| JobError::Io { path, source }
@@ -192,8 +169,11 @@ pub fn save_model(model: &FittedNeural, history: &History, dir: &Path) -> Result
         timezone: history.timezone,
         holidays: history.holidays.clone(),
     };
-    artifact::save(model, &context, &fresh)?;
-    write_loss_history(model, &fresh.join("loss_history.csv")).map_err(io(&fresh))?;
+    artifact::save_fitted(model, &context, &fresh)?;
+    if let Some((net, folder)) = network_of(model, &fresh) {
+        let path = folder.join("loss_history.csv");
+        write_loss_history(net, &path).map_err(io(&path))?;
+    }
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(io(dir))?;
     }
@@ -218,13 +198,13 @@ pub fn points(fc: &Forecast) -> Vec<ForecastPoint> {
 
 /// Writes `fc` as CSV, `time,value,lower,upper`, times local in `tz` (the prototype's
 /// `Day{step}prediction.csv`).
-pub fn write_csv(fc: &Forecast, tz: chrono_tz::Tz, out: &mut impl Write) -> std::io::Result<()> {
+pub fn write_csv(fc: &Forecast, tz: Tz, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "time,value,lower,upper")?;
     for i in 0..fc.points.len() {
         writeln!(
             out,
             "{},{:.4},{:.4},{:.4}",
-            hydrowatch_core::time::format_local(fc.time(i), tz),
+            format_local(fc.time(i), tz),
             fc.points[i],
             fc.lower[i],
             fc.upper[i]
@@ -240,13 +220,14 @@ pub struct SeriesForecast {
     pub forecast: Forecast,
     /// Which forecaster, and why (for people).
     pub note: String,
-    /// Whether a network was trained (and saved) for it now.
+    /// Whether a model was trained (and saved) for it now.
     pub trained: bool,
 }
 
-/// Forecasts `series` with its forecaster: the default chosen by `backtest --select`, else the
-/// network saved in `models/<series>` (trained with `train` and saved there when missing, of
-/// another kind or unreadable), else, when no network can be trained, the best baseline.
+/// Forecasts `series` with its forecaster ([`series_forecaster`]): a baseline directly; a
+/// trained forecaster from the model saved in `models/<series>` (trained with `train` and saved
+/// there when missing, of another kind or unreadable); the best baseline when it cannot forecast
+/// or no model can be trained yet.
 pub fn forecast_series(
     store: &Store,
     series: &SeriesInfo,
@@ -255,80 +236,154 @@ pub fn forecast_series(
     train: Trainer<'_>,
 ) -> Result<SeriesForecast, JobError> {
     let history = db_history(store, &series.name, holidays)?;
+    let forecaster = series_forecaster(store, series)?;
+    let chosen = store.default_model(series.id)?.is_some();
+    if !forecaster.is_trained() {
+        let forecast = forecaster.fit(&history)?.predict(&history)?;
+        return Ok(SeriesForecast {
+            forecast,
+            note: format!(
+                "baseline {}, the default chosen by `backtest --select`",
+                forecaster.name()
+            ),
+            trained: false,
+        });
+    }
     let dir = models.join(&series.name);
-    let chosen = store.default_model(series.id)?;
-    let network = match chosen.as_ref().map(|m| m.name.as_str()) {
-        Some(name) if !name.contains('/') => {
-            let fc =
-                baseline_named(name, &history).ok_or_else(|| JobError::UnknownForecaster {
-                    series: series.name.clone(),
-                    name: name.into(),
-                })??;
-            return Ok(SeriesForecast {
-                forecast: fc,
-                note: format!("baseline {name}, the default chosen by `backtest --select`"),
-                trained: false,
-            });
-        }
-        Some(name) => Some(
-            network_named(name).ok_or_else(|| JobError::UnknownForecaster {
-                series: series.name.clone(),
-                name: name.into(),
-            })?,
-        ),
-        None => None,
+    let baseline = |reason: &dyn std::fmt::Display| -> Result<SeriesForecast, JobError> {
+        let forecast = best_baseline(&history)?;
+        let note = format!("baseline {} because {reason}", forecast.model);
+        Ok(SeriesForecast {
+            forecast,
+            note,
+            trained: false,
+        })
     };
-    let how = if network.is_some() {
-        "chosen"
-    } else {
-        "default"
-    };
-    let config = network.unwrap_or_else(default_network);
-    match saved_model(&dir, &config) {
-        Some(m) => {
-            let (forecast, note) = match m.predict(&history) {
-                Ok(fc) => (fc, format!("model {} from {}", m.name(), dir.display())),
-                Err(e) => baseline_forecast(&history, &e.to_string())?,
-            };
-            Ok(SeriesForecast {
+    if let Some(m) = saved_model(&dir, &forecaster) {
+        return match m.predict(&history) {
+            Ok(forecast) => Ok(SeriesForecast {
                 forecast,
-                note,
+                note: format!("model {} from {}", m.name(), dir.display()),
                 trained: false,
+            }),
+            Err(e) => baseline(&e),
+        };
+    }
+    match train(&forecaster, &history) {
+        Ok(model) => {
+            save_model(&model, &history, &dir)?;
+            let how = if chosen { "chosen" } else { "default" };
+            Ok(SeriesForecast {
+                forecast: model.predict(&history)?,
+                note: format!(
+                    "{how} model {} trained now and saved to {}",
+                    model.name(),
+                    dir.display()
+                ),
+                trained: true,
             })
         }
-        None => match train(&config, &history) {
-            Ok(model) => {
-                save_model(&model, &history, &dir)?;
-                Ok(SeriesForecast {
-                    forecast: model.predict(&history)?,
-                    note: format!(
-                        "{how} model {} trained now and saved to {}",
-                        model.name(),
-                        dir.display()
-                    ),
-                    trained: true,
-                })
-            }
-            Err(e) => {
-                let (forecast, note) = baseline_forecast(&history, &e.to_string())?;
-                Ok(SeriesForecast {
-                    forecast,
-                    note,
-                    trained: false,
-                })
-            }
-        },
+        Err(e) => baseline(&e),
     }
 }
 
-/// The network saved in `dir` if it is of the kind `config` names and can be read; a folder
-/// that cannot be read is logged (and replaced by the caller).
-fn saved_model(dir: &Path, config: &NeuralConfig) -> Option<FittedNeural> {
-    if !dir.join("model.json").is_file() {
+/// What [`forecast_and_record`] did for one series.
+#[derive(Debug)]
+pub enum Recorded {
+    /// The forecast was stored, and queued for the server when one is configured.
+    Stored {
+        /// The forecast and how it was made.
+        made: SeriesForecast,
+        /// Messages queued for the server.
+        queued: usize,
+    },
+    /// A forecast from the same hour was stored before (a job that ran just before a crash):
+    /// neither stored nor sent again.
+    AlreadyStored(SeriesForecast),
+}
+
+/// Forecasts `series` ([`forecast_series`]) and stores the forecast with its message to the
+/// server (with the week's hourly actuals, which the server scores the forecasts with) in one
+/// transaction, and writes its CSV copy when `daemon.forecast_csv_dir` is set. The daemon's
+/// forecast job and `hydrowatch forecast` on the database both call this.
+pub fn forecast_and_record(
+    store: &mut Store,
+    series: &SeriesInfo,
+    config: &Config,
+    models: &Path,
+    holidays: &Holidays,
+    train: Trainer<'_>,
+) -> Result<Recorded, JobError> {
+    let made = forecast_series(store, series, models, holidays, train)?;
+    let fc = &made.forecast;
+    if store.latest_forecast(series.id)? == Some(fc.start) {
+        return Ok(Recorded::AlreadyStored(made));
+    }
+    let tz = store.timezone();
+    let actuals: Vec<(Timestamp, f64)> = store
+        .hourly(
+            series.id,
+            fc.start - 7 * hydrowatch_core::time::DAY,
+            fc.start,
+        )?
+        .iter()
+        .map(|h| (h.hour, h.mean))
+        .collect();
+    let outbound = Outbound::from_config(config);
+    let messages: Vec<_> = outbound
+        .iter()
+        .map(|o| {
+            crate::envelope::forecast(
+                &o.device_id,
+                &series.name,
+                &series.unit,
+                fc,
+                fc.start,
+                tz,
+                &actuals,
+            )
+        })
+        .collect();
+    let limits = outbound
+        .as_ref()
+        .map_or(OutboxLimits::UNBOUNDED, |o| o.limits);
+    store.record_forecast(series.id, fc.start, None, &points(fc), &messages, limits)?;
+    if let Some(dir) = &config.daemon.forecast_csv_dir
+        && let Err(e) = write_csv_copy(dir, &series.name, fc, tz)
+    {
+        tracing::warn!("cannot write the forecast's CSV copy: {e}");
+    }
+    Ok(Recorded::Stored {
+        queued: messages.len(),
+        made,
+    })
+}
+
+/// `<dir>/<series>_<YYYYMMDD-HHMM>.csv`: `time,value,lower,upper` in local time, written aside
+/// and renamed into place.
+fn write_csv_copy(dir: &Path, series: &str, fc: &Forecast, tz: Tz) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let stamp = format_local(fc.start, tz)
+        .replace(['-', ':'], "")
+        .replace(' ', "-");
+    let path = dir.join(format!("{series}_{stamp}.csv"));
+    let tmp = path.with_extension("csv.tmp");
+    let mut out = BufWriter::new(File::create(&tmp)?);
+    write_csv(fc, tz, &mut out)?;
+    out.flush()?;
+    drop(out);
+    std::fs::rename(tmp, path)
+}
+
+/// The model saved in `dir` if it is the forecaster `forecaster` names and can be read; a
+/// folder that cannot be read is logged (and replaced by the caller).
+fn saved_model(dir: &Path, forecaster: &Forecaster) -> Option<Fitted> {
+    let saved = dir.join("model.json").is_file() || dir.join("combination.json").is_file();
+    if !saved {
         return None;
     }
-    match artifact::load(dir) {
-        Ok((m, _)) if m.name() == config.name() => Some(m),
+    match artifact::load_fitted(dir) {
+        Ok((m, _)) if m.name() == forecaster.name() => Some(m),
         Ok(_) => None,
         Err(e) => {
             tracing::warn!(dir = %dir.display(), "{e}; training a new model");
@@ -340,10 +395,10 @@ fn saved_model(dir: &Path, config: &NeuralConfig) -> Option<FittedNeural> {
 /// Weeks of recent history on which the model in use and a new one are compared.
 pub const RETRAIN_WEEKS: usize = 2;
 
-/// Retrains the network of `series`: a candidate is trained on the history before the last
-/// [`RETRAIN_WEEKS`] weeks, both it and the model in use forecast from every day of those weeks,
-/// and the candidate replaces the model only when its mean PI1 + PI3 is lower. Both scores are
-/// recorded. Series whose default forecaster is a baseline are left alone (`None`).
+/// Retrains the forecaster of `series`: a candidate is fitted on the history before the last
+/// [`RETRAIN_WEEKS`] weeks, both it and the model in use forecast from every local midnight of
+/// those weeks, and the candidate replaces the model only when its mean PI1 + PI3 is lower. Both
+/// scores are recorded. Series whose forecaster is a baseline are left alone (`None`).
 pub fn retrain_series(
     store: &Store,
     series: &SeriesInfo,
@@ -352,26 +407,30 @@ pub fn retrain_series(
     train: Trainer<'_>,
     now: Timestamp,
 ) -> Result<Option<Retrain>, JobError> {
-    let config = match store.default_model(series.id)? {
-        Some(m) if !m.name.contains('/') => return Ok(None),
-        Some(m) => network_named(&m.name).ok_or_else(|| JobError::UnknownForecaster {
-            series: series.name.clone(),
-            name: m.name,
-        })?,
-        None => default_network(),
-    };
+    let forecaster = series_forecaster(store, series)?;
+    if !forecaster.is_trained() {
+        return Ok(None);
+    }
     let history = db_history(store, &series.name, holidays)?;
-    let first = first_origin(&history, RETRAIN_WEEKS)?;
+    let days = origins(&history, RETRAIN_WEEKS, Schedule::Daily);
+    let Some(&first) = days.first() else {
+        return Err(ForecastError::TooShort {
+            what: format!("comparing models over the last {RETRAIN_WEEKS} weeks"),
+            needed: RETRAIN_WEEKS * hydrowatch_forecast::WEEK,
+            available: history.series.values.len(),
+        }
+        .into());
+    };
     let dir = models.join(&series.name);
-    let score = |m: &FittedNeural| {
-        evaluate(m, &history, RETRAIN_WEEKS)
+    let score = |m: &Fitted| {
+        evaluate(m, &history, &days)
             .ok()
             .map(|r| r.scores.pi1 + r.scores.pi3)
             .filter(|s| s.is_finite())
     };
-    let current = saved_model(&dir, &config);
+    let current = saved_model(&dir, &forecaster);
     let current_score = current.as_ref().and_then(score);
-    let candidate = train(&config, &history.until(first))?;
+    let candidate = train(&forecaster, &history.until(first))?;
     let candidate_score = score(&candidate);
     let better = match (candidate_score, current_score) {
         (Some(new), Some(old)) => new < old,
@@ -383,7 +442,7 @@ pub fn retrain_series(
     }
     let record = Retrain {
         at: now,
-        model: config.name(),
+        model: forecaster.name(),
         current_score,
         candidate_score,
         kept: if better { "candidate" } else { "current" }.into(),

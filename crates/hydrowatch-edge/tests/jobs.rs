@@ -3,16 +3,22 @@
 
 use hydrowatch_core::Reading;
 use hydrowatch_edge::forecasting::{forecast_series, retrain_series};
-use hydrowatch_forecast::neural::{FittedNeural, NeuralConfig};
-use hydrowatch_forecast::{Fit, ForecastError, History, Holidays};
+use hydrowatch_forecast::{Fit, Fitted, ForecastError, Forecaster, History, Holidays};
 use hydrowatch_store::Store;
 
-/// A small, quick network (the test is about the job, not the model).
-fn quick(config: &NeuralConfig, history: &History) -> Result<FittedNeural, ForecastError> {
-    let mut c = config.clone();
-    c.units = 8;
-    c.train.epochs = 2;
-    c.fit(history)
+/// The forecaster with a small, quick network (the test is about the job, not the model).
+fn quick(forecaster: &Forecaster, history: &History) -> Result<Fitted, ForecastError> {
+    let mut f = forecaster.clone();
+    let network = match &mut f {
+        Forecaster::Network(c) => Some(c),
+        Forecaster::Combination(c) => c.network.as_mut(),
+        _ => None,
+    };
+    if let Some(c) = network {
+        c.units = 8;
+        c.train.epochs = 2;
+    }
+    f.fit(history)
 }
 
 #[test]
@@ -20,8 +26,9 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("h.db"), chrono_tz::UTC).unwrap();
     let id = store.ensure_series("flow_rate", Some("m3/h")).unwrap();
-    // 70 days, a reading every 10 minutes: a daily and a weekly pattern.
-    let readings: Vec<_> = (0..70 * 144)
+    // 100 days, a reading every 10 minutes: a daily and a weekly pattern (enough for the
+    // combination's network, trained on the history before its last 5 weeks).
+    let readings: Vec<_> = (0..100 * 144)
         .map(|k| {
             let hour = (k / 6) % 24;
             let day = (k / 144) % 7;
@@ -46,8 +53,14 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
     let made = forecast_series(&store, &series, &models, &holidays, &quick).unwrap();
     assert!(made.trained, "{}", made.note);
     assert_eq!(made.forecast.points.len(), 168);
-    assert!(models.join("flow_rate/model.json").is_file());
-    assert!(models.join("flow_rate/loss_history.csv").is_file());
+    assert!(
+        made.note.contains("default model combination"),
+        "{}",
+        made.note
+    );
+    assert!(models.join("flow_rate/combination.json").is_file());
+    assert!(models.join("flow_rate/network/model.json").is_file());
+    assert!(models.join("flow_rate/network/loss_history.csv").is_file());
     // The saved model is used the next time.
     let again = forecast_series(&store, &series, &models, &holidays, &quick).unwrap();
     assert!(
@@ -59,7 +72,7 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
     let r = retrain_series(&store, &series, &models, &holidays, &quick, 42)
         .unwrap()
         .unwrap();
-    assert_eq!(r.model, "lstm/mimo");
+    assert_eq!(r.model, "combination");
     let (current, candidate) = (r.current_score.unwrap(), r.candidate_score.unwrap());
     let expected = if candidate < current {
         "candidate"
@@ -70,11 +83,11 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
     assert_eq!(store.retrains(series.id).unwrap(), vec![r]);
 
     // A damaged model in use: the candidate replaces it.
-    std::fs::write(models.join("flow_rate/model.json"), "{").unwrap();
+    std::fs::write(models.join("flow_rate/combination.json"), "{").unwrap();
     let r = retrain_series(&store, &series, &models, &holidays, &quick, 43)
         .unwrap()
         .unwrap();
     assert_eq!((r.current_score, r.kept.as_str()), (None, "candidate"));
-    assert!(hydrowatch_forecast::artifact::load(&models.join("flow_rate")).is_ok());
+    assert!(hydrowatch_forecast::artifact::load_fitted(&models.join("flow_rate")).is_ok());
     assert!(!models.join(".flow_rate.new").exists() && !models.join(".flow_rate.old").exists());
 }

@@ -44,6 +44,31 @@ impl Band {
         Band { q10, q90 }
     }
 
+    /// The band `factor` times as wide on each side of the forecast.
+    pub fn widened(&self, factor: f64) -> Band {
+        Band {
+            q10: self.q10.iter().map(|q| q * factor).collect(),
+            q90: self.q90.iter().map(|q| q * factor).collect(),
+        }
+    }
+
+    /// Share of the known `actual - forecast` residuals in `rows` that lie inside the band.
+    pub fn coverage(&self, rows: &[Vec<f64>]) -> f64 {
+        let (mut inside, mut known) = (0usize, 0usize);
+        for row in rows {
+            for (h, r) in row.iter().enumerate().filter(|(_, r)| r.is_finite()) {
+                let (lo, hi) = (self.q10.get(h), self.q90.get(h));
+                known += 1;
+                inside += usize::from(lo.is_some_and(|lo| lo <= r) && hi.is_some_and(|hi| r <= hi));
+            }
+        }
+        if known == 0 {
+            f64::NAN
+        } else {
+            inside as f64 / known as f64
+        }
+    }
+
     /// Lower and upper bounds around `points`; never crossing (lower <= point <= upper is not
     /// promised, lower <= upper is).
     pub fn apply(&self, points: &[f64]) -> (Vec<f64>, Vec<f64>) {

@@ -1,21 +1,28 @@
 //! The baselines every model must beat: seasonal naive (the same hour last week), the seasonal
-//! mean (the same hour averaged over the last 4 weeks: the neural models' seasonal head starts
-//! there, so it measures what training adds) and MSTL + ETS (augurs: daily and weekly
-//! seasonality by MSTL, the trend by automatic ETS).
+//! mean (the same hour averaged over the last 4 weeks), the seasonal blend (the neural models'
+//! starting point) and MSTL + ETS (augurs: daily and weekly seasonality by MSTL, the trend by
+//! automatic ETS).
 //!
-//! Both are "fitted" by estimating their band from forecasts they would have made at daily
-//! origins over the last weeks of the history; both look only at the history they are given.
+//! Every baseline works on the local wall clock ([`WallClock`]): "the same hour last week" is the
+//! same local clock hour 7 local days before, whatever daylight saving did in between. Each is
+//! "fitted" by estimating its band from forecasts it would have made at the local midnights of
+//! the last weeks of the history; each looks only at the history it is given.
 
 use crate::calendar::{DayKind, day_kinds};
+use crate::clock::WallClock;
 use crate::{
     Band, Fit, Forecast, ForecastError, GapRules, HORIZON, History, Predict, WEEK, fill_gaps,
 };
 
 /// Weeks at the end of a history whose daily origins estimate a baseline's band.
 const BAND_WEEKS: usize = 4;
+/// Hours of history a baseline's forecast reads: the longest MSTL window (16 weeks) and a
+/// margin; the blend's lags (5 weeks) and the filling of their gaps (8 weeks more) fit inside.
+pub(crate) const PREDICT_TAIL: usize = 20 * WEEK;
 
 /// Filled values of a history, with the hours still unknown (long gaps) replaced by the same
-/// hour of a neighbouring week: what models that cannot skip gaps need.
+/// hour of a neighbouring week: what models that cannot skip gaps need. On a wall-clock history
+/// (as every forecaster sees it) a week is 168 local hours.
 pub fn seasonal_fill(history: &History) -> Vec<f64> {
     let filled = fill_gaps(&history.series.values, GapRules::default());
     let mut v = filled.values;
@@ -40,36 +47,52 @@ pub fn seasonal_fill(history: &History) -> Vec<f64> {
     v
 }
 
-/// Residual rows of `forecast_fn` at daily origins over the last `weeks` weeks of `history`
-/// whose horizon ends inside it.
-fn backtest_residuals(
-    history: &History,
+/// Residual rows (actual - forecast) of `forecast_fn` at the local midnights of the last
+/// `weeks` weeks of the wall-clock history `local` whose horizon ends inside it.
+pub(crate) fn backtest_residuals(
+    local: &History,
     weeks: usize,
     min_history: usize,
     forecast_fn: impl Fn(&History) -> Result<Vec<f64>, ForecastError>,
 ) -> Result<Vec<Vec<f64>>, ForecastError> {
-    let n = history.series.values.len();
+    let n = local.series.values.len();
     let mut rows = Vec::new();
     let mut origin = n.saturating_sub(weeks * WEEK + HORIZON).max(min_history);
+    // The local history's times are its clock times written as UTC: midnight is a whole day.
+    while local.series.time(origin).rem_euclid(86_400) != 0 && origin < n {
+        origin += 1;
+    }
     while origin + HORIZON <= n {
-        let fc = forecast_fn(&history.until(origin))?;
-        let actual = &history.series.values[origin..origin + HORIZON];
+        let fc = forecast_fn(&local.until(origin))?;
+        let actual = &local.series.values[origin..origin + HORIZON];
         rows.push(actual.iter().zip(&fc).map(|(a, f)| a - f).collect());
         origin += 24;
     }
     Ok(rows)
 }
 
-fn forecast(history: &History, points: Vec<f64>, band: &Band, model: String) -> Forecast {
-    let (lower, upper) = band.apply(&points);
-    Forecast {
-        start: history.series.end(),
-        step: history.series.step,
-        points,
-        lower,
-        upper,
-        model,
-    }
+/// A baseline's band: the residuals of `points` over the last [`BAND_WEEKS`] weeks of `history`
+/// on its wall clock.
+fn fit_band(
+    history: &History,
+    min_history: usize,
+    points: impl Fn(&History) -> Result<Vec<f64>, ForecastError>,
+) -> Result<Band, ForecastError> {
+    let tail = BAND_WEEKS * WEEK + HORIZON + PREDICT_TAIL;
+    let local = WallClock::of(history, Some(tail))?.local;
+    let rows = backtest_residuals(&local, BAND_WEEKS, min_history, points)?;
+    Ok(Band::from_residuals(&rows, HORIZON))
+}
+
+/// A baseline's forecast after `history`: `points` on its wall clock, back in real hours.
+fn forecast(
+    history: &History,
+    points: impl Fn(&History) -> Result<Vec<f64>, ForecastError>,
+    band: &Band,
+    model: String,
+) -> Result<Forecast, ForecastError> {
+    let clock = WallClock::of(history, Some(PREDICT_TAIL))?;
+    Ok(clock.forecast(&points(&clock.local)?, band, model))
 }
 
 /// Seasonal naive: each hour as the same hour one week earlier (or, where that is unknown,
@@ -98,21 +121,15 @@ fn seasonal_naive_points(history: &History) -> Result<Vec<f64>, ForecastError> {
 impl Fit for SeasonalNaive {
     type Fitted = FittedSeasonalNaive;
     fn fit(&self, history: &History) -> Result<FittedSeasonalNaive, ForecastError> {
-        let rows = backtest_residuals(history, BAND_WEEKS, WEEK, seasonal_naive_points)?;
         Ok(FittedSeasonalNaive {
-            band: Band::from_residuals(&rows, HORIZON),
+            band: fit_band(history, WEEK, seasonal_naive_points)?,
         })
     }
 }
 
 impl Predict for FittedSeasonalNaive {
     fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
-        Ok(forecast(
-            history,
-            seasonal_naive_points(history)?,
-            &self.band,
-            self.name(),
-        ))
+        forecast(history, seasonal_naive_points, &self.band, self.name())
     }
     fn name(&self) -> String {
         "seasonal-naive".into()
@@ -165,24 +182,21 @@ fn seasonal_mean_points(history: &History, weeks: usize) -> Result<Vec<f64>, For
 impl Fit for SeasonalMean {
     type Fitted = FittedSeasonalMean;
     fn fit(&self, history: &History) -> Result<FittedSeasonalMean, ForecastError> {
-        let rows = backtest_residuals(history, BAND_WEEKS, WEEK, |h| {
-            seasonal_mean_points(h, self.weeks)
-        })?;
         Ok(FittedSeasonalMean {
             weeks: self.weeks,
-            band: Band::from_residuals(&rows, HORIZON),
+            band: fit_band(history, WEEK, |h| seasonal_mean_points(h, self.weeks))?,
         })
     }
 }
 
 impl Predict for FittedSeasonalMean {
     fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
-        Ok(forecast(
+        forecast(
             history,
-            seasonal_mean_points(history, self.weeks)?,
+            |h| seasonal_mean_points(h, self.weeks),
             &self.band,
             self.name(),
-        ))
+        )
     }
     fn name(&self) -> String {
         format!("seasonal-mean-{}w", self.weeks)
@@ -262,7 +276,7 @@ pub struct FittedSeasonalBlend {
     band: Band,
 }
 
-fn seasonal_blend_points(history: &History) -> Result<Vec<f64>, ForecastError> {
+pub(crate) fn seasonal_blend_points(history: &History) -> Result<Vec<f64>, ForecastError> {
     let v = seasonal_fill(history);
     let n = v.len();
     if n < BLEND_WEEKS * WEEK {
@@ -287,29 +301,27 @@ fn seasonal_blend_points(history: &History) -> Result<Vec<f64>, ForecastError> {
         .collect())
 }
 
+impl SeasonalBlend {
+    /// The blend without a band (the combination's member: its band is the combination's).
+    pub(crate) fn without_band() -> FittedSeasonalBlend {
+        FittedSeasonalBlend {
+            band: Band::from_residuals(&[], HORIZON),
+        }
+    }
+}
+
 impl Fit for SeasonalBlend {
     type Fitted = FittedSeasonalBlend;
     fn fit(&self, history: &History) -> Result<FittedSeasonalBlend, ForecastError> {
-        let rows = backtest_residuals(
-            history,
-            BAND_WEEKS,
-            BLEND_WEEKS * WEEK,
-            seasonal_blend_points,
-        )?;
         Ok(FittedSeasonalBlend {
-            band: Band::from_residuals(&rows, HORIZON),
+            band: fit_band(history, BLEND_WEEKS * WEEK, seasonal_blend_points)?,
         })
     }
 }
 
 impl Predict for FittedSeasonalBlend {
     fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
-        Ok(forecast(
-            history,
-            seasonal_blend_points(history)?,
-            &self.band,
-            self.name(),
-        ))
+        forecast(history, seasonal_blend_points, &self.band, self.name())
     }
     fn name(&self) -> String {
         "seasonal-blend".into()
@@ -325,9 +337,9 @@ pub struct MstlEts {
 }
 
 impl Default for MstlEts {
-    /// Fitted on the last 8 weeks.
+    /// Fitted on the last 16 weeks: the window of the statsforecast peer (docs/FORECASTING.md).
     fn default() -> Self {
-        MstlEts { weeks: 8 }
+        MstlEts { weeks: 16 }
     }
 }
 
@@ -356,26 +368,35 @@ fn mstl_points(history: &History, weeks: usize) -> Result<Vec<f64>, ForecastErro
     Ok(fc.point)
 }
 
+impl MstlEts {
+    /// This MSTL+ETS without a band (the combination's member: its band is the combination's).
+    pub(crate) fn without_band(self) -> FittedMstlEts {
+        FittedMstlEts {
+            weeks: self.weeks.max(2),
+            band: Band::from_residuals(&[], HORIZON),
+        }
+    }
+}
+
 impl Fit for MstlEts {
     type Fitted = FittedMstlEts;
     fn fit(&self, history: &History) -> Result<FittedMstlEts, ForecastError> {
         let weeks = self.weeks.max(2);
-        let rows = backtest_residuals(history, BAND_WEEKS, 2 * WEEK, |h| mstl_points(h, weeks))?;
         Ok(FittedMstlEts {
             weeks,
-            band: Band::from_residuals(&rows, HORIZON),
+            band: fit_band(history, 2 * WEEK, |h| mstl_points(h, weeks))?,
         })
     }
 }
 
 impl Predict for FittedMstlEts {
     fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
-        Ok(forecast(
+        forecast(
             history,
-            mstl_points(history, self.weeks)?,
+            |h| mstl_points(h, self.weeks),
             &self.band,
             self.name(),
-        ))
+        )
     }
     fn name(&self) -> String {
         "mstl-ets".into()
@@ -425,7 +446,7 @@ mod tests {
         // and day 57 (the Friday after the origin, day 56) will be one.
         let mut h = with_days_off(&[41]);
         let plain = seasonal_blend_points(&h).unwrap();
-        h.holidays = Holidays(vec![date(41), date(57)]);
+        h.holidays = Holidays::new(vec![date(41), date(57)]);
         let aware = seasonal_blend_points(&h).unwrap();
         let clean = seasonal_blend_points(&with_days_off(&[])).unwrap();
         let v = &h.series.values;

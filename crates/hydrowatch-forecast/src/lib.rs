@@ -11,7 +11,10 @@
 //! - a forecast starts at the end of the history it was given (the hour after its last
 //!   interval) and has exactly [`HORIZON`] points, each with `lower <= upper`;
 //! - no forecaster ever reads a value at or after the end of the history it was given: the
-//!   backtests depend on it.
+//!   backtests depend on it;
+//! - every forecaster works on the local wall clock ([`clock::WallClock`]): its seasonal lags,
+//!   calendar features and daily origins are local clock hours, 24 to a local day, and its
+//!   forecast is mapped back to the real hours after the history.
 
 pub mod artifact;
 pub mod backtest;
@@ -19,6 +22,9 @@ pub mod band;
 pub mod baseline;
 pub mod bench;
 pub mod calendar;
+pub mod clock;
+pub mod combination;
+pub mod forecaster;
 pub mod metrics;
 pub mod neural;
 pub mod scale;
@@ -29,6 +35,7 @@ use hydrowatch_core::Timestamp;
 
 pub use band::Band;
 pub use calendar::Holidays;
+pub use forecaster::{Fitted, Forecaster};
 pub use metrics::Scores;
 pub use series::{Filled, GapRules, Series, fill_gaps};
 
@@ -98,6 +105,16 @@ impl History {
             },
             timezone,
             holidays: Holidays::default(),
+        }
+    }
+
+    /// The last `len` intervals of the history (all of it when shorter).
+    pub fn tail(&self, len: usize) -> History {
+        let n = self.series.values.len();
+        History {
+            series: self.series.slice(n.saturating_sub(len), n),
+            timezone: self.timezone,
+            holidays: self.holidays.clone(),
         }
     }
 

@@ -264,7 +264,7 @@ fn a_listed_holiday_ahead_is_forecast_like_a_sunday_by_every_strategy() {
         .collect();
     let plain = History::hourly(0, values, chrono_tz::UTC);
     let mut listed = plain.clone();
-    listed.holidays = Holidays(vec![chrono::NaiveDate::from_ymd_opt(1970, 2, 20).unwrap()]);
+    listed.holidays = Holidays::new(vec![chrono::NaiveDate::from_ymd_opt(1970, 2, 20).unwrap()]);
     let holiday_mean = |h: &History, config: &NeuralConfig| {
         let fc = config.fit(h).unwrap().predict(h).unwrap();
         fc.points[24..48].iter().sum::<f64>() / 24.0

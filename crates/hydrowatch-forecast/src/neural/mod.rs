@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::{BLEND_DAYS, BLEND_WEEKS, blend_weights, seasonal_lags};
 use crate::calendar::{CALENDAR_FEATURES, DayKind, day_kinds, features};
+use crate::clock::WallClock;
 use crate::scale::MinMax;
 use crate::{
     Band, Fit, Forecast, ForecastError, GapRules, HORIZON, History, Predict, Scores, WEEK,
@@ -368,13 +369,16 @@ impl Fit for NeuralConfig {
 }
 
 impl NeuralConfig {
-    /// [`Fit::fit`], calling `progress(network index, epoch)` after each epoch.
+    /// [`Fit::fit`], calling `progress(network index, epoch)` after each epoch. The windows,
+    /// features and lags are taken on the history's wall clock.
     pub fn fit_with_progress(
         &self,
-        history: &History,
+        real: &History,
         mut progress: impl FnMut(usize, &EpochLog),
     ) -> Result<FittedNeural, ForecastError> {
         let started = Instant::now();
+        let clock = WallClock::of(real, None)?;
+        let history = &clock.local;
         if self.kind == ModelKind::Transformer && !self.units.is_multiple_of(self.heads.max(1)) {
             return Err(ForecastError::Input(format!(
                 "transformer: {} units are not divisible by {} heads",
@@ -517,10 +521,12 @@ impl NeuralConfig {
         let (val_scores, val_residuals) = score(val_o);
         let (test_scores, _) = score(test_o);
         let report = TrainingReport {
-            from: history.series.start,
-            to: history.series.end(),
+            from: real.series.start,
+            to: real.series.end(),
             windows: [train_o.len(), val_o.len(), test_o.len()],
-            test_from: history.series.time(test_o.first().copied().unwrap_or(n)),
+            test_from: test_o
+                .first()
+                .map_or(real.series.end(), |&o| clock.real_time(o)),
             epochs: log.iter().map(Vec::len).collect(),
             network_days,
             validation: Scores::mean(&val_scores),
@@ -539,8 +545,11 @@ impl NeuralConfig {
 }
 
 impl Predict for FittedNeural {
-    fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
+    fn predict(&self, real: &History) -> Result<Forecast, ForecastError> {
         let back = lookback(self.config.window);
+        // The lookback, and the neighbouring weeks that fill gaps in it.
+        let clock = WallClock::of(real, Some(back + 8 * WEEK))?;
+        let history = &clock.local;
         let n = history.series.values.len();
         if n < back {
             return Err(ForecastError::TooShort {
@@ -576,15 +585,7 @@ impl Predict for FittedNeural {
             &Device::flex(),
         );
         let points: Vec<f64> = scaled.iter().map(|v| self.scaler.unscale(*v)).collect();
-        let (lower, upper) = self.band.apply(&points);
-        Ok(Forecast {
-            start: history.series.end(),
-            step: history.series.step,
-            points,
-            lower,
-            upper,
-            model: self.name(),
-        })
+        Ok(clock.forecast(&points, &self.band, self.name()))
     }
 
     fn name(&self) -> String {
