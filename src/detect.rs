@@ -33,7 +33,9 @@ hydrowatch detect                  (the device database: readings not judged yet
 hydrowatch detect --since 2024-07-01 --until 2024-08-01   (the device database: a backfill)\n\n\
 On the database, alarms go to its alarms table and the detector's state (criteria, open alarms) \
 is saved with them, so the next run (or the daemon) continues where this one stopped.\n\n\
-OUT has one row per reading and series: time,series,value,stage,direction,percentile,kind. \
+OUT has one row per reading and series: time,series,value,stage,direction,percentile,kind; \
+the time as the input wrote it (to the second, or finer, when it has them), so that each verdict \
+joins back to its reading. \
 stage is 0 (normal) to 4: 1 interest (90th-95th percentile), 2 caution (95-98), 3 warning \
 (98-99), 4 critical (99-100), each band including its lower bound; kind names the check that gave \
 the stage (outlier, stuck, range, jump), or late/invalid for readings that could not be judged. \
@@ -187,12 +189,14 @@ struct Judging {
 }
 
 impl Judging {
-    /// Judges the readings `values` (one per series, `None`: missing) at `ts`; returns the
+    /// Judges the readings `values` (one per series, `None`: missing) at `ts`, written `time` in
+    /// the input (the verdicts repeat it, so that each joins back to its reading); returns the
     /// row's alarm transitions (the tick's first).
     fn row(
         &mut self,
         engine: &mut Runner,
         ts: Timestamp,
+        time: Option<&str>,
         values: &[Option<f64>],
     ) -> anyhow::Result<Vec<Alert>> {
         self.span = Some(self.span.map_or((ts, ts), |(a, _)| (a, ts)));
@@ -201,7 +205,10 @@ impl Judging {
         if let Some(s) = &mut self.scorer {
             s.alerts(&alerts);
         }
-        let time = self.verdicts.is_some().then(|| format_local(ts, self.tz));
+        let time = self
+            .verdicts
+            .is_some()
+            .then(|| time.map_or_else(|| format_local(ts, self.tz), str::to_string));
         for (i, v) in values.iter().enumerate() {
             let Some(v) = *v else { continue };
             let (judgement, new) = engine.observe(i, ts, v);
@@ -313,7 +320,7 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
     while let Some(row) = file.next_row() {
         let row = row?;
         judging
-            .row(&mut engine, row.ts, row.values)
+            .row(&mut engine, row.ts, Some(row.time), row.values)
             .with_context(|| output.display().to_string())?;
     }
     judging.finish()
@@ -356,7 +363,7 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         span: None,
     };
     let recorded = detector.judge(&mut store, since, until, None, &mut |runner, ts, values| {
-        judging.row(runner, ts, values)
+        judging.row(runner, ts, None, values)
     })?;
     println!(
         "recorded: {} alarm transitions ({} queued for the server), {} criteria fits, {} nights",

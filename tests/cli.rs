@@ -1261,6 +1261,50 @@ fn detect_writes_one_verdict_per_reading_alerts_as_json_lines_and_scores_labels(
 }
 
 #[test]
+fn detect_verdicts_keep_the_input_times_to_the_second() {
+    // An hour of 1-second readings: every verdict carries its reading's own time, as written,
+    // so that each joins back to it (issue #14's command-line contract).
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 3, 9)
+        .unwrap()
+        .and_hms_opt(10, 14, 33)
+        .unwrap();
+    let mut text = String::from("time,flow_rate,pressure\n");
+    let mut times = Vec::new();
+    for i in 0..3600 {
+        let t = (start + chrono::Duration::seconds(i))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        let flow = 50.0 + (i % 7) as f64 * 0.1;
+        text.push_str(&format!("{t},{flow:.2},4.{:02}\n", i % 13));
+        times.push(t);
+    }
+    write(d, "seconds.csv", &text);
+    ok(run(
+        d,
+        &[
+            "detect",
+            "--input",
+            "seconds.csv",
+            "--output",
+            "judged.csv",
+            "--timezone",
+            "Europe/Rome",
+        ],
+    ));
+    let judged = std::fs::read_to_string(d.join("judged.csv")).unwrap();
+    let flow: Vec<&str> = judged
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(1) == Some("flow_rate"))
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(flow, times, "one verdict per reading, at its own time");
+    assert_eq!(flow[0], "2020-03-09 10:14:33");
+}
+
+#[test]
 fn detect_on_the_database_continues_across_runs_like_one_file_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -125,6 +125,8 @@ pub struct Row<'a> {
     pub line: u64,
     /// The row's time.
     pub ts: Timestamp,
+    /// The row's time as the file writes it (trimmed), for output that must join back to it.
+    pub time: &'a str,
     /// One entry per series of [`ReadingsCsv::series`], in that order.
     pub values: &'a [Option<f64>],
 }
@@ -405,6 +407,8 @@ impl<R: BufRead> ReadingsCsv<R> {
         Some(Ok(Row {
             line,
             ts,
+            // It parsed as a time, so it is ASCII.
+            time: std::str::from_utf8(self.fields.get(0)).map_or("", str::trim),
             values: &self.values,
         }))
     }
