@@ -144,10 +144,12 @@ pub struct SeriesConfig {
     /// Percentiles where alarm stages 1-4 start (default [90, 95, 98, 99]).
     #[serde(default)]
     pub stages: Option<[f64; 4]>,
-    /// Minutes without a reading before a `stale` alarm (default 15).
+    /// Minutes without a reading before a `stale` alarm (default 15; never less than 3 of the
+    /// series' intervals between readings).
     #[serde(default)]
     pub stale_minutes: Option<u32>,
-    /// Minutes of identical readings before a `stuck` alarm (default 30).
+    /// Minutes of identical readings before a `stuck` alarm (default 30; never less than 4 of
+    /// the series' intervals).
     #[serde(default)]
     pub stuck_minutes: Option<u32>,
     /// Largest plausible change per minute (default a tenth of max - min).

@@ -3,6 +3,12 @@
 //!
 //! Stale (no reading for N minutes) is judged in [`crate::Detector::tick`], since it is the
 //! absence of readings.
+//!
+//! Windows are times, and never shorter than the series' own sampling allows: a series read
+//! every hour cannot be stale after 15 minutes, nor stuck after two equal readings. The typical
+//! interval is the median of [`GAPS`] recent intervals between readings; stale needs at least
+//! [`STALE_INTERVALS`] of them without a reading, stuck at least [`STUCK_INTERVALS`] of them of
+//! identical values (minute data: 3 and 4 minutes, under the defaults of 15 and 30).
 
 use chrono::NaiveDateTime;
 use chrono_tz::Tz;
@@ -42,6 +48,13 @@ impl LocalClock {
     }
 }
 
+/// Intervals between readings the typical interval is the median of.
+pub const GAPS: usize = 9;
+/// Typical intervals without a reading before a series can be stale.
+pub const STALE_INTERVALS: i64 = 3;
+/// Typical intervals of identical values before a series can be stuck.
+pub const STUCK_INTERVALS: i64 = 4;
+
 /// What the system checks remember of a series between readings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct CheckState {
@@ -49,6 +62,54 @@ pub(crate) struct CheckState {
     pub last: Option<(Timestamp, f64)>,
     /// First reading of the current run of identical values.
     pub same_since: Option<Timestamp>,
+    /// The last intervals between readings, seconds: a ring of at most [`GAPS`].
+    #[serde(default)]
+    gaps: Vec<i64>,
+    /// Where the next interval goes in the full ring.
+    #[serde(default)]
+    next_gap: usize,
+    /// The median of `gaps`, refreshed while the ring fills and each time it has turned round
+    /// (a sort per reading would cost the detector a third of its time).
+    #[serde(default)]
+    interval: Option<i64>,
+}
+
+impl CheckState {
+    /// The series' typical interval between readings (seconds), once one is known.
+    pub fn interval(&self) -> Option<i64> {
+        self.interval
+    }
+
+    /// Records the interval `gap` before a reading.
+    fn add_gap(&mut self, gap: i64) {
+        if self.gaps.len() < GAPS {
+            self.gaps.push(gap);
+        } else {
+            self.gaps[self.next_gap % GAPS] = gap;
+            self.next_gap = (self.next_gap + 1) % GAPS;
+        }
+        if self.gaps.len() < GAPS || self.next_gap == 0 {
+            let mut sorted = [0i64; GAPS];
+            let n = self.gaps.len().min(GAPS);
+            sorted[..n].copy_from_slice(&self.gaps[..n]);
+            sorted[..n].sort_unstable();
+            self.interval = Some(sorted[n / 2]);
+        }
+    }
+
+    /// Seconds without a reading after which the series is stale.
+    pub fn stale_after(&self, settings: &SeriesSettings) -> i64 {
+        let configured = i64::from(settings.stale_minutes) * 60;
+        self.interval()
+            .map_or(configured, |i| configured.max(STALE_INTERVALS * i))
+    }
+
+    /// Seconds of identical values after which the series is stuck.
+    fn stuck_after(&self, settings: &SeriesSettings) -> i64 {
+        let configured = i64::from(settings.stuck_minutes) * 60;
+        self.interval()
+            .map_or(configured, |i| configured.max(STUCK_INTERVALS * i))
+    }
 }
 
 /// The stage each check gives one reading, `(kind, direction, stage)`; 0 where normal.
@@ -60,6 +121,11 @@ pub(crate) fn judge(
 ) -> [(AlarmKind, Direction, u8); 5] {
     let (range_high, range_low) = (value > settings.max, value < settings.min);
     let (mut jump_high, mut jump_low) = (false, false);
+    if let Some((last_ts, _)) = state.last
+        && ts > last_ts
+    {
+        state.add_gap(ts - last_ts);
+    }
     match state.last {
         Some((last_ts, last_value)) if last_value == value => {
             state.same_since.get_or_insert(last_ts);
@@ -77,7 +143,7 @@ pub(crate) fn judge(
     }
     let stuck = state
         .same_since
-        .is_some_and(|since| ts - since >= i64::from(settings.stuck_minutes) * 60);
+        .is_some_and(|since| ts - since >= state.stuck_after(settings));
     state.last = Some((ts, value));
     let stage = |b: bool, s: u8| if b { s } else { 0 };
     [
@@ -118,6 +184,34 @@ mod tests {
         }
         let checks = judge(&mut state, &s, 31 * 60, 42.5);
         assert_eq!(stage_of(&checks, AlarmKind::Stuck, Direction::None), 0);
+    }
+
+    #[test]
+    fn windows_are_never_shorter_than_the_series_sampling_allows() {
+        let (s, mut state) = (settings(), CheckState::default());
+        // Minute data: the configured windows hold (15 and 30 minutes).
+        for minute in 0..20 {
+            judge(&mut state, &s, minute * 60, minute as f64);
+        }
+        assert_eq!(state.interval(), Some(60));
+        assert_eq!(state.stale_after(&s), 15 * 60);
+        // Hourly data: stale after 3 hours, stuck after 4 hours of identical values (5
+        // readings), not after 2 equal readings.
+        let mut state = CheckState::default();
+        for hour in 0..12 {
+            judge(&mut state, &s, hour * 3600, hour as f64);
+        }
+        assert_eq!(state.stale_after(&s), 3 * 3600);
+        for hour in 12..16 {
+            let checks = judge(&mut state, &s, hour * 3600, 42.0);
+            assert_eq!(
+                stage_of(&checks, AlarmKind::Stuck, Direction::None),
+                0,
+                "{hour}"
+            );
+        }
+        let checks = judge(&mut state, &s, 16 * 3600, 42.0);
+        assert_eq!(stage_of(&checks, AlarmKind::Stuck, Direction::None), 3);
     }
 
     #[test]

@@ -346,17 +346,19 @@ impl Detector {
     }
 
     /// Advances time to `now` without a reading: opens `stale` alarms of series silent for
-    /// their stale time, and closes nights whose window has passed.
+    /// their stale time (at least 3 of their typical intervals), and closes nights whose window
+    /// has passed.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Alert> {
         let local = self.clock.local(now);
         let mut alerts = Vec::new();
         for (index, (state, settings)) in
             self.saved.series.iter_mut().zip(&self.settings).enumerate()
         {
+            let stale_after = state.checks.stale_after(settings);
             let stale = state
                 .checks
                 .last
-                .is_some_and(|(last, _)| now - last >= i64::from(settings.stale_minutes) * 60);
+                .is_some_and(|(last, _)| now - last >= stale_after);
             let night = match (&mut state.night, &settings.night_flow) {
                 (Some(nf), Some(ns)) => nf.tick(ns, local),
                 _ => None,

@@ -181,6 +181,32 @@ fn a_silent_sensor_is_stale_until_it_reads_again() {
 }
 
 #[test]
+fn an_hourly_sensor_is_stale_after_three_missed_hours_not_after_fifteen_minutes() {
+    // Readings every hour (the shared DMAs' inflow): the 15-minute default would call every
+    // hour stale; the window grows to 3 of the series' own intervals.
+    let mut d = detector();
+    let mut alerts = Vec::new();
+    for h in 0..48 {
+        let ts = START + h * 3600;
+        alerts.extend(d.tick(ts));
+        alerts.extend(d.observe(0, ts, flow(ts)).1);
+    }
+    let stale = |a: &Vec<Alert>| a.iter().filter(|a| a.kind == AlarmKind::Stale).count();
+    // The second reading comes before any interval is known: one stale alarm, opened and
+    // cleared at once; none after.
+    assert!(stale(&alerts) <= 2, "{alerts:?}");
+    let last = START + 47 * 3600;
+    assert!(d.tick(last + 2 * 3600 + 59 * MINUTE).is_empty());
+    let silent = d.tick(last + 3 * 3600);
+    assert!(
+        silent
+            .iter()
+            .any(|a| a.kind == AlarmKind::Stale && a.state == Transition::Opened),
+        "{silent:?}"
+    );
+}
+
+#[test]
 fn each_stage_is_a_half_open_percentile_band() {
     let s = SeriesSettings::new("x", "", 0.0, 1.0, false);
     let cases = [
