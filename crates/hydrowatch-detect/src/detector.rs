@@ -203,6 +203,28 @@ impl Detector {
         self.saved.series[series].criteria = criteria;
     }
 
+    /// The earliest moment before `ts` at which a series whose stale alarm is not open passed
+    /// its stale window (see [`Detector::tick`]), if any did. Cheap when none did: one
+    /// comparison a series.
+    pub fn stale_before(&self, ts: Timestamp) -> Option<Timestamp> {
+        self.saved
+            .series
+            .iter()
+            .zip(&self.settings)
+            .filter_map(|(state, settings)| {
+                let (last, _) = state.checks.last?;
+                let due = last + state.checks.stale_after(settings);
+                let open = || {
+                    state
+                        .machines
+                        .iter()
+                        .any(|m| m.kind == AlarmKind::Stale && m.open.is_some())
+                };
+                (due < ts && !open()).then_some(due)
+            })
+            .min()
+    }
+
     /// Time of the last reading judged of series `series`.
     pub fn last_judged(&self, series: usize) -> Option<Timestamp> {
         self.saved.series[series].checks.last.map(|(t, _)| t)

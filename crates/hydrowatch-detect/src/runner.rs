@@ -117,7 +117,10 @@ impl Runner {
     }
 
     /// Advances to `ts` (the time of the next readings): refits the criteria when due and
-    /// ticks the detector. Returns the alarm transitions of the tick (stale sensors, nights).
+    /// ticks the detector, first at the moment each silence before `ts` passed its stale
+    /// window (a file or a backlog with a gap raises its stale alarm when the live device
+    /// would have, not when the next reading arrives). Returns the alarm transitions of the
+    /// ticks (stale sensors, nights).
     pub fn advance(&mut self, ts: Timestamp) -> Vec<Alert> {
         match self.refit {
             Refit::Daily(at) => {
@@ -145,7 +148,16 @@ impl Runner {
                 }
             }
         }
-        self.detector.tick(ts)
+        let mut alerts = Vec::new();
+        // Each earlier tick opens one series' stale alarm, so as many as there are series.
+        for _ in 0..self.buffers.len() {
+            match self.detector.stale_before(ts) {
+                Some(due) => alerts.extend(self.detector.tick(due)),
+                None => break,
+            }
+        }
+        alerts.extend(self.detector.tick(ts));
+        alerts
     }
 
     /// Judges one reading of series `series` (call [`Runner::advance`] to its time first).
@@ -209,5 +221,42 @@ mod tests {
         }
         assert_eq!(fitted_at, vec![48 * 3600]);
         assert_eq!(r.detector.criteria(0).unwrap().fitted_at, 48 * 3600);
+    }
+
+    #[test]
+    fn a_gap_in_a_file_is_stale_when_a_live_device_would_have_said_so() {
+        // Two series read every minute, then no row for 40 minutes: the stale alarms open 15
+        // minutes into the silence (stamped then), not when the next row arrives.
+        let tz = chrono_tz::UTC;
+        let settings = vec![
+            SeriesSettings::new("a", "", 0.0, 100.0, false),
+            SeriesSettings::new("b", "", 0.0, 100.0, false),
+        ];
+        let mut r = Runner::new(
+            Detector::new(tz, settings).unwrap(),
+            tz,
+            Refit::Once(i64::MAX),
+        );
+        let mut alerts = Vec::new();
+        let minutes = (0..60).chain(100..110);
+        for m in minutes {
+            let ts = m * 60;
+            alerts.extend(r.advance(ts));
+            for series in 0..2 {
+                alerts.extend(r.observe(series, ts, 40.0 + (m % 5) as f64).1);
+            }
+        }
+        let opened: Vec<(String, Timestamp)> = alerts
+            .iter()
+            .filter(|a| a.kind == crate::AlarmKind::Stale && a.state == crate::Transition::Opened)
+            .map(|a| (a.series.clone(), a.time))
+            .collect();
+        assert_eq!(opened, vec![("a".into(), 74 * 60), ("b".into(), 74 * 60)]);
+        assert!(
+            alerts
+                .iter()
+                .filter(|a| a.kind == crate::AlarmKind::Stale)
+                .any(|a| a.state == crate::Transition::Cleared && a.time == 100 * 60)
+        );
     }
 }
