@@ -301,15 +301,6 @@ pub(crate) fn seasonal_blend_points(history: &History) -> Result<Vec<f64>, Forec
         .collect())
 }
 
-impl SeasonalBlend {
-    /// The blend without a band (the combination's member: its band is the combination's).
-    pub(crate) fn without_band() -> FittedSeasonalBlend {
-        FittedSeasonalBlend {
-            band: Band::from_residuals(&[], HORIZON),
-        }
-    }
-}
-
 impl Fit for SeasonalBlend {
     type Fitted = FittedSeasonalBlend;
     fn fit(&self, history: &History) -> Result<FittedSeasonalBlend, ForecastError> {
@@ -350,7 +341,7 @@ pub struct FittedMstlEts {
     band: Band,
 }
 
-fn mstl_points(history: &History, weeks: usize) -> Result<Vec<f64>, ForecastError> {
+pub(crate) fn mstl_points(history: &History, weeks: usize) -> Result<Vec<f64>, ForecastError> {
     let v = seasonal_fill(history);
     if v.len() < 2 * WEEK {
         return Err(ForecastError::TooShort {
@@ -366,16 +357,6 @@ fn mstl_points(history: &History, weeks: usize) -> Result<Vec<f64>, ForecastErro
     let fc = augurs::Predict::predict(&fitted, HORIZON, None)
         .map_err(|e| ForecastError::Baseline(e.to_string()))?;
     Ok(fc.point)
-}
-
-impl MstlEts {
-    /// This MSTL+ETS without a band (the combination's member: its band is the combination's).
-    pub(crate) fn without_band(self) -> FittedMstlEts {
-        FittedMstlEts {
-            weeks: self.weeks.max(2),
-            band: Band::from_residuals(&[], HORIZON),
-        }
-    }
 }
 
 impl Fit for MstlEts {

@@ -30,10 +30,9 @@
 use hydrowatch_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::{
-    BLEND_WEEKS, FittedMstlEts, FittedSeasonalBlend, MstlEts, SeasonalBlend, seasonal_blend_points,
-};
+use crate::baseline::{BLEND_WEEKS, MstlEts, PREDICT_TAIL, mstl_points, seasonal_blend_points};
 use crate::clock::{WallClock, day_starts};
+use crate::forecaster::Forecaster;
 use crate::neural::{EpochLog, FittedNeural, ModelKind, NeuralConfig, Strategy};
 use crate::{Band, Fit, Forecast, ForecastError, HORIZON, History, Predict, WEEK};
 
@@ -269,24 +268,23 @@ fn combine(weights: &[Vec<f64>], members: &[Vec<f64>]) -> Vec<f64> {
 /// member that cannot forecast there.
 fn member_points(
     network: Option<&FittedNeural>,
-    mstl: &FittedMstlEts,
+    mstl_weeks: usize,
     history: &History,
 ) -> Result<Vec<Vec<f64>>, ForecastError> {
-    let blend = blend().predict(history)?.points;
-    let or_blend = |r: Result<Forecast, ForecastError>| match r {
-        Ok(fc) => Ok(fc.points),
+    // Both baselines read the same wall-clock history: it is laid out once for them.
+    let clock = WallClock::of(history, Some(PREDICT_TAIL))?;
+    let blend = clock.to_real(&seasonal_blend_points(&clock.local)?);
+    let or_blend = |r: Result<Vec<f64>, ForecastError>| match r {
+        Ok(points) => Ok(points),
         Err(ForecastError::Input(_) | ForecastError::TooShort { .. }) => Ok(blend.clone()),
         Err(e) => Err(e),
     };
-    let mut out = vec![blend.clone(), or_blend(mstl.predict(history))?];
+    let mstl = or_blend(mstl_points(&clock.local, mstl_weeks.max(2)).map(|p| clock.to_real(&p)))?;
+    let mut out = vec![blend.clone(), mstl];
     if let Some(net) = network {
-        out.push(or_blend(net.predict(history))?);
+        out.push(or_blend(net.predict(history).map(|fc| fc.points))?);
     }
     Ok(out)
-}
-
-fn blend() -> FittedSeasonalBlend {
-    SeasonalBlend::without_band()
 }
 
 impl Combination {
@@ -322,11 +320,7 @@ impl Combination {
                 Err(e) => return Err(e),
             },
         };
-        let mstl = MstlEts {
-            weeks: self.mstl_weeks,
-        }
-        .without_band();
-        let mut members = vec![blend().name(), mstl.name()];
+        let mut members = vec![Forecaster::SeasonalBlend.name(), Forecaster::MstlEts.name()];
         if let Some(net) = &network {
             members.push(net.name());
         }
@@ -334,7 +328,7 @@ impl Combination {
         let mut actuals = Vec::with_capacity(origins.len());
         let mut used = Vec::with_capacity(origins.len());
         for &o in &origins {
-            match member_points(network.as_ref(), &mstl, &history.until(o)) {
+            match member_points(network.as_ref(), self.mstl_weeks, &history.until(o)) {
                 Ok(points) => {
                     forecasts.push(points);
                     actuals.push(history.series.values[o..o + HORIZON].to_vec());
@@ -347,7 +341,7 @@ impl Combination {
         }
         // Nothing to learn from and nothing to forecast with: the blend cannot forecast yet.
         if forecasts.is_empty() {
-            blend().predict(history)?;
+            seasonal_blend_points(&WallClock::of(history, Some(PREDICT_TAIL))?.local)?;
         }
         let weights = learn_weights(&forecasts, &actuals);
         let combined: Vec<Vec<f64>> = forecasts.iter().map(|f| combine(&weights, f)).collect();
@@ -394,11 +388,7 @@ impl Fit for Combination {
 
 impl Predict for FittedCombination {
     fn predict(&self, history: &History) -> Result<Forecast, ForecastError> {
-        let mstl = MstlEts {
-            weeks: self.config.mstl_weeks,
-        }
-        .without_band();
-        let members = member_points(self.network.as_ref(), &mstl, history)?;
+        let members = member_points(self.network.as_ref(), self.config.mstl_weeks, history)?;
         let points = combine(&self.weights, &members);
         let (lower, upper) = self.band.apply(&points);
         Ok(Forecast {
@@ -419,6 +409,7 @@ impl Predict for FittedCombination {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baseline::SeasonalBlend;
 
     /// `weeks` of a daily cycle on a level that climbs steadily: MSTL's trend follows the
     /// climb, the seasonal blend (weeks 1-5 ago) lags behind it by weeks.
