@@ -38,11 +38,12 @@ pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
     let today = chrono::Utc::now()
         .with_timezone(&c.device.timezone)
         .date_naive();
-    let ran_out = match (calendar.known_until, calendar.holidays.days().last()) {
-        (Some(until), _) if until < today => {
+    let last_listed = calendar.holidays.entries().last().map(|h| h.date);
+    let ran_out = match (calendar.ended(today), calendar.known_until, last_listed) {
+        (Some(until), ..) => {
             format!(" (the national calendar ended {until}: list the coming holidays)")
         }
-        (None, Some(last)) if *last < today => " (all past: list the coming years)".into(),
+        (None, None, Some(last)) if last < today => " (all past: list the coming years)".into(),
         _ => String::new(),
     };
     println!("  holidays  {}{ran_out}", calendar.describe());

@@ -208,7 +208,7 @@ impl Daemon {
             .map_err(|e| DaemonError::Setup(e.to_string()))?;
         tracing::info!("holidays: {}", calendar.describe());
         let today = chrono::Utc::now().with_timezone(&tz).date_naive();
-        if let Some(until) = calendar.known_until.filter(|u| *u < today) {
+        if let Some(until) = calendar.ended(today) {
             tracing::warn!(
                 "the national holiday calendar ends {until}: list the coming holidays in [forecast] holidays"
             );

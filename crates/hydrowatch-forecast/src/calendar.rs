@@ -54,6 +54,12 @@ pub struct DeviceCalendar {
 }
 
 impl DeviceCalendar {
+    /// The last day of the national calendar, when it is before `today`: the device has no
+    /// national holidays from then on (the daemon warns, `config check` says so).
+    pub fn ended(&self, today: NaiveDate) -> Option<NaiveDate> {
+        self.known_until.filter(|until| *until < today)
+    }
+
     /// One line for logs and `config check`: which calendar is in force and until when.
     pub fn describe(&self) -> String {
         let region = self
