@@ -13,7 +13,7 @@ use chrono::Datelike;
 use hydrowatch_core::Timestamp;
 
 use crate::baseline::SeasonalBlend;
-use crate::clock::{date_of, day_starts, week_starts, weeks_before_end};
+use crate::clock::{day_starts, week_starts, weeks_before_end};
 use crate::{Fit, Forecast, ForecastError, HORIZON, History, Predict, Scores};
 
 /// Which origins a backtest forecasts from.
@@ -112,7 +112,7 @@ pub const SEASONS: [&str; 4] = ["Dec-Feb", "Mar-May", "Jun-Aug", "Sep-Nov"];
 
 /// The season (index into [`SEASONS`]) of the local date of `ts` in the history's zone.
 pub fn season_of(history: &History, ts: Timestamp) -> usize {
-    (date_of(ts, history.timezone).month() as usize % 12) / 3
+    (hydrowatch_core::time::local_date(ts, history.timezone).month() as usize % 12) / 3
 }
 
 /// [`score`] per season of the forecasts' origins (a season without origins is left out).

@@ -22,6 +22,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike, Weekday};
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
+use hydrowatch_core::time::local_date;
 
 use crate::calendar::{OBSERVED_DAYS, observed};
 use crate::{Band, Forecast, ForecastError, HORIZON, History, Series, WEEK};
@@ -189,15 +190,15 @@ fn real_instant(local: Timestamp, zone: Tz) -> Timestamp {
 }
 
 /// The local date of interval `i` of a real hourly history.
-fn local_date(history: &History, i: usize) -> NaiveDate {
-    local_hour(history.series.time(i), history.timezone).date()
+fn date_at(history: &History, i: usize) -> NaiveDate {
+    local_date(history.series.time(i), history.timezone)
 }
 
 /// Indices `i` in `from..=to` of `history` whose hour starts a local day (local midnight, or
 /// the first hour of a day whose clock skipped midnight): the origins of daily forecasts.
 pub fn day_starts(history: &History, from: usize, to: usize) -> Vec<usize> {
     (from.max(1)..=to)
-        .filter(|&i| local_date(history, i) != local_date(history, i - 1))
+        .filter(|&i| date_at(history, i) != date_at(history, i - 1))
         .collect()
 }
 
@@ -206,7 +207,7 @@ pub fn day_starts(history: &History, from: usize, to: usize) -> Vec<usize> {
 pub fn week_starts(history: &History, from: usize, to: usize) -> Vec<usize> {
     day_starts(history, from, to)
         .into_iter()
-        .filter(|&i| local_date(history, i).weekday() == Weekday::Mon)
+        .filter(|&i| date_at(history, i).weekday() == Weekday::Mon)
         .collect()
 }
 
@@ -223,11 +224,6 @@ pub fn weeks_before_end(history: &History, weeks: usize) -> usize {
     (near..n)
         .find(|&i| local_hour(s.time(i), history.timezone) >= cutoff)
         .unwrap_or(n)
-}
-
-/// The local date of the real instant `ts` in `zone`.
-pub fn date_of(ts: Timestamp, zone: Tz) -> NaiveDate {
-    local_hour(ts, zone).date()
 }
 
 #[cfg(test)]
@@ -320,7 +316,7 @@ mod tests {
         let weeks = week_starts(&h, 0, h.series.values.len() - 1);
         assert_eq!(weeks, vec![days[6]]);
         assert_eq!(
-            date_of(h.series.time(weeks[0]), Rome),
+            local_date(h.series.time(weeks[0]), Rome),
             NaiveDate::from_ymd_opt(2021, 11, 1).unwrap()
         );
         // Another interval than an hour is refused, not misread.
