@@ -3,7 +3,6 @@
 //! seasonal naive; `--select` records each series' winner.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -221,36 +220,27 @@ fn read_external(
     Ok((out, banded))
 }
 
-/// Writes `forecasts` as `dir/<series>.csv`, `origin,time,value,lower,upper` in RFC 3339 local
-/// times with their offset.
+/// Writes `forecasts` as `dir/<series>.csv`, the form `--external` reads.
 fn write_forecasts(dir: &Path, series: &str, forecasts: &[Forecast], tz: Tz) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("{series}.csv"));
-    let rfc = |ts: i64| {
-        chrono::DateTime::from_timestamp(ts, 0)
-            .map(|t| t.with_timezone(&tz).to_rfc3339())
-            .unwrap_or_default()
-    };
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?,
-    );
-    writeln!(out, "origin,time,value,lower,upper")?;
-    for fc in forecasts {
-        for h in 0..fc.points.len() {
-            writeln!(
-                out,
-                "{},{},{},{},{}",
-                rfc(fc.start),
-                rfc(fc.time(h)),
-                fc.points[h],
-                fc.lower[h],
-                fc.upper[h]
-            )?;
-        }
-    }
-    out.flush()
-        .with_context(|| format!("cannot write {}", path.display()))
+    let rows: Vec<hydrowatch_csv::ForecastRow> = forecasts
+        .iter()
+        .flat_map(|fc| {
+            (0..fc.points.len()).map(move |h| hydrowatch_csv::ForecastRow {
+                line: 0,
+                origin: fc.start,
+                time: fc.time(h),
+                value: fc.points[h],
+                lower: Some(fc.lower[h]),
+                upper: Some(fc.upper[h]),
+            })
+        })
+        .collect();
+    Ok(hydrowatch_csv::write_forecasts(
+        &dir.join(format!("{series}.csv")),
+        &rows,
+        tz,
+    )?)
 }
 
 /// One series' backtest: the results in the order of the forecasters, externals last.

@@ -8,7 +8,7 @@
 //! error naming the file, line, column and a short prefix of the text.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 use chrono_tz::Tz;
@@ -34,6 +34,37 @@ pub struct ForecastRow {
     pub lower: Option<f64>,
     /// 90% bound, if given.
     pub upper: Option<f64>,
+}
+
+/// Writes `rows` as the forecasts file `path` (`origin,time,value,lower,upper`, times in RFC
+/// 3339 with their offset in `tz`; a row without bounds leaves them empty): what
+/// [`read_forecasts`] reads back.
+pub fn write_forecasts(path: &Path, rows: &[ForecastRow], tz: Tz) -> Result<(), CsvError> {
+    let io = |source| CsvError::Io {
+        file: path.display().to_string(),
+        source,
+    };
+    let rfc = |ts: Timestamp| {
+        chrono::DateTime::from_timestamp(ts, 0)
+            .map(|t| t.with_timezone(&tz).to_rfc3339())
+            .unwrap_or_default()
+    };
+    let bound = |b: Option<f64>| b.map_or_else(String::new, |b| b.to_string());
+    let mut out = BufWriter::new(File::create(path).map_err(io)?);
+    writeln!(out, "origin,time,value,lower,upper").map_err(io)?;
+    for r in rows {
+        writeln!(
+            out,
+            "{},{},{},{},{}",
+            rfc(r.origin),
+            rfc(r.time),
+            r.value,
+            bound(r.lower),
+            bound(r.upper)
+        )
+        .map_err(io)?;
+    }
+    out.flush().map_err(io)
 }
 
 /// Reads every row of the forecasts file `path`.

@@ -28,7 +28,7 @@ use hydrowatch_core::{LocalTimeParser, TimeError, Timestamp, check_series_name};
 
 mod forecasts;
 
-pub use forecasts::{ForecastRow, MAX_FORECASTS_BYTES, read_forecasts};
+pub use forecasts::{ForecastRow, MAX_FORECASTS_BYTES, read_forecasts, write_forecasts};
 
 /// At most the first 40 characters of `text` (and `...` when cut): what an error echoes of a
 /// value, however long it is.
