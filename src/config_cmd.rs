@@ -16,7 +16,19 @@ pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
     let series: Vec<String> = c
         .series
         .iter()
-        .map(|s| format!("{} ({}, {}..{})", s.name, s.unit, s.min, s.max))
+        .map(|s| {
+            let limit = |x: Option<f64>| x.map_or("learned".to_string(), |x| x.to_string());
+            let rate = s
+                .max_rate
+                .map_or("learned".to_string(), |r| format!("{r}/min"));
+            format!(
+                "{} ({}, range {} to {}, largest change {rate})",
+                s.name,
+                s.unit,
+                limit(s.min),
+                limit(s.max)
+            )
+        })
         .collect();
     println!("{}: valid", file.display());
     println!("  device    {} in {}", c.device.id, c.device.timezone);

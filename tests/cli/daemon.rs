@@ -543,8 +543,9 @@ fn bad_input_is_answered_logged_and_counted_and_never_stops_the_daemon() {
         a.starts_with("error: line 6:") && a.contains("fields"),
         "{a}"
     );
-    // The sensor stopped sending 5 minutes ago: a stale alarm opens at the next tick.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // The sensor stopped sending 5 minutes ago: a stale alarm opens at the first tick after
+    // nothing arrived for 10 s (until then, readings are judged by their own times).
+    let deadline = Instant::now() + Duration::from_secs(40);
     while !store(d)
         .alarms(true)
         .unwrap()
@@ -990,4 +991,82 @@ fn serve_on_postgres_stops_cleanly_on_sigterm() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn a_gateway_flushing_hours_of_buffered_readings_opens_no_stale_alarm_per_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", unused_port());
+    let text = format!(
+        "[device]\nid = \"dma-7\"\n\n[[series]]\nname = \"flow_rate\"\nunit = \"m3/h\"\n\n\
+         [[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
+    );
+    write(d, "b.toml", &text);
+    let mut child = start_daemon(d, "b.toml", Stdio::null());
+    wait_listening(&addr);
+    let tz = chrono_tz::Asia::Seoul;
+    let now = chrono::Utc::now().timestamp() / 60 * 60;
+    // Three hours of minute readings buffered by a gateway during an outage; inside them, the
+    // sensor itself was silent for 30 minutes (minutes 60-89).
+    let first = now - 180 * 60;
+    let lines: Vec<String> = (0..180)
+        .filter(|m| !(60..90).contains(m))
+        .map(|m| {
+            let ts = first + m * 60;
+            format!(
+                "{},flow_rate,{}\n",
+                hydrowatch_core::time::format_local(ts, tz),
+                100 + m % 7
+            )
+        })
+        .collect();
+    // Flushed in batches with pauses, so detection runs between them as it does live.
+    let stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for chunk in lines.chunks(10) {
+        writer.write_all(chunk.join("").as_bytes()).unwrap();
+        for _ in chunk {
+            let mut answer = String::new();
+            reader.read_line(&mut answer).unwrap();
+            assert_eq!(answer, "ok\n");
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    // Everything judged: the silence inside the backlog opened its stale alarm when the live
+    // device would have (15 minutes into it) and the next reading cleared it; no batch opened
+    // one of its own.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stale = loop {
+        let stale: Vec<_> = store(d)
+            .alarms(false)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.kind == "stale")
+            .collect();
+        if stale.iter().any(|a| a.cleared_at.is_some()) {
+            break stale;
+        }
+        assert!(Instant::now() < deadline, "{stale:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].opened_at, first + 59 * 60 + 15 * 60);
+    assert_eq!(stale[0].cleared_at, Some(first + 90 * 60));
+    assert_eq!(
+        store(d)
+            .alarms(false)
+            .unwrap()
+            .iter()
+            .filter(|a| a.kind == "stale")
+            .count(),
+        1
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -137,10 +137,13 @@ pub struct SeriesConfig {
     pub name: String,
     /// Unit of the values, e.g. `m3/h` or `bar`.
     pub unit: String,
-    /// Lowest value the sensor can physically report.
-    pub min: f64,
-    /// Highest value the sensor can physically report.
-    pub max: f64,
+    /// Lowest value the sensor can physically report (default: learned from the series'
+    /// history).
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Highest value the sensor can physically report (default: learned).
+    #[serde(default)]
+    pub max: Option<f64>,
     /// Percentiles where alarm stages 1-4 start (default [90, 95, 98, 99]).
     #[serde(default)]
     pub stages: Option<[f64; 4]>,
@@ -152,7 +155,8 @@ pub struct SeriesConfig {
     /// the series' intervals).
     #[serde(default)]
     pub stuck_minutes: Option<u32>,
-    /// Largest plausible change per minute (default a tenth of max - min).
+    /// Largest plausible change per minute (default: learned from the series' history, with
+    /// the changes that recur every day or week counted as normal).
     #[serde(default)]
     pub max_rate: Option<f64>,
     /// Track the minimum night flow (default: when the unit is a rate such as m3/h or L/s).
@@ -446,8 +450,8 @@ fn default_series() -> Vec<SeriesConfig> {
         SeriesConfig {
             name: "flow_rate".into(),
             unit: "m3/h".into(),
-            min: 0.0,
-            max: 2000.0,
+            min: None,
+            max: None,
             stages: None,
             stale_minutes: None,
             stuck_minutes: None,
@@ -457,8 +461,8 @@ fn default_series() -> Vec<SeriesConfig> {
         SeriesConfig {
             name: "pressure".into(),
             unit: "bar".into(),
-            min: 0.0,
-            max: 16.0,
+            min: None,
+            max: None,
             stages: None,
             stale_minutes: None,
             stuck_minutes: None,
@@ -584,10 +588,18 @@ impl Config {
                     "{key}.unit is empty: give the unit, e.g. \"m3/h\" or \"bar\""
                 ));
             }
-            if !s.min.is_finite() || !s.max.is_finite() || s.min >= s.max {
+            for (field, value) in [("min", s.min), ("max", s.max)] {
+                if let Some(v) = value
+                    && !v.is_finite()
+                {
+                    p.push(format!("{key}.{field} = {v}: a finite number"));
+                }
+            }
+            if let (Some(min), Some(max)) = (s.min, s.max)
+                && min >= max
+            {
                 p.push(format!(
-                    "{key}: min = {} and max = {} must be finite numbers with min < max",
-                    s.min, s.max
+                    "{key}: min = {min} and max = {max} must have min < max"
                 ));
             }
             if let Some(st) = s.stages

@@ -219,6 +219,18 @@ pub fn format_local(ts: Timestamp, tz: Tz) -> String {
     }
 }
 
+/// Formats an instant as RFC 3339 local time in `tz` with its offset, to the second
+/// (`2024-01-29T19:01:05+09:00`): unambiguous across daylight saving, and it keeps the
+/// reading's full resolution.
+pub fn format_rfc3339_local(ts: Timestamp, tz: Tz) -> String {
+    match DateTime::from_timestamp(ts, 0) {
+        Some(t) => t
+            .with_timezone(&tz)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        None => format!("@{ts}"),
+    }
+}
+
 /// The offset (seconds, modulo one hour) at which a zone's hours start relative to UTC hours:
 /// 0 for most zones, 1800 for India (+05:30) or Adelaide (+09:30), 2700 for Nepal (+05:45).
 /// Hourly buckets start at `ts ≡ phase (mod 3600)`, so they are whole local hours.

@@ -1,4 +1,4 @@
-//! System checks of one series (stuck, outside the physical range, jump) and the local clock
+//! System checks of one series (stuck, outside the plausible range, jump) and the local clock
 //! the detector reads hours and nights from.
 //!
 //! Stale (no reading for N minutes) is judged in [`crate::Detector::tick`], since it is the
@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::{AlarmKind, Direction, SeriesSettings};
+use crate::{AlarmKind, Direction, Limits, SeriesSettings};
 
 /// Local time of instants, with the zone's offset cached for the quarter hour it holds in
 /// (every zone's offset changes only on a quarter hour), so a reading costs an addition.
@@ -112,14 +112,20 @@ impl CheckState {
     }
 }
 
-/// The stage each check gives one reading, `(kind, direction, stage)`; 0 where normal.
+/// The stage each check gives one reading, `(kind, direction, stage)`; 0 where normal. Where
+/// the settings leave the range or the largest change open, the `learned` limits (if any yet)
+/// stand in (`hour`: the reading's local hour of the week, where learned changes differ).
 pub(crate) fn judge(
     state: &mut CheckState,
     settings: &SeriesSettings,
-    ts: Timestamp,
+    learned: Option<&Limits>,
+    (ts, hour): (Timestamp, usize),
     value: f64,
 ) -> [(AlarmKind, Direction, u8); 5] {
-    let (range_high, range_low) = (value > settings.max, value < settings.min);
+    let min = settings.min.or(learned.map(|l| l.min));
+    let max = settings.max.or(learned.map(|l| l.max));
+    let range_high = max.is_some_and(|m| value > m);
+    let range_low = min.is_some_and(|m| value < m);
     let (mut jump_high, mut jump_low) = (false, false);
     if let Some((last_ts, _)) = state.last
         && ts > last_ts
@@ -132,18 +138,32 @@ pub(crate) fn judge(
         }
         Some((last_ts, last_value)) => {
             state.same_since = None;
-            if let Some(rate) = settings.max_rate {
-                let minutes = ((ts - last_ts) as f64 / 60.0).max(1.0);
-                let change = (value - last_value) / minutes;
-                jump_high = change > rate;
-                jump_low = -change > rate;
+            let gap = ts - last_ts;
+            // The change allowed over `gap`: a configured rate per minute (a gap under a
+            // minute allows a minute's change), or the learned step per typical interval.
+            let allowed = match (settings.max_rate, learned) {
+                (Some(rate), _) => Some(rate * gap.max(60) as f64 / 60.0),
+                (None, Some(l)) => {
+                    let interval = l.interval.max(1);
+                    Some(l.step_at(hour) * gap.max(interval) as f64 / interval as f64)
+                }
+                (None, None) => None,
+            };
+            if let Some(allowed) = allowed {
+                let change = value - last_value;
+                jump_high = change > allowed;
+                jump_low = -change > allowed;
             }
         }
         None => state.same_since = None,
     }
-    let stuck = state
-        .same_since
-        .is_some_and(|since| ts - since >= state.stuck_after(settings));
+    // A value the series rests at (a pump off) is never stuck, nor is zero: a meter reads 0
+    // when nothing flows (its low-flow cut-off), while a frozen sensor repeats its last value.
+    let resting = value == 0.0 || learned.is_some_and(|l| l.resting.contains(&value));
+    let stuck = !resting
+        && state
+            .same_since
+            .is_some_and(|since| ts - since >= state.stuck_after(settings));
     state.last = Some((ts, value));
     let stage = |b: bool, s: u8| if b { s } else { 0 };
     [
@@ -160,7 +180,9 @@ mod tests {
     use super::*;
 
     fn settings() -> SeriesSettings {
-        SeriesSettings::new("flow_rate", "m3/h", 0.0, 100.0, true)
+        let mut s = SeriesSettings::new("flow_rate", "m3/h", true);
+        (s.min, s.max, s.max_rate) = (Some(0.0), Some(100.0), Some(10.0));
+        s
     }
 
     fn stage_of(checks: &[(AlarmKind, Direction, u8); 5], kind: AlarmKind, d: Direction) -> u8 {
@@ -174,7 +196,7 @@ mod tests {
     fn stuck_starts_after_the_configured_minutes_of_identical_values() {
         let (s, mut state) = (settings(), CheckState::default());
         for minute in 0..=30 {
-            let checks = judge(&mut state, &s, minute * 60, 42.0);
+            let checks = judge(&mut state, &s, None, (minute * 60, 0), 42.0);
             let expected = if minute >= 30 { 3 } else { 0 };
             assert_eq!(
                 stage_of(&checks, AlarmKind::Stuck, Direction::None),
@@ -182,7 +204,7 @@ mod tests {
                 "minute {minute}"
             );
         }
-        let checks = judge(&mut state, &s, 31 * 60, 42.5);
+        let checks = judge(&mut state, &s, None, (31 * 60, 0), 42.5);
         assert_eq!(stage_of(&checks, AlarmKind::Stuck, Direction::None), 0);
     }
 
@@ -191,7 +213,7 @@ mod tests {
         let (s, mut state) = (settings(), CheckState::default());
         // Minute data: the configured windows hold (15 and 30 minutes).
         for minute in 0..20 {
-            judge(&mut state, &s, minute * 60, minute as f64);
+            judge(&mut state, &s, None, (minute * 60, 0), minute as f64);
         }
         assert_eq!(state.interval(), Some(60));
         assert_eq!(state.stale_after(&s), 15 * 60);
@@ -199,38 +221,38 @@ mod tests {
         // readings), not after 2 equal readings.
         let mut state = CheckState::default();
         for hour in 0..12 {
-            judge(&mut state, &s, hour * 3600, hour as f64);
+            judge(&mut state, &s, None, (hour * 3600, 0), hour as f64);
         }
         assert_eq!(state.stale_after(&s), 3 * 3600);
         for hour in 12..16 {
-            let checks = judge(&mut state, &s, hour * 3600, 42.0);
+            let checks = judge(&mut state, &s, None, (hour * 3600, 0), 42.0);
             assert_eq!(
                 stage_of(&checks, AlarmKind::Stuck, Direction::None),
                 0,
                 "{hour}"
             );
         }
-        let checks = judge(&mut state, &s, 16 * 3600, 42.0);
+        let checks = judge(&mut state, &s, None, (16 * 3600, 0), 42.0);
         assert_eq!(stage_of(&checks, AlarmKind::Stuck, Direction::None), 3);
     }
 
     #[test]
     fn range_and_jump_have_directions() {
         let (s, mut state) = (settings(), CheckState::default());
-        judge(&mut state, &s, 0, 50.0);
-        let up = judge(&mut state, &s, 60, 61.0);
+        judge(&mut state, &s, None, (0, 0), 50.0);
+        let up = judge(&mut state, &s, None, (60, 0), 61.0);
         assert_eq!(stage_of(&up, AlarmKind::Jump, Direction::High), 3);
-        let down = judge(&mut state, &s, 120, 50.5);
+        let down = judge(&mut state, &s, None, (120, 0), 50.5);
         assert_eq!(stage_of(&down, AlarmKind::Jump, Direction::Low), 3);
         // 10 per minute is the limit (a tenth of the range); over 2 minutes 19 is fine.
-        let slow = judge(&mut state, &s, 240, 69.5);
+        let slow = judge(&mut state, &s, None, (240, 0), 69.5);
         assert_eq!(stage_of(&slow, AlarmKind::Jump, Direction::High), 0);
-        let high = judge(&mut state, &s, 300, 100.5);
+        let high = judge(&mut state, &s, None, (300, 0), 100.5);
         assert_eq!(stage_of(&high, AlarmKind::Range, Direction::High), 4);
-        let low = judge(&mut state, &s, 360, -0.1);
+        let low = judge(&mut state, &s, None, (360, 0), -0.1);
         assert_eq!(stage_of(&low, AlarmKind::Range, Direction::Low), 4);
         // Exactly on the limits is inside the range.
-        let edge = judge(&mut state, &s, 420, 0.0);
+        let edge = judge(&mut state, &s, None, (420, 0), 0.0);
         assert_eq!(stage_of(&edge, AlarmKind::Range, Direction::Low), 0);
     }
 

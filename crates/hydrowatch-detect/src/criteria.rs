@@ -22,6 +22,7 @@ use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::Limits;
 use crate::checks::LocalClock;
 
 /// How finely the criteria are resolved.
@@ -50,13 +51,29 @@ pub struct Criteria {
     pub centres: (f64, f64),
     /// Expected value per cell of `step` minutes.
     pub expected: Vec<f64>,
+    /// Per cell of `expected`: whether the series steps at its start (a pattern step, a pump
+    /// or valve on a schedule), so the expectation changes there at once instead of linearly
+    /// between the neighbouring cells' centres. Empty: no steps.
+    #[serde(default)]
+    pub steps: Vec<bool>,
     /// Spread (a robust standard deviation) per hourly cell.
     pub spread: Vec<f64>,
     /// Readings they were fitted on.
     pub samples: usize,
+    /// Whole days of history they were fitted on.
+    #[serde(default = "a_month")]
+    pub days: u32,
+    /// The plausible range, change and resting values learned from the same readings.
+    #[serde(default)]
+    pub limits: Option<Limits>,
 }
 
 const MAD_SCALE: f64 = 1.4826;
+
+/// Criteria saved before `days` was recorded were fitted on the default 28 days.
+fn a_month() -> u32 {
+    28
+}
 /// Time constant of the level of the deviation, minutes.
 pub const LEVEL_MINUTES: f64 = 60.0;
 /// Readings further apart than this restart the level at zero.
@@ -140,8 +157,11 @@ impl Criteria {
             step: 60,
             centres: (0.0, 0.0),
             expected: vec![global_expected],
+            steps: Vec::new(),
             spread: vec![global_spread.max(floor)],
             samples: values.len(),
+            days: u32::try_from(days).unwrap_or(u32::MAX),
+            limits: Limits::learn(&finite, &minutes),
         };
         let by_cell = |level: Level| -> Option<Criteria> {
             let n = level.period() / 60;
@@ -163,6 +183,7 @@ impl Criteria {
                 ),
                 ..global.clone()
             };
+            c.steps = steps_of(&c, &minutes, &values);
             // The residuals the detector will judge: deviation from expected, less its level.
             let residuals_of = |c: &Criteria, from: Timestamp| {
                 let mut level_state = None;
@@ -180,9 +201,26 @@ impl Criteria {
             for (m, r) in &all {
                 per_cell[level.cell(*m, 60)].push(*r);
             }
+            // Each hour of the day's tail: where a twentieth of the readings stray far (a pump
+            // switching at a different time each day, a later weekend), that is normal there.
+            let mut by_hour = vec![Vec::new(); 24];
+            for (m, r) in &all {
+                by_hour[(*m as usize % 1440) / 60].push(r.abs());
+            }
+            let tails: Vec<f64> = by_hour
+                .iter_mut()
+                .map(|r| {
+                    if r.len() < MIN_PER_CELL {
+                        0.0
+                    } else {
+                        quantile(r, TAIL_QUANTILE) / Z_TAIL
+                    }
+                })
+                .collect();
             c.spread = per_cell
                 .iter_mut()
-                .map(|r| robust(r).1.max(floor))
+                .enumerate()
+                .map(|(i, r)| robust(r).1.max(tails[i % 24]).max(floor))
                 .collect();
             // The tails are calibrated out of sample where the span allows: the last week judged
             // with expectations fitted on the weeks before it, as the detector will be judging
@@ -240,7 +278,8 @@ impl Criteria {
 
     /// Expected value and spread at `minute` of the local week (0 = Monday 00:00), each
     /// interpolated linearly between the centres of its cells, so that a steep morning rise is
-    /// followed between them.
+    /// followed between them, except across a step (see `steps`), where the expectation is its
+    /// own cell's.
     pub fn at(&self, minute: u32) -> (f64, f64) {
         if self.level == Level::Global {
             return (self.expected[0], self.spread[0]);
@@ -248,10 +287,33 @@ impl Criteria {
         let period = self.level.period() as u32;
         let minute = minute % period;
         (
-            interpolate(&self.expected, minute, self.step, self.centres.0),
+            self.expected_at(minute, &self.steps),
             interpolate(&self.spread, minute, 60, self.centres.1),
         )
     }
+
+    /// The expectation at `minute` (of the period) with step boundaries `steps`.
+    fn expected_at(&self, minute: u32, steps: &[bool]) -> f64 {
+        if !steps.is_empty() {
+            let n = self.expected.len();
+            let crossed = crossed_boundary(minute, self.step, self.centres.0, n);
+            if steps[crossed] {
+                return self.expected[(minute / self.step) as usize % n];
+            }
+        }
+        interpolate(&self.expected, minute, self.step, self.centres.0)
+    }
+}
+
+/// The share of an hour of the day's residuals within which the readings are normal there ...
+const TAIL_QUANTILE: f64 = 0.95;
+/// ... and the |z| they are at under normal noise.
+const Z_TAIL: f64 = 1.959_964;
+
+/// The `q` quantile (nearest rank) of `values`; reorders them.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    let k = ((values.len() - 1) as f64 * q).round() as usize;
+    *values.select_nth_unstable_by(k, f64::total_cmp).1
 }
 
 /// Days at the end of a fitting span judged out of sample to calibrate the tails.
@@ -264,6 +326,38 @@ const Z_STAGE_4: f64 = 2.326_347_9;
 pub(crate) fn minute_of_week(local: chrono::NaiveDateTime) -> u32 {
     local.weekday().num_days_from_monday() * 1440 + local.hour() * 60 + local.minute()
 }
+
+/// The cell whose start lies between the centres `minute` is interpolated between.
+fn crossed_boundary(minute: u32, step: u32, centre: f64, cells: usize) -> usize {
+    let lower = ((f64::from(minute) - centre) / f64::from(step)).floor();
+    (lower + 1.0).rem_euclid(cells as f64) as usize
+}
+
+/// Boundaries where the readings step: those whose readings (between the two cells' centres)
+/// the two cells' own expectations fit with less than [`STEP_GAIN`] of the absolute error of
+/// the linear interpolation. A smooth rise keeps the interpolation; an hourly pattern step, or
+/// a pump started on a schedule, steps.
+fn steps_of(c: &Criteria, minutes: &[u32], values: &[f64]) -> Vec<bool> {
+    let n = c.expected.len();
+    let period = c.level.period() as u32;
+    let mut errors = vec![(0.0, 0.0); n];
+    for (m, v) in minutes.iter().zip(values) {
+        let m = m % period;
+        let b = crossed_boundary(m, c.step, c.centres.0, n);
+        let linear = interpolate(&c.expected, m, c.step, c.centres.0);
+        let stepped = c.expected[(m / c.step) as usize % n];
+        errors[b].0 += (v - linear).abs();
+        errors[b].1 += (v - stepped).abs();
+    }
+    errors
+        .iter()
+        .map(|(linear, stepped)| *stepped < STEP_GAIN * linear)
+        .collect()
+}
+
+/// A boundary steps when stepping there leaves less than this share of the interpolation's
+/// error.
+const STEP_GAIN: f64 = 0.8;
 
 /// The value at `minute` of a cyclic series of cells of `step` minutes whose values belong to
 /// `centre` minutes into each cell, linear between those points.

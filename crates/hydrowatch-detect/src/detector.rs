@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{self, CheckState, LocalClock};
 use crate::criteria::{follow_level, minute_of_week};
-use crate::lifecycle::{LifecycleSettings, Machine};
+use crate::lifecycle::{LifecycleSettings, Machine, Taken};
 use crate::nightflow::{NightFlow, NightResult};
 use crate::{AlarmKind, Alert, Criteria, DetectError, Direction, SeriesSettings, Transition};
 
@@ -262,7 +262,9 @@ impl Detector {
         }
         let settings = &self.settings[series];
         let local = self.clock.local(ts);
-        let checks = checks::judge(&mut state.checks, settings, ts, value);
+        let learned = state.criteria.as_ref().and_then(|c| c.limits.as_ref());
+        let hour = minute_of_week(local) as usize / 60;
+        let checks = checks::judge(&mut state.checks, settings, learned, (ts, hour), value);
 
         let mut judgement = Judgement {
             verdict: Verdict::Judged,
@@ -318,10 +320,9 @@ impl Detector {
             self.nights.push((series, n.clone()));
         }
 
-        let learning = state
-            .criteria
-            .as_ref()
-            .is_none_or(|c| c.level != crate::Level::HourOfWeek);
+        let (learning, first_week) = state.criteria.as_ref().map_or((true, true), |c| {
+            (c.level != crate::Level::HourOfWeek, c.days < 7)
+        });
         let mut alerts = Vec::new();
         let next_id = &mut self.saved.next_alarm_id;
         for machine in &mut state.machines {
@@ -341,14 +342,20 @@ impl Detector {
             let lifecycle = lifecycle_of(machine.kind, settings);
             // Until the criteria resolve the hour of the week (14 days of history), outlier
             // alarms open only for gross deviations: the coarser criteria know nothing of
-            // weekends, so an ordinary Saturday morning would look abnormal.
+            // weekends, so an ordinary Saturday morning would look abnormal; before a whole
+            // week has been seen, none open (the system checks still judge).
             let percentile = match machine.kind {
-                AlarmKind::Outlier if learning && z_abs < LEARNING_Z => 0.0,
+                AlarmKind::Outlier if first_week || (learning && z_abs < LEARNING_Z) => 0.0,
                 AlarmKind::Outlier => judgement.percentile.unwrap_or(100.0),
                 _ => 100.0,
             };
+            // A silence counts alone; every other check's windows are also times.
+            let at = (machine.kind != AlarmKind::Stale).then_some(Taken {
+                ts,
+                interval: state.checks.interval().unwrap_or(60),
+            });
             if let Some((transition, stage, alarm_id)) =
-                machine.step(stage, percentile, &lifecycle, next_id)
+                machine.step(stage, percentile, &lifecycle, next_id, at)
             {
                 let values = match machine.kind {
                     AlarmKind::Outlier => (Some(value), judgement.expected, judgement.percentile),
@@ -400,7 +407,7 @@ impl Detector {
                 };
                 let lifecycle = lifecycle_of(machine.kind, settings);
                 if let Some((transition, stage, alarm_id)) =
-                    machine.step(stage, 100.0, &lifecycle, next_id)
+                    machine.step(stage, 100.0, &lifecycle, next_id, None)
                 {
                     alerts.push(alert(
                         settings,

@@ -19,6 +19,7 @@ mod checks;
 mod criteria;
 mod detector;
 mod lifecycle;
+mod limits;
 mod nightflow;
 mod runner;
 pub mod score;
@@ -27,6 +28,7 @@ mod settings;
 pub use criteria::{Criteria, Level};
 pub use detector::{Detector, Judgement, Verdict};
 pub use lifecycle::{Alert, AlertMessage, LifecycleSettings, Transition};
+pub use limits::Limits;
 pub use nightflow::{NightResult, NightSettings};
 pub use runner::{Refit, Runner};
 pub use settings::SeriesSettings;
@@ -43,9 +45,9 @@ pub enum AlarmKind {
     Stale,
     /// The same value for too long.
     Stuck,
-    /// Outside the sensor's physical range.
+    /// Outside the sensor's physical range (configured, or learned from its history).
     Range,
-    /// Changed faster than the configured rate.
+    /// Changed faster than plausible (the configured rate, or the learned largest change).
     Jump,
     /// The minimum night flow rose above its recent nights (a leak indicator).
     NightFlow,

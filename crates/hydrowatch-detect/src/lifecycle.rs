@@ -12,10 +12,15 @@
 //!
 //! A reading that keeps an alarm at its stage changes nothing and sends nothing. Each
 //! transition is one [`Alert`].
+//!
+//! The counts are readings of minute data: a series read more often needs them to last as many
+//! minutes as well (open after 2 readings: 2 minutes of 1-second readings), one read less often
+//! needs the readings (2 readings of 15-minute data: 30 minutes). Nights and silences count
+//! one each.
 
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
-use hydrowatch_core::time::format_local;
+use hydrowatch_core::time::format_rfc3339_local;
 use serde::{Deserialize, Serialize};
 
 use crate::{AlarmKind, Direction};
@@ -25,15 +30,39 @@ use crate::{AlarmKind, Direction};
 pub struct LifecycleSettings {
     /// Lowest stage that can open an alarm.
     pub open_stage: u8,
-    /// Readings in a row at `open_stage` or above before the alarm opens.
+    /// Readings in a row at `open_stage` or above before the alarm opens (and as many minutes).
     pub open_after: u32,
     /// ... each also at this percentile or above (outliers only: the stages are the
     /// prototype's, but the 99th percentile is crossed every day by ordinary demand noise).
     pub open_percentile: f64,
-    /// Readings in a row below the alarm's stage before it de-escalates.
+    /// Readings in a row below the alarm's stage before it de-escalates (and as many minutes).
     pub hysteresis: u32,
-    /// Normal readings in a row before the alarm clears.
+    /// Normal readings in a row before the alarm clears (and as many minutes).
     pub clear_after: u32,
+}
+
+/// When a reading was taken, for the windows that are also times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// Its time.
+    pub ts: Timestamp,
+    /// The series' typical interval between readings, seconds.
+    pub interval: i64,
+}
+
+/// Counts one more reading of a run, remembering when the run's first was taken.
+fn extend(count: &mut u32, since: &mut Option<Timestamp>, at: Option<Taken>) {
+    if *count == 0 {
+        *since = at.map(|t| t.ts);
+    }
+    *count += 1;
+}
+
+/// Whether a run of `count` readings since `since` holds `need` readings, covering `need`
+/// minutes where times count.
+fn reaches(count: u32, since: Option<Timestamp>, need: u32, at: Option<Taken>) -> bool {
+    let covered = |t: Taken| since.is_none_or(|s| t.ts - s + t.interval >= i64::from(need) * 60);
+    count >= need && at.is_none_or(covered)
 }
 
 impl Default for LifecycleSettings {
@@ -139,7 +168,7 @@ pub struct Alert {
 pub struct AlertMessage {
     /// The device's number (the prototype's field).
     pub machine_number: u32,
-    /// Local time `YYYY-MM-DD HH:MM`.
+    /// Local time of the reading (or tick), RFC 3339 with the zone's offset, to the second.
     pub time: String,
     /// Stage 0-4.
     pub outlier_stage: u8,
@@ -168,7 +197,7 @@ impl Alert {
     pub fn message(&self, machine_number: u32, tz: Tz) -> AlertMessage {
         AlertMessage {
             machine_number,
-            time: format_local(self.time, tz),
+            time: format_rfc3339_local(self.time, tz),
             outlier_stage: self.stage,
             value: self.value,
             series: self.series.clone(),
@@ -198,6 +227,9 @@ pub(crate) struct Machine {
     below_max: u8,
     /// Open: normal readings in a row.
     normal: u32,
+    /// When the first reading of `run`, `below` and `normal` was taken (where times count).
+    #[serde(default)]
+    since: [Option<Timestamp>; 3],
 }
 
 impl Machine {
@@ -211,30 +243,36 @@ impl Machine {
             below: 0,
             below_max: 0,
             normal: 0,
+            since: [None; 3],
         }
     }
 
     /// Feeds one stage (and the reading's percentile, 100 where there is none); returns the
     /// transition and the stage after it, if any. `next_id` gives the id of an alarm that
-    /// opens.
+    /// opens; `at`, when the reading was taken where the windows are also times (`None`: a
+    /// night or a silence, counted alone).
     pub(crate) fn step(
         &mut self,
         stage: u8,
         percentile: f64,
         settings: &LifecycleSettings,
         next_id: &mut u64,
+        at: Option<Taken>,
     ) -> Option<(Transition, u8, u64)> {
+        const RUN: usize = 0;
+        const BELOW: usize = 1;
+        const NORMAL: usize = 2;
         match self.open {
             None => {
                 if stage >= settings.open_stage && percentile >= settings.open_percentile {
-                    self.run += 1;
+                    extend(&mut self.run, &mut self.since[RUN], at);
                     self.run_min = self.run_min.min(stage);
-                    if self.run >= settings.open_after {
-                        let (id, at) = (*next_id, self.run_min);
+                    if reaches(self.run, self.since[RUN], settings.open_after, at) {
+                        let (id, stage) = (*next_id, self.run_min);
                         *next_id += 1;
-                        self.open = Some((id, at));
+                        self.open = Some((id, stage));
                         self.reset_counters();
-                        return Some((Transition::Opened, at, id));
+                        return Some((Transition::Opened, stage, id));
                     }
                 } else {
                     self.run = 0;
@@ -254,15 +292,21 @@ impl Machine {
                     self.normal = 0;
                     return None;
                 }
-                self.normal = if stage == 0 { self.normal + 1 } else { 0 };
-                self.below += 1;
+                if stage == 0 {
+                    extend(&mut self.normal, &mut self.since[NORMAL], at);
+                } else {
+                    self.normal = 0;
+                }
+                extend(&mut self.below, &mut self.since[BELOW], at);
                 self.below_max = self.below_max.max(stage);
-                if self.normal >= settings.clear_after {
+                if reaches(self.normal, self.since[NORMAL], settings.clear_after, at) {
                     self.open = None;
                     self.reset_counters();
                     return Some((Transition::Cleared, 0, id));
                 }
-                if self.below >= settings.hysteresis && self.below_max > 0 {
+                if self.below_max > 0
+                    && reaches(self.below, self.since[BELOW], settings.hysteresis, at)
+                {
                     let to = self.below_max;
                     self.open = Some((id, to));
                     self.below = 0;
@@ -293,7 +337,7 @@ mod tests {
         stages
             .iter()
             .map(|s| {
-                m.step(*s, 100.0, &settings, &mut id)
+                m.step(*s, 100.0, &settings, &mut id, None)
                     .map(|(t, s, _)| (t, s))
             })
             .collect()
@@ -354,25 +398,53 @@ mod tests {
         let s = settings(3, 1, 2, 3);
         let mut id = 7;
         assert_eq!(
-            m.step(3, 100.0, &s, &mut id),
+            m.step(3, 100.0, &s, &mut id, None),
             Some((Transition::Opened, 3, 7))
         );
-        assert_eq!(m.step(0, 100.0, &s, &mut id), None);
+        assert_eq!(m.step(0, 100.0, &s, &mut id, None), None);
         assert_eq!(
-            m.step(1, 100.0, &s, &mut id),
+            m.step(1, 100.0, &s, &mut id, None),
             Some((Transition::DeEscalated, 1, 7))
         );
         // Two normal, one abnormal (the count restarts), then three normal.
         for stage in [0, 0, 1, 0, 0] {
-            assert_eq!(m.step(stage, 100.0, &s, &mut id), None);
+            assert_eq!(m.step(stage, 100.0, &s, &mut id, None), None);
         }
         assert_eq!(
-            m.step(0, 100.0, &s, &mut id),
+            m.step(0, 100.0, &s, &mut id, None),
             Some((Transition::Cleared, 0, 7))
         );
         assert_eq!(
-            m.step(4, 100.0, &s, &mut id),
+            m.step(4, 100.0, &s, &mut id, None),
             Some((Transition::Opened, 4, 8))
         );
+    }
+
+    #[test]
+    fn windows_are_also_minutes_for_readings_taken_more_often() {
+        // 1-second readings: opening after 2 readings means after 2 minutes of them, clearing
+        // after 10 normal ones after 10 minutes.
+        let s = LifecycleSettings::default();
+        let mut m = Machine::new(AlarmKind::Outlier, Direction::High);
+        let mut id = 1;
+        let at = |ts| Some(Taken { ts, interval: 1 });
+        let opened = (0..200)
+            .find(|t| m.step(4, 100.0, &s, &mut id, at(*t)).is_some())
+            .unwrap();
+        assert_eq!(opened, 119);
+        let cleared = (200..2000)
+            .find(|t| m.step(0, 50.0, &s, &mut id, at(*t)).is_some())
+            .unwrap();
+        assert_eq!(cleared, 200 + 599);
+        // Readings an hour apart: the counts hold (2 readings, not 1 hour covering 2 minutes).
+        let mut m = Machine::new(AlarmKind::Outlier, Direction::High);
+        let hourly = |h: i64| {
+            Some(Taken {
+                ts: h * 3600,
+                interval: 3600,
+            })
+        };
+        assert_eq!(m.step(4, 100.0, &s, &mut id, hourly(0)), None);
+        assert!(m.step(4, 100.0, &s, &mut id, hourly(1)).is_some());
     }
 }

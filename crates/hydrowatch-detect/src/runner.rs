@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn criteria_are_refitted_daily_at_the_local_time_across_daylight_saving() {
         let tz = chrono_tz::Europe::Rome;
-        let settings = vec![SeriesSettings::new("x", "", 0.0, 100.0, false)];
+        let settings = vec![SeriesSettings::new("x", "", false)];
         let at = NaiveTime::from_hms_opt(0, 10, 0).unwrap();
         let mut r = Runner::new(Detector::new(tz, settings).unwrap(), tz, Refit::Daily(at));
         // Hourly readings over the spring change (2024-03-31).
@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn once_fits_on_the_initial_span_and_never_again() {
         let tz = chrono_tz::UTC;
-        let settings = vec![SeriesSettings::new("x", "", 0.0, 100.0, false)];
+        let settings = vec![SeriesSettings::new("x", "", false)];
         let mut r = Runner::new(
             Detector::new(tz, settings).unwrap(),
             tz,
@@ -229,8 +229,8 @@ mod tests {
         // minutes into the silence (stamped then), not when the next row arrives.
         let tz = chrono_tz::UTC;
         let settings = vec![
-            SeriesSettings::new("a", "", 0.0, 100.0, false),
-            SeriesSettings::new("b", "", 0.0, 100.0, false),
+            SeriesSettings::new("a", "", false),
+            SeriesSettings::new("b", "", false),
         ];
         let mut r = Runner::new(
             Detector::new(tz, settings).unwrap(),

@@ -14,10 +14,11 @@ pub struct SeriesSettings {
     pub name: String,
     /// Unit of its values, for messages.
     pub unit: String,
-    /// Lowest physically possible value (readings below open a `range` alarm).
-    pub min: f64,
-    /// Highest physically possible value.
-    pub max: f64,
+    /// Lowest physically possible value (readings below open a `range` alarm); `None`: learned
+    /// from the series' history (see the limits module).
+    pub min: Option<f64>,
+    /// Highest physically possible value; `None`: learned.
+    pub max: Option<f64>,
     /// Percentiles where stages 1-4 start (interest, caution, warning, critical).
     pub stages: [f64; 4],
     /// Days of history the criteria are fitted on.
@@ -26,7 +27,8 @@ pub struct SeriesSettings {
     pub stale_minutes: u32,
     /// Minutes of identical readings before a `stuck` alarm.
     pub stuck_minutes: u32,
-    /// Largest plausible change per minute (a faster one opens a `jump` alarm); `None`: off.
+    /// Largest plausible change per minute (a faster one opens a `jump` alarm); `None`: learned
+    /// from the series' history.
     pub max_rate: Option<f64>,
     /// Night-flow tracking (flow series only); `None`: off.
     pub night_flow: Option<NightSettings>,
@@ -36,20 +38,19 @@ pub struct SeriesSettings {
 
 impl SeriesSettings {
     /// Defaults for a series: stages at the 90/95/98/99th percentile, 28 days of criteria,
-    /// stale after 15 minutes, stuck after 30, a jump when a minute's change exceeds a tenth of
-    /// the physical range, night flow for flow series.
-    pub fn new(name: &str, unit: &str, min: f64, max: f64, flow: bool) -> SeriesSettings {
-        let range = max - min;
+    /// stale after 15 minutes, stuck after 30, the range and the largest plausible change
+    /// learned from its history, night flow for flow series.
+    pub fn new(name: &str, unit: &str, flow: bool) -> SeriesSettings {
         SeriesSettings {
             name: name.to_string(),
             unit: unit.to_string(),
-            min,
-            max,
+            min: None,
+            max: None,
             stages: [90.0, 95.0, 98.0, 99.0],
             trailing_days: 28,
             stale_minutes: 15,
             stuck_minutes: 30,
-            max_rate: (range.is_finite() && range > 0.0).then_some(range / 10.0),
+            max_rate: None,
             night_flow: flow.then(NightSettings::default),
             lifecycle: LifecycleSettings::default(),
         }
@@ -71,10 +72,17 @@ impl SeriesSettings {
                 format!("{s:?}: four increasing percentiles in [50, 100) are needed"),
             );
         }
-        if self.min.is_nan() || self.max.is_nan() || self.min >= self.max {
+        let finite = |x: Option<f64>| x.is_none_or(f64::is_finite);
+        if !finite(self.min)
+            || !finite(self.max)
+            || self.min.zip(self.max).is_some_and(|(lo, hi)| lo >= hi)
+        {
             return bad(
                 "min/max",
-                format!("min {} must be below max {}", self.min, self.max),
+                format!(
+                    "min {:?} must be below max {:?}, both finite",
+                    self.min, self.max
+                ),
             );
         }
         if self.trailing_days == 0 {

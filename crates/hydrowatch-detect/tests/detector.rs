@@ -30,7 +30,7 @@ fn flow(ts: Timestamp) -> f64 {
 }
 
 fn detector() -> Detector {
-    let settings = SeriesSettings::new("flow_rate", "m3/h", 0.0, 1000.0, false);
+    let settings = SeriesSettings::new("flow_rate", "m3/h", false);
     Detector::new(chrono_tz::UTC, vec![settings]).unwrap()
 }
 
@@ -45,6 +45,14 @@ fn trained() -> Detector {
     assert_eq!(criteria.level, hydrowatch_detect::Level::HourOfWeek);
     d.set_criteria(0, Some(criteria));
     d
+}
+
+/// The outlier alerts among `alerts`.
+fn outliers(alerts: Vec<Alert>) -> Vec<Alert> {
+    alerts
+        .into_iter()
+        .filter(|a| a.kind == AlarmKind::Outlier)
+        .collect()
 }
 
 /// Feeds minutes `from..to` (counted from START) with `value(ts)`; returns all alerts.
@@ -71,8 +79,15 @@ fn high_and_low_values_open_alarms_with_their_direction_and_clear() {
     let mut d = trained();
     let t0 = 28 * 1440;
     feed(&mut d, t0, t0 + 600, flow);
-    // A burst: +60 for 30 minutes.
-    let alerts = feed(&mut d, t0 + 600, t0 + 630, |ts| flow(ts) + 60.0);
+    // A burst: +60 for 30 minutes. Its onset is also a jump: larger than any change of the
+    // history's days.
+    let all = feed(&mut d, t0 + 600, t0 + 630, |ts| flow(ts) + 60.0);
+    assert!(
+        all.iter().any(|a| (a.kind, a.direction, a.state)
+            == (AlarmKind::Jump, Direction::High, Transition::Opened)),
+        "{all:?}"
+    );
+    let alerts = outliers(all);
     let opened: Vec<&Alert> = alerts
         .iter()
         .filter(|a| a.state == Transition::Opened)
@@ -89,7 +104,7 @@ fn high_and_low_values_open_alarms_with_their_direction_and_clear() {
         1,
         "holding the stage sends nothing: {alerts:?}"
     );
-    let after = feed(&mut d, t0 + 630, t0 + 700, flow);
+    let after = outliers(feed(&mut d, t0 + 630, t0 + 700, flow));
     let cleared: Vec<&Alert> = after
         .iter()
         .filter(|a| a.state == Transition::Cleared)
@@ -111,17 +126,17 @@ fn an_open_alarm_survives_a_restart() {
     let mut d = trained();
     let t0 = 28 * 1440;
     feed(&mut d, t0, t0 + 600, flow);
-    let opened = feed(&mut d, t0 + 600, t0 + 610, |ts| flow(ts) + 60.0);
+    let opened = outliers(feed(&mut d, t0 + 600, t0 + 610, |ts| flow(ts) + 60.0));
     let id = opened[0].alarm_id;
     let state = d.state_json();
     drop(d);
 
-    let settings = vec![SeriesSettings::new("flow_rate", "m3/h", 0.0, 1000.0, false)];
+    let settings = vec![SeriesSettings::new("flow_rate", "m3/h", false)];
     let mut d = Detector::restore(chrono_tz::UTC, settings, &state).unwrap();
-    assert_eq!(d.open_alarms().len(), 1);
+    assert_eq!(d.open_alarms().len(), 1, "{:?}", d.open_alarms());
     // Still high: nothing new; then normal: the same alarm clears.
-    assert!(feed(&mut d, t0 + 610, t0 + 615, |ts| flow(ts) + 60.0).is_empty());
-    let after = feed(&mut d, t0 + 615, t0 + 700, flow);
+    assert!(outliers(feed(&mut d, t0 + 610, t0 + 615, |ts| flow(ts) + 60.0)).is_empty());
+    let after = outliers(feed(&mut d, t0 + 615, t0 + 700, flow));
     assert!(
         after.iter().all(|a| a.state != Transition::Opened),
         "{after:?}"
@@ -132,7 +147,7 @@ fn an_open_alarm_survives_a_restart() {
             .any(|a| a.state == Transition::Cleared && a.alarm_id == id)
     );
 
-    let other = vec![SeriesSettings::new("pressure", "bar", 0.0, 16.0, false)];
+    let other = vec![SeriesSettings::new("pressure", "bar", false)];
     assert!(Detector::restore(chrono_tz::UTC, other, &state).is_err());
     assert!(Detector::restore(chrono_tz::UTC, vec![], "{not json").is_err());
 }
@@ -208,7 +223,7 @@ fn an_hourly_sensor_is_stale_after_three_missed_hours_not_after_fifteen_minutes(
 
 #[test]
 fn each_stage_is_a_half_open_percentile_band() {
-    let s = SeriesSettings::new("x", "", 0.0, 1.0, false);
+    let s = SeriesSettings::new("x", "", false);
     let cases = [
         (50.0, 0),
         (89.999, 0),
@@ -234,15 +249,15 @@ fn the_alert_message_keeps_the_prototypes_fields() {
     let mut d = trained();
     let t0 = 28 * 1440;
     feed(&mut d, t0, t0 + 600, flow);
-    let alerts = feed(&mut d, t0 + 600, t0 + 610, |ts| flow(ts) + 60.0);
+    let alerts = outliers(feed(&mut d, t0 + 600, t0 + 610, |ts| flow(ts) + 60.0));
     let message = serde_json::to_value(alerts[0].message(7, chrono_tz::Asia::Seoul)).unwrap();
     assert_eq!(message["machine_number"], 7);
     assert_eq!(message["outlier_stage"], 4);
     assert_eq!(message["state"], "opened");
     assert_eq!(message["kind"], "outlier");
     assert_eq!(message["direction"], "high");
-    // 2024-01-29 10:01 UTC is 19:01 in Seoul.
-    assert_eq!(message["time"], "2024-01-29 19:01");
+    // 2024-01-29 10:01 UTC is 19:01 in Seoul, to the second, with its offset.
+    assert_eq!(message["time"], "2024-01-29T19:01:00+09:00");
     assert!(message["value"].as_f64().unwrap() > message["expected"].as_f64().unwrap());
     assert!(message["percentile"].as_f64().unwrap() >= 99.0);
 }

@@ -108,15 +108,48 @@ impl Bell {
 /// the newest reading committed.
 #[derive(Debug)]
 enum Clock {
-    Wall,
+    /// The wall clock; the wall-clock second of the last commit of readings.
+    Wall(AtomicI64),
     Readings(AtomicI64),
 }
+
+/// Seconds without a commit of readings before detection judges silences on the wall clock.
+/// While readings keep arriving (a gateway flushing hours of buffered readings after an
+/// outage), they are judged by their own times, as `hydrowatch detect` judges a file: a gap
+/// inside the backlog is stale when the sensor fell silent, and the backlog itself, however
+/// old, raises no `stale` alarm per batch.
+const QUIET_SECONDS: i64 = 10;
 
 impl Clock {
     fn now(&self) -> Option<Timestamp> {
         match self {
-            Clock::Wall => Some(chrono::Utc::now().timestamp()),
+            Clock::Wall(_) => Some(chrono::Utc::now().timestamp()),
             Clock::Readings(t) => Some(t.load(Ordering::Acquire)).filter(|&t| t != i64::MIN),
+        }
+    }
+
+    /// The time detection advances to after judging the rows committed: none (the rows' own
+    /// times) while readings are arriving, otherwise now.
+    fn detection_now(&self) -> Option<Timestamp> {
+        match self {
+            Clock::Wall(last_commit) => {
+                let now = chrono::Utc::now().timestamp();
+                (now.saturating_sub(last_commit.load(Ordering::Acquire)) >= QUIET_SECONDS)
+                    .then_some(now)
+            }
+            Clock::Readings(_) => self.now(),
+        }
+    }
+
+    /// Notes a commit of readings, the newest at `newest`.
+    fn committed(&self, newest: Timestamp) {
+        match self {
+            Clock::Wall(last_commit) => {
+                last_commit.store(chrono::Utc::now().timestamp(), Ordering::Release);
+            }
+            Clock::Readings(t) => {
+                t.fetch_max(newest, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -202,7 +235,7 @@ impl Daemon {
                 .unwrap_or(i64::MIN);
             Clock::Readings(AtomicI64::new(newest))
         } else {
-            Clock::Wall
+            Clock::Wall(AtomicI64::new(i64::MIN))
         };
         let calendar = crate::forecasting::calendar(&config, tz)
             .map_err(|e| DaemonError::Setup(e.to_string()))?;
@@ -457,7 +490,7 @@ fn ingest_thread(
                         r.series,
                         configured()
                     )),
-                    Some(_) if matches!(shared.clock, Clock::Wall) && r.ts > wall + future => {
+                    Some(_) if matches!(shared.clock, Clock::Wall(_)) && r.ts > wall + future => {
                         Some(format!(
                             "{} {} is {} s ahead of the device clock ({}): refused as a reading from the future",
                             r.series,
@@ -530,9 +563,7 @@ fn ingest_thread(
         }
         if newest > i64::MIN {
             m.last_reading.fetch_max(newest, Ordering::Relaxed);
-            if let Clock::Readings(t) = &shared.clock {
-                t.fetch_max(newest, Ordering::AcqRel);
-            }
+            shared.clock.committed(newest);
         }
         for (batch, f) in batches.into_iter().zip(fates) {
             if let Some(reply) = batch.reply {
@@ -554,7 +585,7 @@ fn detect_thread(
     let m = &shared.metrics;
     loop {
         let last = shared.ingest_done.load(Ordering::Acquire);
-        let clock = shared.clock.now();
+        let clock = shared.clock.detection_now();
         let result = detector.judge(store, floor, Timestamp::MAX, clock, &mut |r, ts, v| {
             Ok::<_, JudgeError>(observe_row(r, ts, v))
         });
@@ -569,7 +600,7 @@ fn detect_thread(
                     refresh_outbox(store, m);
                     shared.uplink_bell.ring();
                 }
-                let at = clock.unwrap_or_default();
+                let at = shared.clock.now().unwrap_or_default();
                 if rec.criteria > 0 {
                     record(
                         store,

@@ -30,7 +30,7 @@ pub enum JudgeError {
 }
 
 /// Detection settings of series `name` (and `unit`, if known) from the configuration; series
-/// not configured get the defaults, with no physical range.
+/// not configured get the defaults (range and largest change learned from their history).
 pub fn series_settings(config: &Config, name: &str, unit: Option<&str>) -> SeriesSettings {
     let d = &config.detection;
     let configured = config.series(name);
@@ -38,7 +38,6 @@ pub fn series_settings(config: &Config, name: &str, unit: Option<&str>) -> Serie
         .map(|s| s.unit.as_str())
         .or(unit)
         .unwrap_or_default();
-    let (min, max) = configured.map_or((f64::NEG_INFINITY, f64::INFINITY), |s| (s.min, s.max));
     // A rate unit (m3/h, L/s) is a flow; without a unit, the name decides.
     let looks_like_flow = if unit.is_empty() {
         name.contains("flow")
@@ -48,7 +47,7 @@ pub fn series_settings(config: &Config, name: &str, unit: Option<&str>) -> Serie
     let flow = configured
         .and_then(|s| s.night_flow)
         .unwrap_or(looks_like_flow);
-    let mut s = SeriesSettings::new(name, unit, min, max, flow);
+    let mut s = SeriesSettings::new(name, unit, flow);
     s.trailing_days = d.trailing_days;
     s.lifecycle = LifecycleSettings {
         open_stage: d.open_stage,
@@ -70,7 +69,7 @@ pub fn series_settings(config: &Config, name: &str, unit: Option<&str>) -> Serie
         s.stages = c.stages.unwrap_or(s.stages);
         s.stale_minutes = c.stale_minutes.unwrap_or(s.stale_minutes);
         s.stuck_minutes = c.stuck_minutes.unwrap_or(s.stuck_minutes);
-        s.max_rate = c.max_rate.or(s.max_rate);
+        (s.min, s.max, s.max_rate) = (c.min, c.max, c.max_rate);
     }
     s
 }

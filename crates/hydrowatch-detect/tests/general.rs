@@ -1,0 +1,169 @@
+//! The detector on sensors nobody configured: units it was never told, sampling intervals from
+//! a second to a quarter of an hour (issue #14).
+
+use hydrowatch_core::Timestamp;
+use hydrowatch_detect::{AlarmKind, Alert, Detector, Refit, Runner, SeriesSettings, Transition};
+
+/// 2024-01-01 00:00 UTC, a Monday.
+const START: Timestamp = 1_704_067_200;
+const DAY: i64 = 86_400;
+
+/// Deterministic noise in [-1, 1).
+fn noise(ts: Timestamp, salt: u64) -> f64 {
+    let mut x = (ts as u64) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^= x >> 33;
+    (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+}
+
+/// Pressure at a DMA's critical node in bar: a night high and a day low in hourly pattern steps
+/// (EPANET's), a pump that adds 0.4 bar from 05:00 to 06:00 every day, a little sensor noise.
+fn pressure_bar(ts: Timestamp) -> f64 {
+    let hour = (ts - START).rem_euclid(DAY) / 3600;
+    let pattern = [
+        4.6, 4.7, 4.7, 4.7, 4.6, 4.5, 4.2, 3.9, 3.8, 3.9, 4.0, 4.0, 3.9, 4.0, 4.1, 4.1, 4.0, 3.9,
+        3.8, 3.9, 4.1, 4.3, 4.4, 4.5,
+    ][hour as usize];
+    let pump = if hour == 5 { 0.4 } else { 0.0 };
+    pattern + pump + 0.01 * noise(ts, 1)
+}
+
+/// A burst on day 21 from 14:10 for two hours: the pressure drops by 0.5 bar.
+const BURST: Timestamp = START + 21 * DAY + 14 * 3600 + 600;
+
+fn with_burst(ts: Timestamp, value: f64, drop: f64) -> f64 {
+    if (BURST..BURST + 7200).contains(&ts) {
+        value - drop
+    } else {
+        value
+    }
+}
+
+/// Judges readings every `interval` seconds from START to `days` with refits at midnight;
+/// returns the alarm transitions after the first two weeks.
+fn judge(
+    unit: &str,
+    interval: i64,
+    days: i64,
+    value: impl Fn(Timestamp) -> f64,
+    refit: Refit,
+) -> Vec<Alert> {
+    let settings = vec![SeriesSettings::new("pressure", unit, false)];
+    let tz = chrono_tz::UTC;
+    let mut runner = Runner::new(Detector::new(tz, settings).unwrap(), tz, refit);
+    let mut alerts = Vec::new();
+    let mut ts = START;
+    while ts < START + days * DAY {
+        let mut step = runner.advance(ts);
+        step.extend(runner.observe(0, ts, value(ts)).1);
+        if ts >= START + 14 * DAY {
+            alerts.extend(step);
+        }
+        ts += interval;
+    }
+    alerts
+}
+
+fn daily() -> Refit {
+    Refit::Daily(chrono::NaiveTime::from_hms_opt(0, 10, 0).unwrap())
+}
+
+#[test]
+fn metres_and_bar_of_the_same_hydraulics_raise_the_same_alarms() {
+    // 1 bar is 10.197 m of head. Nothing is configured but the unit.
+    let bar = judge(
+        "bar",
+        60,
+        23,
+        |ts| with_burst(ts, pressure_bar(ts), 0.5),
+        daily(),
+    );
+    let metres = judge(
+        "m",
+        60,
+        23,
+        |ts| 10.197 * with_burst(ts, pressure_bar(ts), 0.5),
+        daily(),
+    );
+    let key = |a: &Alert| (a.time, a.kind, a.direction, a.stage, a.state);
+    let bar_keys: Vec<_> = bar.iter().map(key).collect();
+    let metre_keys: Vec<_> = metres.iter().map(key).collect();
+    assert_eq!(bar_keys, metre_keys);
+    // The burst is found at once; the hourly steps and the daily pump are not alarms.
+    let opened: Vec<&Alert> = bar
+        .iter()
+        .filter(|a| a.state == Transition::Opened)
+        .collect();
+    assert!(!opened.is_empty(), "the burst raised nothing");
+    assert!(
+        opened
+            .iter()
+            .all(|a| (BURST..BURST + 7200).contains(&a.time)),
+        "alarms outside the burst: {opened:?}"
+    );
+    assert!(
+        opened
+            .iter()
+            .any(|a| a.stage >= 3 && a.time - BURST <= 2 * 60),
+        "{opened:?}"
+    );
+}
+
+/// The inflow of a DMA in m3/h: a smooth daily cycle and 1% noise.
+fn inflow(ts: Timestamp) -> f64 {
+    let phase = (ts - START).rem_euclid(DAY) as f64 / DAY as f64 * std::f64::consts::TAU;
+    let cycle = 100.0 - 35.0 * phase.cos() - 10.0 * (2.0 * phase).sin();
+    cycle * (1.0 + 0.01 * noise(ts, 2))
+}
+
+#[test]
+fn one_burst_alarms_whether_read_every_second_minute_or_quarter_hour() {
+    // A burst of 25% of the mean flow; the criteria are fitted once on the eight days before
+    // the day of the burst (a second's readings: 691,200 of them).
+    let burst_at = START + 8 * DAY + 14 * 3600 + 600;
+    let flow = |ts: Timestamp| {
+        if (burst_at..burst_at + 7200).contains(&ts) {
+            inflow(ts) + 25.0
+        } else {
+            inflow(ts)
+        }
+    };
+    for interval in [1, 60, 900] {
+        let settings = vec![SeriesSettings::new("flow_rate", "m3/h", true)];
+        let tz = chrono_tz::UTC;
+        let fitted = START + 8 * DAY;
+        let mut runner = Runner::new(
+            Detector::new(tz, settings).unwrap(),
+            tz,
+            Refit::Once(fitted),
+        );
+        let mut alerts = Vec::new();
+        let mut ts = START;
+        while ts < burst_at + 7200 {
+            let mut step = runner.advance(ts);
+            step.extend(runner.observe(0, ts, flow(ts)).1);
+            if ts >= fitted {
+                alerts.extend(step);
+            }
+            ts += interval;
+        }
+        let opened: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.state == Transition::Opened)
+            .collect();
+        assert!(
+            opened.iter().all(|a| a.time >= burst_at),
+            "every {interval} s: alarms before the burst: {opened:?}"
+        );
+        let first = opened
+            .iter()
+            .filter(|a| a.stage >= 3 && a.kind != AlarmKind::Stale)
+            .map(|a| a.time - burst_at)
+            .min();
+        assert!(
+            first.is_some_and(|delay| delay <= 15 * 60),
+            "every {interval} s: the burst raised {opened:?}"
+        );
+    }
+}
