@@ -230,7 +230,7 @@ impl Judging {
     }
 
     /// Flushes the files and prints the summary (and the scores, with labels).
-    fn finish(mut self) -> anyhow::Result<()> {
+    fn finish(mut self, detector: &Detector) -> anyhow::Result<()> {
         if let Some(v) = &mut self.verdicts {
             v.out.flush()?;
         }
@@ -238,6 +238,10 @@ impl Judging {
             a.flush()?;
         }
         self.tally.print(self.names.len(), self.span);
+        for (i, settings) in detector.settings().iter().enumerate() {
+            let learned = detector.criteria(i).and_then(|c| c.limits.as_ref());
+            println!("{}: {}", settings.name, settings.describe_checks(learned));
+        }
         if let Some(s) = &self.scorer {
             print_scores(s, self.span, self.tz);
         }
@@ -323,7 +327,7 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
             .row(&mut engine, row.ts, Some(row.time), row.values)
             .with_context(|| output.display().to_string())?;
     }
-    judging.finish()
+    judging.finish(&engine.detector)
 }
 
 fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
@@ -369,7 +373,7 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         "recorded: {} alarm transitions ({} queued for the server), {} criteria fits, {} nights",
         recorded.transitions, recorded.queued, recorded.criteria, recorded.nights
     );
-    judging.finish()?;
+    judging.finish(&detector.runner.detector)?;
     let open = store.alarms(true)?;
     println!("open alarms in {}: {}", ctx.db.display(), open.len());
     for a in open.iter().take(20) {

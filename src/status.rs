@@ -55,6 +55,15 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
             .latest_forecast(s.id)?
             .map_or_else(|| "none yet".into(), |t| format!("issued {}", when(t)));
         println!("  {} ({unit}): {count} readings, {span}", s.name);
+        // The system checks' limits: configured, or learned with the newest criteria.
+        let settings = hydrowatch_edge::judge::series_settings(&ctx.config, &s.name, Some(&unit));
+        let criteria: Option<hydrowatch_detect::Criteria> = store
+            .latest_criteria(s.id)?
+            .and_then(|(_, body)| serde_json::from_str(&body).ok());
+        println!(
+            "      checks: {}",
+            settings.describe_checks(criteria.as_ref().and_then(|c| c.limits.as_ref()))
+        );
         println!("      default forecaster: {forecaster}; newest forecast {forecast}");
         if let Some(r) = store.retrains(s.id)?.last() {
             let score = |x: Option<f64>| x.map_or("none".into(), |x| format!("{x:.3}"));

@@ -375,6 +375,12 @@ fn config_check_and_example() {
         out.contains("good.toml: valid") && out.contains("dma-017 in Asia/Seoul"),
         "{out}"
     );
+    // What is configured and what is left to learn.
+    assert!(
+        out.contains("flow_rate (m3/h, range 0 to 2000, largest change 200/min)")
+            && out.contains("pressure (bar, range learned, largest change learned)"),
+        "{out}"
+    );
     // The calendar in force, and until when.
     assert!(
         out.contains("holidays  national public holidays of KR (from [forecast] country), known until 2030-12-31; plus 1 listed"),
@@ -1476,6 +1482,11 @@ fn status_reports_series_alarms_outbox_and_jobs() {
     assert!(out.contains("outbox: 0 messages"), "{out}");
     assert!(
         out.contains("default forecaster: combination (none chosen"),
+        "{out}"
+    );
+    // Nothing but names and units configured: the checks' limits were learned.
+    assert!(
+        out.contains("checks: range 0 (learned) to ") && out.contains("per 60 s (learned"),
         "{out}"
     );
 }

@@ -1003,7 +1003,7 @@ fn a_gateway_flushing_hours_of_buffered_readings_opens_no_stale_alarm_per_batch(
          [[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
     );
     write(d, "b.toml", &text);
-    let mut child = start_daemon(d, "b.toml", Stdio::null());
+    let _daemon = KilledOnDrop(start_daemon(d, "b.toml", Stdio::null()));
     wait_listening(&addr);
     let tz = chrono_tz::Asia::Seoul;
     let now = chrono::Utc::now().timestamp() / 60 * 60;
@@ -1067,6 +1067,14 @@ fn a_gateway_flushing_hours_of_buffered_readings_opens_no_stale_alarm_per_batch(
             .count(),
         1
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+}
+
+/// A daemon that is killed when the test ends, also when it fails.
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -2,14 +2,18 @@
 //! [`Detector::observe`] judges one reading; [`Detector::tick`] advances time without one
 //! (stale sensors, nights that ended without a reading after them).
 
+use std::collections::BTreeMap;
+
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
+use hydrowatch_core::time::{hour_phase, hour_start};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{self, CheckState, LocalClock};
 use crate::criteria::{follow_level, minute_of_week};
 use crate::lifecycle::{LifecycleSettings, Machine, Taken};
 use crate::nightflow::{NightFlow, NightResult};
+use crate::residual::{self, HourForecast, HourSum};
 use crate::{AlarmKind, Alert, Criteria, DetectError, Direction, SeriesSettings, Transition};
 
 /// Whether a reading could be judged.
@@ -64,6 +68,9 @@ struct SeriesState {
     night: Option<NightFlow>,
     /// The level of the deviation from expected (see the criteria module): time, level.
     level: Option<(Timestamp, f64)>,
+    /// The hour being summed for the forecast-residual check.
+    #[serde(default)]
+    hour_sum: HourSum,
 }
 
 /// The part of a detector that is saved across restarts.
@@ -81,6 +88,10 @@ pub struct Detector {
     clock: LocalClock,
     /// Nights judged since the last [`Detector::take_nights`]: series, result.
     nights: Vec<(usize, NightResult)>,
+    /// Per series, the day-ahead forecasts of the hours being judged, by hour start.
+    forecasts: Vec<BTreeMap<Timestamp, HourForecast>>,
+    /// Where the zone's hours start (see `hour_phase`).
+    phase: i64,
 }
 
 /// The machines of a series, in a fixed order.
@@ -98,6 +109,8 @@ fn machines(night: bool) -> Vec<Machine> {
     if night {
         m.push(Machine::new(AlarmKind::NightFlow, Direction::High));
     }
+    m.push(Machine::new(AlarmKind::Forecast, Direction::High));
+    m.push(Machine::new(AlarmKind::Forecast, Direction::Low));
     m
 }
 
@@ -109,6 +122,10 @@ fn lifecycle_of(kind: AlarmKind, settings: &SeriesSettings) -> LifecycleSettings
         AlarmKind::Range | AlarmKind::Jump => LifecycleSettings::immediate(3),
         // Two normal nights in a row.
         AlarmKind::NightFlow => LifecycleSettings::immediate(2),
+        AlarmKind::Forecast => LifecycleSettings {
+            open_after: residual::HOURS,
+            ..LifecycleSettings::immediate(residual::CLEAR_HOURS)
+        },
     }
 }
 
@@ -138,8 +155,10 @@ impl Detector {
                 machines: machines(s.night_flow.is_some()),
                 night: s.night_flow.as_ref().map(|_| NightFlow::new()),
                 level: None,
+                hour_sum: HourSum::default(),
             })
             .collect();
+        let n = settings.len();
         Ok(Detector {
             settings,
             saved: Saved {
@@ -148,6 +167,8 @@ impl Detector {
             },
             clock: LocalClock::new(tz),
             nights: Vec::new(),
+            forecasts: vec![BTreeMap::new(); n],
+            phase: hour_phase(tz),
         })
     }
 
@@ -175,6 +196,18 @@ impl Detector {
             }
         }
         detector.saved = saved;
+        // Checks added since the state was saved start closed.
+        for (state, settings) in detector.saved.series.iter_mut().zip(&detector.settings) {
+            for m in machines(settings.night_flow.is_some()) {
+                let known = state
+                    .machines
+                    .iter()
+                    .any(|k| (k.kind, k.direction) == (m.kind, m.direction));
+                if !known {
+                    state.machines.push(m);
+                }
+            }
+        }
         Ok(detector)
     }
 
@@ -223,6 +256,12 @@ impl Detector {
                 (due < ts && !open()).then_some(due)
             })
             .min()
+    }
+
+    /// Sets the day-ahead forecasts of series `series` the forecast-residual check judges its
+    /// hourly means against (replacing those set before); without any, the check is off.
+    pub fn set_forecasts(&mut self, series: usize, forecasts: &[HourForecast]) {
+        self.forecasts[series] = forecasts.iter().map(|f| (f.hour, *f)).collect();
     }
 
     /// Time of the last reading judged of series `series`.
@@ -330,6 +369,8 @@ impl Detector {
                 (AlarmKind::Outlier, Direction::High) => outlier.0,
                 (AlarmKind::Outlier, _) => outlier.1,
                 (AlarmKind::Stale, _) => 0,
+                // Judged by the hour (below).
+                (AlarmKind::Forecast, _) => continue,
                 (AlarmKind::NightFlow, _) => match &night {
                     Some(n) => n.stage,
                     None => continue,
@@ -371,7 +412,44 @@ impl Detector {
                 ));
             }
         }
+        let hour = hour_start(ts, self.phase);
+        let closed = state.hour_sum.add(hour, value);
+        alerts.extend(self.judge_hour(series, closed));
         (judgement, alerts)
+    }
+
+    /// Steps the forecast-residual alarms of `series` with the hour `closed` (start, sum,
+    /// count), if it has a forecast.
+    fn judge_hour(&mut self, series: usize, closed: Option<(Timestamp, f64, u32)>) -> Vec<Alert> {
+        let state = &mut self.saved.series[series];
+        let interval = state.checks.interval().unwrap_or(60);
+        let Some(judged) =
+            closed.and_then(|c| residual::judge_hour(&self.forecasts[series], c, interval))
+        else {
+            return Vec::new();
+        };
+        let settings = &self.settings[series];
+        let lifecycle = lifecycle_of(AlarmKind::Forecast, settings);
+        let next_id = &mut self.saved.next_alarm_id;
+        let mut alerts = Vec::new();
+        for machine in &mut state.machines {
+            let side = match (machine.kind, machine.direction) {
+                (AlarmKind::Forecast, Direction::High) => 1,
+                (AlarmKind::Forecast, _) => -1,
+                _ => continue,
+            };
+            let stage = if judged.side == side { 3 } else { 0 };
+            if let Some(transition) = machine.step(stage, 100.0, &lifecycle, next_id, None) {
+                alerts.push(alert(
+                    settings,
+                    machine,
+                    transition,
+                    judged.hour + 3600,
+                    (Some(judged.mean), Some(judged.forecast.value), None),
+                ));
+            }
+        }
+        alerts
     }
 
     /// Advances time to `now` without a reading: opens `stale` alarms of series silent for
@@ -380,6 +458,7 @@ impl Detector {
     pub fn tick(&mut self, now: Timestamp) -> Vec<Alert> {
         let local = self.clock.local(now);
         let mut alerts = Vec::new();
+        let mut hours = Vec::new();
         for (index, (state, settings)) in
             self.saved.series.iter_mut().zip(&self.settings).enumerate()
         {
@@ -395,6 +474,8 @@ impl Detector {
             if let Some(n) = &night {
                 self.nights.push((index, n.clone()));
             }
+            let closed = state.hour_sum.close_before(hour_start(now, self.phase));
+            hours.push((index, closed));
             let next_id = &mut self.saved.next_alarm_id;
             for machine in &mut state.machines {
                 let (stage, values) = match machine.kind {
@@ -418,6 +499,9 @@ impl Detector {
                     ));
                 }
             }
+        }
+        for (index, closed) in hours {
+            alerts.extend(self.judge_hour(index, closed));
         }
         alerts
     }

@@ -21,6 +21,7 @@ mod detector;
 mod lifecycle;
 mod limits;
 mod nightflow;
+mod residual;
 mod runner;
 pub mod score;
 mod settings;
@@ -30,6 +31,7 @@ pub use detector::{Detector, Judgement, Verdict};
 pub use lifecycle::{Alert, AlertMessage, LifecycleSettings, Transition};
 pub use limits::Limits;
 pub use nightflow::{NightResult, NightSettings};
+pub use residual::HourForecast;
 pub use runner::{Refit, Runner};
 pub use settings::SeriesSettings;
 
@@ -51,6 +53,8 @@ pub enum AlarmKind {
     Jump,
     /// The minimum night flow rose above its recent nights (a leak indicator).
     NightFlow,
+    /// Hourly means outside the day-ahead forecast's band, hours in a row.
+    Forecast,
 }
 
 impl AlarmKind {
@@ -63,6 +67,7 @@ impl AlarmKind {
             AlarmKind::Range => "range",
             AlarmKind::Jump => "jump",
             AlarmKind::NightFlow => "night_flow",
+            AlarmKind::Forecast => "forecast",
         }
     }
 }

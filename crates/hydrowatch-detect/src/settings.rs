@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::DetectError;
 use crate::lifecycle::LifecycleSettings;
 use crate::nightflow::NightSettings;
+use crate::{DetectError, Limits};
 
 /// How one series is judged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +111,48 @@ impl SeriesSettings {
                 field: "lifecycle",
                 message,
             })
+    }
+
+    /// The system checks' limits in words, each configured or learned (`learned`: the newest
+    /// criteria's), e.g. `range 0 to 812.5 (learned), largest change 35.2 per 60 s (learned),
+    /// rests at 0`.
+    pub fn describe_checks(&self, learned: Option<&Limits>) -> String {
+        let number = |x: f64| format!("{}", (x * 1000.0).round() / 1000.0);
+        let limit = |configured: Option<f64>, learned: Option<f64>| match (configured, learned) {
+            (Some(c), _) => format!("{} (configured)", number(c)),
+            (None, Some(l)) => format!("{} (learned)", number(l)),
+            (None, None) => "not learned yet".to_string(),
+        };
+        let range = format!(
+            "range {} to {}",
+            limit(self.min, learned.map(|l| l.min)),
+            limit(self.max, learned.map(|l| l.max))
+        );
+        let change = match (self.max_rate, learned) {
+            (Some(r), _) => format!("largest change {} a minute (configured)", number(r)),
+            (None, Some(l)) if l.max_step.is_finite() => {
+                let weekly = l.weekly_step.iter().filter(|s| **s > l.max_step).count();
+                format!(
+                    "largest change {} per {} s (learned{})",
+                    number(l.max_step),
+                    l.interval,
+                    if weekly > 0 {
+                        format!("; larger at {weekly} hours of the week where it recurs")
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+            (None, _) => "largest change not learned yet".to_string(),
+        };
+        let rests = match learned {
+            Some(l) if !l.resting.is_empty() => {
+                let values: Vec<String> = l.resting.iter().map(|v| number(*v)).collect();
+                format!(", rests at {} (never stuck there)", values.join(", "))
+            }
+            _ => String::new(),
+        };
+        format!("{range}, {change}{rests}")
     }
 
     /// The stage of a percentile: `k` where `stages[k-1] <= p < stages[k]`, 0 below the first.

@@ -2,7 +2,9 @@
 //! a second to a quarter of an hour (issue #14).
 
 use hydrowatch_core::Timestamp;
-use hydrowatch_detect::{AlarmKind, Alert, Detector, Refit, Runner, SeriesSettings, Transition};
+use hydrowatch_detect::{
+    AlarmKind, Alert, Detector, Direction, HourForecast, Refit, Runner, SeriesSettings, Transition,
+};
 
 /// 2024-01-01 00:00 UTC, a Monday.
 const START: Timestamp = 1_704_067_200;
@@ -166,4 +168,60 @@ fn one_burst_alarms_whether_read_every_second_minute_or_quarter_hour() {
             "every {interval} s: the burst raised {opened:?}"
         );
     }
+}
+
+#[test]
+fn hours_outside_the_day_ahead_band_open_a_forecast_alarm_that_clears() {
+    let run = |forecasts: bool| {
+        let settings = vec![SeriesSettings::new("flow_rate", "m3/h", true)];
+        let mut d = Detector::new(chrono_tz::UTC, settings).unwrap();
+        if forecasts {
+            // A flat day-ahead forecast of 100 m3/h, band 95-105, for 12 hours.
+            let hours: Vec<HourForecast> = (0..12)
+                .map(|h| HourForecast {
+                    hour: START + h * 3600,
+                    value: 100.0,
+                    lower: 95.0,
+                    upper: 105.0,
+                })
+                .collect();
+            d.set_forecasts(0, &hours);
+        }
+        // Hours 4-7 run at 117 (beyond the band by more than its width).
+        let mut alerts = Vec::new();
+        for m in 0..12 * 60 {
+            let ts = START + m * 60;
+            let high = (4..8).contains(&(m / 60));
+            let value = if high { 117.0 } else { 100.0 } + (m % 3) as f64 * 0.1;
+            alerts.extend(d.tick(ts));
+            alerts.extend(d.observe(0, ts, value).1);
+        }
+        alerts.extend(d.tick(START + 12 * 3600));
+        alerts
+            .into_iter()
+            .filter(|a| a.kind == AlarmKind::Forecast)
+            .map(|a| (a.state, a.direction, a.time, a.value.map(f64::round)))
+            .collect::<Vec<_>>()
+    };
+    // Opened when the third high hour ended, with that hour's mean; cleared after two normal
+    // hours.
+    assert_eq!(
+        run(true),
+        vec![
+            (
+                Transition::Opened,
+                Direction::High,
+                START + 7 * 3600,
+                Some(117.0)
+            ),
+            (
+                Transition::Cleared,
+                Direction::High,
+                START + 10 * 3600,
+                Some(100.0)
+            ),
+        ]
+    );
+    // No forecast: the check is off.
+    assert!(run(false).is_empty());
 }

@@ -11,7 +11,8 @@ use chrono_tz::Tz;
 use hydrowatch_config::{Config, TimeOfDay};
 use hydrowatch_core::Timestamp;
 use hydrowatch_detect::{
-    Alert, DetectError, Detector, LifecycleSettings, NightSettings, Refit, Runner, SeriesSettings,
+    Alert, DetectError, Detector, HourForecast, LifecycleSettings, NightSettings, Refit, Runner,
+    SeriesSettings,
 };
 use hydrowatch_store::{
     AlarmChange, DetectionWrite, NightRecord, OutboxLimits, OutboxMessage, SeriesId, SeriesInfo,
@@ -275,6 +276,20 @@ impl DatabaseDetector {
             let last = to >= newest.saturating_add(1);
             let mut rows: BTreeMap<Timestamp, Vec<Option<f64>>> = BTreeMap::new();
             for (i, s) in self.series.iter().enumerate() {
+                // The day-ahead forecasts of the hours this chunk closes, for the
+                // forecast-residual check (none stored: the check is off).
+                let forecasts: Vec<HourForecast> = store
+                    .day_ahead(s.id, from.saturating_sub(3600), to.saturating_add(3600))
+                    .map_err(JudgeError::from)?
+                    .into_iter()
+                    .map(|r| HourForecast {
+                        hour: r.point.target,
+                        value: r.point.value,
+                        lower: r.point.lower,
+                        upper: r.point.upper,
+                    })
+                    .collect();
+                self.runner.detector.set_forecasts(i, &forecasts);
                 for r in store
                     .readings(s.id, from.max(starts[i]), to)
                     .map_err(JudgeError::from)?
