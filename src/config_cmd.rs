@@ -17,16 +17,18 @@ pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
         .series
         .iter()
         .map(|s| {
+            // What is not configured is learned from the series' history.
             let limit = |x: Option<f64>| x.map_or("learned".to_string(), |x| x.to_string());
+            let range = match (s.min, s.max) {
+                (None, None) => "learned".to_string(),
+                (min, max) => format!("{} to {}", limit(min), limit(max)),
+            };
             let rate = s
                 .max_rate
                 .map_or("learned".to_string(), |r| format!("{r}/min"));
             format!(
-                "{} ({}, range {} to {}, largest change {rate})",
-                s.name,
-                s.unit,
-                limit(s.min),
-                limit(s.max)
+                "{} ({}, range {range}, largest change {rate})",
+                s.name, s.unit
             )
         })
         .collect();

@@ -12,10 +12,20 @@
 //! percentiles stay calibrated. A sudden change (a burst, a spike, a failing sensor) stands out
 //! at once; the level is not updated from readings judged abnormal, so it does not absorb them.
 //!
+//! The level is followed in the value's unit, or as a share of the expected value where that
+//! leaves smaller residuals on the fitting span (demand that scales day by day, so that after an
+//! hourly pattern step a warm day is still "10% above", not "5 m3/h above"). Between cell
+//! centres the expectation is interpolated, except across a boundary where the history steps
+//! (a pattern step, a pump on a schedule): there it changes at once. Each hour of the day's
+//! spread is at least what its residuals reach on a fifth of the days (a pump switching at a
+//! different time each day is normal there; a burst on a day or two in the history is not).
+//!
 //! Levels, chosen by the history available: hour of week (168 cells) from 14 days on, hour of
 //! day (24) from 2 days, one global cell from 30 readings; with less, no criteria (readings are
 //! not staged yet). Each cell's spread has a floor of a tenth of the global spread, so a cell of
 //! near-identical values cannot turn ordinary noise into a critical stage.
+
+use std::collections::BTreeMap;
 
 use chrono::{Datelike, Timelike};
 use chrono_tz::Tz;
@@ -60,6 +70,11 @@ pub struct Criteria {
     pub spread: Vec<f64>,
     /// Readings they were fitted on.
     pub samples: usize,
+    /// Whether the level follows the deviation as a share of the expected value (demand that
+    /// scales day by day: the weather, a holiday) rather than in the value's unit; chosen at
+    /// each fit by which leaves the smaller residuals.
+    #[serde(default)]
+    pub relative: bool,
     /// Whole days of history they were fitted on.
     #[serde(default = "a_month")]
     pub days: u32,
@@ -158,6 +173,7 @@ impl Criteria {
             centres: (0.0, 0.0),
             expected: vec![global_expected],
             steps: Vec::new(),
+            relative: false,
             spread: vec![global_spread.max(floor)],
             samples: values.len(),
             days: u32::try_from(days).unwrap_or(u32::MAX),
@@ -192,28 +208,59 @@ impl Criteria {
                     .zip(&minutes)
                     .filter(|((ts, _), _)| *ts >= from)
                     .map(|(&(ts, v), m)| {
-                        (*m, follow_level(&mut level_state, ts, v - c.at(*m).0, true))
+                        let e = c.at(*m).0;
+                        let d = c.deviation(v, e);
+                        (
+                            *m,
+                            c.in_units(follow_level(&mut level_state, ts, d, true), e),
+                        )
                     })
                     .collect::<Vec<(u32, f64)>>()
             };
-            let all = residuals_of(&c, Timestamp::MIN);
+            let mut all = residuals_of(&c, Timestamp::MIN);
+            // A relative level where it leaves smaller residuals (expectations well above 0).
+            let lowest = c.expected.iter().copied().fold(f64::INFINITY, f64::min);
+            let highest = c.expected.iter().copied().fold(0.0, f64::max);
+            if lowest > RELATIVE_FLOOR * highest {
+                let relative = Criteria {
+                    relative: true,
+                    ..c.clone()
+                };
+                let scaled = residuals_of(&relative, Timestamp::MIN);
+                let size = |r: &[(u32, f64)]| {
+                    median_of(&mut r.iter().map(|(_, x)| x.abs()).collect::<Vec<f64>>())
+                };
+                if size(&scaled) < size(&all) {
+                    c = relative;
+                    all = scaled;
+                }
+            }
             let mut per_cell = vec![Vec::new(); n];
             for (m, r) in &all {
                 per_cell[level.cell(*m, 60)].push(*r);
             }
-            // Each hour of the day's tail: where a twentieth of the readings stray far (a pump
-            // switching at a different time each day, a later weekend), that is normal there.
-            let mut by_hour = vec![Vec::new(); 24];
-            for (m, r) in &all {
-                by_hour[(*m as usize % 1440) / 60].push(r.abs());
+            // Each hour of the day's tail: where readings stray far in that hour on a fifth of
+            // the days or more (a pump switching at a different time each day, a later
+            // weekend), that is normal there. An event on a day or two (a burst in the
+            // history) does not count.
+            let mut by_hour: Vec<BTreeMap<i64, Vec<f64>>> = vec![BTreeMap::new(); 24];
+            for ((ts, _), (m, r)) in finite.iter().zip(&all) {
+                by_hour[(*m as usize % 1440) / 60]
+                    .entry(ts.div_euclid(86_400))
+                    .or_default()
+                    .push(r.abs());
             }
             let tails: Vec<f64> = by_hour
                 .iter_mut()
-                .map(|r| {
-                    if r.len() < MIN_PER_CELL {
+                .map(|days| {
+                    let mut per_day: Vec<f64> = days
+                        .values_mut()
+                        .map(|r| quantile(r, TAIL_IN_DAY))
+                        .collect();
+                    if per_day.len() < TAIL_MIN_DAYS {
                         0.0
                     } else {
-                        quantile(r, TAIL_QUANTILE) / Z_TAIL
+                        quantile(&mut per_day, TAIL_ACROSS_DAYS) / Z_TAIL
                     }
                 })
                 .collect();
@@ -276,6 +323,24 @@ impl Criteria {
         self.spread.iter_mut().for_each(|s| *s *= factor);
     }
 
+    /// The deviation of `value` from `expected` that the level follows.
+    pub(crate) fn deviation(&self, value: f64, expected: f64) -> f64 {
+        if self.relative {
+            value / expected - 1.0
+        } else {
+            value - expected
+        }
+    }
+
+    /// A deviation (or a level) in the value's unit at `expected`.
+    pub(crate) fn in_units(&self, deviation: f64, expected: f64) -> f64 {
+        if self.relative {
+            deviation * expected
+        } else {
+            deviation
+        }
+    }
+
     /// Expected value and spread at `minute` of the local week (0 = Monday 00:00), each
     /// interpolated linearly between the centres of its cells, so that a steep morning rise is
     /// followed between them, except across a step (see `steps`), where the expectation is its
@@ -305,16 +370,24 @@ impl Criteria {
     }
 }
 
-/// The share of an hour of the day's residuals within which the readings are normal there ...
-const TAIL_QUANTILE: f64 = 0.95;
-/// ... and the |z| they are at under normal noise.
+/// An hour of a day strays as far as this quantile of its residuals ...
+const TAIL_IN_DAY: f64 = 0.9;
+/// ... and as far as this quantile of the days' is normal in that hour ...
+const TAIL_ACROSS_DAYS: f64 = 0.8;
+/// ... at this |z|.
 const Z_TAIL: f64 = 1.959_964;
+/// Fewest days of an hour before its tail counts.
+const TAIL_MIN_DAYS: usize = 3;
 
 /// The `q` quantile (nearest rank) of `values`; reorders them.
 fn quantile(values: &mut [f64], q: f64) -> f64 {
     let k = ((values.len() - 1) as f64 * q).round() as usize;
     *values.select_nth_unstable_by(k, f64::total_cmp).1
 }
+
+/// A relative level is tried only where every expectation is above this share of the
+/// highest (a series that drops to 0, a pump's, has no share to follow).
+const RELATIVE_FLOOR: f64 = 0.05;
 
 /// Days at the end of a fitting span judged out of sample to calibrate the tails.
 const CALIBRATION_DAYS: i64 = 7;

@@ -231,9 +231,14 @@ impl Detector {
         self.saved.series[series].criteria.as_ref()
     }
 
-    /// Replaces the criteria of series `series`.
+    /// Replaces the criteria of series `series` (a level in other terms starts afresh).
     pub fn set_criteria(&mut self, series: usize, criteria: Option<Criteria>) {
-        self.saved.series[series].criteria = criteria;
+        let state = &mut self.saved.series[series];
+        let relative = |c: &Option<Criteria>| c.as_ref().is_some_and(|c| c.relative);
+        if relative(&state.criteria) != relative(&criteria) {
+            state.level = None;
+        }
+        state.criteria = criteria;
     }
 
     /// The earliest moment before `ts` at which a series whose stale alarm is not open passed
@@ -318,7 +323,11 @@ impl Detector {
         if let Some(c) = &state.criteria {
             let (expected, spread) = c.at(minute_of_week(local));
             let level = state.level.map_or(0.0, |(_, l)| l);
-            let z = follow_level(&mut state.level, ts, value - expected, false) / spread;
+            let deviation = c.deviation(value, expected);
+            let z = c.in_units(
+                follow_level(&mut state.level, ts, deviation, false),
+                expected,
+            ) / spread;
             z_abs = z.abs();
             let percentile = 100.0 * phi(z_abs);
             let stage = settings.stage_of(percentile);
@@ -326,9 +335,9 @@ impl Detector {
             // end is judged against. Ordinary excursions (even at stage 4) still do, or the
             // level would stop following the noise it is there to follow.
             if z.abs() < FREEZE_Z {
-                follow_level(&mut state.level, ts, value - expected, true);
+                follow_level(&mut state.level, ts, deviation, true);
             }
-            let expected = expected + level;
+            let expected = expected + c.in_units(level, expected);
             let direction = if z >= 0.0 {
                 Direction::High
             } else {
