@@ -200,24 +200,29 @@ impl Criteria {
                 ..global.clone()
             };
             c.steps = steps_of(&c, &minutes, &values);
-            // The residuals the detector will judge: deviation from expected, less its level.
-            let residuals_of = |c: &Criteria, from: Timestamp| {
+            let period = level.period() as u32;
+            // The residuals the detector will judge: deviation from expected, less its level;
+            // `expected`: each reading's expectation (computed once: the passes below share it).
+            let residuals_of = |c: &Criteria, from: usize, expected: &[f64]| {
                 let mut level_state = None;
-                finite
+                finite[from..]
                     .iter()
-                    .zip(&minutes)
-                    .filter(|((ts, _), _)| *ts >= from)
-                    .map(|(&(ts, v), m)| {
-                        let e = c.at(*m).0;
-                        let d = c.deviation(v, e);
+                    .zip(&minutes[from..])
+                    .zip(expected)
+                    .map(|((&(ts, v), m), e)| {
+                        let d = c.deviation(v, *e);
                         (
                             *m,
-                            c.in_units(follow_level(&mut level_state, ts, d, true), e),
+                            c.in_units(follow_level(&mut level_state, ts, d, true), *e),
                         )
                     })
                     .collect::<Vec<(u32, f64)>>()
             };
-            let mut all = residuals_of(&c, Timestamp::MIN);
+            let expected: Vec<f64> = minutes
+                .iter()
+                .map(|m| c.expected_at(*m % period, &c.steps))
+                .collect();
+            let mut all = residuals_of(&c, 0, &expected);
             // A relative level where it leaves smaller residuals (expectations well above 0).
             let lowest = c.expected.iter().copied().fold(f64::INFINITY, f64::min);
             let highest = c.expected.iter().copied().fold(0.0, f64::max);
@@ -226,7 +231,7 @@ impl Criteria {
                     relative: true,
                     ..c.clone()
                 };
-                let scaled = residuals_of(&relative, Timestamp::MIN);
+                let scaled = residuals_of(&relative, 0, &expected);
                 let size = |r: &[(u32, f64)]| {
                     median_of(&mut r.iter().map(|(_, x)| x.abs()).collect::<Vec<f64>>())
                 };
@@ -286,7 +291,12 @@ impl Criteria {
                     expected: early.iter_mut().map(|b| median_of(b)).collect(),
                     ..c.clone()
                 };
-                residuals_of(&before, split)
+                let from = finite.partition_point(|(ts, _)| *ts < split);
+                let expected: Vec<f64> = minutes[from..]
+                    .iter()
+                    .map(|m| before.expected_at(*m % period, &before.steps))
+                    .collect();
+                residuals_of(&before, from, &expected)
             } else {
                 all
             };
@@ -359,14 +369,18 @@ impl Criteria {
 
     /// The expectation at `minute` (of the period) with step boundaries `steps`.
     fn expected_at(&self, minute: u32, steps: &[bool]) -> f64 {
-        if !steps.is_empty() {
-            let n = self.expected.len();
-            let crossed = crossed_boundary(minute, self.step, self.centres.0, n);
-            if steps[crossed] {
-                return self.expected[(minute / self.step) as usize % n];
-            }
+        let cells = &self.expected;
+        let n = cells.len();
+        let position = (f64::from(minute) - self.centres.0) / f64::from(self.step);
+        let lower = position.floor();
+        let i0 = (lower as i64).rem_euclid(n as i64) as usize;
+        let i1 = (i0 + 1) % n;
+        // The boundary between the two centres is the start of cell `i1`.
+        if steps.get(i1).copied().unwrap_or(false) {
+            return cells[(minute / self.step) as usize % n];
         }
-        interpolate(&self.expected, minute, self.step, self.centres.0)
+        let f = position - lower;
+        cells[i0] * (1.0 - f) + cells[i1] * f
     }
 }
 
@@ -402,8 +416,8 @@ pub(crate) fn minute_of_week(local: chrono::NaiveDateTime) -> u32 {
 
 /// The cell whose start lies between the centres `minute` is interpolated between.
 fn crossed_boundary(minute: u32, step: u32, centre: f64, cells: usize) -> usize {
-    let lower = ((f64::from(minute) - centre) / f64::from(step)).floor();
-    (lower + 1.0).rem_euclid(cells as f64) as usize
+    let lower = ((f64::from(minute) - centre) / f64::from(step)).floor() as i64;
+    (lower + 1).rem_euclid(cells as i64) as usize
 }
 
 /// Boundaries where the readings step: those whose readings (between the two cells' centres)
@@ -439,7 +453,8 @@ fn interpolate(cells: &[f64], minute: u32, step: u32, centre: f64) -> f64 {
     let position = (f64::from(minute) - centre) / f64::from(step);
     let lower = position.floor();
     let f = position - lower;
-    let i0 = lower.rem_euclid(n as f64) as usize;
+    // Integer remainder: a float one costs the fitting passes a tenth of their time.
+    let i0 = (lower as i64).rem_euclid(n as i64) as usize;
     cells[i0] * (1.0 - f) + cells[(i0 + 1) % n] * f
 }
 

@@ -87,23 +87,29 @@ impl Limits {
 
         // The largest change of each day, and of each hour of each week, between readings at
         // most 1.5 intervals apart.
-        let mut daily: BTreeMap<i64, (f64, usize)> = BTreeMap::new();
-        let mut weekly: BTreeMap<(i64, usize), f64> = BTreeMap::new();
+        // Indexed from the first day and week (a map per reading cost a tenth of a refit).
+        let first_day = readings[0].0.div_euclid(86_400);
+        let first_week = readings[0].0.div_euclid(7 * 86_400);
+        let last = readings[readings.len() - 1].0;
+        let days = (last.div_euclid(86_400) - first_day + 1) as usize;
+        let weeks = (last.div_euclid(7 * 86_400) - first_week + 1) as usize;
+        let mut daily: Vec<(f64, usize)> = vec![(0.0, 0); days];
+        let mut weekly: Vec<Option<f64>> = vec![None; weeks * 168];
         for (i, w) in readings.windows(2).enumerate() {
             if w[1].0 - w[0].0 <= interval + interval / 2 {
                 let change = (w[1].1 - w[0].1).abs();
-                let day = daily.entry(w[1].0.div_euclid(86_400)).or_insert((0.0, 0));
+                let day = &mut daily[(w[1].0.div_euclid(86_400) - first_day) as usize];
                 day.0 = day.0.max(change);
                 day.1 += 1;
                 let hour = minutes[i + 1] as usize / 60 % 168;
-                let week = w[1].0.div_euclid(7 * 86_400);
-                let cell = weekly.entry((week, hour)).or_insert(0.0);
+                let week = (w[1].0.div_euclid(7 * 86_400) - first_week) as usize;
+                let cell = weekly[week * 168 + hour].get_or_insert(0.0);
                 *cell = cell.max(change);
             }
         }
         let per_day = 86_400.0 / interval.max(1) as f64;
         let mut maxima: Vec<f64> = daily
-            .values()
+            .iter()
             .filter(|(_, n)| *n as f64 >= FULL_DAY * per_day)
             .map(|(m, _)| *m)
             .collect();
@@ -145,13 +151,13 @@ impl Limits {
 }
 
 /// Per hour of the week, the change that recurred there (within an hour) in at least two
-/// weeks, times the margin, where above `max_step`; empty with fewer than two weeks.
-fn weekly_steps(weekly: &BTreeMap<(i64, usize), f64>, max_step: f64) -> Vec<f64> {
-    let weeks: Vec<i64> = {
-        let mut w: Vec<i64> = weekly.keys().map(|(w, _)| *w).collect();
-        w.dedup();
-        w
-    };
+/// weeks, times the margin, where above `max_step`; empty with fewer than two weeks. `weekly`:
+/// the largest change per week and hour of the week, `None` where no reading was.
+fn weekly_steps(weekly: &[Option<f64>], max_step: f64) -> Vec<f64> {
+    let weeks: Vec<&[Option<f64>]> = weekly
+        .chunks(168)
+        .filter(|w| w.iter().any(Option::is_some))
+        .collect();
     if weeks.len() < 2 {
         return Vec::new();
     }
@@ -162,8 +168,7 @@ fn weekly_steps(weekly: &BTreeMap<(i64, usize), f64>, max_step: f64) -> Vec<f64>
                 .map(|w| {
                     [167, 0, 1]
                         .iter()
-                        .filter_map(|d| weekly.get(&(*w, (hour + d) % 168)))
-                        .copied()
+                        .filter_map(|d| w[(hour + d) % 168])
                         .fold(0.0, f64::max)
                 })
                 .collect();
