@@ -496,6 +496,12 @@ fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz: Tz) {
             kind.name()
         );
     }
+    if false_alarms.len() > 20 {
+        println!(
+            "  ... and {} more (every alarm is in the --alarms file)",
+            false_alarms.len() - 20
+        );
+    }
     let c = s.confusion();
     println!(
         "per reading (abnormal = inside an event; flagged = an alarm of its series open): precision {:.3}, recall {:.3}, F1 {:.3}",

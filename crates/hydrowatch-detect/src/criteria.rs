@@ -25,8 +25,6 @@
 //! not staged yet). Each cell's spread has a floor of a tenth of the global spread, so a cell of
 //! near-identical values cannot turn ordinary noise into a critical stage.
 
-use std::collections::BTreeMap;
-
 use chrono::{Datelike, Timelike};
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
@@ -94,9 +92,22 @@ pub const LEVEL_MINUTES: f64 = 60.0;
 /// Readings further apart than this restart the level at zero.
 const LEVEL_RESET_SECONDS: i64 = 3 * 3600;
 
-/// The weight of a new residual in the level after `seconds` since the last one.
+/// The weight of a new residual in the level after `seconds` since the last one. Readings come
+/// at a steady interval, so the last gap's weight is remembered (an `exp` per reading was a
+/// tenth of a refit).
 fn level_weight(seconds: i64) -> f64 {
-    1.0 - (-(seconds.max(0) as f64) / (60.0 * LEVEL_MINUTES)).exp()
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, f64)> = const { std::cell::Cell::new((-1, 0.0)) };
+    }
+    LAST.with(|last| {
+        let (gap, weight) = last.get();
+        if gap == seconds {
+            return weight;
+        }
+        let weight = 1.0 - (-(seconds.max(0) as f64) / (60.0 * LEVEL_MINUTES)).exp();
+        last.set((seconds, weight));
+        weight
+    })
 }
 
 /// Follows the level of the deviations: returns the residual of `deviation` from the level
@@ -177,7 +188,7 @@ impl Criteria {
             spread: vec![global_spread.max(floor)],
             samples: values.len(),
             days: u32::try_from(days).unwrap_or(u32::MAX),
-            limits: Limits::learn(&finite, &minutes),
+            limits: Limits::learn(&finite, &minutes, spacing),
         };
         let by_cell = |level: Level| -> Option<Criteria> {
             let n = level.period() / 60;
@@ -232,9 +243,7 @@ impl Criteria {
                     ..c.clone()
                 };
                 let scaled = residuals_of(&relative, 0, &expected);
-                let size = |r: &[(u32, f64)]| {
-                    median_of(&mut r.iter().map(|(_, x)| x.abs()).collect::<Vec<f64>>())
-                };
+                let size = |r: &[(u32, f64)]| r.iter().map(|(_, x)| x.abs()).sum::<f64>();
                 if size(&scaled) < size(&all) {
                     c = relative;
                     all = scaled;
@@ -248,18 +257,19 @@ impl Criteria {
             // the days or more (a pump switching at a different time each day, a later
             // weekend), that is normal there. An event on a day or two (a burst in the
             // history) does not count.
-            let mut by_hour: Vec<BTreeMap<i64, Vec<f64>>> = vec![BTreeMap::new(); 24];
+            let first_day = first.div_euclid(86_400);
+            let span_days = (last.div_euclid(86_400) - first_day + 1) as usize;
+            let mut by_hour: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); span_days]; 24];
             for ((ts, _), (m, r)) in finite.iter().zip(&all) {
-                by_hour[(*m as usize % 1440) / 60]
-                    .entry(ts.div_euclid(86_400))
-                    .or_default()
+                by_hour[(*m as usize % 1440) / 60][(ts.div_euclid(86_400) - first_day) as usize]
                     .push(r.abs());
             }
             let tails: Vec<f64> = by_hour
                 .iter_mut()
                 .map(|days| {
                     let mut per_day: Vec<f64> = days
-                        .values_mut()
+                        .iter_mut()
+                        .filter(|r| !r.is_empty())
                         .map(|r| quantile(r, TAIL_IN_DAY))
                         .collect();
                     if per_day.len() < TAIL_MIN_DAYS {
@@ -369,17 +379,23 @@ impl Criteria {
 
     /// The expectation at `minute` (of the period) with step boundaries `steps`.
     fn expected_at(&self, minute: u32, steps: &[bool]) -> f64 {
+        // `minute` is within the period and the centre within a cell, so the position is at
+        // least -1 and below the number of cells: no remainders needed (this runs for every
+        // reading of every refit).
         let cells = &self.expected;
         let n = cells.len();
         let position = (f64::from(minute) - self.centres.0) / f64::from(self.step);
-        let lower = position.floor();
-        let i0 = (lower as i64).rem_euclid(n as i64) as usize;
-        let i1 = (i0 + 1) % n;
+        let (i0, f) = if position < 0.0 {
+            (n - 1, position + 1.0)
+        } else {
+            let lower = position as usize;
+            (lower.min(n - 1), position - lower as f64)
+        };
+        let i1 = if i0 + 1 == n { 0 } else { i0 + 1 };
         // The boundary between the two centres is the start of cell `i1`.
         if steps.get(i1).copied().unwrap_or(false) {
             return cells[(minute / self.step) as usize % n];
         }
-        let f = position - lower;
         cells[i0] * (1.0 - f) + cells[i1] * f
     }
 }

@@ -16,7 +16,8 @@
 //! The counts are readings of minute data: a series read more often needs them to last as many
 //! minutes as well (open after 2 readings: 2 minutes of 1-second readings), one read less often
 //! needs the readings (2 readings of 15-minute data: 30 minutes). Nights and silences count
-//! one each.
+//! one each; an alarm that opens on its first abnormal reading (range, jump) does so at any
+//! interval.
 
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
@@ -267,7 +268,10 @@ impl Machine {
                 if stage >= settings.open_stage && percentile >= settings.open_percentile {
                     extend(&mut self.run, &mut self.since[RUN], at);
                     self.run_min = self.run_min.min(stage);
-                    if reaches(self.run, self.since[RUN], settings.open_after, at) {
+                    // A check that opens on its first abnormal reading (a jump is one reading
+                    // long) does so at any interval.
+                    let timed = at.filter(|_| settings.open_after > 1);
+                    if reaches(self.run, self.since[RUN], settings.open_after, timed) {
                         let (id, stage) = (*next_id, self.run_min);
                         *next_id += 1;
                         self.open = Some((id, stage));
@@ -446,5 +450,14 @@ mod tests {
         };
         assert_eq!(m.step(4, 100.0, &s, &mut id, hourly(0)), None);
         assert!(m.step(4, 100.0, &s, &mut id, hourly(1)).is_some());
+        // A check that opens on its first abnormal reading (a jump) does so at 1 s too, and
+        // clears after 3 minutes of normal ones.
+        let jump = LifecycleSettings::immediate(3);
+        let mut m = Machine::new(AlarmKind::Jump, Direction::High);
+        assert!(m.step(3, 100.0, &jump, &mut id, at(5000)).is_some());
+        let cleared = (5001..6000)
+            .find(|t| m.step(0, 100.0, &jump, &mut id, at(*t)).is_some())
+            .unwrap();
+        assert_eq!(cleared, 5001 + 179);
     }
 }

@@ -58,19 +58,12 @@ const FULL_DAY: f64 = 0.5;
 
 impl Limits {
     /// Learns the limits from `readings` (finite values, sorted by time, at least two days for
-    /// the change limit) at local `minutes` of the week (one per reading). `None` with fewer
-    /// than 30 readings.
-    pub fn learn(readings: &[(Timestamp, f64)], minutes: &[u32]) -> Option<Limits> {
+    /// the change limit) at local `minutes` of the week (one per reading), read every `interval`
+    /// seconds (the median gap). `None` with fewer than 30 readings.
+    pub fn learn(readings: &[(Timestamp, f64)], minutes: &[u32], interval: i64) -> Option<Limits> {
         if readings.len() < 30 {
             return None;
         }
-        let mut gaps: Vec<i64> = readings
-            .windows(2)
-            .map(|w| w[1].0 - w[0].0)
-            .filter(|g| *g > 0)
-            .collect();
-        let mid = gaps.len() / 2;
-        let interval = *gaps.select_nth_unstable(mid).1;
 
         let mut values: Vec<f64> = readings.iter().map(|r| r.1).collect();
         let lo = quantile(&mut values, 0.001);
@@ -244,7 +237,7 @@ mod tests {
     #[test]
     fn a_daily_step_and_a_pump_off_spell_are_normal() {
         let h = history(1.0);
-        let l = Limits::learn(&h, &minutes(&h)).unwrap();
+        let l = Limits::learn(&h, &minutes(&h), 60).unwrap();
         assert_eq!(l.interval, 60);
         assert_eq!(l.min, 0.0, "never negative");
         assert!(l.max > 90.0 && l.max < 200.0, "{l:?}");
@@ -256,8 +249,8 @@ mod tests {
     #[test]
     fn limits_scale_with_the_unit() {
         let (m, b) = (history(10.2), history(1.0));
-        let metres = Limits::learn(&m, &minutes(&m)).unwrap();
-        let bar = Limits::learn(&b, &minutes(&b)).unwrap();
+        let metres = Limits::learn(&m, &minutes(&m), 60).unwrap();
+        let bar = Limits::learn(&b, &minutes(&b), 60).unwrap();
         for (m, b) in [
             (metres.min, bar.min),
             (metres.max, bar.max),
@@ -275,7 +268,12 @@ mod tests {
         for r in h.iter_mut().skip(1000).take(60) {
             r.1 = 12.5;
         }
-        assert!(Limits::learn(&h, &minutes(&h)).unwrap().resting.is_empty());
+        assert!(
+            Limits::learn(&h, &minutes(&h), 60)
+                .unwrap()
+                .resting
+                .is_empty()
+        );
     }
 
     #[test]
@@ -291,7 +289,7 @@ mod tests {
                 (4 * 86_400 + m * 60, v)
             })
             .collect();
-        let l = Limits::learn(&h, &minutes(&h)).unwrap();
+        let l = Limits::learn(&h, &minutes(&h), 60).unwrap();
         assert!(l.max_step < 1.0, "{l:?}");
         assert!(l.step_at(24 + 2) > 8.0, "Tuesday 02:00: {l:?}");
         assert!(l.step_at(24 + 1) > 8.0, "an hour's leeway");
