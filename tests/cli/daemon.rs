@@ -509,12 +509,7 @@ fn bad_input_is_answered_logged_and_counted_and_never_stops_the_daemon() {
     let tz = chrono_tz::Asia::Seoul;
     let now = chrono::Utc::now().timestamp() / 60 * 60;
     let at = |ts: i64| hydrowatch_core::time::format_local(ts, tz);
-    let stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+    let (mut reader, mut writer) = connect(&addr);
     let mut ask = |line: String| {
         writer.write_all(line.as_bytes()).unwrap();
         let mut answer = String::new();
@@ -1022,12 +1017,7 @@ fn a_gateway_flushing_hours_of_buffered_readings_opens_no_stale_alarm_per_batch(
         })
         .collect();
     // Flushed in batches with pauses, so detection runs between them as it does live.
-    let stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+    let (mut reader, mut writer) = connect(&addr);
     for chunk in lines.chunks(10) {
         writer.write_all(chunk.join("").as_bytes()).unwrap();
         for _ in chunk {
@@ -1067,6 +1057,15 @@ fn a_gateway_flushing_hours_of_buffered_readings_opens_no_stale_alarm_per_batch(
             .count(),
         1
     );
+}
+
+/// A connection to the tcp source at `addr`: its reader (10 s timeout) and its writer.
+fn connect(addr: &str) -> (BufReader<TcpStream>, TcpStream) {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (BufReader::new(stream.try_clone().unwrap()), stream)
 }
 
 /// A daemon that is killed when the test ends, also when it fails.

@@ -399,8 +399,9 @@ impl Detector {
                 AlarmKind::Outlier => judgement.percentile.unwrap_or(100.0),
                 _ => 100.0,
             };
-            // A silence counts alone; every other check's windows are also times.
-            let at = (machine.kind != AlarmKind::Stale).then_some(Taken {
+            // Silences and nights count alone; every other check's windows are also times.
+            let counted_alone = matches!(machine.kind, AlarmKind::Stale | AlarmKind::NightFlow);
+            let at = (!counted_alone).then_some(Taken {
                 ts,
                 interval: state.checks.interval().unwrap_or(60),
             });

@@ -57,8 +57,8 @@ pub(crate) struct HourSum {
 }
 
 impl HourSum {
-    /// Adds a reading at `ts` in the hour starting at `hour`; returns the hour it closed (start,
-    /// sum, count) when the reading is in a later one.
+    /// Adds a reading of the hour starting at `hour`; returns the hour it closed (start, sum,
+    /// count) when the reading is in a later one.
     pub fn add(&mut self, hour: Timestamp, value: f64) -> Option<(Timestamp, f64, u32)> {
         let closed = self.close_before(hour);
         if self.hour.is_none() {
