@@ -403,7 +403,7 @@ impl Criteria {
 }
 
 /// An hour of a day strays as far as this quantile of its residuals ...
-const TAIL_IN_DAY: f64 = 0.9;
+const TAIL_IN_DAY: f64 = 0.95;
 /// ... and as far as this quantile of the days' is normal in that hour ...
 const TAIL_ACROSS_DAYS: f64 = 0.8;
 /// ... at this |z|.

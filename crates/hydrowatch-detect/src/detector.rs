@@ -309,6 +309,7 @@ impl Detector {
         let learned = state.criteria.as_ref().and_then(|c| c.limits.as_ref());
         let hour = minute_of_week(local) as usize / 60;
         let checks = checks::judge(&mut state.checks, settings, learned, (ts, hour), value);
+        let resting = learned.is_some_and(|l| l.resting.contains(&value));
 
         let mut judgement = Judgement {
             verdict: Verdict::Judged,
@@ -330,7 +331,13 @@ impl Detector {
             ) / spread;
             z_abs = z.abs();
             let percentile = 100.0 * phi(z_abs);
-            let stage = settings.stage_of(percentile);
+            // A value the series rests at (a pump off) is a state it is often in, not an
+            // outlier, whatever the hour.
+            let stage = if resting {
+                0
+            } else {
+                settings.stage_of(percentile)
+            };
             // Far-out readings do not move the level: a burst must not become the level its
             // end is judged against. Ordinary excursions (even at stage 4) still do, or the
             // level would stop following the noise it is there to follow.

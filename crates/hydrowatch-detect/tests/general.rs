@@ -225,3 +225,35 @@ fn hours_outside_the_day_ahead_band_open_a_forecast_alarm_that_clears() {
     // No forecast: the check is off.
     assert!(run(false).is_empty());
 }
+
+#[test]
+fn a_pump_off_at_an_unusual_hour_is_a_state_where_the_pump_rests_and_an_alarm_where_it_never_did() {
+    // Three weeks of a pumped inflow that stops for 45 minutes every night (0 m3/h), or of one
+    // that never stops; then, on day 21, a stop at 14:00 for 30 minutes.
+    let run = |nightly_stops: bool| {
+        let flow = move |ts: Timestamp| {
+            let minute = (ts - START).rem_euclid(DAY) / 60;
+            let stop_at_night = nightly_stops && (120..160).contains(&minute);
+            let stop_today = ts >= START + 21 * DAY && (840..870).contains(&minute);
+            if stop_at_night || stop_today {
+                0.0
+            } else {
+                inflow(ts)
+            }
+        };
+        judge("m3/h", 60, 22, flow, daily())
+            .into_iter()
+            .filter(|a| a.state == Transition::Opened && a.time >= START + 21 * DAY)
+            .map(|a| (a.kind, (a.time - START - 21 * DAY) / 60, a.value))
+            .collect::<Vec<_>>()
+    };
+    let kinds =
+        |alarms: &[(AlarmKind, i64, Option<f64>)]| alarms.iter().map(|a| a.0).collect::<Vec<_>>();
+    let resting = run(true);
+    assert!(
+        !kinds(&resting).contains(&AlarmKind::Outlier)
+            && !kinds(&resting).contains(&AlarmKind::Stuck),
+        "{resting:?}"
+    );
+    assert!(kinds(&run(false)).contains(&AlarmKind::Outlier));
+}
