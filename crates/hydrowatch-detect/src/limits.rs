@@ -79,8 +79,8 @@ impl Limits {
         let max = hi + margin;
 
         // The largest change of each day, and of each hour of each week, between readings at
-        // most 1.5 intervals apart.
-        // Indexed from the first day and week (a map per reading cost a tenth of a refit).
+        // most 1.5 intervals apart; indexed from the first day and week (a map per reading
+        // cost a tenth of a refit).
         let first_day = readings[0].0.div_euclid(86_400);
         let first_week = readings[0].0.div_euclid(7 * 86_400);
         let last = readings[readings.len() - 1].0;
@@ -114,7 +114,7 @@ impl Limits {
         } else {
             (STEP_MARGIN * quantile(&mut maxima, 0.9)).max(floor)
         };
-
+        // A series that never changed (all zeros) has no limit to learn.
         let max_step = if max_step > 0.0 {
             max_step
         } else {
@@ -129,9 +129,7 @@ impl Limits {
             resting: resting_values(readings),
         })
     }
-}
 
-impl Limits {
     /// The largest plausible change between readings `interval` apart at local `hour` of the
     /// week (0 = Monday 00:00-01:00).
     pub fn step_at(&self, hour: usize) -> f64 {
