@@ -210,7 +210,8 @@ impl Criteria {
                 ),
                 ..global.clone()
             };
-            c.steps = steps_of(&c, &minutes, &values);
+            let (steps, expected) = steps_of(&c, &minutes, &values);
+            c.steps = steps;
             let period = level.period() as u32;
             // The residuals the detector will judge: deviation from expected, less its level;
             // `expected`: each reading's expectation (computed once: the passes below share it).
@@ -229,10 +230,6 @@ impl Criteria {
                     })
                     .collect::<Vec<(u32, f64)>>()
             };
-            let expected: Vec<f64> = minutes
-                .iter()
-                .map(|m| c.expected_at(*m % period, &c.steps))
-                .collect();
             let mut all = residuals_of(&c, 0, &expected);
             // A relative level where it leaves smaller residuals (expectations well above 0).
             let lowest = c.expected.iter().copied().fold(f64::INFINITY, f64::min);
@@ -446,11 +443,14 @@ fn crossed_boundary(minute: u32, step: u32, centre: f64, cells: usize) -> usize 
 /// Boundaries where the readings step: those whose readings (between the two cells' centres)
 /// the two cells' own expectations fit with less than [`STEP_GAIN`] of the absolute error of
 /// the linear interpolation. A smooth rise keeps the interpolation; an hourly pattern step, or
-/// a pump started on a schedule, steps.
-fn steps_of(c: &Criteria, minutes: &[u32], values: &[f64]) -> Vec<bool> {
+/// a pump started on a schedule, steps. Also returns each reading's expectation with them.
+fn steps_of(c: &Criteria, minutes: &[u32], values: &[f64]) -> (Vec<bool>, Vec<f64>) {
     let n = c.expected.len();
     let period = c.level.period() as u32;
     let mut errors = vec![(0.0, 0.0); n];
+    // Per reading: its boundary and both expectations, so that each reading's expectation
+    // under the chosen steps needs no second pass.
+    let mut both = Vec::with_capacity(values.len());
     for (m, v) in minutes.iter().zip(values) {
         let m = m % period;
         let b = crossed_boundary(m, c.step, c.centres.0, n);
@@ -458,11 +458,17 @@ fn steps_of(c: &Criteria, minutes: &[u32], values: &[f64]) -> Vec<bool> {
         let stepped = c.expected[(m / c.step) as usize % n];
         errors[b].0 += (v - linear).abs();
         errors[b].1 += (v - stepped).abs();
+        both.push((b, linear, stepped));
     }
-    errors
+    let steps: Vec<bool> = errors
         .iter()
         .map(|(linear, stepped)| *stepped < STEP_GAIN * linear)
-        .collect()
+        .collect();
+    let expected = both
+        .iter()
+        .map(|&(b, linear, stepped)| if steps[b] { stepped } else { linear })
+        .collect();
+    (steps, expected)
 }
 
 /// A boundary steps when stepping there leaves less than this share of the interpolation's
