@@ -143,23 +143,33 @@ impl Criteria {
     /// Fits criteria on `readings` (any order; non-finite values ignored), or `None` when
     /// there are too few.
     pub fn fit(readings: &[(Timestamp, f64)], tz: Tz, fitted_at: Timestamp) -> Option<Criteria> {
-        let mut finite: Vec<(Timestamp, f64)> = readings
+        let mut clock = LocalClock::new(tz);
+        let placed: Vec<Placed> = readings
+            .iter()
+            .map(|&(ts, v)| (ts, v, minute_of_week(clock.local(ts))))
+            .collect();
+        Criteria::fit_placed(&placed, fitted_at)
+    }
+
+    /// [`Criteria::fit`] on readings that carry their local minute of the week (a runner keeps
+    /// them so, instead of converting every reading again at each daily refit).
+    pub(crate) fn fit_placed(readings: &[Placed], fitted_at: Timestamp) -> Option<Criteria> {
+        let mut placed: Vec<Placed> = readings
             .iter()
             .copied()
-            .filter(|(_, v)| v.is_finite())
+            .filter(|(_, v, _)| v.is_finite())
             .collect();
-        finite.sort_by_key(|r| r.0);
-        if finite.len() < GLOBAL_MIN_READINGS {
+        if !placed.is_sorted_by_key(|r| r.0) {
+            placed.sort_by_key(|r| r.0);
+        }
+        if placed.len() < GLOBAL_MIN_READINGS {
             return None;
         }
-        let first = finite.iter().map(|r| r.0).min()?;
-        let last = finite.iter().map(|r| r.0).max()?;
+        let finite: Vec<(Timestamp, f64)> = placed.iter().map(|r| (r.0, r.1)).collect();
+        let minutes: Vec<u32> = placed.iter().map(|r| r.2).collect();
+        let first = finite[0].0;
+        let last = finite[finite.len() - 1].0;
         let days = (last - first) / 86_400;
-        let mut clock = LocalClock::new(tz);
-        let minutes: Vec<u32> = finite
-            .iter()
-            .map(|&(ts, _)| minute_of_week(clock.local(ts)))
-            .collect();
         let values: Vec<f64> = finite.iter().map(|r| r.1).collect();
         // Quarter-hour expectations follow a steep morning rise; they need readings every few
         // minutes to fill.
@@ -428,6 +438,9 @@ const CALIBRATION_DAYS: i64 = 7;
 
 /// |z| where stage 4 starts at the default stages (the 99th percentile).
 const Z_STAGE_4: f64 = 2.326_347_9;
+
+/// A reading with its local minute of the week.
+pub(crate) type Placed = (Timestamp, f64, u32);
 
 /// Minute of the local week, 0 = Monday 00:00.
 pub(crate) fn minute_of_week(local: chrono::NaiveDateTime) -> u32 {

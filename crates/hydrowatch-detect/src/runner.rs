@@ -10,6 +10,8 @@ use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::local_date;
 
+use crate::checks::LocalClock;
+use crate::criteria::{Placed, minute_of_week};
 use crate::{Alert, Criteria, Detector, Judgement, Verdict};
 
 /// When criteria are (re)fitted.
@@ -27,7 +29,10 @@ pub struct Runner {
     /// The detector.
     pub detector: Detector,
     tz: Tz,
-    buffers: Vec<VecDeque<(Timestamp, f64)>>,
+    /// Per series, the readings the criteria are fitted on, each with its local minute of the
+    /// week (converted once, not at every refit).
+    buffers: Vec<VecDeque<Placed>>,
+    clock: LocalClock,
     refit: Refit,
     /// Daily: the next refit; once: whether it happened.
     next: Option<Timestamp>,
@@ -56,6 +61,7 @@ impl Runner {
             detector,
             tz,
             buffers: vec![VecDeque::new(); n],
+            clock: LocalClock::new(tz),
             refit,
             next: None,
             done: false,
@@ -65,7 +71,8 @@ impl Runner {
 
     /// Remembers a reading from before the span to be judged, for the criteria only.
     pub fn remember(&mut self, series: usize, ts: Timestamp, value: f64) {
-        self.buffers[series].push_back((ts, value));
+        let minute = minute_of_week(self.clock.local(ts));
+        self.buffers[series].push_back((ts, value, minute));
     }
 
     /// Fits criteria now, at `at`, for the series that have none (a first run on stored data).
@@ -75,8 +82,8 @@ impl Runner {
         }
         for i in 0..self.buffers.len() {
             if self.detector.criteria(i).is_none() {
-                let span: Vec<(Timestamp, f64)> = self.buffers[i].iter().copied().collect();
-                let fitted = Criteria::fit(&span, self.tz, at);
+                let span: Vec<Placed> = self.buffers[i].iter().copied().collect();
+                let fitted = Criteria::fit_placed(&span, at);
                 if fitted.is_some() {
                     self.fitted.push(i);
                 }
@@ -98,15 +105,15 @@ impl Runner {
             } else {
                 Timestamp::MIN
             };
-            while buffer.front().is_some_and(|(t, _)| *t < from) {
+            while buffer.front().is_some_and(|(t, _, _)| *t < from) {
                 buffer.pop_front();
             }
-            let span: Vec<(Timestamp, f64)> = buffer
+            let span: Vec<Placed> = buffer
                 .iter()
                 .copied()
-                .filter(|(t, _)| *t < before)
+                .filter(|(t, _, _)| *t < before)
                 .collect();
-            let fitted = Criteria::fit(&span, self.tz, before);
+            let fitted = Criteria::fit_placed(&span, before);
             if fitted.is_some() {
                 self.fitted.push(i);
             }
@@ -164,7 +171,8 @@ impl Runner {
     pub fn observe(&mut self, series: usize, ts: Timestamp, value: f64) -> (Judgement, Vec<Alert>) {
         let (judgement, alerts) = self.detector.observe(series, ts, value);
         if !self.done && judgement.verdict == Verdict::Judged {
-            self.buffers[series].push_back((ts, value));
+            let minute = minute_of_week(self.clock.local(ts));
+            self.buffers[series].push_back((ts, value, minute));
         }
         (judgement, alerts)
     }
