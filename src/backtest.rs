@@ -590,25 +590,21 @@ fn print_summary(title: &str, series: &[&SeriesResults], scored: &[Vec<Scored>],
             change(&|s| s.scores.pi2),
             change(&|s| s.scores.pi3),
         );
+        let name = &r.name;
+        let (pi1, pi2, pi3, rmse, mape) = (
+            mean(&|s| s.scores.pi1),
+            mean(&|s| s.scores.pi2),
+            mean(&|s| s.scores.pi3),
+            mean(&|s| s.scores.rmse),
+            mean(&|s| s.scores.mape),
+        );
         if markdown {
             println!(
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {p1} | {p2} | {p3} | {cov} |",
-                r.name,
-                mean(&|s| s.scores.pi1),
-                mean(&|s| s.scores.pi2),
-                mean(&|s| s.scores.pi3),
-                mean(&|s| s.scores.rmse),
-                mean(&|s| s.scores.mape),
+                "| {name} | {pi1:.3} | {pi2:.3} | {pi3:.3} | {rmse:.3} | {mape:.1} | {p1} | {p2} | {p3} | {cov} |"
             );
         } else {
             println!(
-                "{:<24} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>7.1} {p1:>9} {p2:>9} {p3:>9} {cov:>8}",
-                r.name,
-                mean(&|s| s.scores.pi1),
-                mean(&|s| s.scores.pi2),
-                mean(&|s| s.scores.pi3),
-                mean(&|s| s.scores.rmse),
-                mean(&|s| s.scores.mape),
+                "{name:<24} {pi1:>8.3} {pi2:>8.3} {pi3:>8.3} {rmse:>8.3} {mape:>7.1} {p1:>9} {p2:>9} {p3:>9} {cov:>8}"
             );
         }
     }

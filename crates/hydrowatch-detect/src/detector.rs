@@ -92,6 +92,9 @@ pub struct Detector {
     forecasts: Vec<BTreeMap<Timestamp, HourForecast>>,
     /// Where the zone's hours start (see `hour_phase`).
     phase: i64,
+    /// The local minute of the week of the last reading judged (the runner keeps it with the
+    /// reading for the criteria instead of converting the time again).
+    last_minute: u32,
 }
 
 /// The machines of a series, in a fixed order.
@@ -169,6 +172,7 @@ impl Detector {
             nights: Vec::new(),
             forecasts: vec![BTreeMap::new(); n],
             phase: hour_phase(tz),
+            last_minute: 0,
         })
     }
 
@@ -269,6 +273,11 @@ impl Detector {
         self.forecasts[series] = forecasts.iter().map(|f| (f.hour, *f)).collect();
     }
 
+    /// The local minute of the week of the last reading [`Detector::observe`] judged.
+    pub(crate) fn last_minute(&self) -> u32 {
+        self.last_minute
+    }
+
     /// Time of the last reading judged of series `series`.
     pub fn last_judged(&self, series: usize) -> Option<Timestamp> {
         self.saved.series[series].checks.last.map(|(t, _)| t)
@@ -307,7 +316,9 @@ impl Detector {
         let settings = &self.settings[series];
         let local = self.clock.local(ts);
         let learned = state.criteria.as_ref().and_then(|c| c.limits.as_ref());
-        let hour = minute_of_week(local) as usize / 60;
+        let minute = minute_of_week(local);
+        self.last_minute = minute;
+        let hour = minute as usize / 60;
         let checks = checks::judge(&mut state.checks, settings, learned, (ts, hour), value);
         let resting = learned.is_some_and(|l| l.resting.contains(&value));
 
@@ -322,7 +333,7 @@ impl Detector {
         let mut outlier = (0u8, 0u8);
         let mut z_abs = 0.0;
         if let Some(c) = &state.criteria {
-            let (expected, spread) = c.at(minute_of_week(local));
+            let (expected, spread) = c.at(minute);
             let level = state.level.map_or(0.0, |(_, l)| l);
             let deviation = c.deviation(value, expected);
             let z = c.in_units(

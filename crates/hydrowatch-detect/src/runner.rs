@@ -171,7 +171,7 @@ impl Runner {
     pub fn observe(&mut self, series: usize, ts: Timestamp, value: f64) -> (Judgement, Vec<Alert>) {
         let (judgement, alerts) = self.detector.observe(series, ts, value);
         if !self.done && judgement.verdict == Verdict::Judged {
-            let minute = minute_of_week(self.clock.local(ts));
+            let minute = self.detector.last_minute();
             self.buffers[series].push_back((ts, value, minute));
         }
         (judgement, alerts)
