@@ -30,6 +30,7 @@ use hydrowatch_forecast::{Fit, ForecastError, Holidays};
 use hydrowatch_store::{JobRun, OutboxLimits, Outcome, SeriesId, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::Clock;
 use crate::forecasting::{JobError, Recorded};
 use crate::health::Metrics;
 use crate::judge::{DatabaseDetector, JudgeError, Outbound, observe_row, time_of_day};
@@ -101,56 +102,6 @@ impl Bell {
             .wait_timeout_while(rung, timeout, |r| !*r)
             .unwrap_or_else(|e| e.into_inner());
         *rung = false;
-    }
-}
-
-/// The daemon's notion of now: the wall clock, or, when a source runs faster than real time,
-/// the newest reading committed.
-#[derive(Debug)]
-enum Clock {
-    /// The wall clock; the wall-clock second of the last commit of readings.
-    Wall(AtomicI64),
-    Readings(AtomicI64),
-}
-
-/// Seconds without a commit of readings before detection judges silences on the wall clock.
-/// While readings keep arriving (a gateway flushing hours of buffered readings after an
-/// outage), they are judged by their own times, as `hydrowatch detect` judges a file: a gap
-/// inside the backlog is stale when the sensor fell silent, and the backlog itself, however
-/// old, raises no `stale` alarm per batch.
-const QUIET_SECONDS: i64 = 10;
-
-impl Clock {
-    fn now(&self) -> Option<Timestamp> {
-        match self {
-            Clock::Wall(_) => Some(chrono::Utc::now().timestamp()),
-            Clock::Readings(t) => Some(t.load(Ordering::Acquire)).filter(|&t| t != i64::MIN),
-        }
-    }
-
-    /// The time detection advances to after judging the rows committed: none (the rows' own
-    /// times) while readings are arriving, otherwise now.
-    fn detection_now(&self) -> Option<Timestamp> {
-        match self {
-            Clock::Wall(last_commit) => {
-                let now = chrono::Utc::now().timestamp();
-                (now.saturating_sub(last_commit.load(Ordering::Acquire)) >= QUIET_SECONDS)
-                    .then_some(now)
-            }
-            Clock::Readings(_) => self.now(),
-        }
-    }
-
-    /// Notes a commit of readings, the newest at `newest`.
-    fn committed(&self, newest: Timestamp) {
-        match self {
-            Clock::Wall(last_commit) => {
-                last_commit.store(chrono::Utc::now().timestamp(), Ordering::Release);
-            }
-            Clock::Readings(t) => {
-                t.fetch_max(newest, Ordering::AcqRel);
-            }
-        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! committed before it is acknowledged or judged, detection never holds up ingestion, and after
 //! a crash every thread resumes from what the database says it last finished.
 
+mod clock;
 pub mod daemon;
 pub mod envelope;
 pub mod forecasting;
