@@ -377,6 +377,7 @@ fn bulk_load_sqlite(source: &Path, db: &Path) -> anyhow::Result<u64> {
     let options = ReadOptions {
         timezone: chrono_tz::Asia::Seoul,
         series: None,
+        clock: None,
     };
     let ((), summary) = store.bulk(|b| -> anyhow::Result<()> {
         let mut file = ReadingsCsv::open(source, &options)?;
@@ -403,6 +404,7 @@ fn bulk_load_csv(source: &Path, store: &Path) -> anyhow::Result<u64> {
     let options = ReadOptions {
         timezone: chrono_tz::Asia::Seoul,
         series: None,
+        clock: None,
     };
     let mut file = ReadingsCsv::open(source, &options)?;
     let mut out = BufWriter::new(File::create(store)?);
@@ -434,6 +436,7 @@ fn open_store_csv(path: &Path) -> anyhow::Result<ReadingsCsv<BufReader<File>>> {
         &ReadOptions {
             timezone: chrono_tz::Asia::Seoul,
             series: None,
+            clock: None,
         },
     )?)
 }

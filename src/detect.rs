@@ -297,6 +297,7 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
     let options = ReadOptions {
         timezone: tz,
         series: None,
+        clock: None,
     };
     let mut file = ReadingsCsv::open(input, &options)?;
     let names: Vec<String> = file.series().map(str::to_string).collect();
@@ -354,8 +355,13 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         .map(|t| parse_local_time(t, tz, "until"))
         .transpose()?
         .unwrap_or(Timestamp::MAX);
-    let (mut detector, since) =
-        DatabaseDetector::open(&store, &ctx.config, refit_policy(ctx, args, tz)?, since)?;
+    let (mut detector, since) = DatabaseDetector::open(
+        &store,
+        &ctx.config,
+        refit_policy(ctx, args, tz)?,
+        since,
+        Some(i64::from(ctx.config.daemon.future_seconds)),
+    )?;
     let mut judging = Judging {
         names: detector.series().iter().map(|s| s.name.clone()).collect(),
         tz,

@@ -165,6 +165,7 @@ pub fn read_history(path: &Path, tz: Tz, series: Option<&str>) -> anyhow::Result
     let options = ReadOptions {
         timezone: tz,
         series: Some(series.unwrap_or("value").to_string()),
+        clock: None,
     };
     let mut file = ReadingsCsv::open(path, &options)?;
     let mut points = Vec::new();

@@ -8,6 +8,8 @@ use hydrowatch_store::{ForecastPoint, Store};
 
 #[path = "cli/daemon.rs"]
 mod daemon;
+#[path = "cli/hardening.rs"]
+mod hardening;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hydrowatch"))

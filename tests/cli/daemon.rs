@@ -115,7 +115,7 @@ fn config(server: &str, source: &str, extra: &str) -> String {
     )
 }
 
-fn unused_port() -> u16 {
+pub(crate) fn unused_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -288,7 +288,7 @@ fn send_lines(addr: &str, lines: &[String]) -> usize {
 }
 
 /// `hydrowatch --config CONFIG run` in `d`; its log goes to `stderr`.
-fn start_daemon(d: &Path, config: &str, stderr: Stdio) -> Child {
+pub(crate) fn start_daemon(d: &Path, config: &str, stderr: Stdio) -> Child {
     bin()
         .current_dir(d)
         .args(["--config", config, "run"])
@@ -298,7 +298,7 @@ fn start_daemon(d: &Path, config: &str, stderr: Stdio) -> Child {
         .unwrap()
 }
 
-fn wait_listening(addr: &str) {
+pub(crate) fn wait_listening(addr: &str) {
     let start = Instant::now();
     while TcpStream::connect(addr).is_err() {
         assert!(
@@ -1060,7 +1060,7 @@ fn a_gateway_flushing_hours_of_buffered_readings_opens_no_stale_alarm_per_batch(
 }
 
 /// A connection to the tcp source at `addr`: its reader (10 s timeout) and its writer.
-fn connect(addr: &str) -> (BufReader<TcpStream>, TcpStream) {
+pub(crate) fn connect(addr: &str) -> (BufReader<TcpStream>, TcpStream) {
     let stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -1069,7 +1069,7 @@ fn connect(addr: &str) -> (BufReader<TcpStream>, TcpStream) {
 }
 
 /// A daemon that is killed when the test ends, also when it fails.
-struct KilledOnDrop(Child);
+pub(crate) struct KilledOnDrop(pub(crate) Child);
 
 impl Drop for KilledOnDrop {
     fn drop(&mut self) {

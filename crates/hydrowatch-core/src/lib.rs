@@ -7,7 +7,7 @@
 
 pub mod time;
 
-pub use time::{LocalTimeParser, TimeError, Timestamp};
+pub use time::{LocalTimeParser, TimeError, Timestamp, from_the_future};
 
 /// One measured value of one series at one instant.
 #[derive(Debug, Clone, Copy, PartialEq)]

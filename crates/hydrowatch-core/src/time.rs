@@ -25,6 +25,35 @@ pub const HOUR: i64 = 3600;
 /// Seconds in one day (of 24 hours; local days around daylight-saving changes differ).
 pub const DAY: i64 = 86_400;
 
+/// The first year any input may name: nothing a device measured is older than Unix time.
+pub const FIRST_YEAR: i32 = 1970;
+/// The last year any input may name: a later one is a mistyped year, not a reading.
+pub const LAST_YEAR: i32 = 2199;
+/// The first instant of [`FIRST_YEAR`].
+pub const EARLIEST: Timestamp = 0;
+/// The instant after the end of [`LAST_YEAR`] (2200-01-01T00:00:00Z).
+pub const AFTER_LATEST: Timestamp = 7_258_118_400;
+
+/// Whether `ts` lies within the span any input may carry ([`EARLIEST`] to [`AFTER_LATEST`]).
+pub fn in_span(ts: Timestamp) -> bool {
+    (EARLIEST..AFTER_LATEST).contains(&ts)
+}
+
+/// Why a reading at `ts` is refused as one from the future: it lies more than `allowance`
+/// seconds ahead of the clock `now`. One rule for every way readings arrive (live sources,
+/// `hydrowatch import`): a mistyped year stored once would otherwise stand ahead of every later
+/// reading.
+pub fn from_the_future(ts: Timestamp, now: Timestamp, allowance: i64, tz: Tz) -> Option<String> {
+    (ts > now.saturating_add(allowance)).then(|| {
+        format!(
+            "{} is {} s ahead of this computer's clock ({}): refused as a reading from the future (a mistyped date, or a clock set wrong)",
+            format_local(ts, tz),
+            ts.saturating_sub(now),
+            format_local(now, tz)
+        )
+    })
+}
+
 /// Why a time could not be understood.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TimeError {
@@ -36,6 +65,9 @@ pub enum TimeError {
     /// The text has the right form but a field is out of range (month 13, minute 61, ...).
     #[error("not a valid date or time (a field is out of range)")]
     Range,
+    /// A year before [`FIRST_YEAR`] or after [`LAST_YEAR`]: a mistyped year.
+    #[error("the year is outside {FIRST_YEAR}-{LAST_YEAR} (a mistyped year?)")]
+    OutOfSpan,
     /// A local time that the zone's clock skipped (daylight saving started).
     #[error("local time does not exist in {tz}: clocks jumped forward over it (daylight saving)")]
     Nonexistent {
@@ -58,6 +90,7 @@ pub fn parse_time(text: &str) -> Result<ParsedTime, TimeError> {
     let b = text.trim().as_bytes();
     let mut p = Cursor { b, i: 0 };
     let year = p.digits(4, 4)? as i32;
+    let year_ok = (FIRST_YEAR..=LAST_YEAR).contains(&year);
     p.expect(b'-')?;
     let month = p.digits(1, 2)?;
     p.expect(b'-')?;
@@ -82,6 +115,7 @@ pub fn parse_time(text: &str) -> Result<ParsedTime, TimeError> {
     let time = NaiveTime::from_hms_opt(hour, minute, second).ok_or(TimeError::Range)?;
     let naive = NaiveDateTime::new(date, time);
     let offset = match p.next() {
+        None if !year_ok => return Err(TimeError::OutOfSpan),
         None => return Ok(ParsedTime::Local(naive)),
         Some(b'Z' | b'z') => 0,
         Some(sign @ (b'+' | b'-')) => {
@@ -105,7 +139,11 @@ pub fn parse_time(text: &str) -> Result<ParsedTime, TimeError> {
     if p.peek().is_some() {
         return Err(TimeError::Format);
     }
-    Ok(ParsedTime::Absolute(naive.and_utc().timestamp() - offset))
+    let ts = naive.and_utc().timestamp() - offset;
+    if !year_ok || !in_span(ts) {
+        return Err(TimeError::OutOfSpan);
+    }
+    Ok(ParsedTime::Absolute(ts))
 }
 
 struct Cursor<'a> {
@@ -278,6 +316,33 @@ mod tests {
             ParsedTime::Absolute(t) => t,
             ParsedTime::Local(n) => n.and_utc().timestamp(),
         }
+    }
+
+    #[test]
+    fn years_outside_the_span_are_refused() {
+        for bad in [
+            "1969-12-31 23:59",
+            "0001-01-01 00:00",
+            "2200-01-01 00:00",
+            "9999-12-31T23:00:00Z",
+            "1970-01-01T00:30:00+01:00",
+        ] {
+            assert_eq!(parse_time(bad), Err(TimeError::OutOfSpan), "{bad}");
+        }
+        assert!(parse_time("1970-01-01T00:00:00Z").is_ok());
+        assert!(parse_time("2199-12-31T23:59:59Z").is_ok());
+        // Within the span: only the clock can tell that 2062 is a mistake.
+        assert!(parse_time("2062-07-01 00:00").is_ok());
+    }
+
+    #[test]
+    fn readings_ahead_of_the_clock_are_from_the_future() {
+        let now = utc("2026-11-30 12:00Z");
+        let tz = chrono_tz::UTC;
+        assert_eq!(from_the_future(now + 60, now, 60, tz), None);
+        let why = from_the_future(utc("2062-11-30 12:00Z"), now, 60, tz).unwrap();
+        assert!(why.contains("2062-11-30 12:00"), "{why}");
+        assert!(why.contains("from the future"), "{why}");
     }
 
     #[test]

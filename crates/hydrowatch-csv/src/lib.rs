@@ -20,11 +20,11 @@
 //! counts lines exactly.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use chrono_tz::Tz;
-use hydrowatch_core::{LocalTimeParser, TimeError, Timestamp, check_series_name};
+use hydrowatch_core::{LocalTimeParser, TimeError, Timestamp, check_series_name, from_the_future};
 
 mod forecasts;
 
@@ -58,6 +58,16 @@ pub enum CsvError {
         /// What is wrong and what is expected.
         reason: String,
     },
+    /// The file is not lines of text: a line too long, or lines that end in a lone CR.
+    #[error("{file}, line {line}: {reason}")]
+    Lines {
+        /// The file.
+        file: String,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// The row is not well-formed CSV, or has the wrong number of fields.
     #[error("{file}, line {line}: {reason}")]
     Row {
@@ -82,6 +92,18 @@ pub enum CsvError {
         /// Why it is not a time.
         source: TimeError,
     },
+    /// The row's time lies ahead of the clock (see [`ReadOptions::clock`]).
+    #[error("{file}, line {line}, column 1 (`{column}`): {why}")]
+    Future {
+        /// The file.
+        file: String,
+        /// 1-based line number.
+        line: u64,
+        /// Header of the time column.
+        column: String,
+        /// How far ahead, of which clock.
+        why: String,
+    },
     /// A value is neither a number nor a missing-value marker.
     #[error("{file}, line {line}, column {index} (`{column}`): not a finite number: {value:?}")]
     Value {
@@ -104,7 +126,10 @@ impl CsvError {
     pub fn is_row_error(&self) -> bool {
         matches!(
             self,
-            CsvError::Row { .. } | CsvError::Time { .. } | CsvError::Value { .. }
+            CsvError::Row { .. }
+                | CsvError::Time { .. }
+                | CsvError::Future { .. }
+                | CsvError::Value { .. }
         )
     }
 }
@@ -116,7 +141,15 @@ pub struct ReadOptions {
     pub timezone: Tz,
     /// Narrow files: the series the `value` column holds. Wide files: read only this column.
     pub series: Option<String>,
+    /// Readings for the device database: the clock now and the seconds a reading may lie ahead
+    /// of it; a later row is refused as a reading from the future, like a live one. `None` for
+    /// files analysed as they are (`detect --input`, `train`).
+    pub clock: Option<(Timestamp, i64)>,
 }
+
+/// The longest line read: far more than a row of hundreds of series, far less than a file
+/// without line breaks.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
 
 /// One row: its time and the value of each selected series (`None`: missing).
 #[derive(Debug, PartialEq)]
@@ -145,6 +178,8 @@ pub struct ReadingsCsv<R> {
     width: usize,
     parser: LocalTimeParser,
     values: Vec<Option<f64>>,
+    clock: Option<(Timestamp, i64)>,
+    tz: Tz,
 }
 
 /// The fields of one line: their bytes back to back, and where each ends.
@@ -241,6 +276,8 @@ impl<R: BufRead> ReadingsCsv<R> {
             width: 0,
             parser: LocalTimeParser::new(options.timezone),
             values: Vec::new(),
+            clock: options.clock,
+            tz: options.timezone,
         };
         let mut headers = Vec::new();
         if this.read_line()? {
@@ -319,10 +356,11 @@ impl<R: BufRead> ReadingsCsv<R> {
     }
 
     /// Reads the next line into `raw` without its line break; false at the end of the file.
+    /// A line over [`MAX_LINE_BYTES`] is an error about the whole file (no row could be found
+    /// in it), as is a file whose lines end in a lone CR.
     fn read_line(&mut self) -> Result<bool, CsvError> {
         self.raw.clear();
-        let n = self
-            .reader
+        let n = Read::take(self.reader.by_ref(), MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut self.raw)
             .map_err(|source| CsvError::Io {
                 file: self.file.clone(),
@@ -333,8 +371,25 @@ impl<R: BufRead> ReadingsCsv<R> {
         }
         self.bytes += n as u64;
         self.line += 1;
+        if self.raw.last() != Some(&b'\n') && n > MAX_LINE_BYTES {
+            return Err(CsvError::Lines {
+                file: self.file.clone(),
+                line: self.line,
+                reason: format!(
+                    "longer than {} KB: not a readings file (or its line breaks are missing)",
+                    MAX_LINE_BYTES >> 10
+                ),
+            });
+        }
         while matches!(self.raw.last(), Some(b'\n' | b'\r')) {
             self.raw.pop();
+        }
+        if self.raw.contains(&b'\r') {
+            return Err(CsvError::Lines {
+                file: self.file.clone(),
+                line: self.line,
+                reason: "a carriage return (CR) inside the line: the file's lines end in CR alone (an old Mac export); convert them to LF or CRLF".into(),
+            });
         }
         Ok(true)
     }
@@ -385,11 +440,21 @@ impl<R: BufRead> ReadingsCsv<R> {
                     file: self.file.clone(),
                     line,
                     column: self.time_header.clone(),
-                    value: time_text.into_owned(),
+                    value: prefix(&time_text),
                     source,
                 }));
             }
         };
+        if let Some((now, allowance)) = self.clock
+            && let Some(why) = from_the_future(ts, now, allowance, self.tz)
+        {
+            return Some(Err(CsvError::Future {
+                file: self.file.clone(),
+                line,
+                column: self.time_header.clone(),
+                why,
+            }));
+        }
         for (slot, (index, name)) in self.values.iter_mut().zip(&self.columns) {
             match parse_value(self.fields.get(*index)) {
                 Ok(v) => *slot = v,
@@ -399,7 +464,7 @@ impl<R: BufRead> ReadingsCsv<R> {
                         line,
                         index: index + 1,
                         column: name.clone(),
-                        value: String::from_utf8_lossy(self.fields.get(*index)).into_owned(),
+                        value: prefix(&String::from_utf8_lossy(self.fields.get(*index))),
                     }));
                 }
             }
@@ -438,6 +503,7 @@ mod tests {
         ReadOptions {
             timezone: chrono_tz::UTC,
             series: series.map(str::to_string),
+            clock: None,
         }
     }
 
@@ -559,6 +625,64 @@ mod tests {
     }
 
     #[test]
+    fn rows_ahead_of_the_clock_are_refused_when_a_clock_is_given() {
+        let text = "time,value\n2026-11-30 11:00,1\n2062-11-30 11:00,2\n1969-12-31 23:00,3\n";
+        let mut o = opts(Some("flow"));
+        let now = 1_796_040_000; // 2026-11-30 12:00 UTC
+        o.clock = Some((now, 60));
+        let rows = read(text, &o).unwrap();
+        assert!(rows[0].is_ok());
+        let e = rows[1].as_ref().unwrap_err();
+        assert!(
+            e.starts_with("f.csv, line 3, column 1 (`time`): 2062-11-30 11:00 is ")
+                && e.contains("from the future"),
+            "{e}"
+        );
+        assert!(
+            rows[2].as_ref().unwrap_err().contains("outside 1970-2199"),
+            "{:?}",
+            rows[2]
+        );
+        // Files analysed as they are have no clock: only the span applies.
+        let rows = read(text, &opts(Some("flow"))).unwrap();
+        assert!(rows[1].is_ok());
+    }
+
+    #[test]
+    fn errors_echo_a_short_prefix_of_a_long_value() {
+        let long = "9".repeat(10 << 10) + "x";
+        let rows = read(
+            &format!("time,value\n2024-07-09 00:01,{long}\n"),
+            &opts(Some("flow")),
+        )
+        .unwrap();
+        let e = rows[0].as_ref().unwrap_err();
+        assert!(
+            e.len() < 200 && e.ends_with("...\""),
+            "{} bytes: {}",
+            e.len(),
+            &e[..100]
+        );
+    }
+
+    #[test]
+    fn lines_too_long_or_ending_in_cr_alone_are_named() {
+        let long = format!(
+            "time,value\n2024-07-09 00:01,{}\n",
+            "1".repeat(MAX_LINE_BYTES)
+        );
+        let rows = read(&long, &opts(Some("flow"))).unwrap();
+        let e = rows[0].as_ref().unwrap_err();
+        assert!(e.starts_with("f.csv, line 2: longer than 64 KB"), "{e}");
+        let e = read(
+            "time,value\r2024-07-09 00:01,1\r2024-07-09 00:02,2\r",
+            &opts(Some("flow")),
+        )
+        .unwrap_err();
+        assert!(e.contains("end in CR alone"), "{e}");
+    }
+
+    #[test]
     fn quoted_fields() {
         let mut f = Fields::default();
         split_line(br#""2024-07-09 00:01","1.5",,"a ""b"",c""#, &mut f).unwrap();
@@ -588,6 +712,7 @@ mod tests {
         let o = ReadOptions {
             timezone: chrono_tz::Europe::Rome,
             series: Some("inflow".into()),
+            clock: None,
         };
         let text = "time,value\n2021-03-28 01:00,1\n2021-03-28 03:00,2\n2021-10-31 01:00,3\n2021-10-31 02:00,4\n2021-10-31 02:00,5\n2021-10-31 03:00,6\n";
         let rows: Vec<_> = read(text, &o)

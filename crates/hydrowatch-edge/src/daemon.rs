@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
 use hydrowatch_config::{Config, ForecastAt};
-use hydrowatch_core::time::format_local;
+use hydrowatch_core::time::{FIRST_YEAR, LAST_YEAR, format_local, from_the_future, in_span};
 use hydrowatch_core::{Reading, Timestamp};
 use hydrowatch_detect::Refit;
 use hydrowatch_forecast::{Fit, ForecastError, Holidays};
@@ -238,6 +238,8 @@ impl Daemon {
                 &shared.config,
                 Refit::Daily(time_of_day(shared.config.schedule.criteria_at)),
                 None,
+                matches!(shared.clock, Clock::Wall(_))
+                    .then_some(i64::from(shared.config.daemon.future_seconds)),
             )?;
             std::thread::Builder::new()
                 .name("detect".into())
@@ -435,33 +437,34 @@ fn ingest_thread(
         for (b, batch) in batches.iter().enumerate() {
             let mut f = Vec::with_capacity(batch.readings.len());
             for (i, r) in batch.readings.iter().enumerate() {
-                let refused = match ids.get(&r.series) {
+                let id = ids.get(&r.series);
+                let refused = match id {
                     None => Some(format!(
                         "series {:?} is not configured (configured: {})",
                         r.series,
                         configured()
                     )),
-                    Some(_) if matches!(shared.clock, Clock::Wall(_)) && r.ts > wall + future => {
-                        Some(format!(
-                            "{} {} is {} s ahead of the device clock ({}): refused as a reading from the future",
-                            r.series,
-                            format_local(r.ts, shared.tz),
-                            r.ts - wall,
-                            format_local(wall, shared.tz)
-                        ))
+                    Some(_) if !in_span(r.ts) => Some(format!(
+                        "{} {}: the year is outside {FIRST_YEAR}-{LAST_YEAR} (a mistyped year?)",
+                        r.series,
+                        format_local(r.ts, shared.tz),
+                    )),
+                    Some(_) if matches!(shared.clock, Clock::Wall(_)) => {
+                        from_the_future(r.ts, wall, future, shared.tz)
+                            .map(|why| format!("{} {why}", r.series))
                     }
-                    Some(&id) => {
-                        rows.push((
-                            id,
-                            Reading {
-                                ts: r.ts,
-                                value: r.value,
-                            },
-                        ));
-                        slots.push((b, i));
-                        None
-                    }
+                    Some(_) => None,
                 };
+                if let (None, Some(&id)) = (&refused, id) {
+                    rows.push((
+                        id,
+                        Reading {
+                            ts: r.ts,
+                            value: r.value,
+                        },
+                    ));
+                    slots.push((b, i));
+                }
                 f.push(match refused {
                     Some(why) => {
                         m.readings_refused.fetch_add(1, Ordering::Relaxed);

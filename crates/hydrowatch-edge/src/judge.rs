@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use chrono_tz::Tz;
 use hydrowatch_config::{Config, TimeOfDay};
 use hydrowatch_core::Timestamp;
+use hydrowatch_core::time::format_local;
 use hydrowatch_detect::{
     Alert, DetectError, Detector, HourForecast, LifecycleSettings, NightSettings, Refit, Runner,
     SeriesSettings,
@@ -132,6 +133,16 @@ pub struct DatabaseDetector {
     series: Vec<SeriesInfo>,
     outbound: Option<Outbound>,
     tz: Tz,
+    ahead: Option<i64>,
+    /// The newest stored reading ahead of the clock already reported.
+    reported_ahead: Timestamp,
+}
+
+/// The latest reading time judged: `ahead` seconds past the wall clock, or no bound.
+fn horizon(ahead: Option<i64>) -> Timestamp {
+    ahead.map_or(Timestamp::MAX, |a| {
+        chrono::Utc::now().timestamp().saturating_add(a)
+    })
 }
 
 /// The most rows judged per transaction (a day of minutes of a few series): bounds the memory
@@ -144,11 +155,17 @@ impl DatabaseDetector {
     /// for the criteria. `since` defaults to where the saved state stopped (the newest minute on
     /// a first run, everything on an empty database); the start of the span to judge is
     /// returned.
+    ///
+    /// `ahead`: on the wall clock, the seconds a reading may lie ahead of it. A stored reading
+    /// later than that (a mistyped year, however it was stored) is never judged, so that it
+    /// cannot stand ahead of every later reading as "already judged"; a saved state that judged
+    /// such readings is replaced. `None` when the readings keep time (a faster replay).
     pub fn open(
         store: &Store,
         config: &Config,
         refit: Refit,
         since: Option<Timestamp>,
+        ahead: Option<i64>,
     ) -> Result<(DatabaseDetector, Timestamp), JudgeError> {
         let tz = store.timezone();
         let series = store.series()?;
@@ -156,8 +173,16 @@ impl DatabaseDetector {
             .iter()
             .map(|s| series_settings(config, &s.name, Some(&s.unit)))
             .collect();
+        let horizon = horizon(ahead);
         let detector = match store.detector_state()? {
             Some(state) => match Detector::restore(tz, settings.clone(), &state) {
+                Ok(d) if (0..series.len()).any(|i| d.last_judged(i) > Some(horizon)) => {
+                    tracing::warn!(
+                        "the saved detector state judged readings ahead of the clock ({}): starting afresh",
+                        format_local(horizon, tz)
+                    );
+                    Detector::new(tz, settings)?
+                }
                 Ok(d) => d,
                 Err(DetectError::StateMismatch { stored, configured }) => {
                     tracing::warn!(
@@ -182,8 +207,8 @@ impl DatabaseDetector {
                     let from = match detector.last_judged(i) {
                         Some(last) => last + 1,
                         None => store
-                            .span(s.id)?
-                            .map_or(Timestamp::MAX, |(_, newest)| newest),
+                            .newest_before(s.id, horizon.saturating_add(1))?
+                            .unwrap_or(Timestamp::MAX),
                     };
                     since = since.min(from);
                 }
@@ -209,6 +234,8 @@ impl DatabaseDetector {
                 series,
                 outbound: Outbound::from_config(config),
                 tz,
+                ahead,
+                reported_ahead: Timestamp::MIN,
             },
             since,
         ))
@@ -236,6 +263,9 @@ impl DatabaseDetector {
             Some(c) => until.min(c.saturating_add(1)),
             None => until,
         };
+        // Never past the wall clock's horizon (see `open`).
+        let horizon = horizon(self.ahead);
+        let end = end.min(horizon.saturating_add(1));
         let spans: Vec<(Timestamp, Timestamp)> = self
             .series
             .iter()
@@ -245,6 +275,15 @@ impl DatabaseDetector {
             .into_iter()
             .flatten()
             .collect();
+        let stored_newest = spans.iter().map(|s| s.1).max().unwrap_or(Timestamp::MIN);
+        if stored_newest > horizon && stored_newest > self.reported_ahead {
+            self.reported_ahead = stored_newest;
+            tracing::warn!(
+                "readings up to {} are stored, ahead of the clock ({}): they are not judged (a mistyped date or a clock set wrong; delete them)",
+                format_local(stored_newest, self.tz),
+                format_local(horizon, self.tz)
+            );
+        }
         let oldest = spans.iter().map(|s| s.0).min().unwrap_or(Timestamp::MAX);
         let newest = spans
             .iter()

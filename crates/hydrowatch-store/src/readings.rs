@@ -222,6 +222,17 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The time of the newest reading of `series` before `to`, if it has one.
+    pub fn newest_before(&self, series: SeriesId, to: Timestamp) -> Result<Option<Timestamp>> {
+        self.conn
+            .query_row(
+                "SELECT max(ts) FROM readings WHERE series_id = ?1 AND ts < ?2",
+                (series.0, to),
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Number of readings stored for `series`.
     pub fn count(&self, series: SeriesId) -> Result<u64> {
         self.conn

@@ -42,6 +42,7 @@ impl Source for Replay {
             let options = ReadOptions {
                 timezone: tz,
                 series: self.config.series.clone(),
+                clock: None,
             };
             let mut csv =
                 ReadingsCsv::open(&self.config.path, &options).map_err(|e| SourceError::Open {
