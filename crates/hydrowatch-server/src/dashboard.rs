@@ -1,12 +1,17 @@
 //! The dashboard: server-rendered HTML with inline SVG charts (nothing to load from elsewhere,
 //! nothing that needs JavaScript), refreshing itself every 30 s. `/` is the fleet; `/devices/{id}`
 //! one device: each series' newest forecast with its 10-90% band, and the alarm timeline.
+//!
+//! Invariants: every page is written by the template engine (maud), which escapes every value
+//! it interpolates; pages go out with a Content-Security-Policy that allows no script at all;
+//! whatever is stored, a chart draws a bounded number of elements.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::response::Html;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde_json::Value;
 
 use crate::api::{ApiError, AppState};
@@ -17,43 +22,62 @@ use crate::envelope::seconds;
 const STAGE_COLOURS: [&str; 4] = ["#2b7bb9", "#c9a400", "#e07000", "#c62828"];
 const STAGE_NAMES: [&str; 4] = ["interest", "caution", "warning", "critical"];
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+/// The pages need their own inline style and nothing else: no script, no frame, no form.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="30">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · hydrowatch</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5rem 2rem; color: #1d2733; }}
-h1 {{ font-size: 1.4rem; margin: 0 0 1rem; }} h2 {{ font-size: 1.1rem; margin: 1.5rem 0 .5rem; }}
-table {{ border-collapse: collapse; min-width: 40rem; }}
-th, td {{ text-align: left; padding: .35rem .8rem; border-bottom: 1px solid #dde3ea; }}
-th {{ background: #f2f5f8; font-weight: 600; }}
-.badge {{ display: inline-block; min-width: 1.4rem; padding: .1rem .45rem; border-radius: .7rem;
-  color: #fff; font-weight: 600; text-align: center; margin-right: .25rem; }}
-.none {{ color: #7a8794; }} .stale {{ color: #c62828; font-weight: 600; }}
-a {{ color: #14589c; }} svg {{ background: #fbfcfd; border: 1px solid #dde3ea; }}
-.legend span {{ margin-right: 1rem; }} nav {{ margin-bottom: 1rem; }}
-</style></head><body>{body}
-<p class="none">Refreshes every 30 s. Alarm times are the device's local time; other times UTC.</p></body></html>"#
-    ))
+/// Most day lines drawn on a chart's time axis.
+const MAX_DAY_LINES: i64 = 16;
+/// Most alarm transitions listed on a device page.
+const MAX_TIMELINE_ROWS: usize = 200;
+
+const STYLE: &str = r#"
+body { font-family: system-ui, sans-serif; margin: 1.5rem 2rem; color: #1d2733; }
+h1 { font-size: 1.4rem; margin: 0 0 1rem; } h2 { font-size: 1.1rem; margin: 1.5rem 0 .5rem; }
+table { border-collapse: collapse; min-width: 40rem; }
+th, td { text-align: left; padding: .35rem .8rem; border-bottom: 1px solid #dde3ea; }
+th { background: #f2f5f8; font-weight: 600; }
+.badge { display: inline-block; min-width: 1.4rem; padding: .1rem .45rem; border-radius: .7rem;
+  color: #fff; font-weight: 600; text-align: center; margin-right: .25rem; }
+.none { color: #7a8794; } .stale { color: #c62828; font-weight: 600; }
+a { color: #14589c; } svg { background: #fbfcfd; border: 1px solid #dde3ea; }
+.legend span { margin-right: 1rem; } nav { margin-bottom: 1rem; }
+"#;
+
+/// A whole page, with the security headers every page carries.
+fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="30";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · hydrowatch" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                (body)
+                p.none { "Refreshes every 30 s. Alarm times are the device's local time; other times UTC." }
+            }
+        }
+    };
+    (
+        status,
+        [
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Html(markup.into_string()),
+    )
+        .into_response()
 }
 
 /// A coloured badge of stage `stage` (0-based) showing `text`.
-fn badge(stage: usize, text: &str) -> String {
-    format!(
-        r#"<span class="badge" style="background:{}" title="stage {} ({})">{text}</span>"#,
-        STAGE_COLOURS[stage],
-        stage + 1,
-        STAGE_NAMES[stage]
-    )
+fn badge(stage: usize, text: &str) -> Markup {
+    html! {
+        span.badge style={ "background:" (STAGE_COLOURS[stage]) }
+            title={ "stage " (stage + 1) " (" (STAGE_NAMES[stage]) ")" } { (text) }
+    }
 }
 
 fn utc(ts: i64) -> String {
@@ -62,51 +86,51 @@ fn utc(ts: i64) -> String {
 }
 
 /// `GET /`: every device, when it was last seen, its open alarms by stage.
-pub async fn fleet(State(app): State<Arc<AppState>>) -> Result<Html<String>, ApiError> {
+pub async fn fleet(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let devices = tokio::task::block_in_place(|| app.db.devices())?;
     let now = chrono::Utc::now().timestamp();
-    let mut body = String::from("<h1>hydrowatch fleet</h1>\n");
-    let _ = write!(
-        body,
-        "<p>{} devices · {} open alarms</p>\n<table><tr><th>device</th><th>last seen</th><th>open alarms by stage</th></tr>\n",
-        devices.len(),
-        devices
-            .iter()
-            .map(|d| d.open_alarms.iter().sum::<u32>())
-            .sum::<u32>()
-    );
-    for d in &devices {
-        let seen = match d.last_seen {
-            Some(t) if now - t > 3600 => format!(
-                r#"<span class="stale">{} (over an hour ago)</span>"#,
-                utc(t)
-            ),
-            Some(t) => utc(t),
-            None => r#"<span class="none">never</span>"#.into(),
-        };
-        let alarms: String = (0..4)
-            .rev()
-            .filter(|&s| d.open_alarms[s] > 0)
-            .map(|s| badge(s, &format!("{} × {}", STAGE_NAMES[s], d.open_alarms[s])))
-            .collect();
-        let alarms = if alarms.is_empty() {
-            r#"<span class="none">none</span>"#.to_string()
-        } else {
-            alarms
-        };
-        let id = escape(&d.id);
-        let _ = writeln!(
-            body,
-            r#"<tr><td><a href="/devices/{id}">{id}</a></td><td>{seen}</td><td>{alarms}</td></tr>"#
-        );
-    }
-    body.push_str("</table>\n");
-    Ok(page("fleet", &body))
+    let open: u32 = devices
+        .iter()
+        .map(|d| d.open_alarms.iter().sum::<u32>())
+        .sum();
+    let body = html! {
+        h1 { "hydrowatch fleet" }
+        p { (devices.len()) " devices · " (open) " open alarms" }
+        table {
+            tr { th { "device" } th { "last seen" } th { "open alarms by stage" } }
+            @for d in &devices {
+                tr {
+                    td { a href={ "/devices/" (d.id) } { (d.id) } }
+                    td {
+                        @match d.last_seen {
+                            Some(t) if now - t > 3600 => span.stale { (utc(t)) " (over an hour ago)" },
+                            Some(t) => (utc(t)),
+                            None => span.none { "never" },
+                        }
+                    }
+                    td {
+                        @if d.open_alarms.iter().all(|&n| n == 0) {
+                            span.none { "none" }
+                        }
+                        @for s in (0..4).rev().filter(|&s| d.open_alarms[s] > 0) {
+                            (badge(s, &format!("{} × {}", STAGE_NAMES[s], d.open_alarms[s])))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, "fleet", body))
+}
+
+/// A number for an SVG attribute, to a tenth.
+fn n(v: f64) -> String {
+    format!("{v:.1}")
 }
 
 /// An SVG chart of one forecast: the value line over its 10-90% band, and the actual hourly
 /// values before and (as they arrive with later messages) during it, with axes.
-fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> String {
+fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> Markup {
     let points: Vec<(i64, f64, f64, f64)> = f["points"]
         .as_array()
         .map(|ps| {
@@ -124,7 +148,7 @@ fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> String {
         })
         .unwrap_or_default();
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
-        return r#"<p class="none">no forecast yet</p>"#.into();
+        return html! { p.none { "no forecast yet" } };
     };
     let (w, h, left, bottom) = (900.0, 260.0, 60.0, 30.0);
     let start = actuals.first().map_or(first.0, |a| a.0.min(first.0));
@@ -145,57 +169,52 @@ fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> String {
     let span = (end - start).max(1) as f64;
     let x = |t: i64| left + (t - start) as f64 / span * (w - left - 10.0);
     let y = |v: f64| 10.0 + (hi - v) / (hi - lo) * (h - bottom - 10.0);
-    let mut band = String::new();
-    for p in &points {
-        let _ = write!(band, "{:.1},{:.1} ", x(p.0), y(p.3));
-    }
-    for p in points.iter().rev() {
-        let _ = write!(band, "{:.1},{:.1} ", x(p.0), y(p.2));
-    }
     let polyline = |pts: &mut dyn Iterator<Item = (i64, f64)>| -> String {
         pts.map(|(t, v)| format!("{:.1},{:.1} ", x(t), y(v)))
             .collect()
     };
+    let band = polyline(
+        &mut points
+            .iter()
+            .map(|p| (p.0, p.3))
+            .chain(points.iter().rev().map(|p| (p.0, p.2))),
+    );
     let line = polyline(&mut points.iter().map(|p| (p.0, p.1)));
     let actual = polyline(&mut actuals.iter().copied());
-    let mut axes = String::new();
-    for i in 0..=4 {
-        let v = lo + (hi - lo) * f64::from(i) / 4.0;
-        let _ = write!(
-            axes,
-            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#e3e8ee"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end" fill="#4a5663">{v:.1}</text>"##,
-            w - 10.0,
-            left - 6.0,
-            y(v) + 4.0,
-            y = y(v)
-        );
+    // One line per day, or per several days: bounded whatever span is stored.
+    let days = (end - start) / 86_400 + 1;
+    let step = 86_400 * (days / MAX_DAY_LINES + 1);
+    let day_lines: Vec<i64> = (1..=MAX_DAY_LINES)
+        .map(|k| start - start.rem_euclid(86_400) + k * step)
+        .take_while(|&t| t <= end)
+        .collect();
+    let series = f["series"].as_str().unwrap_or("");
+    html! {
+        svg width=(w) height=(h) viewBox={ "0 0 " (w) " " (h) } role="img"
+            aria-label={ "forecast of " (series) } {
+            @for i in 0..=4 {
+                @let v = lo + (hi - lo) * f64::from(i) / 4.0;
+                line x1=(left) x2=(w - 10.0) y1=(n(y(v))) y2=(n(y(v))) stroke="#e3e8ee" {}
+                text x=(left - 6.0) y=(n(y(v) + 4.0)) font-size="11" text-anchor="end" fill="#4a5663" { (format!("{v:.1}")) }
+            }
+            @for t in &day_lines {
+                line x1=(n(x(*t))) x2=(n(x(*t))) y1="10" y2=(h - bottom) stroke="#e3e8ee" {}
+                text x=(n(x(*t))) y=(h - bottom + 16.0) font-size="11" text-anchor="middle" fill="#4a5663" {
+                    (chrono::DateTime::from_timestamp(*t, 0).map_or(String::new(), |d| d.format("%a %d").to_string()))
+                }
+            }
+            polygon points=(band) fill="#9cc3e6" fill-opacity="0.45" stroke="none" {}
+            polyline points=(line) fill="none" stroke="#14589c" stroke-width="2" {}
+            polyline points=(actual) fill="none" stroke="#2e2e2e" stroke-width="1.5" {}
+            line x1=(n(x(first.0))) x2=(n(x(first.0))) y1="10" y2=(h - bottom) stroke="#7a8794" stroke-dasharray="4 3" {}
+        }
+        div.legend {
+            span style="color:#2e2e2e" { "━ actual (hourly mean)" }
+            span style="color:#14589c" { "━ forecast" }
+            span style="color:#6d9cc8" { "▇ 10-90% band" }
+            span { "issued " (f["issued_at"].as_str().unwrap_or("?")) " by " (f["model"].as_str().unwrap_or("?")) }
+        }
     }
-    let mut t = start - start.rem_euclid(86_400) + 86_400;
-    while t <= end {
-        let _ = write!(
-            axes,
-            r##"<line x1="{x:.1}" x2="{x:.1}" y1="10" y2="{}" stroke="#e3e8ee"/><text x="{x:.1}" y="{}" font-size="11" text-anchor="middle" fill="#4a5663">{}</text>"##,
-            h - bottom,
-            h - bottom + 16.0,
-            chrono::DateTime::from_timestamp(t, 0)
-                .map_or(String::new(), |d| d.format("%a %d").to_string()),
-            x = x(t)
-        );
-        t += 86_400;
-    }
-    format!(
-        r##"<svg width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="forecast of {series}">{axes}
-<polygon points="{band}" fill="#9cc3e6" fill-opacity="0.45" stroke="none"/>
-<polyline points="{line}" fill="none" stroke="#14589c" stroke-width="2"/>
-<polyline points="{actual}" fill="none" stroke="#2e2e2e" stroke-width="1.5"/>
-<line x1="{now:.1}" x2="{now:.1}" y1="10" y2="{axis}" stroke="#7a8794" stroke-dasharray="4 3"/></svg>
-<div class="legend"><span style="color:#2e2e2e">━ actual (hourly mean)</span><span style="color:#14589c">━ forecast</span><span style="color:#6d9cc8">▇ 10-90% band</span><span>issued {issued} by {model}</span></div>"##,
-        series = escape(f["series"].as_str().unwrap_or("")),
-        issued = escape(f["issued_at"].as_str().unwrap_or("?")),
-        model = escape(f["model"].as_str().unwrap_or("?")),
-        now = x(first.0),
-        axis = h - bottom,
-    )
 }
 
 /// The actual hourly values of `series` around forecast `f`: the week before it and what came
@@ -208,11 +227,20 @@ fn around(app: &AppState, id: &str, series: &str, f: &Value) -> Result<Vec<(i64,
     })?)
 }
 
-/// `GET /devices/{id}`: the newest forecast of each series, and the alarm timeline.
+/// `GET /devices/{id}`: the newest forecast of each series, and the alarm timeline; 404 for a
+/// device the server does not know.
 pub async fn device(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<Response, ApiError> {
+    if !tokio::task::block_in_place(|| app.db.has_device(&id))? {
+        let body = html! {
+            nav { a href="/" { "← fleet" } }
+            h1 { "no such device" }
+            p { "The server has no device " code { (id) } "." }
+        };
+        return Ok(page(StatusCode::NOT_FOUND, "no such device", body));
+    }
     let (forecasts, alarms, accuracy) = tokio::task::block_in_place(|| {
         let forecasts = app.db.forecasts(&id, None, 50)?;
         let alarms = app.db.alarms(&AlarmFilter {
@@ -221,76 +249,72 @@ pub async fn device(
         })?;
         Ok::<_, crate::DbError>((forecasts, alarms, app.db.accuracy(&id, 7)?))
     })?;
-    let name = escape(&id);
-    let mut body = format!("<nav><a href=\"/\">← fleet</a></nav><h1>{name}</h1>\n");
-    let mut seen = Vec::new();
+    // The newest forecast of each series (they come newest first).
+    let mut newest: Vec<(&str, &Value)> = Vec::new();
     for f in &forecasts {
-        let series = f["series"].as_str().unwrap_or_default().to_string();
-        if seen.contains(&series) {
-            continue;
+        let series = f["series"].as_str().unwrap_or_default();
+        if !newest.iter().any(|(s, _)| *s == series) {
+            newest.push((series, f));
         }
-        let _ = write!(
-            body,
-            "<h2>{} ({}): the week before and the next 7 days</h2>\n{}\n",
-            escape(&series),
-            escape(f["unit"].as_str().unwrap_or("")),
-            forecast_chart(f, &around(&app, &id, &series, f)?)
-        );
-        seen.push(series);
     }
-    if !accuracy.is_empty() {
-        body.push_str("<h2>day-ahead accuracy (last 7 days)</h2>\n<table><tr><th>series</th><th>hours scored</th><th>mean absolute error</th><th>MAPE</th></tr>\n");
-        for a in &accuracy {
-            let num = |x: Option<f64>, unit: &str| {
-                x.map_or(r#"<span class="none">no hours yet</span>"#.into(), |x| {
-                    format!("{x:.2}{unit}")
-                })
-            };
-            let _ = writeln!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&a.series),
-                a.hours,
-                num(a.mae, ""),
-                num(a.mape, " %")
-            );
+    let mut charts = Vec::with_capacity(newest.len());
+    for (series, f) in &newest {
+        charts.push(forecast_chart(f, &around(&app, &id, series, f)?));
+    }
+    let number = |x: Option<f64>, unit: &str| -> Markup {
+        match x {
+            Some(x) => html! { (format!("{x:.2}{unit}")) },
+            None => html! { span.none { "no hours yet" } },
         }
-        body.push_str("</table>\n");
-    }
-    if seen.is_empty() {
-        body.push_str(r#"<p class="none">no forecast received yet</p>"#);
-    }
-    let _ = writeln!(
-        body,
-        "<h2>alarm timeline ({} transitions, newest first)</h2>",
-        alarms.len()
-    );
-    if alarms.is_empty() {
-        body.push_str(r#"<p class="none">no alarms</p>"#);
-    } else {
-        body.push_str("<table><tr><th>time</th><th>series</th><th>kind</th><th>alarm</th><th>transition</th><th>stage</th><th>value</th><th>expected</th></tr>\n");
-        for a in alarms.iter().take(200) {
-            let stage = a["outlier_stage"].as_u64().unwrap_or(0) as usize;
-            let stage_cell = if stage == 0 {
-                r#"<span class="none">0</span>"#.to_string()
-            } else {
-                badge(stage.min(4) - 1, &stage.to_string())
-            };
-            let num = |v: &Value| v.as_f64().map_or("".into(), |x| format!("{x:.2}"));
-            let _ = writeln!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>#{}</td><td>{}</td><td>{stage_cell}</td><td>{}</td><td>{}</td></tr>",
-                escape(a["time"].as_str().unwrap_or("")),
-                escape(a["series"].as_str().unwrap_or("")),
-                escape(a["kind"].as_str().unwrap_or("")),
-                escape(a["direction"].as_str().unwrap_or("")),
-                a["alarm_id"],
-                escape(a["state"].as_str().unwrap_or("")),
-                num(&a["value"]),
-                num(&a["expected"]),
-            );
+    };
+    let body = html! {
+        nav { a href="/" { "← fleet" } }
+        h1 { (id) }
+        @for ((series, f), chart) in newest.iter().zip(&charts) {
+            h2 { (series) " (" (f["unit"].as_str().unwrap_or("")) "): the week before and the next 7 days" }
+            (chart)
         }
-        body.push_str("</table>\n");
-    }
-    Ok(page(&id, &body))
+        @if !accuracy.is_empty() {
+            h2 { "day-ahead accuracy (last 7 days)" }
+            table {
+                tr { th { "series" } th { "hours scored" } th { "mean absolute error" } th { "MAPE" } }
+                @for a in &accuracy {
+                    tr {
+                        td { (a.series) } td { (a.hours) }
+                        td { (number(a.mae, "")) } td { (number(a.mape, " %")) }
+                    }
+                }
+            }
+        }
+        @if newest.is_empty() {
+            p.none { "no forecast received yet" }
+        }
+        h2 { "alarm timeline (" (alarms.len()) " transitions, newest first)" }
+        @if alarms.is_empty() {
+            p.none { "no alarms" }
+        } @else {
+            table {
+                tr {
+                    th { "time" } th { "series" } th { "kind" } th { "alarm" } th { "transition" }
+                    th { "stage" } th { "value" } th { "expected" }
+                }
+                @for a in alarms.iter().take(MAX_TIMELINE_ROWS) {
+                    @let stage = a["outlier_stage"].as_u64().unwrap_or(0).min(4) as usize;
+                    tr {
+                        td { (a["time"].as_str().unwrap_or("")) }
+                        td { (a["series"].as_str().unwrap_or("")) }
+                        td { (a["kind"].as_str().unwrap_or("")) " " (a["direction"].as_str().unwrap_or("")) }
+                        td { "#" (a["alarm_id"]) }
+                        td { (a["state"].as_str().unwrap_or("")) }
+                        td {
+                            @if stage == 0 { span.none { "0" } } @else { (badge(stage - 1, &stage.to_string())) }
+                        }
+                        td { (a["value"].as_f64().map_or(String::new(), |x| format!("{x:.2}"))) }
+                        td { (a["expected"].as_f64().map_or(String::new(), |x| format!("{x:.2}"))) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, &id, body))
 }

@@ -260,6 +260,15 @@ impl Db {
         })
     }
 
+    /// Whether the server knows device `id` (it has a token).
+    pub fn has_device(&self, id: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(!c
+                .rows("SELECT 1 FROM devices WHERE id = ?1", &[Arg::Text(Some(id))])?
+                .is_empty())
+        })
+    }
+
     /// Stores `messages` of `device` in one transaction; a message id already stored is not
     /// stored again. Returns the number stored now.
     pub fn ingest(&self, device: &str, messages: &[Message], now: i64) -> Result<usize> {

@@ -118,3 +118,43 @@ fn the_fleet_and_device_pages_render_in_chromium(on: On) {
 }
 
 on_both!(the_fleet_and_device_pages_render_in_chromium);
+
+/// Markup in a device's id, or in the address of a device page, is shown as text and never
+/// runs (the page would otherwise set `data-x` to the joined word): every page is escaped by
+/// the template engine and forbids scripts by its Content-Security-Policy; an unknown device
+/// is a 404.
+fn markup_in_a_device_id_or_an_address_is_text_never_script(on: On) {
+    let s = start(on);
+    let script = "<script>document.body.setAttribute('data-x','P'+'WNED')</script>";
+    s.db.create_token(&format!("dma-9{script}"), 0).unwrap();
+    let fleet = chromium(&["--dump-dom", &format!("{}/", s.url)]);
+    assert!(!fleet.contains("PWNED"), "{fleet}");
+    assert!(fleet.contains("dma-9&lt;script&gt;"), "{fleet}");
+
+    let reflected = format!(
+        "{}/devices/%3C%2Ftitle%3E%3Cscript%3Edocument.body.setAttribute('data-x','P'%2B'WNED')%3C%2Fscript%3E",
+        s.url
+    );
+    let r = reqwest::blocking::get(&reflected).unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let text = r.text().unwrap();
+    assert!(!text.contains("<script"), "{text}");
+    assert!(text.contains("&lt;/title&gt;&lt;script&gt;"), "{text}");
+    assert!(text.contains("no such device"), "{text}");
+
+    // The device whose id holds markup has its page, escaped.
+    let known = format!(
+        "{}/devices/dma-9%3Cscript%3Edocument.body.setAttribute('data-x','P'%2B'WNED')%3C%2Fscript%3E",
+        s.url
+    );
+    let r = reqwest::blocking::get(&known).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().unwrap();
+    assert!(!text.contains("<script"), "{text}");
+    assert!(text.contains("<h1>dma-9&lt;script&gt;"), "{text}");
+    assert!(text.contains("no alarms"), "{text}");
+}
+
+on_both!(markup_in_a_device_id_or_an_address_is_text_never_script);
