@@ -129,6 +129,12 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
             dropped.join(", ")
         }
     );
+    if outbox.set_aside > 0 {
+        println!(
+            "outbox: {} messages set aside: the server holds their ids with other content (table outbox_set_aside)",
+            outbox.set_aside
+        );
+    }
     let jobs = store.jobs().context("cannot read the jobs")?;
     if jobs.is_empty() {
         println!("jobs: none has run yet (the daemon, `hydrowatch run`, runs them)");

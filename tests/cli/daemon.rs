@@ -592,7 +592,8 @@ fn bad_input_is_answered_logged_and_counted_and_never_stops_the_daemon() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
-fn http_get(addr: &str, path: &str) -> String {
+/// The status and body of `GET path` at `addr`.
+fn http_get_status(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -601,7 +602,17 @@ fn http_get(addr: &str, path: &str) -> String {
     .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    http_get_status(addr, path).1
 }
 
 #[test]
@@ -727,11 +738,12 @@ fn a_full_disk_holds_readings_unacknowledged_until_space_returns() {
         return;
     };
     let addr = format!("127.0.0.1:{}", unused_port());
+    let health = format!("127.0.0.1:{}", unused_port());
     write(
         d,
         "h.toml",
         &format!(
-            "[device]\nid = \"full\"\n[storage]\ndatabase = \"disk/h.db\"\n[daemon]\nhealth_listen = \"\"\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
+            "[device]\nid = \"full\"\n[storage]\ndatabase = \"disk/h.db\"\n[daemon]\nhealth_listen = \"{health}\"\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
         ),
     );
     let child = start_daemon(d, "h.toml", Stdio::piped());
@@ -767,8 +779,33 @@ fn a_full_disk_holds_readings_unacknowledged_until_space_returns() {
         answers < 990,
         "every reading was acknowledged on a full disk"
     );
-    // Space returns: the held readings are committed and acknowledged.
-    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    // The health endpoint says so, and why, with a status a probe sees without JSON.
+    let (status, body) = http_get_status(&health, "/health");
+    assert_eq!(status, 503, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(
+        h["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be committed"),
+        "{h}"
+    );
+    assert!(h["commit_failures"].as_u64().unwrap() >= 1, "{h}");
+    assert!(
+        h["newest_reading_age_seconds"].as_i64().unwrap() > 3600,
+        "{h}"
+    );
+    assert!(http_get(&health, "/metrics").contains("hydrowatch_degraded 1\n"));
+    // A little space returns (a log file deleted): the held readings are committed and
+    // acknowledged; the write-ahead log gives back what it held.
+    let filler = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk.0.join("filler"))
+        .unwrap();
+    let len = filler.metadata().unwrap().len();
+    filler.set_len(len.saturating_sub(1 << 20)).unwrap();
+    drop(filler);
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -778,6 +815,9 @@ fn a_full_disk_holds_readings_unacknowledged_until_space_returns() {
         assert!(answer.starts_with("ok"), "{answer}");
         answers += 1;
     }
+    let h: serde_json::Value = serde_json::from_str(&http_get(&health, "/health")).unwrap();
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["reason"], serde_json::Value::Null, "{h}");
     // SAFETY: a signal to our own child process; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();

@@ -400,6 +400,9 @@ fn refresh_outbox(store: &Store, metrics: &Metrics) {
             stats.dropped.iter().map(|(_, n)| n).sum(),
             Ordering::Relaxed,
         );
+        metrics
+            .outbox_set_aside
+            .store(stats.set_aside, Ordering::Relaxed);
     }
 }
 
@@ -478,13 +481,21 @@ fn ingest_thread(
         }
         let outcomes = loop {
             match store.insert_readings(&rows) {
-                Ok(o) => break o,
+                Ok(o) => {
+                    *m.commit_failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    break o;
+                }
                 Err(e) => {
+                    m.commit_failures.fetch_add(1, Ordering::Relaxed);
+                    *m.commit_failing.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(e.to_string());
                     tracing::error!(
                         readings = rows.len(),
                         "cannot commit readings: {e}; they are held and tried again in 5 s"
                     );
                     std::thread::sleep(Duration::from_secs(5));
+                    // Space may have returned: give the write-ahead log's freed pages back.
+                    store.checkpoint();
                 }
             }
         };

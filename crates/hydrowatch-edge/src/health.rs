@@ -35,6 +35,13 @@ pub struct Metrics {
     pub outbox_depth: AtomicU64,
     /// Messages dropped by the outbox policy since the database was created.
     pub outbox_dropped: AtomicU64,
+    /// Messages the server refused for good, set aside.
+    pub outbox_set_aside: AtomicU64,
+    /// Commits of readings that failed since start (each is tried again).
+    pub commit_failures: AtomicU64,
+    /// Why the last commit of readings failed, while they keep failing (`None`: the last one
+    /// succeeded).
+    pub commit_failing: std::sync::Mutex<Option<String>>,
     /// Messages the server acknowledged since start.
     pub delivered: AtomicU64,
     /// Issue time of the newest forecast (Unix seconds, 0: none yet).
@@ -53,8 +60,18 @@ impl Metrics {
             let v = a.load(Ordering::Relaxed);
             (v != 0).then(|| crate::envelope::rfc3339(v))
         };
+        let failing = self
+            .commit_failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let newest = self.last_reading.load(Ordering::Relaxed);
+        let newest_age = (newest != 0).then(|| (chrono::Utc::now().timestamp() - newest).max(0));
         serde_json::json!({
-            "status": "ok",
+            "status": if failing.is_some() { "degraded" } else { "ok" },
+            "reason": failing.map(|why| format!("readings cannot be committed: {why}")),
+            "newest_reading_age_seconds": newest_age,
+            "commit_failures": g(&self.commit_failures),
             "device_id": self.device_id,
             "started": t(&self.started),
             "readings_ingested": g(&self.readings_ingested),
@@ -67,6 +84,7 @@ impl Metrics {
             "alarms_open": g(&self.alarms_open),
             "outbox_depth": g(&self.outbox_depth),
             "outbox_dropped": g(&self.outbox_dropped),
+            "outbox_set_aside": g(&self.outbox_set_aside),
             "delivered": g(&self.delivered),
             "last_forecast": t(&self.last_forecast),
             "job_failures": g(&self.job_failures),
@@ -144,6 +162,30 @@ impl Metrics {
             g(&self.outbox_dropped),
         );
         metric(
+            "outbox_set_aside",
+            "gauge",
+            "Messages the central server refused for good, set aside.",
+            g(&self.outbox_set_aside),
+        );
+        metric(
+            "commit_failures_total",
+            "counter",
+            "Commits of readings that failed (each is tried again).",
+            g(&self.commit_failures),
+        );
+        metric(
+            "degraded",
+            "gauge",
+            "1 while readings cannot be committed (a full disk), else 0.",
+            u8::from(
+                self.commit_failing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some(),
+            )
+            .to_string(),
+        );
+        metric(
             "delivered_total",
             "counter",
             "Messages acknowledged by the central server.",
@@ -173,8 +215,15 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
+/// 200 while healthy, 503 while degraded (a probe needs no JSON to tell).
 async fn health(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    axum::Json(m.json())
+    let body = m.json();
+    let status = if body["status"] == "ok" {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body))
 }
 
 async fn prometheus(State(m): State<Arc<Metrics>>) -> impl IntoResponse {

@@ -5,7 +5,10 @@
 //! The contract with the server (docs/ARCHITECTURE.md): `POST {url}/api/v1/ingest` with
 //! `Authorization: Bearer {token}` and a JSON body `{"device_id": ..., "messages": [envelope,
 //! ...]}`; the server answers 200 with `{"acknowledged": [message_id, ...]}`, the ids it holds now
-//! (stored by this request or an earlier one). Any other answer leaves the batch in the outbox.
+//! (stored by this request or an earlier one); or 409 with `{"conflicting": [message_id, ...]}`
+//! (ids it holds with other content) or 422 with `{"invalid": [message_id]}` (a message it will
+//! never accept): those are set aside (kept in the database with the server's reason, counted,
+//! never sent again) and the rest is sent again. Any other answer leaves the batch in the outbox.
 
 use std::time::Duration;
 
@@ -86,6 +89,22 @@ struct Acknowledgement {
     acknowledged: Vec<String>,
 }
 
+/// A 409 (ids the server holds with other content) or a 422 (invalid messages).
+#[derive(Deserialize)]
+struct Refusal {
+    error: String,
+    #[serde(default, alias = "invalid")]
+    conflicting: Vec<String>,
+}
+
+/// What the server answered a batch.
+enum Answer {
+    /// These ids are stored.
+    Acknowledged(Vec<String>),
+    /// These ids are refused for good (why); nothing of the batch was stored.
+    RefusedForGood(Vec<String>, String),
+}
+
 /// Delivers the outbox.
 #[derive(Debug)]
 pub struct Uplink {
@@ -134,10 +153,34 @@ impl Uplink {
                     })?;
                 messages.push(value);
             }
-            let acknowledged = self.post(&serde_json::json!({
+            let acknowledged = match self.post(&serde_json::json!({
                 "device_id": self.config.device_id,
                 "messages": messages,
-            }))?;
+            }))? {
+                Answer::Acknowledged(ids) => ids,
+                Answer::RefusedForGood(ids, why) => {
+                    // Only ids of this batch; sending them again would be refused again.
+                    let ids: Vec<String> = batch
+                        .iter()
+                        .map(|r| r.message.message_id.clone())
+                        .filter(|id| ids.contains(id))
+                        .collect();
+                    let moved =
+                        store.outbox_set_aside(&ids, &why, chrono::Utc::now().timestamp())?;
+                    tracing::error!(
+                        ?ids,
+                        "the server refused these messages for good ({why}): {moved} set aside (see `hydrowatch status`)"
+                    );
+                    if moved == 0 {
+                        return Err(UplinkError::Refused {
+                            url: self.config.url.clone(),
+                            status: 422,
+                            body: why,
+                        });
+                    }
+                    continue;
+                }
+            };
             // Only ids of this batch count; anything else the server says is ignored.
             let ids: Vec<String> = batch
                 .iter()
@@ -160,7 +203,7 @@ impl Uplink {
         }
     }
 
-    fn post(&self, body: &serde_json::Value) -> Result<Vec<String>, UplinkError> {
+    fn post(&self, body: &serde_json::Value) -> Result<Answer, UplinkError> {
         let url = || self.config.url.clone();
         let response = self
             .client
@@ -177,6 +220,17 @@ impl Uplink {
             url: url(),
             message: e.to_string(),
         })?;
+        if matches!(status.as_u16(), 409 | 422)
+            && let Ok(r) = serde_json::from_str::<Refusal>(&text)
+            && !r.conflicting.is_empty()
+        {
+            let why = format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                r.error.chars().take(300).collect::<String>()
+            );
+            return Ok(Answer::RefusedForGood(r.conflicting, why));
+        }
         if !status.is_success() {
             return Err(UplinkError::Refused {
                 url: url(),
@@ -185,7 +239,7 @@ impl Uplink {
             });
         }
         serde_json::from_str::<Acknowledgement>(&text)
-            .map(|a| a.acknowledged)
+            .map(|a| Answer::Acknowledged(a.acknowledged))
             .map_err(|e| UplinkError::BadAnswer {
                 url: url(),
                 message: format!("{e}: {}", text.chars().take(200).collect::<String>()),

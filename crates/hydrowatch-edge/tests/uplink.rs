@@ -187,3 +187,38 @@ fn a_server_that_is_down_or_refuses_leaves_the_outbox_as_it_was() {
     assert!(uplink(&url).flush(&mut store).unwrap_err().is_transient());
     assert_eq!(store.outbox_stats().unwrap().rows, 3);
 }
+
+/// A message whose id the server holds with other content (409), or that it finds invalid
+/// (422), is set aside, counted, and the messages after it are delivered; it is never sent
+/// again.
+#[test]
+fn messages_the_server_refuses_for_good_are_set_aside_and_the_rest_delivered() {
+    let (url, seen) = server(|body| {
+        let ids: Vec<&str> = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message_id"].as_str().unwrap())
+            .collect();
+        if ids.contains(&"m0002") {
+            (
+                409,
+                serde_json::json!({"error": "reused", "conflicting": ["m0002"]}).to_string(),
+            )
+        } else if ids.contains(&"m0004") {
+            (
+                422,
+                serde_json::json!({"error": "bad time", "invalid": ["m0004"]}).to_string(),
+            )
+        } else {
+            acknowledge_all(body)
+        }
+    });
+    let (_dir, mut store) = store_with(5);
+    assert_eq!(uplink(&url).flush(&mut store).unwrap(), 3);
+    let stats = store.outbox_stats().unwrap();
+    assert_eq!((stats.rows, stats.set_aside), (0, 2));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "the batch refused twice, then the rest");
+    assert_eq!(seen[2].body["messages"].as_array().unwrap().len(), 3);
+}

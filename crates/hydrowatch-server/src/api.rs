@@ -1,10 +1,12 @@
 //! The HTTP API. Ingest (the contract of docs/ARCHITECTURE.md): `POST /api/v1/ingest` with
 //! `Authorization: Bearer <token>` and `{"device_id", "messages": [envelope, ...]}`; 200
 //! `{"acknowledged": [ids]}` lists every id of the batch (stored now or before: a repeat is
-//! acknowledged, not stored twice). A batch with any invalid message is refused whole (422) and
-//! nothing of it is stored. Errors are JSON `{"error": "..."}`: 401 no or unknown token, 403 a
-//! token of another device, 400 not JSON, 413 a body over 4 MB, 422 an invalid message, 429 a
-//! device over its rate limit (`Retry-After` says when to come back).
+//! acknowledged, not stored twice; ids are unique per device). A batch with any invalid message
+//! is refused whole (422) and nothing of it is stored. Errors are JSON `{"error": "..."}`: 400
+//! not JSON or a bad query, 401 no or unknown token, 403 a token of another device, 409 a message
+//! id stored before with other content (`"conflicting": [ids]`; nothing of the batch stored), 413
+//! a body over 4 MB, 422 an invalid message (`"invalid": [id]`), 429 a device over its rate
+//! limit (`Retry-After` says when to come back).
 //!
 //! The OpenAPI document is served at `/api/v1/openapi.json`. Read: `GET /api/v1/devices`, `GET /api/v1/alarms?device=&open=true&min_stage=&since=&until=`
 //! (Unix seconds), `GET /api/v1/forecasts?device=&series=&limit=`,
@@ -14,7 +16,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -136,11 +138,19 @@ fn device_of(db: &Db, headers: &HeaderMap) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))
 }
 
+/// The body of `POST /api/v1/ingest`: the envelopes stay JSON values until each is checked, so
+/// that an error names the message it is in.
+#[derive(Debug, Deserialize)]
+struct IngestBody {
+    device_id: String,
+    messages: Vec<Value>,
+}
+
 async fn ingest(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<axum::Json<Value>, JsonRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let db = &app.db;
     let device = device_of(db, &headers)?;
     if let Err(wait) = app.limiter.take(&device) {
@@ -156,34 +166,76 @@ async fn ingest(
         ),
         other => ApiError(
             StatusCode::BAD_REQUEST,
-            format!("the body is not the expected JSON: {}", other.body_text()),
+            format!(
+                "the body is not the expected JSON: {}",
+                envelope::prefix_error(&other.body_text())
+            ),
         ),
     })?;
-    let sender = body["device_id"].as_str().unwrap_or_default();
-    if sender != device {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!("`device_id` = {sender:?}, but the token is {device:?}'s"),
-        ));
-    }
-    let list = body["messages"].as_array().ok_or_else(|| {
+    let body: IngestBody = serde_path_to_error::deserialize(&body).map_err(|e| {
         ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "`messages` must be a list of envelopes".into(),
+            envelope::prefix_error(&e.to_string()),
         )
     })?;
-    let mut messages = Vec::with_capacity(list.len());
-    for (i, m) in list.iter().enumerate() {
-        messages.push(
-            envelope::check(i, m, &device)
-                .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?,
-        );
+    if body.device_id != device {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "`device_id` = {:?}, but the token is {device:?}'s",
+                envelope::prefix(&body.device_id)
+            ),
+        ));
     }
     let now = chrono::Utc::now().timestamp();
+    let mut messages = Vec::with_capacity(body.messages.len());
+    for (i, m) in body.messages.iter().enumerate() {
+        match envelope::check(i, m, &device, now) {
+            Ok(message) => messages.push(message),
+            // The id of the invalid message, when it has one, lets the device set it aside.
+            Err(e) => {
+                return Ok((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(json!({
+                        "error": e,
+                        "invalid": m["message_id"].as_str().map(|id| vec![id]).unwrap_or_default(),
+                    })),
+                )
+                    .into_response());
+            }
+        }
+    }
     let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-    let stored = tokio::task::block_in_place(|| db.ingest(&device, &messages, now))?;
-    tracing::debug!(device, received = ids.len(), stored, "ingest");
-    Ok(axum::Json(json!({ "acknowledged": ids })))
+    match tokio::task::block_in_place(|| db.ingest(&device, &messages, now)) {
+        Ok(stored) => {
+            tracing::debug!(device, received = ids.len(), stored, "ingest");
+            Ok(axum::Json(json!({ "acknowledged": ids })).into_response())
+        }
+        Err(crate::DbError::Conflict(conflicting)) => {
+            tracing::warn!(
+                device,
+                ?conflicting,
+                "message ids sent again with other content: batch refused"
+            );
+            Ok((
+                StatusCode::CONFLICT,
+                axum::Json(json!({
+                    "error": format!("{} message id(s) of this batch were stored before with other content; nothing of the batch was stored", conflicting.len()),
+                    "conflicting": conflicting,
+                })),
+            )
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A query string that does not parse: 400 with a JSON error, like every other error.
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        format!("bad query: {}", envelope::prefix_error(&e.body_text())),
+    )
 }
 
 async fn devices(State(app): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
@@ -194,8 +246,9 @@ async fn devices(State(app): State<Arc<AppState>>) -> Result<axum::Json<Value>, 
 
 async fn alarms(
     State(app): State<Arc<AppState>>,
-    Query(filter): Query<AlarmFilter>,
+    filter: Result<Query<AlarmFilter>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    let Query(filter) = filter.map_err(bad_query)?;
     Ok(axum::Json(json!(tokio::task::block_in_place(|| app
         .db
         .alarms(&filter))?)))
@@ -211,8 +264,9 @@ pub struct ForecastQuery {
 
 async fn forecasts(
     State(app): State<Arc<AppState>>,
-    Query(q): Query<ForecastQuery>,
+    q: Result<Query<ForecastQuery>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     let limit = q.limit.unwrap_or(7).min(100);
     Ok(axum::Json(json!(tokio::task::block_in_place(|| app
         .db
@@ -228,8 +282,9 @@ pub struct AccuracyQuery {
 
 async fn accuracy(
     State(app): State<Arc<AppState>>,
-    Query(q): Query<AccuracyQuery>,
+    q: Result<Query<AccuracyQuery>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
     let days = q.days.unwrap_or(7).clamp(1, 365);
     Ok(axum::Json(json!(tokio::task::block_in_place(|| app
         .db

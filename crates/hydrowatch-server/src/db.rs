@@ -14,7 +14,7 @@ use rand::RngExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{Message, seconds};
+use crate::envelope::{Body, Message, seconds};
 use crate::sql::{Arg, PgManager, Row, Sql};
 
 /// Why the storage failed.
@@ -29,6 +29,14 @@ pub enum DbError {
     /// No PostgreSQL connection could be had.
     #[error("server database (PostgreSQL): {0}")]
     Pool(#[from] r2d2::Error),
+    /// The database was written by a newer hydrowatch.
+    #[error(
+        "server database: schema version {0} is newer than this program's ({SCHEMA_VERSION}): upgrade hydrowatch"
+    )]
+    Newer(i64),
+    /// Message ids stored before with other content (a device reusing an id).
+    #[error("message ids {0:?} were stored before with other content")]
+    Conflict(Vec<String>),
     /// A column held something else than the query expects.
     #[error("server database: column {0} should be {1}, found {2}")]
     Column(usize, &'static str, String),
@@ -36,25 +44,31 @@ pub enum DbError {
 
 type Result<T> = std::result::Result<T, DbError>;
 
+/// The schema's version: 2 keys messages by (device, message id) (version 1, before it had no
+/// version table, keyed them by message id alone across the fleet).
+const SCHEMA_VERSION: i64 = 2;
+
 /// The schema of both databases; `{id}` is each one's auto-numbered key.
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY,
     token_hash TEXT NOT NULL UNIQUE,
     created_at BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS messages (
-    message_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     received_at BIGINT NOT NULL,
-    envelope TEXT NOT NULL
+    envelope TEXT NOT NULL,
+    PRIMARY KEY (device_id, message_id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_device ON messages (device_id, received_at);
 CREATE TABLE IF NOT EXISTS alerts (
     id {id},
-    message_id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
     alarm_id BIGINT NOT NULL,
     series TEXT NOT NULL,
@@ -62,15 +76,17 @@ CREATE TABLE IF NOT EXISTS alerts (
     state TEXT NOT NULL,
     stage BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    UNIQUE (device_id, message_id)
 );
 CREATE INDEX IF NOT EXISTS alerts_by_alarm ON alerts (device_id, alarm_id, created_at);
 CREATE TABLE IF NOT EXISTS forecasts (
-    message_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
     series TEXT NOT NULL,
     issued_at BIGINT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    PRIMARY KEY (device_id, message_id)
 );
 CREATE INDEX IF NOT EXISTS forecasts_by_series ON forecasts (device_id, series, issued_at);
 CREATE TABLE IF NOT EXISTS actuals (
@@ -81,6 +97,67 @@ CREATE TABLE IF NOT EXISTS actuals (
     PRIMARY KEY (device_id, series, hour)
 );
 ";
+
+/// Version 1 to 2: the three tables keyed by message id are rebuilt keyed by (device, message
+/// id) (copied aside, dropped with their keys and indexes, created anew, copied back); alert rows
+/// keep their order.
+const MIGRATE_1_TO_2: &str = "
+CREATE TABLE messages_v1 AS SELECT * FROM messages;
+CREATE TABLE alerts_v1 AS SELECT * FROM alerts;
+CREATE TABLE forecasts_v1 AS SELECT * FROM forecasts;
+DROP TABLE messages;
+DROP TABLE alerts;
+DROP TABLE forecasts;
+{schema}
+INSERT INTO messages (message_id, device_id, kind, created_at, received_at, envelope)
+    SELECT message_id, device_id, kind, created_at, received_at, envelope FROM messages_v1;
+INSERT INTO alerts (message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
+    SELECT message_id, device_id, alarm_id, series, kind, state, stage, created_at, body
+    FROM alerts_v1 ORDER BY id;
+INSERT INTO forecasts (message_id, device_id, series, issued_at, body)
+    SELECT message_id, device_id, series, issued_at, body FROM forecasts_v1;
+DROP TABLE messages_v1;
+DROP TABLE alerts_v1;
+DROP TABLE forecasts_v1;
+";
+
+/// Creates the schema, or brings an older one to [`SCHEMA_VERSION`]; `id` is the backend's
+/// auto-numbered key and `has_table` the backend's query of whether a table exists.
+fn migrate(c: &mut dyn Sql, id: &str, has_table: &str) -> Result<()> {
+    let schema = SCHEMA.replace("{id}", id);
+    let exists = |c: &mut dyn Sql, table: &str| -> Result<bool> {
+        Ok(c.rows(has_table, &[Arg::Text(Some(table))])?[0].int(0)? > 0)
+    };
+    let version = if exists(c, "schema_version")? {
+        c.rows("SELECT max(version) FROM schema_version", &[])?[0]
+            .int(0)
+            .unwrap_or(0)
+    } else if exists(c, "messages")? {
+        1
+    } else {
+        0
+    };
+    match version {
+        SCHEMA_VERSION => c.batch(&schema),
+        0 | 1 => {
+            if version == 1 {
+                tracing::info!(
+                    "server database: keying messages by device and message id (schema version 2)"
+                );
+                c.batch(&MIGRATE_1_TO_2.replace("{schema}", &schema))?;
+            } else {
+                c.batch(&schema)?;
+            }
+            c.exec("DELETE FROM schema_version", &[])?;
+            c.exec(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                &[Arg::Int(SCHEMA_VERSION)],
+            )?;
+            Ok(())
+        }
+        newer => Err(DbError::Newer(newer)),
+    }
+}
 
 /// The day-ahead accuracy of one series: each actual hourly value against the forecast issued
 /// the day before (the newest issued at least 24 hours before that hour).
@@ -149,13 +226,20 @@ fn json(text: &str) -> serde_json::Value {
 impl Db {
     /// Opens (creating) the SQLite database file.
     pub fn open(path: &Path) -> Result<Db> {
-        let mut conn = rusqlite::Connection::open(path)?;
+        let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
-        conn.batch(&SCHEMA.replace("{id}", "INTEGER PRIMARY KEY"))?;
-        Ok(Db {
+        let db = Db {
             backend: Backend::Sqlite(Mutex::new(conn)),
-        })
+        };
+        db.write(|c| {
+            migrate(
+                c,
+                "INTEGER PRIMARY KEY",
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            )
+        })?;
+        Ok(db)
     }
 
     /// Connects to PostgreSQL at `url` (`postgres://user:password@host:port/dbname`, or the
@@ -181,10 +265,11 @@ impl Db {
         db.write(|c| {
             // Two servers starting on one empty database must not both create the tables.
             c.batch("SELECT pg_advisory_xact_lock(7262)")?;
-            c.batch(&SCHEMA.replace(
-                "{id}",
+            migrate(
+                c,
                 "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
-            ))
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?1",
+            )
         })?;
         Ok(db)
     }
@@ -264,22 +349,26 @@ impl Db {
     pub fn has_device(&self, id: &str) -> Result<bool> {
         self.read(|c| {
             Ok(!c
-                .rows("SELECT 1 FROM devices WHERE id = ?1", &[Arg::Text(Some(id))])?
+                .rows(
+                    "SELECT 1 FROM devices WHERE id = ?1",
+                    &[Arg::Text(Some(id))],
+                )?
                 .is_empty())
         })
     }
 
-    /// Stores `messages` of `device` in one transaction; a message id already stored is not
-    /// stored again. Returns the number stored now.
+    /// Stores `messages` of `device` in one transaction; a message id this device stored before
+    /// with the same content is not stored again. Returns the number stored now; an id stored
+    /// before with other content fails the whole batch with [`DbError::Conflict`].
     pub fn ingest(&self, device: &str, messages: &[Message], now: i64) -> Result<usize> {
         self.write(|c| {
             let mut stored = 0;
+            let mut conflicts = Vec::new();
             for m in messages {
-                let body = &m.envelope["body"];
                 let envelope = m.envelope.to_string();
                 let inserted = c.exec(
                     "INSERT INTO messages(message_id, device_id, kind, created_at, received_at, envelope)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(message_id) DO NOTHING",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(device_id, message_id) DO NOTHING",
                     &[
                         Arg::Text(Some(&m.message_id)),
                         Arg::Text(Some(device)),
@@ -290,31 +379,44 @@ impl Db {
                     ],
                 )?;
                 if inserted == 0 {
+                    let before = c.rows(
+                        "SELECT envelope FROM messages WHERE device_id = ?1 AND message_id = ?2",
+                        &[Arg::Text(Some(device)), Arg::Text(Some(&m.message_id))],
+                    )?;
+                    if before.first().map(|r| r.text(0)).transpose()?.map(|t| json(&t))
+                        != Some(m.envelope.clone())
+                    {
+                        conflicts.push(m.message_id.clone());
+                    }
                     continue;
                 }
                 stored += 1;
-                let series = Arg::Text(body["series"].as_str());
-                let body_text = body.to_string();
-                match m.kind.as_str() {
-                    "alert" => {
+                let body_text = m.envelope["body"].to_string();
+                match &m.body {
+                    Body::Alert(a) => {
                         c.exec(
                             "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                             &[
                                 Arg::Text(Some(&m.message_id)),
                                 Arg::Text(Some(device)),
-                                Arg::Int(body["alarm_id"].as_i64().unwrap_or_default()),
-                                series,
-                                Arg::Text(body["kind"].as_str()),
-                                Arg::Text(body["state"].as_str()),
-                                Arg::Int(body["outlier_stage"].as_i64().unwrap_or_default()),
+                                // Checked: at most 2^63 - 1.
+                                Arg::Int(a.alarm_id as i64),
+                                Arg::Text(Some(&a.series)),
+                                Arg::Text(Some(&a.kind)),
+                                Arg::Text(Some(&a.state)),
+                                Arg::Int(i64::from(a.outlier_stage)),
                                 Arg::Int(m.created_at),
                                 Arg::Text(Some(&body_text)),
                             ],
                         )?;
                     }
-                    "forecast" => {
-                        let issued = seconds(&body["issued_at"]).unwrap_or(m.created_at);
+                    Body::Forecast {
+                        body,
+                        issued_at,
+                        actuals,
+                    } => {
+                        let series = Arg::Text(Some(&body.series));
                         c.exec(
                             "INSERT INTO forecasts(message_id, device_id, series, issued_at, body)
                              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -322,26 +424,26 @@ impl Db {
                                 Arg::Text(Some(&m.message_id)),
                                 Arg::Text(Some(device)),
                                 series,
-                                Arg::Int(issued),
+                                Arg::Int(*issued_at),
                                 Arg::Text(Some(&body_text)),
                             ],
                         )?;
-                        for a in body["actuals"].as_array().into_iter().flatten() {
-                            if let (Some(hour), Some(value)) =
-                                (seconds(&a["time"]), a["value"].as_f64())
-                            {
-                                c.exec(
-                                    "INSERT INTO actuals(device_id, series, hour, value) VALUES (?1, ?2, ?3, ?4)
-                                     ON CONFLICT(device_id, series, hour) DO UPDATE SET value = excluded.value",
-                                    &[Arg::Text(Some(device)), series, Arg::Int(hour), Arg::Real(value)],
-                                )?;
-                            }
+                        for &(hour, value) in actuals {
+                            c.exec(
+                                "INSERT INTO actuals(device_id, series, hour, value) VALUES (?1, ?2, ?3, ?4)
+                                 ON CONFLICT(device_id, series, hour) DO UPDATE SET value = excluded.value",
+                                &[Arg::Text(Some(device)), series, Arg::Int(hour), Arg::Real(value)],
+                            )?;
                         }
                     }
-                    _ => {}
+                    Body::Heartbeat => {}
                 }
             }
-            Ok(stored)
+            if conflicts.is_empty() {
+                Ok(stored)
+            } else {
+                Err(DbError::Conflict(conflicts))
+            }
         })
     }
 

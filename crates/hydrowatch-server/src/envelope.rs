@@ -1,134 +1,361 @@
 //! What a device may send: envelopes `{"device_id", "message_id", "kind", "created_at", "body"}`
-//! (design.md, Messages) and what each kind's body must hold. Every problem is named with the
-//! message's position, its id and the field.
+//! (design.md, Messages), deserialized into typed bodies. Every problem is named with the
+//! message's position, its id and the field's path (`messages[2] (m-17): body.points[5].value:
+//! invalid type: string "NaN", expected f64`), never echoing more than a short prefix of a value.
+//!
+//! Invariants of a checked [`Message`]: every number is finite and within its range (an alarm id
+//! fits the databases' 64-bit signed integers); every time lies in 1970-2199, `created_at` at
+//! most a day ahead of the server's clock; a forecast is [`FORECAST_POINTS`] consecutive hours
+//! starting between a week before and two days after its issue, which is within a day of its creation; its actuals are
+//! at most [`MAX_ACTUALS`] hours of the month before it. Fields this server does not know are
+//! kept in the stored envelope and otherwise ignored (newer devices may send more).
 
+use hydrowatch_core::time::in_span;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Points a forecast carries: 7 days, hourly.
 pub const FORECAST_POINTS: usize = 168;
+/// Most hourly actuals a forecast message may carry (a month).
+pub const MAX_ACTUALS: usize = 31 * 24;
+/// Longest message id.
+pub const MAX_MESSAGE_ID: usize = 100;
+/// Longest text field of a body (series, unit, kind, state, model...).
+const MAX_TEXT: usize = 200;
+const HOUR: i64 = 3600;
+const DAY: i64 = 86_400;
+
+/// An envelope as sent.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    device_id: String,
+    message_id: String,
+    kind: String,
+    created_at: String,
+    body: Value,
+}
+
+/// The body of an `alert`: one alarm transition (hydrowatch-detect's `AlertMessage`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct AlertBody {
+    /// The alarm's number on its device (at most 2^63 - 1).
+    pub alarm_id: u64,
+    /// The series.
+    pub series: String,
+    /// `outlier`, `stale`, `range`, ...
+    pub kind: String,
+    /// `opened`, `escalated`, `de-escalated`, `cleared`.
+    pub state: String,
+    /// Stage 0-4.
+    pub outlier_stage: u8,
+    /// The device's local time of the transition, RFC 3339.
+    pub time: String,
+    /// The value read.
+    #[serde(default)]
+    pub value: Option<f64>,
+    /// The value expected.
+    #[serde(default)]
+    pub expected: Option<f64>,
+    /// The value's percentile.
+    #[serde(default)]
+    pub percentile: Option<f64>,
+}
+
+/// One hour of a forecast.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ForecastPoint {
+    /// The hour's start, RFC 3339.
+    pub time: String,
+    /// The forecast value.
+    pub value: f64,
+    /// The 10% quantile.
+    pub lower: f64,
+    /// The 90% quantile.
+    pub upper: f64,
+}
+
+/// One actual hourly mean before a forecast.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Actual {
+    /// The hour's start, RFC 3339.
+    pub time: String,
+    /// Its mean.
+    pub value: f64,
+}
+
+/// The body of a `forecast`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ForecastBody {
+    /// The series.
+    pub series: String,
+    /// When it was issued, RFC 3339.
+    pub issued_at: String,
+    /// The hours ahead.
+    pub points: Vec<ForecastPoint>,
+    /// The hourly means before it (optional), for the day-ahead accuracy.
+    #[serde(default)]
+    pub actuals: Option<Vec<Actual>>,
+}
+
+/// A checked body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// An alarm transition.
+    Alert(AlertBody),
+    /// A forecast, issued at (Unix seconds), with its actual hours (hour start, mean).
+    Forecast {
+        /// The body as sent.
+        body: ForecastBody,
+        /// `issued_at` in Unix seconds.
+        issued_at: i64,
+        /// The actual hours, in Unix seconds.
+        actuals: Vec<(i64, f64)>,
+    },
+    /// A heartbeat (its body is kept as sent).
+    Heartbeat,
+}
 
 /// A checked message, ready to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    /// Its idempotency key.
+    /// Its idempotency key (unique per device).
     pub message_id: String,
     /// `alert`, `forecast` or `heartbeat`.
     pub kind: String,
     /// When the device made it (Unix seconds).
     pub created_at: i64,
+    /// The typed body.
+    pub body: Body,
     /// The whole envelope, as received.
     pub envelope: Value,
 }
 
-fn field<'a>(v: &'a Value, name: &str, at: &str) -> Result<&'a Value, String> {
-    v.get(name)
-        .filter(|x| !x.is_null())
-        .ok_or_else(|| format!("{at}: `{name}` is missing"))
-}
-
-fn text<'a>(v: &'a Value, name: &str, at: &str) -> Result<&'a str, String> {
-    field(v, name, at)?
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("{at}: `{name}` must be a non-empty string"))
+/// At most the first 40 characters of `text` (and `...` when cut).
+pub fn prefix(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 /// The Unix seconds of an RFC 3339 time held in `v` (messages carry every time this way).
 pub fn seconds(v: &Value) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(v.as_str()?)
+    parse_time(v.as_str()?)
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.timestamp())
+        .filter(|&t| in_span(t))
 }
 
-fn time(v: &Value, name: &str, at: &str) -> Result<i64, String> {
-    let t = text(v, name, at)?;
-    seconds(&v[name]).ok_or_else(|| format!("{at}: `{name}` = {t:?} is not an RFC 3339 time"))
+/// `text` as a time in 1970-2199, or an error naming `field`.
+fn time(text: &str, field: &str) -> Result<i64, String> {
+    parse_time(text).ok_or_else(|| {
+        format!(
+            "{field}: {:?} is not an RFC 3339 time in 1970-2199",
+            prefix(text)
+        )
+    })
 }
 
-fn number(v: &Value, name: &str, at: &str) -> Result<f64, String> {
-    field(v, name, at)?
-        .as_f64()
-        .ok_or_else(|| format!("{at}: `{name}` must be a number"))
-}
-
-/// Checks message `index` of a batch from `device`.
-pub fn check(index: usize, m: &Value, device: &str) -> Result<Message, String> {
-    let mut at = format!("messages[{index}]");
-    let message_id = text(m, "message_id", &at)?.to_string();
-    if message_id.len() > 100 {
-        return Err(format!("{at}: `message_id` is longer than 100 characters"));
-    }
-    at = format!("messages[{index}] ({message_id})");
-    let sender = text(m, "device_id", &at)?;
-    if sender != device {
+fn nonempty(text: &str, field: &str) -> Result<(), String> {
+    if text.is_empty() || text.len() > MAX_TEXT {
         return Err(format!(
-            "{at}: `device_id` = {sender:?}, but the token is {device:?}'s"
+            "{field}: must be a text of 1 to {MAX_TEXT} bytes (found {} bytes)",
+            text.len()
         ));
     }
-    let created_at = time(m, "created_at", &at)?;
-    let kind = text(m, "kind", &at)?.to_string();
-    let body = field(m, "body", &at)?;
-    let at = format!("{at}.body");
-    match kind.as_str() {
+    Ok(())
+}
+
+fn finite(v: f64, field: &str) -> Result<(), String> {
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("{field}: must be a finite number"))
+    }
+}
+
+/// `v` as `T`, the error naming the path of the field that failed.
+fn typed<T: serde::de::DeserializeOwned>(v: &Value, root: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            root.to_string()
+        } else {
+            format!("{root}.{path}")
+        };
+        format!("{path}: {}", prefix_error(&e.into_inner().to_string()))
+    })
+}
+
+/// A parser's message, cut to 160 bytes (it may quote the value it failed on).
+pub fn prefix_error(message: &str) -> String {
+    if message.len() <= 160 {
+        message.to_string()
+    } else {
+        format!("{}...", &message[..message.floor_char_boundary(160)])
+    }
+}
+
+/// Checks message `index` of a batch from `device`, received when the server's clock read `now`.
+pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Message, String> {
+    let mut at = format!("messages[{index}]");
+    let e: Envelope = typed(m, "envelope").map_err(|e| format!("{at}: {e}"))?;
+    if e.message_id.is_empty() || e.message_id.len() > MAX_MESSAGE_ID {
+        return Err(format!(
+            "{at}: message_id: must be 1 to {MAX_MESSAGE_ID} bytes (found {})",
+            e.message_id.len()
+        ));
+    }
+    at = format!("messages[{index}] ({})", e.message_id);
+    let fail = |e: String| format!("{at}: {e}");
+    if e.device_id != device {
+        return Err(fail(format!(
+            "device_id: {:?}, but the token is {device:?}'s",
+            prefix(&e.device_id)
+        )));
+    }
+    let created_at = time(&e.created_at, "created_at").map_err(fail)?;
+    if created_at > now + DAY {
+        return Err(fail(format!(
+            "created_at: {} is more than a day ahead of the server's clock (is the device's clock set?)",
+            e.created_at
+        )));
+    }
+    let body = match e.kind.as_str() {
         "alert" => {
-            text(body, "series", &at)?;
-            text(body, "kind", &at)?;
-            text(body, "state", &at)?;
-            text(body, "time", &at)?;
-            field(body, "alarm_id", &at)?
-                .as_u64()
-                .ok_or_else(|| format!("{at}: `alarm_id` must be a whole number"))?;
-            field(body, "outlier_stage", &at)?
-                .as_u64()
-                .filter(|s| *s <= 4)
-                .ok_or_else(|| format!("{at}: `outlier_stage` must be 0 to 4"))?;
+            let b: AlertBody = typed(&e.body, "body").map_err(fail)?;
+            check_alert(&b).map_err(fail)?;
+            Body::Alert(b)
         }
         "forecast" => {
-            text(body, "series", &at)?;
-            time(body, "issued_at", &at)?;
-            let points = field(body, "points", &at)?
-                .as_array()
-                .ok_or_else(|| format!("{at}: `points` must be a list"))?;
-            if points.len() != FORECAST_POINTS {
-                return Err(format!(
-                    "{at}: `points` has {} entries; a forecast has {FORECAST_POINTS} (7 days, hourly)",
-                    points.len()
-                ));
-            }
-            for (i, p) in points.iter().enumerate() {
-                let at = format!("{at}.points[{i}]");
-                time(p, "time", &at)?;
-                for name in ["value", "lower", "upper"] {
-                    number(p, name, &at)?;
-                }
-            }
-            // Optional: the hourly means before the forecast, for the day-ahead accuracy.
-            if let Some(actuals) = body.get("actuals").filter(|a| !a.is_null()) {
-                let actuals = actuals
-                    .as_array()
-                    .ok_or_else(|| format!("{at}: `actuals` must be a list"))?;
-                for (i, p) in actuals.iter().enumerate() {
-                    let at = format!("{at}.actuals[{i}]");
-                    time(p, "time", &at)?;
-                    number(p, "value", &at)?;
-                }
+            let b: ForecastBody = typed(&e.body, "body").map_err(fail)?;
+            let (issued_at, actuals) = check_forecast(&b, created_at).map_err(fail)?;
+            Body::Forecast {
+                body: b,
+                issued_at,
+                actuals,
             }
         }
         "heartbeat" => {
-            if !body.is_object() {
-                return Err(format!("{at}: must be an object"));
+            if !e.body.is_object() {
+                return Err(fail("body: must be an object".into()));
             }
+            Body::Heartbeat
         }
         other => {
-            return Err(format!(
-                "messages[{index}] ({message_id}): `kind` = {other:?}: expected alert, forecast or heartbeat"
-            ));
+            return Err(fail(format!(
+                "kind: {:?}: expected alert, forecast or heartbeat",
+                prefix(other)
+            )));
         }
-    }
+    };
     Ok(Message {
-        message_id,
-        kind,
+        message_id: e.message_id,
+        kind: e.kind,
         created_at,
+        body,
         envelope: m.clone(),
     })
+}
+
+fn check_alert(b: &AlertBody) -> Result<(), String> {
+    if b.alarm_id > i64::MAX as u64 {
+        return Err(format!(
+            "body.alarm_id: {} is out of range (0 to 2^63 - 1)",
+            b.alarm_id
+        ));
+    }
+    if b.outlier_stage > 4 {
+        return Err(format!(
+            "body.outlier_stage: {} is out of range (0 to 4)",
+            b.outlier_stage
+        ));
+    }
+    for (text, field) in [
+        (&b.series, "body.series"),
+        (&b.kind, "body.kind"),
+        (&b.state, "body.state"),
+    ] {
+        nonempty(text, field)?;
+    }
+    // The device's local time with its offset; a bare local time from older devices too.
+    hydrowatch_core::time::parse_time(&b.time)
+        .map_err(|e| format!("body.time: {:?}: {e}", prefix(&b.time)))?;
+    for (v, field) in [
+        (b.value, "body.value"),
+        (b.expected, "body.expected"),
+        (b.percentile, "body.percentile"),
+    ] {
+        if let Some(v) = v {
+            finite(v, field)?;
+        }
+    }
+    Ok(())
+}
+
+/// The forecast's issue time and its actual hours.
+fn check_forecast(b: &ForecastBody, created_at: i64) -> Result<(i64, Vec<(i64, f64)>), String> {
+    nonempty(&b.series, "body.series")?;
+    let issued_at = time(&b.issued_at, "body.issued_at")?;
+    if (issued_at - created_at).abs() > DAY {
+        return Err(format!(
+            "body.issued_at: {} is more than a day from the message's created_at",
+            b.issued_at
+        ));
+    }
+    if b.points.len() != FORECAST_POINTS {
+        return Err(format!(
+            "body.points: {} entries; a forecast has {FORECAST_POINTS} (7 days, hourly)",
+            b.points.len()
+        ));
+    }
+    let mut first = 0;
+    for (i, p) in b.points.iter().enumerate() {
+        let at = format!("body.points[{i}]");
+        let t = time(&p.time, &format!("{at}.time"))?;
+        if i == 0 {
+            // After a sensor's silence a forecast starts where its history ends.
+            if t < issued_at - 7 * DAY || t > issued_at + 2 * DAY {
+                return Err(format!(
+                    "{at}.time: {} is not within the week before or two days after the forecast's issued_at",
+                    p.time
+                ));
+            }
+            first = t;
+        } else if t != first + i as i64 * HOUR {
+            return Err(format!(
+                "{at}.time: {} is not the hour after the point before (points are consecutive hours)",
+                p.time
+            ));
+        }
+        finite(p.value, &format!("{at}.value"))?;
+        finite(p.lower, &format!("{at}.lower"))?;
+        finite(p.upper, &format!("{at}.upper"))?;
+    }
+    let mut actuals = Vec::new();
+    if let Some(list) = &b.actuals {
+        if list.len() > MAX_ACTUALS {
+            return Err(format!(
+                "body.actuals: {} entries; at most {MAX_ACTUALS} (a month of hours)",
+                list.len()
+            ));
+        }
+        for (i, a) in list.iter().enumerate() {
+            let at = format!("body.actuals[{i}]");
+            let t = time(&a.time, &format!("{at}.time"))?;
+            if t < issued_at - 31 * DAY || t > issued_at + DAY {
+                return Err(format!(
+                    "{at}.time: {} is not within the month before the forecast's issued_at",
+                    a.time
+                ));
+            }
+            finite(a.value, &format!("{at}.value"))?;
+            actuals.push((t, a.value));
+        }
+    }
+    Ok((issued_at, actuals))
 }

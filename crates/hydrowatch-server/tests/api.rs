@@ -41,7 +41,7 @@ fn ingest_is_authenticated_checked_and_idempotent(on: On) {
     assert_eq!(code, 422, "{body}");
     let e = body["error"].as_str().unwrap();
     assert!(
-        e.contains("messages[1] (f1).body") && e.contains("167") && e.contains("168"),
+        e.contains("messages[1] (f1): body.points") && e.contains("167") && e.contains("168"),
         "{e}"
     );
     assert!(
@@ -179,6 +179,7 @@ fn day_ahead_accuracy_scores_each_actual_hour_against_the_forecast_of_the_day_be
     // no forecast issued a day before covers (07-01 20:00).
     let mut second = forecast("dma-1", "f2", 168);
     second["body"]["issued_at"] = "2024-07-03T15:00:00Z".into();
+    second["created_at"] = "2024-07-03T15:00:00Z".into();
     let mut actuals: Vec<Value> = (20..24)
         .map(|h| json!({"time": format!("2024-07-02T{h}:00:00Z"), "value": 3.0}))
         .collect();
@@ -202,7 +203,7 @@ fn day_ahead_accuracy_scores_each_actual_hour_against_the_forecast_of_the_day_be
         body["error"]
             .as_str()
             .unwrap()
-            .contains("actuals[0]: `value` must be a number"),
+            .contains("messages[0] (f3): body.actuals[0].value: invalid type: string \"x\""),
         "{body}"
     );
 }
@@ -244,3 +245,206 @@ on_both!(
     a_device_over_its_rate_limit_is_told_to_come_back_later,
     day_ahead_accuracy_scores_each_actual_hour_against_the_forecast_of_the_day_before,
 );
+
+/// The holes the hardening review found in the ingest contract (issue #15): each is refused
+/// with the message and field named, or answered as the contract says.
+fn ingest_refuses_out_of_range_mistyped_and_reused_fields(on: On) {
+    let s = start(on);
+    let a = s.db.create_token("dma-1", 0).unwrap();
+    let b = s.db.create_token("dma-2", 0).unwrap();
+    let refused = |m: Value| -> String {
+        let id = m["message_id"].clone();
+        let (code, body) = post(&s, Some(&a), batch("dma-1", vec![m]));
+        assert_eq!(code, 422, "{body}");
+        assert_eq!(body["invalid"], json!([id]), "{body}");
+        body["error"].as_str().unwrap().to_string()
+    };
+    // Alarm ids past 2^63 - 1 were both stored as 0 (two alarms merged).
+    for big in [json!(9_223_372_036_854_775_808u64), json!(u64::MAX)] {
+        let mut m = alert("dma-1", "big", 1, "opened", 4, 0);
+        m["body"]["alarm_id"] = big;
+        let e = refused(m);
+        assert!(
+            e.contains("messages[0] (big): body.alarm_id: ") && e.contains("out of range"),
+            "{e}"
+        );
+    }
+    // "NaN" strings where numbers belong were stored.
+    for field in ["value", "expected"] {
+        let mut m = alert("dma-1", "nan", 1, "opened", 4, 0);
+        m["body"][field] = "NaN".into();
+        let e = refused(m);
+        assert!(
+            e.contains(&format!("body.{field}: invalid type: string \"NaN\"")),
+            "{e}"
+        );
+    }
+    // A forecast from year 1 to 9999 drew a gigabyte per page: 168 consecutive hours near its
+    // creation, or nothing.
+    let mut m = forecast("dma-1", "wide", 168);
+    m["body"]["points"][0]["time"] = "0001-01-01T00:00:00Z".into();
+    m["body"]["points"][167]["time"] = "9999-12-31T23:00:00Z".into();
+    let e = refused(m);
+    assert!(
+        e.contains("body.points[0].time") && e.contains("1970-2199"),
+        "{e}"
+    );
+    let mut m = forecast("dma-1", "gap", 168);
+    m["body"]["points"][100]["time"] = "2024-07-30T00:00:00Z".into();
+    let e = refused(m);
+    assert!(
+        e.contains("body.points[100].time") && e.contains("consecutive"),
+        "{e}"
+    );
+    let mut m = forecast("dma-1", "late", 168);
+    for (h, p) in m["body"]["points"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        p["time"] = format!("2030-01-0{}T{:02}:00:00Z", 1 + h / 24, h % 24).into();
+    }
+    let e = refused(m);
+    assert!(
+        e.contains("body.points[0].time") && e.contains("two days"),
+        "{e}"
+    );
+    let mut m = alert("dma-1", "future", 1, "opened", 4, 0);
+    m["created_at"] = "2199-01-01T00:00:00Z".into();
+    let e = refused(m);
+    assert!(
+        e.contains("created_at") && e.contains("ahead of the server's clock"),
+        "{e}"
+    );
+    // A long value is echoed as a short prefix.
+    let mut m = alert("dma-1", "long", 1, "opened", 4, 0);
+    m["body"]["time"] = "x".repeat(100_000).into();
+    let e = refused(m);
+    assert!(e.len() < 400, "{} bytes", e.len());
+
+    // A message id sent again with other content: 409 naming it, nothing of the batch stored.
+    assert_eq!(
+        post(
+            &s,
+            Some(&a),
+            batch("dma-1", vec![alert("dma-1", "m1", 1, "opened", 4, 0)])
+        )
+        .0,
+        200
+    );
+    let (code, body) = post(
+        &s,
+        Some(&a),
+        batch(
+            "dma-1",
+            vec![
+                alert("dma-1", "m2", 2, "opened", 4, 1),
+                alert("dma-1", "m1", 1, "opened", 3, 0),
+            ],
+        ),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["conflicting"], json!(["m1"]));
+    assert_eq!(s.db.alarms(&Default::default()).unwrap().len(), 1);
+    // Ids are unique per device: another device may use the same one.
+    let (code, body) = post(
+        &s,
+        Some(&b),
+        batch("dma-2", vec![alert("dma-2", "m1", 1, "opened", 2, 0)]),
+    );
+    assert_eq!((code, body), (200, json!({"acknowledged": ["m1"]})));
+    assert_eq!(s.db.alarms(&Default::default()).unwrap().len(), 2);
+
+    // Query errors are JSON, as the OpenAPI document promises.
+    let r = reqwest::blocking::get(format!("{}/api/v1/alarms?min_stage=lots", s.url)).unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("min_stage"),
+        "{body}"
+    );
+}
+
+on_both!(ingest_refuses_out_of_range_mistyped_and_reused_fields);
+
+/// The schema before message ids were unique per device (version 1, as the first releases
+/// created it).
+const SCHEMA_V1: &str = "
+CREATE TABLE devices (id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL);
+CREATE TABLE messages (message_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, kind TEXT NOT NULL,
+    created_at BIGINT NOT NULL, received_at BIGINT NOT NULL, envelope TEXT NOT NULL);
+CREATE INDEX messages_by_device ON messages (device_id, received_at);
+CREATE TABLE alerts (id {id}, message_id TEXT NOT NULL UNIQUE, device_id TEXT NOT NULL,
+    alarm_id BIGINT NOT NULL, series TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+    stage BIGINT NOT NULL, created_at BIGINT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX alerts_by_alarm ON alerts (device_id, alarm_id, created_at);
+CREATE TABLE forecasts (message_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, series TEXT NOT NULL,
+    issued_at BIGINT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX forecasts_by_series ON forecasts (device_id, series, issued_at);
+CREATE TABLE actuals (device_id TEXT NOT NULL, series TEXT NOT NULL, hour BIGINT NOT NULL,
+    value DOUBLE PRECISION NOT NULL, PRIMARY KEY (device_id, series, hour));
+INSERT INTO devices VALUES ('dma-1', 'h1', 0), ('dma-2', 'h2', 0);
+INSERT INTO messages VALUES ('m1', 'dma-1', 'alert', 1719792000, 1719792000, '{}');
+INSERT INTO alerts (message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
+    VALUES ('m1', 'dma-1', 1, 'flow_rate', 'outlier', 'opened', 4, 1719792000,
+    '{\"alarm_id\":1,\"series\":\"flow_rate\",\"kind\":\"outlier\",\"state\":\"opened\",\"outlier_stage\":4}');
+";
+
+/// A database of schema version 1 is migrated when the server opens it: what it held stays,
+/// and another device may then use a message id the first one used.
+fn a_database_of_the_first_schema_is_migrated_keeping_what_it_held(on: On) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let url = match on {
+        On::Sqlite => {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute_batch(&SCHEMA_V1.replace("{id}", "INTEGER PRIMARY KEY"))
+                .unwrap();
+            String::new()
+        }
+        On::Postgres => {
+            let url = hydrowatch_pgtest::database();
+            postgres::Client::connect(&url, postgres::NoTls)
+                .unwrap()
+                .batch_execute(&SCHEMA_V1.replace(
+                    "{id}",
+                    "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+                ))
+                .unwrap();
+            url
+        }
+    };
+    let open = || match on {
+        On::Sqlite => hydrowatch_server::Db::open(&path).unwrap(),
+        On::Postgres => hydrowatch_server::Db::connect(&url).unwrap(),
+    };
+    let db = open();
+    let alarms = db.alarms(&Default::default()).unwrap();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["alarm_id"], 1);
+    let token = db.create_token("dma-2", 0).unwrap();
+    drop(db);
+    // Opened again (already migrated), then served: dma-2 reuses the id m1.
+    let db = std::sync::Arc::new(open());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let _runtime = hydrowatch_server::serve_in_background(
+        db.clone(),
+        hydrowatch_server::RateLimit::default(),
+        listener,
+    )
+    .unwrap();
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{url}/api/v1/ingest"))
+        .bearer_auth(&token)
+        .json(&json!({"device_id": "dma-2", "messages": [alert("dma-2", "m1", 7, "opened", 2, 0)]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(db.alarms(&Default::default()).unwrap().len(), 2);
+}
+
+on_both!(a_database_of_the_first_schema_is_migrated_keeping_what_it_held);

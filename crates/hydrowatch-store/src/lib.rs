@@ -141,7 +141,7 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             PRAGMA journal_size_limit = 16777216;
+             PRAGMA journal_size_limit = 4194304;
              PRAGMA temp_store = MEMORY;",
         )
         .map_err(wrap)?;
@@ -187,6 +187,19 @@ impl Store {
             hour_phase,
             tz,
         })
+    }
+
+    /// Copies the write-ahead log into the database and truncates it to nothing, returning its
+    /// space to the file system (after a full disk: the log keeps the pages of the failed
+    /// transactions otherwise). Best effort: a reader holding the log makes it a no-op, and
+    /// that is logged, not an error.
+    pub fn checkpoint(&self) {
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::debug!("checkpoint of {}: {e}", self.path.display());
+        }
     }
 
     /// The database file.

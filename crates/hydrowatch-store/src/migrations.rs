@@ -121,6 +121,16 @@ const MIGRATIONS: &[&str] = &[
         candidate_score REAL,
         kept TEXT NOT NULL
     );",
+    // Messages the central server refused for good (an id it holds with other content), kept
+    // for people to look at instead of blocking the outbox.
+    "CREATE TABLE outbox_set_aside (
+        message_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        set_aside_at INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this program writes.

@@ -57,6 +57,8 @@ pub struct OutboxStats {
     pub bytes: u64,
     /// Messages dropped by the policy since the database was created, per kind.
     pub dropped: Vec<(String, u64)>,
+    /// Messages the server refused for good, set aside (see [`Store::outbox_set_aside`]).
+    pub set_aside: u64,
 }
 
 /// Enqueues `messages` inside `tx`, then drops by policy until the limits hold.
@@ -154,6 +156,33 @@ impl Store {
         Ok(removed)
     }
 
+    /// Moves the waiting messages `message_ids` out of the outbox into the set-aside table, with
+    /// `reason`, at `now`: the server refused them for good (it holds their ids with other
+    /// content), and the messages after them must not wait behind them. Returns how many moved.
+    pub fn outbox_set_aside(
+        &mut self,
+        message_ids: &[String],
+        reason: &str,
+        now: i64,
+    ) -> Result<usize> {
+        let wrap = self.wrapper();
+        let tx = self.conn.transaction().map_err(&wrap)?;
+        let mut moved = 0;
+        for id in message_ids {
+            tx.execute(
+                "INSERT OR REPLACE INTO outbox_set_aside(message_id, kind, created_at, body, reason, set_aside_at)
+                 SELECT message_id, kind, created_at, body, ?2, ?3 FROM outbox WHERE message_id = ?1",
+                rusqlite::params![id, reason, now],
+            )
+            .map_err(&wrap)?;
+            moved += tx
+                .execute("DELETE FROM outbox WHERE message_id = ?1", [id])
+                .map_err(&wrap)?;
+        }
+        tx.commit().map_err(&wrap)?;
+        Ok(moved)
+    }
+
     /// The outbox's size and drops.
     pub fn outbox_stats(&self) -> Result<OutboxStats> {
         let (rows, bytes): (i64, i64) = self
@@ -175,10 +204,15 @@ impl Store {
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
             .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
+        let set_aside: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM outbox_set_aside", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         Ok(OutboxStats {
             rows: rows as u64,
             bytes: bytes as u64,
             dropped,
+            set_aside: set_aside as u64,
         })
     }
 }
