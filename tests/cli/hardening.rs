@@ -87,7 +87,7 @@ fn a_stored_reading_from_the_future_does_not_stop_live_readings_being_judged() {
         "f.toml",
         &format!(
             "[device]\nid = \"dma-7\"\n\n[[series]]\nname = \"flow_rate\"\nunit = \"m3/h\"\nmin = 0.0\nmax = 1000.0\n\n\
-             [[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
+             [daemon]\nhealth_listen = \"\"\n\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
         ),
     );
     let _daemon = KilledOnDrop(start_daemon(d, "f.toml", Stdio::null()));
@@ -112,4 +112,107 @@ fn a_stored_reading_from_the_future_does_not_stop_live_readings_being_judged() {
         assert!(Instant::now() < deadline, "no range alarm: {alarms:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A sender streaming megabytes without a line break is cut off at 4 KB: the lines before it
+/// are answered, the long one gets an error quoting only its start, and the connection is
+/// closed; the daemon goes on serving others.
+#[test]
+fn a_line_without_end_on_the_tcp_source_is_cut_off_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", unused_port());
+    write(
+        d,
+        "t.toml",
+        &format!(
+            "[device]\nid = \"dma-7\"\n\n[[series]]\nname = \"flow_rate\"\nunit = \"m3/h\"\n\n[daemon]\nhealth_listen = \"\"\n\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
+        ),
+    );
+    let _daemon = KilledOnDrop(start_daemon(d, "t.toml", Stdio::null()));
+    wait_listening(&addr);
+    let now = chrono::Utc::now().timestamp() / 60 * 60;
+    let at = |ts: i64| format_local(ts, chrono_tz::Asia::Seoul);
+    let (mut reader, mut writer) = connect(&addr);
+    writer
+        .write_all(format!("{},flow_rate,100\n", at(now - 120)).as_bytes())
+        .unwrap();
+    // 8 MB of digits and no newline: the daemon stops reading at 4 KB.
+    let chunk = vec![b'7'; 1 << 20];
+    for _ in 0..8 {
+        if writer.write_all(&chunk).is_err() {
+            break; // closed by the daemon: what it should do
+        }
+    }
+    let mut answers = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut answers);
+    let lines: Vec<&str> = answers.lines().collect();
+    assert_eq!(lines.first(), Some(&"ok"), "{answers:.300}");
+    assert!(
+        lines.len() == 2
+            && lines[1].starts_with("error: line 2: longer than 4096 bytes")
+            && lines[1].ends_with("connection closed")
+            && lines[1].len() < 200,
+        "{answers:.300}"
+    );
+    // Others are still served.
+    let (mut reader, mut writer) = connect(&addr);
+    writer
+        .write_all(format!("{},flow_rate,101\n", at(now - 60)).as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    reader.read_line(&mut answer).unwrap();
+    assert_eq!(answer, "ok\n");
+}
+
+/// A local time of the repeated autumn hour sent on a new connection is placed after the
+/// reading of the same wall-clock time already stored (it was refused as a conflict); times
+/// with an offset or in UTC are accepted on the same source.
+#[test]
+fn the_repeated_autumn_hour_arrives_whole_over_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", unused_port());
+    write(
+        d,
+        "r.toml",
+        &format!(
+            "[device]\nid = \"dma-7\"\ntimezone = \"Europe/Rome\"\n\n[[series]]\nname = \"flow_rate\"\nunit = \"m3/h\"\n\n\
+             [daemon]\nhealth_listen = \"\"\n\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
+        ),
+    );
+    let _daemon = KilledOnDrop(start_daemon(d, "r.toml", Stdio::null()));
+    wait_listening(&addr);
+    let send = |line: &str| {
+        let (mut reader, mut writer) = connect(&addr);
+        writer.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        reader.read_line(&mut answer).unwrap();
+        answer
+    };
+    // 02:30 twice, each on its own connection: summer time, then winter time.
+    assert_eq!(send("2024-10-27 02:30,flow_rate,100"), "ok\n");
+    assert_eq!(send("2024-10-27 02:30,flow_rate,90"), "ok\n");
+    assert_eq!(send("2024-10-27T02:45:00+01:00,flow_rate,91"), "ok\n");
+    assert_eq!(send("2024-10-27T00:45:00Z,flow_rate,101"), "ok\n");
+    let s =
+        hydrowatch_store::Store::open(&d.join("hydrowatch.db"), chrono_tz::Europe::Rome).unwrap();
+    let id = s.series_id("flow_rate").unwrap();
+    let got: Vec<(i64, f64)> = s
+        .readings(id, 0, i64::MAX)
+        .unwrap()
+        .iter()
+        .map(|r| (r.ts, r.value))
+        .collect();
+    // 00:30Z and 00:45Z (summer), 01:30Z and 01:45Z (winter).
+    let base = 1_729_989_000; // 2024-10-27T00:30:00Z
+    assert_eq!(
+        got,
+        vec![
+            (base, 100.0),
+            (base + 900, 101.0),
+            (base + 3600, 90.0),
+            (base + 4500, 91.0)
+        ]
+    );
 }

@@ -18,6 +18,15 @@ pub struct Reading {
     pub value: f64,
 }
 
+/// At most the first 40 characters of `text` (and `...` when cut): what an error message echoes
+/// of a value, however long the value is.
+pub fn prefix(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// The names a series may have: a letter first, then letters, digits, `_`, `-` or `.`, at most
 /// 64 characters. They become CSV headers and JSON keys, so nothing that needs quoting.
 pub fn check_series_name(name: &str) -> Result<(), String> {
@@ -36,6 +45,12 @@ pub fn check_series_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_are_short() {
+        assert_eq!(prefix("abc"), "abc");
+        assert_eq!(prefix(&"é".repeat(100)), format!("{}...", "é".repeat(40)));
+    }
 
     #[test]
     fn series_names() {

@@ -213,15 +213,30 @@ impl LocalTimeParser {
 
     /// Parses the next time of the file.
     pub fn parse(&mut self, text: &str) -> Result<Timestamp, TimeError> {
+        self.parse_after(text, None)
+    }
+
+    /// Parses the next time, a local time of the repeated autumn hour being placed after
+    /// `after` too (the newest reading stored of its series), as after the time parsed before:
+    /// for lines that arrive on new connections, whose "previous row" is in the database.
+    pub fn parse_after(
+        &mut self,
+        text: &str,
+        after: Option<Timestamp>,
+    ) -> Result<Timestamp, TimeError> {
         let ts = match parse_time(text)? {
             ParsedTime::Absolute(ts) => ts,
-            ParsedTime::Local(naive) => self.resolve(naive)?,
+            ParsedTime::Local(naive) => self.resolve(naive, self.last.max(after))?,
         };
         self.last = Some(ts);
         Ok(ts)
     }
 
-    fn resolve(&mut self, naive: NaiveDateTime) -> Result<Timestamp, TimeError> {
+    fn resolve(
+        &mut self,
+        naive: NaiveDateTime,
+        before: Option<Timestamp>,
+    ) -> Result<Timestamp, TimeError> {
         let hour = naive
             .with_minute(0)
             .and_then(|t| t.with_second(0))
@@ -235,7 +250,7 @@ impl LocalTimeParser {
             LocalResult::Single(t) => (t.timestamp(), true),
             LocalResult::Ambiguous(early, late) => {
                 let early = early.timestamp();
-                match self.last {
+                match before {
                     Some(last) if last >= early => (late.timestamp(), false),
                     _ => (early, false),
                 }
@@ -343,6 +358,33 @@ mod tests {
         let why = from_the_future(utc("2062-11-30 12:00Z"), now, 60, tz).unwrap();
         assert!(why.contains("2062-11-30 12:00"), "{why}");
         assert!(why.contains("from the future"), "{why}");
+    }
+
+    #[test]
+    fn the_repeated_hour_is_placed_after_the_newest_stored_reading() {
+        let rome: Tz = "Europe/Rome".parse().unwrap();
+        // 2024-10-27 02:30 happened twice: 00:30Z (summer time) and 01:30Z (winter time).
+        let (summer, winter) = (utc("2024-10-27 00:30Z"), utc("2024-10-27 01:30Z"));
+        // A new connection knows nothing: the first instant.
+        assert_eq!(
+            LocalTimeParser::new(rome)
+                .parse("2024-10-27 02:30")
+                .unwrap(),
+            summer
+        );
+        // The series already holds the summer-time reading: the later instant.
+        let mut p = LocalTimeParser::new(rome);
+        assert_eq!(
+            p.parse_after("2024-10-27 02:30", Some(summer)).unwrap(),
+            winter
+        );
+        // A stored reading before the repeated hour does not move it.
+        let mut p = LocalTimeParser::new(rome);
+        assert_eq!(
+            p.parse_after("2024-10-27 02:30", Some(summer - 3600))
+                .unwrap(),
+            summer
+        );
     }
 
     #[test]

@@ -24,20 +24,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use chrono_tz::Tz;
-use hydrowatch_core::{LocalTimeParser, TimeError, Timestamp, check_series_name, from_the_future};
+use hydrowatch_core::{
+    LocalTimeParser, TimeError, Timestamp, check_series_name, from_the_future, prefix,
+};
 
 mod forecasts;
 
 pub use forecasts::{ForecastRow, MAX_FORECASTS_BYTES, read_forecasts, write_forecasts};
-
-/// At most the first 40 characters of `text` (and `...` when cut): what an error echoes of a
-/// value, however long it is.
-fn prefix(text: &str) -> String {
-    match text.char_indices().nth(40) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_string(),
-    }
-}
 
 /// Why a file, or one of its rows, could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -35,7 +35,7 @@ use crate::forecasting::{JobError, Recorded};
 use crate::health::Metrics;
 use crate::judge::{DatabaseDetector, JudgeError, Outbound, observe_row, time_of_day};
 use crate::schedule::Every;
-use crate::sources::{self, Batch, Fate, Intake, SourceCounters};
+use crate::sources::{self, Batch, Fate, Intake, Newest, SourceCounters};
 use crate::uplink::{Backoff, Uplink, UplinkConfig};
 
 /// Most readings committed in one transaction.
@@ -115,6 +115,9 @@ struct Shared {
     drain: Duration,
     metrics: Arc<Metrics>,
     clock: Clock,
+    /// The newest reading stored of each series (the line sources place the repeated autumn
+    /// hour after it).
+    newest: Arc<Newest>,
     /// Stop now (a signal).
     stop: AtomicBool,
     /// Every source ended and the ingest thread committed everything: finish and stop.
@@ -204,6 +207,15 @@ impl Daemon {
             drain: self.drain,
             metrics: metrics.clone(),
             clock,
+            newest: Arc::new(Newest::new(config.series.iter().map(|s| {
+                let newest = store
+                    .series_id(&s.name)
+                    .and_then(|id| store.span(id))
+                    .ok()
+                    .flatten()
+                    .map(|(_, n)| n);
+                (s.name.clone(), newest)
+            }))),
             stop: AtomicBool::new(false),
             ingest_done: AtomicBool::new(false),
             detect_done: AtomicBool::new(false),
@@ -313,6 +325,7 @@ impl Daemon {
                     stop: stop_rx.clone(),
                     tz,
                     series: Arc::clone(&names),
+                    newest: Arc::clone(&shared.newest),
                     counters: counters.clone(),
                 };
                 tasks.spawn(async move {
@@ -506,6 +519,7 @@ fn ingest_thread(
                 Outcome::Inserted => {
                     m.readings_ingested.fetch_add(1, Ordering::Relaxed);
                     newest = newest.max(r.ts);
+                    shared.newest.stored(&batch.readings[*i].series, r.ts);
                     Fate::Stored
                 }
                 Outcome::Duplicate => {

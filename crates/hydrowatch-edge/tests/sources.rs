@@ -33,6 +33,7 @@ async fn collect(
         stop,
         tz: config.device.timezone,
         series: Arc::new(config.series.iter().map(|s| s.name.clone()).collect()),
+        newest: Arc::default(),
         counters: counters.clone(),
     };
     let source = sources::from_config(&config).pop().unwrap();

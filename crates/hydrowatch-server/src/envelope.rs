@@ -10,6 +10,7 @@
 //! at most [`MAX_ACTUALS`] hours of the month before it. Fields this server does not know are
 //! kept in the stored envelope and otherwise ignored (newer devices may send more).
 
+pub use hydrowatch_core::prefix;
 use hydrowatch_core::time::in_span;
 use serde::Deserialize;
 use serde_json::Value;
@@ -128,14 +129,6 @@ pub struct Message {
     pub body: Body,
     /// The whole envelope, as received.
     pub envelope: Value,
-}
-
-/// At most the first 40 characters of `text` (and `...` when cut).
-pub fn prefix(text: &str) -> String {
-    match text.char_indices().nth(40) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_string(),
-    }
 }
 
 /// The Unix seconds of an RFC 3339 time held in `v` (messages carry every time this way).

@@ -5,10 +5,87 @@
 
 use std::net::SocketAddr;
 
-use hydrowatch_core::{LocalTimeParser, Timestamp};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use hydrowatch_core::{LocalTimeParser, Timestamp, prefix};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::{Fate, Incoming, Intake, Running, Source, SourceError, this_minute};
+
+/// The longest line a line source reads: far longer than any line of readings, far shorter than
+/// what a broken or hostile sender can stream without a line break.
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LineRead {
+    /// The input ended (nothing read).
+    End,
+    /// A line (with its line break, unless the input ended without one).
+    Line,
+    /// A line longer than [`MAX_LINE_BYTES`]: what was read is in the buffer; the rest is not
+    /// read ([`skip_line`] discards it).
+    TooLong,
+}
+
+/// Reads one line into `buf` (cleared first), never more than [`MAX_LINE_BYTES`] of it.
+pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::End
+            } else {
+                LineRead::Line
+            });
+        }
+        let (used, complete) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + used > MAX_LINE_BYTES {
+            let room = MAX_LINE_BYTES - buf.len();
+            buf.extend_from_slice(&available[..room]);
+            reader.consume(room);
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(&available[..used]);
+        reader.consume(used);
+        if complete {
+            return Ok(LineRead::Line);
+        }
+    }
+}
+
+/// Discards input up to and including the next line break (the rest of a line too long).
+pub(crate) async fn skip_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<()> {
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(());
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = available.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+/// The error of a line over [`MAX_LINE_BYTES`].
+pub(crate) fn too_long(number: u64, start: &[u8]) -> String {
+    format!(
+        "line {number}: longer than {MAX_LINE_BYTES} bytes (starts {:?})",
+        prefix(&String::from_utf8_lossy(start))
+    )
+}
 
 /// What one field of a line holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,38 +151,38 @@ impl LineFormat {
 }
 
 /// Parses one line into its readings; the error names the field and its text. An empty field
-/// of a series is a missing reading; a line without a time field is stamped `arrival`.
+/// of a series is a missing reading; a line without a time field is stamped `arrival`. A local
+/// time of the repeated autumn hour is placed after `newest` of the line's series (the newest
+/// reading stored) when that resolves it.
 pub fn parse_line(
     format: &LineFormat,
     line: &str,
     times: &mut LocalTimeParser,
     arrival: Timestamp,
+    newest: &dyn Fn(&str) -> Option<Timestamp>,
 ) -> Result<Vec<Incoming>, String> {
     let line = line.trim_end_matches(['\r', '\n']);
     let parts: Vec<&str> = line.split(format.delimiter.as_str()).collect();
     if parts.len() != format.fields.len() {
         return Err(format!(
-            "{} fields where {} were expected ({}): {line:?}",
+            "{} fields where {} were expected ({}): {:?}",
             parts.len(),
             format.fields.len(),
-            format.describe()
+            format.describe(),
+            prefix(line)
         ));
     }
-    let mut ts = arrival;
+    let what = |n: usize, f: &str| format!("field {} ({f})", n + 1);
     let mut name = None;
     let mut values = Vec::new();
+    let mut time = None;
     for (n, (field, text)) in format.fields.iter().zip(&parts).enumerate() {
         let text = text.trim();
-        let what = |f: &str| format!("field {} ({f})", n + 1);
         match field {
-            Field::Time => {
-                ts = times
-                    .parse(text)
-                    .map_err(|e| format!("{}: {text:?}: {e}", what("time")))?;
-            }
+            Field::Time => time = Some((n, text)),
             Field::SeriesName => {
                 if text.is_empty() {
-                    return Err(format!("{}: empty", what("series")));
+                    return Err(format!("{}: empty", what(n, "series")));
                 }
                 name = Some(text.to_string());
             }
@@ -122,21 +199,42 @@ pub fn parse_line(
                     .parse()
                     .ok()
                     .filter(|v: &f64| v.is_finite())
-                    .ok_or_else(|| format!("{}: {text:?} is not a finite number", what(label)))?;
-                values.push((field.clone(), value));
+                    .ok_or_else(|| {
+                        format!(
+                            "{}: {:?} is not a finite number",
+                            what(n, label),
+                            prefix(text)
+                        )
+                    })?;
+                values.push((
+                    match field {
+                        Field::Series(s) => s.clone(),
+                        _ => name.clone().unwrap_or_default(),
+                    },
+                    value,
+                ));
             }
         }
     }
+    // The series' names are known once every field is read (a narrow line names its series
+    // after the time).
+    if let Some(name) = &name {
+        for v in &mut values {
+            v.0.clone_from(name);
+        }
+    }
+    let ts = match time {
+        None => arrival,
+        Some((n, text)) => {
+            let after = values.iter().filter_map(|(s, _)| newest(s)).max();
+            times
+                .parse_after(text, after)
+                .map_err(|e| format!("{}: {:?}: {e}", what(n, "time"), prefix(text)))?
+        }
+    };
     Ok(values
         .into_iter()
-        .map(|(field, value)| Incoming {
-            series: match field {
-                Field::Series(s) => s,
-                _ => name.clone().unwrap_or_default(),
-            },
-            ts,
-            value,
-        })
+        .map(|(series, value)| Incoming { series, ts, value })
         .collect())
 }
 
@@ -150,32 +248,43 @@ impl Source for Stdin {
 
     fn run(self: Box<Self>, intake: Intake) -> Running {
         Box::pin(async move {
-            let mut lines = BufReader::new(tokio::io::stdin()).lines();
+            let mut reader = BufReader::new(tokio::io::stdin());
+            let mut raw = Vec::new();
             let format = LineFormat::narrow();
             let mut times = LocalTimeParser::new(intake.tz);
             let mut number = 0u64;
             loop {
                 let mut stop = intake.stop.clone();
-                let line = tokio::select! {
-                    l = lines.next_line() => l,
+                let read = tokio::select! {
+                    r = read_line(&mut reader, &mut raw) => r,
                     _ = stop.wait_for(|s| *s) => return Ok(()),
                 };
-                let line = match line {
-                    Ok(Some(l)) => l,
-                    Ok(None) => {
+                number += 1;
+                match read {
+                    Ok(LineRead::Line) => {}
+                    Ok(LineRead::End) => {
                         tracing::info!("stdin ended");
                         return Ok(());
                     }
-                    Err(e) => {
-                        intake.bad_input("stdin", &format!("line {}: {e}", number + 1));
+                    Ok(LineRead::TooLong) => {
+                        intake.bad_input("stdin", &too_long(number, &raw));
+                        if let Err(e) = skip_line(&mut reader).await {
+                            intake.bad_input("stdin", &format!("line {number}: {e}"));
+                        }
                         continue;
                     }
-                };
-                number += 1;
+                    Err(e) => {
+                        intake.bad_input("stdin", &format!("line {number}: {e}"));
+                        continue;
+                    }
+                }
+                let line = String::from_utf8_lossy(&raw);
                 if line.trim().is_empty() {
                     continue;
                 }
-                match parse_line(&format, &line, &mut times, this_minute()) {
+                match parse_line(&format, &line, &mut times, this_minute(), &|s| {
+                    intake.newest.get(s)
+                }) {
                     Ok(readings) => {
                         if !intake.send("stdin", readings).await {
                             return Ok(());
@@ -240,6 +349,7 @@ async fn connection(socket: tokio::net::TcpStream, peer: SocketAddr, intake: Int
     let origin = format!("tcp {peer}");
     let (read, mut write) = socket.into_split();
     let mut reader = BufReader::new(read);
+    let mut raw = Vec::new();
     let format = LineFormat::narrow();
     let mut times = LocalTimeParser::new(intake.tz);
     let mut number = 0u64;
@@ -247,24 +357,30 @@ async fn connection(socket: tokio::net::TcpStream, peer: SocketAddr, intake: Int
     loop {
         // One line (waiting for it), then every complete line already received.
         let mut lines = Vec::new();
+        let mut too_long_line = None;
         loop {
-            let mut line = String::new();
             let read = if lines.is_empty() {
                 tokio::select! {
-                    r = reader.read_line(&mut line) => r,
+                    r = read_line(&mut reader, &mut raw) => r,
                     _ = stop.wait_for(|s| *s) => return,
                 }
             } else {
-                reader.read_line(&mut line).await
+                read_line(&mut reader, &mut raw).await
             };
             match read {
-                Ok(0) => {
+                Ok(LineRead::End) => {
                     if lines.is_empty() {
                         return;
                     }
                     break;
                 }
-                Ok(_) => lines.push(line),
+                Ok(LineRead::Line) => lines.push(String::from_utf8_lossy(&raw).into_owned()),
+                // Answered after the lines before it, then the connection is dropped: the
+                // sender is broken or hostile, and reading on would only wait for its newline.
+                Ok(LineRead::TooLong) => {
+                    too_long_line = Some(too_long(number + lines.len() as u64 + 1, &raw));
+                    break;
+                }
                 Err(e) => {
                     intake.bad_input(&origin, &format!("line {}: {e}", number + 1));
                     return;
@@ -278,7 +394,9 @@ async fn connection(socket: tokio::net::TcpStream, peer: SocketAddr, intake: Int
         let mut readings = Vec::new();
         for line in &lines {
             number += 1;
-            match parse_line(&format, line, &mut times, this_minute()) {
+            match parse_line(&format, line, &mut times, this_minute(), &|s| {
+                intake.newest.get(s)
+            }) {
                 Ok(r) => {
                     answers.push(Ok((readings.len(), r.len())));
                     readings.extend(r);
@@ -316,7 +434,11 @@ async fn connection(socket: tokio::net::TcpStream, peer: SocketAddr, intake: Int
                 }
             }
         }
-        if write.write_all(text.as_bytes()).await.is_err() {
+        if let Some(e) = &too_long_line {
+            intake.bad_input(&origin, &format!("{e}: connection closed"));
+            text.push_str(&format!("error: {e}: connection closed\n"));
+        }
+        if write.write_all(text.as_bytes()).await.is_err() || too_long_line.is_some() {
             return;
         }
     }
@@ -325,6 +447,36 @@ async fn connection(socket: tokio::net::TcpStream, peer: SocketAddr, intake: Int
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn lines_are_read_up_to_their_bound_and_the_rest_skipped() {
+        let long = "9".repeat(3 * MAX_LINE_BYTES);
+        let input = format!("a,b,c\n{long}\nd,e,f");
+        let mut reader = BufReader::with_capacity(1000, input.as_bytes());
+        let mut raw = Vec::new();
+        assert_eq!(
+            read_line(&mut reader, &mut raw).await.unwrap(),
+            LineRead::Line
+        );
+        assert_eq!(raw, b"a,b,c\n");
+        assert_eq!(
+            read_line(&mut reader, &mut raw).await.unwrap(),
+            LineRead::TooLong
+        );
+        assert_eq!(raw.len(), MAX_LINE_BYTES);
+        let e = too_long(2, &raw);
+        assert!(e.len() < 120 && e.contains("longer than 4096 bytes"), "{e}");
+        skip_line(&mut reader).await.unwrap();
+        assert_eq!(
+            read_line(&mut reader, &mut raw).await.unwrap(),
+            LineRead::Line
+        );
+        assert_eq!(raw, b"d,e,f");
+        assert_eq!(
+            read_line(&mut reader, &mut raw).await.unwrap(),
+            LineRead::End
+        );
+    }
 
     #[test]
     fn lines_parse_or_name_the_field_and_text() {
@@ -335,6 +487,7 @@ mod tests {
             "2024-07-01 12:00,flow_rate,118.5\r\n",
             &mut times,
             0,
+            &|_| None,
         )
         .unwrap();
         assert_eq!(r[0].series, "flow_rate");
@@ -359,12 +512,12 @@ mod tests {
             ("2024-07-01 12:00,flow_rate,NaN", "field 3 (value): \"NaN\""),
             ("2024-07-01 12:00,,1", "field 2 (series): empty"),
         ] {
-            let e = parse_line(&LineFormat::narrow(), line, &mut times, 0).unwrap_err();
+            let e = parse_line(&LineFormat::narrow(), line, &mut times, 0, &|_| None).unwrap_err();
             assert!(e.contains(needle), "{line}: {e}");
         }
         // A serial line without time: stamped with the arrival minute; empty field = missing.
         let wide = LineFormat::wide(";", &["flow_rate".into(), "_".into(), "pressure".into()]);
-        let r = parse_line(&wide, "101.5;xx;", &mut times, 600).unwrap();
+        let r = parse_line(&wide, "101.5;xx;", &mut times, 600, &|_| None).unwrap();
         assert_eq!(
             r,
             vec![Incoming {

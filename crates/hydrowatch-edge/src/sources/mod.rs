@@ -53,6 +53,44 @@ pub struct Batch {
     pub reply: Option<oneshot::Sender<Vec<Fate>>>,
 }
 
+/// The newest reading stored of each configured series, kept by the ingest thread and read by
+/// the line sources: a local time of the repeated autumn hour that arrives on a new connection is
+/// placed after it, as a file's row is placed after the row before.
+#[derive(Debug, Default)]
+pub struct Newest(std::collections::HashMap<String, std::sync::atomic::AtomicI64>);
+
+impl Newest {
+    /// From each series' newest stored reading (`None`: none yet).
+    pub fn new(series: impl IntoIterator<Item = (String, Option<Timestamp>)>) -> Newest {
+        Newest(
+            series
+                .into_iter()
+                .map(|(name, ts)| {
+                    (
+                        name,
+                        std::sync::atomic::AtomicI64::new(ts.unwrap_or(i64::MIN)),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The newest reading stored of `series`.
+    pub fn get(&self, series: &str) -> Option<Timestamp> {
+        self.0
+            .get(series)
+            .map(|t| t.load(std::sync::atomic::Ordering::Acquire))
+            .filter(|&t| t != i64::MIN)
+    }
+
+    /// Notes that a reading of `series` at `ts` is stored.
+    pub fn stored(&self, series: &str, ts: Timestamp) {
+        if let Some(t) = self.0.get(series) {
+            t.fetch_max(ts, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
+
 /// Counters every source shares with the health endpoint.
 #[derive(Debug, Default)]
 pub struct SourceCounters {
@@ -73,6 +111,8 @@ pub struct Intake {
     pub tz: Tz,
     /// Names of the configured series.
     pub series: Arc<Vec<String>>,
+    /// The newest reading stored of each series.
+    pub newest: Arc<Newest>,
     /// Shared counters.
     pub counters: Arc<SourceCounters>,
 }

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use hydrowatch_config::SerialSource;
-use hydrowatch_core::LocalTimeParser;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use hydrowatch_core::{LocalTimeParser, prefix};
+use tokio::io::BufReader;
 use tokio_serial::SerialPortBuilderExt;
 
-use super::lines::{LineFormat, parse_line};
+use super::lines::{LineFormat, LineRead, parse_line, read_line, skip_line, too_long};
 use super::{Intake, Running, Source, this_minute};
 
 /// Seconds between attempts to open a port that failed.
@@ -57,35 +57,44 @@ impl Source for Serial {
                 let mut reader = BufReader::new(port);
                 let mut raw = Vec::new();
                 loop {
-                    raw.clear();
                     let mut stop = intake.stop.clone();
                     let read = tokio::select! {
-                        r = reader.read_until(b'\n', &mut raw) => r,
+                        r = read_line(&mut reader, &mut raw) => r,
                         _ = stop.wait_for(|s| *s) => return Ok(()),
                     };
+                    number += 1;
                     match read {
-                        Ok(0) => {
+                        Ok(LineRead::End) => {
                             tracing::warn!(source = %origin, "the port closed; reopening");
                             break;
                         }
-                        Ok(_) => {}
+                        Ok(LineRead::Line) => {}
+                        Ok(LineRead::TooLong) => {
+                            intake.bad_input(&origin, &too_long(number, &raw));
+                            if let Err(e) = skip_line(&mut reader).await {
+                                tracing::warn!(source = %origin, "read failed: {e}; reopening");
+                                break;
+                            }
+                            continue;
+                        }
                         Err(e) => {
                             tracing::warn!(source = %origin, "read failed: {e}; reopening");
                             break;
                         }
                     }
-                    number += 1;
                     let Ok(line) = std::str::from_utf8(&raw) else {
                         intake.bad_input(
                             &origin,
-                            &format!("line {number}: not ASCII text (garbled: check baud rate and wiring): {:?}", String::from_utf8_lossy(&raw)),
+                            &format!("line {number}: not ASCII text (garbled: check baud rate and wiring): {:?}", prefix(&String::from_utf8_lossy(&raw))),
                         );
                         continue;
                     };
                     if line.trim().is_empty() {
                         continue;
                     }
-                    match parse_line(&format, line, &mut times, this_minute()) {
+                    match parse_line(&format, line, &mut times, this_minute(), &|s| {
+                        intake.newest.get(s)
+                    }) {
                         Ok(readings) => {
                             if !intake.send(&origin, readings).await {
                                 return Ok(());
