@@ -41,6 +41,7 @@ fn central_server(dir: &Path) -> anyhow::Result<(String, String, tokio::runtime:
         Arc::new(db),
         hydrowatch_server::RateLimit::OFF,
         listener,
+        hydrowatch_server::Limits::default(),
     )?;
     Ok((url, token, runtime))
 }

@@ -140,6 +140,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         server_db.clone(),
         hydrowatch_server::RateLimit::default(),
         listener,
+        hydrowatch_server::Limits::default(),
     )?;
     println!("\n  dashboard: {url}/   (open it now: it fills while the replay runs)\n");
     for d in &devices {

@@ -117,20 +117,22 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     per_second: args.rate_limit.max(0.0),
                     burst: args.rate_limit.max(0.0) * 3.0,
                 };
-                axum::serve(
+                hydrowatch_server::serve(
                     listener,
                     hydrowatch_server::router_with(Arc::new(db), limit),
+                    hydrowatch_server::Limits::default(),
+                    async {
+                        let mut term = tokio::signal::unix::signal(
+                            tokio::signal::unix::SignalKind::terminate(),
+                        )
+                        .expect("SIGTERM can be watched");
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = tokio::signal::ctrl_c() => {}
+                        }
+                    },
                 )
-                .with_graceful_shutdown(async {
-                    let mut term =
-                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                            .expect("SIGTERM can be watched");
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    }
-                })
-                .await?;
+                .await;
                 Ok(())
             })
         }

@@ -109,6 +109,7 @@ pub fn serve_in_background(
     db: Arc<Db>,
     limit: RateLimit,
     listener: std::net::TcpListener,
+    limits: crate::Limits,
 ) -> std::io::Result<tokio::runtime::Runtime> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -120,11 +121,12 @@ pub fn serve_in_background(
         tokio::net::TcpListener::from_std(listener)?
     };
     let app = router_with(db, limit);
-    runtime.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("the central server stopped: {e}");
-        }
-    });
+    runtime.spawn(crate::listen::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
     Ok(runtime)
 }
 

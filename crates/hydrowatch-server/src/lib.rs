@@ -11,8 +11,10 @@ pub mod dashboard;
 pub mod db;
 pub mod envelope;
 pub mod limit;
+pub mod listen;
 pub mod sql;
 
 pub use api::{router, router_with, serve_in_background};
 pub use db::{Db, DbError};
 pub use limit::RateLimit;
+pub use listen::{Limits, serve};

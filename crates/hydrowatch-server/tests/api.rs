@@ -435,6 +435,7 @@ fn a_database_of_the_first_schema_is_migrated_keeping_what_it_held(on: On) {
         db.clone(),
         hydrowatch_server::RateLimit::default(),
         listener,
+        hydrowatch_server::Limits::default(),
     )
     .unwrap();
     let r = reqwest::blocking::Client::new()

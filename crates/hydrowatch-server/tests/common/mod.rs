@@ -45,6 +45,15 @@ pub fn start(on: On) -> Server {
 }
 
 pub fn start_with(on: On, limit: hydrowatch_server::RateLimit) -> Server {
+    start_limited(on, limit, hydrowatch_server::Limits::default())
+}
+
+/// A server with connection `limits` of its own.
+pub fn start_limited(
+    on: On,
+    limit: hydrowatch_server::RateLimit,
+    limits: hydrowatch_server::Limits,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(match on {
         On::Sqlite => Db::open(&dir.path().join("s.db")).unwrap(),
@@ -52,7 +61,8 @@ pub fn start_with(on: On, limit: hydrowatch_server::RateLimit) -> Server {
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let runtime = hydrowatch_server::serve_in_background(db.clone(), limit, listener).unwrap();
+    let runtime =
+        hydrowatch_server::serve_in_background(db.clone(), limit, listener, limits).unwrap();
     Server {
         url,
         _dir: dir,

@@ -1,0 +1,110 @@
+//! Slow and silent clients against the real server (issue #15): connections that send nothing,
+//! headers a byte at a time, or a body that never ends are closed within the server's limits,
+//! and a request beyond the connection limit is answered at once instead of waiting.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{On, start_limited};
+
+fn limits() -> hydrowatch_server::Limits {
+    hydrowatch_server::Limits {
+        max_connections: 40,
+        header_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+    }
+}
+
+/// A connection to the server at `url` (`http://host:port`), reads timing out after 10 s.
+fn open(url: &str) -> TcpStream {
+    let s = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Everything the server sends until it closes the connection (or 10 s pass).
+fn read_all(mut s: TcpStream) -> String {
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+fn get(url: &str, path: &str) -> String {
+    let mut s = open(url);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    read_all(s)
+}
+
+fn slow_and_silent_clients_cannot_starve_the_server(on: On) {
+    let s = start_limited(on, hydrowatch_server::RateLimit::OFF, limits());
+    // Every slot taken by connections that send nothing.
+    let silent: Vec<TcpStream> = (0..40).map(|_| open(&s.url)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let busy = get(&s.url, "/api/v1/devices");
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server closes them after the header timeout.
+    let started = Instant::now();
+    for c in silent {
+        assert_eq!(read_all(c), "");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(get(&s.url, "/api/v1/devices").starts_with("HTTP/1.1 200"));
+
+    // Headers a byte every 200 ms (slowloris): closed although bytes keep coming.
+    let mut slow = open(&s.url);
+    slow.set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for b in b"GET /api/v1/devices HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+    {
+        if slow.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let answer = read_all(slow);
+    assert!(closed || !answer.contains(" 200 "), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A body that never ends: 408 after the request timeout.
+    let mut stalled = open(&s.url);
+    write!(
+        stalled,
+        "POST /api/v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nAuthorization: Bearer t\r\n\r\n{{\"device_id\""
+    )
+    .unwrap();
+    let started = Instant::now();
+    let answer = read_all(stalled);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(get(&s.url, "/api/v1/devices").starts_with("HTTP/1.1 200"));
+}
+
+on_both!(slow_and_silent_clients_cannot_starve_the_server);
