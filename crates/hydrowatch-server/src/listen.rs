@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -83,9 +83,17 @@ pub async fn serve(
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Answered, then closed after the request is read (closing with it unread would
+            // reset the connection, and the client could lose the answer).
             tokio::spawn(async move {
                 let mut stream = stream;
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    stream.write_all(BUSY).await?;
+                    stream.shutdown().await?;
+                    let mut sink = [0u8; 4096];
+                    stream.read(&mut sink).await
+                })
+                .await;
             });
             continue;
         };
