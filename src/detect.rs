@@ -5,7 +5,7 @@
 //! span before `--baseline-until`).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -23,6 +23,7 @@ use hydrowatch_edge::judge::{DatabaseDetector, series_settings, time_of_day};
 
 use crate::cli::Global;
 use crate::context::{Context, parse_local_time};
+use crate::output::Output;
 
 /// `hydrowatch detect`
 #[derive(Debug, Args)]
@@ -76,14 +77,12 @@ pub struct DetectArgs {
 
 /// Writes the per-reading verdicts.
 struct Verdicts {
-    out: BufWriter<File>,
+    out: Output,
 }
 
 impl Verdicts {
     fn create(path: &Path) -> anyhow::Result<Verdicts> {
-        let mut out = BufWriter::new(
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        );
+        let mut out = Output::create(path)?;
         writeln!(out, "time,series,value,stage,direction,percentile,kind")?;
         Ok(Verdicts { out })
     }
@@ -183,7 +182,7 @@ struct Judging {
     machine: u32,
     tally: Tally,
     verdicts: Option<Verdicts>,
-    alarms: Option<BufWriter<File>>,
+    alarms: Option<Output>,
     scorer: Option<Scorer>,
     span: Option<(Timestamp, Timestamp)>,
 }
@@ -199,7 +198,7 @@ impl Judging {
         time: Option<&str>,
         values: &[Option<f64>],
     ) -> anyhow::Result<Vec<Alert>> {
-        self.span = Some(self.span.map_or((ts, ts), |(a, _)| (a, ts)));
+        self.span = Some(self.span.map_or((ts, ts), |(a, b)| (a.min(ts), b.max(ts))));
         let mut alerts = engine.advance(ts);
         self.tally.alerts(&alerts);
         if let Some(s) = &mut self.scorer {
@@ -231,11 +230,11 @@ impl Judging {
 
     /// Flushes the files and prints the summary (and the scores, with labels).
     fn finish(mut self, detector: &Detector) -> anyhow::Result<()> {
-        if let Some(v) = &mut self.verdicts {
-            v.out.flush()?;
+        if let Some(v) = self.verdicts.take() {
+            v.out.finish()?;
         }
-        if let Some(a) = &mut self.alarms {
-            a.flush()?;
+        if let Some(a) = self.alarms.take() {
+            a.finish()?;
         }
         self.tally.print(self.names.len(), self.span);
         for (i, settings) in detector.settings().iter().enumerate() {
@@ -265,17 +264,12 @@ fn refit_policy(ctx: &Context, args: &DetectArgs, tz: Tz) -> anyhow::Result<Refi
     })
 }
 
-fn alarms_writer(path: Option<&PathBuf>) -> anyhow::Result<Option<BufWriter<File>>> {
-    path.map(|p| {
-        File::create(p)
-            .map(BufWriter::new)
-            .with_context(|| format!("cannot create {}", p.display()))
-    })
-    .transpose()
+fn alarms_writer(path: Option<&PathBuf>) -> anyhow::Result<Option<Output>> {
+    path.map(|p| Output::create(p)).transpose()
 }
 
 fn write_alerts(
-    out: &mut Option<BufWriter<File>>,
+    out: &mut Option<Output>,
     alerts: &[Alert],
     machine: u32,
     tz: Tz,
@@ -322,8 +316,22 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
         scorer,
         span: None,
     };
+    let mut previous: Option<(Timestamp, u64)> = None;
     while let Some(row) = file.next_row() {
         let row = row?;
+        // The detector judges in time order: an earlier row would be left unjudged ("late").
+        if let Some((before, line)) = previous
+            && row.ts < before
+        {
+            anyhow::bail!(
+                "{}, line {}: {} is before line {line} ({}): the detector judges a file in time order; sort it by time first",
+                input.display(),
+                row.line,
+                row.time,
+                format_local(before, tz)
+            );
+        }
+        previous = Some((row.ts, row.line));
         judging
             .row(&mut engine, row.ts, Some(row.time), row.values)
             .with_context(|| output.display().to_string())?;

@@ -1,10 +1,8 @@
 //! `hydrowatch export`: the prototype's table, readings with the day-ahead forecast beside them.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufWriter, Write};
 
-use anyhow::Context as _;
 use chrono_tz::Tz;
 use hydrowatch_core::time::{format_local, hour_start};
 use hydrowatch_core::{Reading, Timestamp};
@@ -12,6 +10,7 @@ use hydrowatch_store::{SeriesInfo, Store};
 
 use crate::cli::{ExportArgs, Global};
 use crate::context::Context;
+use crate::output::Output;
 
 /// Runs the command.
 pub fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
@@ -47,14 +46,20 @@ pub fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let to = bound(&args.to, "to")?.unwrap_or(Timestamp::MAX);
     anyhow::ensure!(from < to, "--from must be before --to");
 
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(BufWriter::new(
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    let rows = match &args.out {
+        Some(path) => {
+            let mut out = Output::create(path)?;
+            let rows = write_table(&store, &series, from, to, tz, args.hourly, &mut out)?;
+            out.finish()?;
+            rows
+        }
+        None => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            let rows = write_table(&store, &series, from, to, tz, args.hourly, &mut out)?;
+            out.flush()?;
+            rows
+        }
     };
-    let rows = write_table(&store, &series, from, to, tz, args.hourly, &mut out)?;
-    out.flush()?;
     if let Some(path) = &args.out {
         println!(
             "wrote {rows} rows of {} series to {}",

@@ -2,8 +2,6 @@
 //! file into an hourly history, fitting with a progress bar, the commands over
 //! hydrowatch-forecast's registry of forecasters and hydrowatch-edge's database path.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -25,6 +23,7 @@ use hydrowatch_edge::forecasting::{self as edge, Recorded};
 
 use crate::cli::Global;
 use crate::context::Context;
+use crate::output::Output;
 
 /// Options shared by the commands that read a history from a CSV file.
 #[derive(Debug, Args)]
@@ -623,9 +622,7 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
 }
 
 fn write_forecast(fc: &Forecast, tz: Tz, path: &Path) -> anyhow::Result<()> {
-    let mut out = BufWriter::new(
-        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-    );
+    let mut out = Output::create(path)?;
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
@@ -634,8 +631,7 @@ fn write_forecast(fc: &Forecast, tz: Tz, path: &Path) -> anyhow::Result<()> {
     } else {
         edge::write_csv(fc, tz, &mut out)?;
     }
-    out.flush()
-        .with_context(|| format!("cannot write {}", path.display()))
+    out.finish()
 }
 
 /// `hydrowatch bench lstm-step`: burn's step time, and Keras's in the same run when asked.

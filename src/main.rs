@@ -12,6 +12,7 @@ mod detect;
 mod export;
 mod forecasting;
 mod import;
+mod output;
 mod plot;
 mod run;
 mod serve;

@@ -216,3 +216,67 @@ fn the_repeated_autumn_hour_arrives_whole_over_new_connections() {
         ]
     );
 }
+
+/// `detect --input` that fails halfway leaves no partial output (an older complete one stays),
+/// and a file out of time order is refused naming the line instead of leaving rows unjudged.
+#[test]
+fn detect_writes_its_output_whole_or_not_at_all_and_refuses_rows_out_of_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rows: String = (0..300)
+        .map(|m| format!("2024-07-01 {:02}:{:02},{}\n", m / 60, m % 60, 100 + m % 7))
+        .collect();
+    write(
+        d,
+        "bad.csv",
+        &format!("time,flow_rate\n{rows}2024-07-01 05:00,abc\n"),
+    );
+    write(d, "old.csv", "an earlier complete output\n");
+    let e = fails(run(
+        d,
+        &[
+            "detect", "--input", "bad.csv", "--output", "old.csv", "--alarms", "a.jsonl",
+        ],
+    ));
+    assert!(e.contains("bad.csv, line 302"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("old.csv")).unwrap(),
+        "an earlier complete output\n"
+    );
+    assert!(!d.join("a.jsonl").exists());
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    write(
+        d,
+        "unordered.csv",
+        &format!("time,flow_rate\n{rows}2024-07-01 01:00,100\n"),
+    );
+    let e = fails(run(
+        d,
+        &["detect", "--input", "unordered.csv", "--output", "v.csv"],
+    ));
+    assert!(
+        e.contains("unordered.csv, line 302: 2024-07-01 01:00 is before line 301")
+            && e.contains("sort it by time"),
+        "{e}"
+    );
+    assert!(!d.join("v.csv").exists());
+    // In order, the output is complete and the span is right.
+    write(d, "good.csv", &format!("time,flow_rate\n{rows}"));
+    let o = ok(run(
+        d,
+        &["detect", "--input", "good.csv", "--output", "v.csv"],
+    ));
+    assert!(
+        super::stdout(&o).contains("over 0.2 days"),
+        "{}",
+        super::stdout(&o)
+    );
+    let verdicts = std::fs::read_to_string(d.join("v.csv")).unwrap();
+    assert_eq!(verdicts.lines().count(), 301);
+}

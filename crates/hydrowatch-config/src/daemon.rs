@@ -166,8 +166,8 @@ pub struct StdinSource {}
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpSource {
-    /// Address to listen on, e.g. `127.0.0.1:7010`.
-    pub listen: SocketAddr,
+    /// Address to listen on, e.g. `127.0.0.1:7010` (checked by `Config::parse`, naming the key).
+    pub listen: String,
 }
 
 /// `kind = "serial"`
@@ -191,9 +191,10 @@ pub struct SerialSource {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModbusSource {
-    /// Modbus TCP: the device's address, e.g. `192.168.1.50:502`.
+    /// Modbus TCP: the device's address, e.g. `192.168.1.50:502` (checked by `Config::parse`,
+    /// naming the key).
     #[serde(default)]
-    pub address: Option<SocketAddr>,
+    pub address: Option<String>,
     /// Modbus RTU: the serial port.
     #[serde(default)]
     pub port: Option<PathBuf>,
@@ -287,6 +288,9 @@ pub enum WordOrder {
     Little,
 }
 
+/// The fastest replay: a million times real time (a year in half a minute).
+pub const MAX_SPEED: f64 = 1e6;
+
 /// Problems of the daemon's settings, each naming its key.
 pub(crate) fn problems(
     daemon: &DaemonConfig,
@@ -304,16 +308,52 @@ pub(crate) fn problems(
         p.push("daemon.heartbeat_minutes = 0: at least 1 (default 15)".into());
     }
     let known = |name: &str| series.iter().any(|s| s == name);
+    // Who listens on or opens what: two sources on one port, or one port given twice.
+    let mut taken: Vec<(String, String)> = Vec::new();
+    if let Ok(addr) = daemon.health_listen.parse::<SocketAddr>() {
+        taken.push((addr.to_string(), "daemon.health_listen".into()));
+    }
+    let mut claim = |p: &mut Vec<String>, what: String, key: String| match taken
+        .iter()
+        .find(|(w, _)| *w == what)
+    {
+        Some((_, first)) => p.push(format!("{key}: {what} is already used by {first}")),
+        None => taken.push((what, key)),
+    };
+    let check_baud = |p: &mut Vec<String>, key: &str, baud: u32| {
+        if !(50..=4_000_000).contains(&baud) {
+            p.push(format!(
+                "{key}.baud = {baud}: a serial line's rate, 50 to 4000000 (e.g. 9600, 19200, 115200)"
+            ));
+        }
+    };
     for (i, s) in sources.iter().enumerate() {
         let key = format!("source[{i}] ({})", s.kind());
         let speed = s.speed();
-        if !(speed.is_finite() && speed >= 0.0) {
+        if !(speed.is_finite() && (0.0..=MAX_SPEED).contains(&speed)) {
             p.push(format!(
-                "{key}.speed = {speed}: 1 for real time, more to go faster, 0 for as fast as possible"
+                "{key}.speed = {speed:?}: 1 for real time, more to go faster (at most {MAX_SPEED}), 0 for as fast as possible"
             ));
         }
         match s {
+            SourceConfig::Tcp(c) => match c.listen.parse::<SocketAddr>() {
+                Ok(addr) => claim(&mut p, addr.to_string(), format!("{key}.listen")),
+                Err(_) => p.push(format!(
+                    "{key}.listen = {:?}: an address and port such as \"127.0.0.1:7010\"",
+                    c.listen.chars().take(60).collect::<String>()
+                )),
+            },
             SourceConfig::Serial(c) => {
+                check_baud(&mut p, &key, c.baud);
+                claim(&mut p, c.port.display().to_string(), format!("{key}.port"));
+                let mut seen: Vec<&String> = Vec::new();
+                for f in c.fields.iter().filter(|f| *f != "_") {
+                    if seen.contains(&f) {
+                        p.push(format!("{key}.fields: {f:?} is given twice"));
+                    } else {
+                        seen.push(f);
+                    }
+                }
                 if c.delimiter.is_empty() {
                     p.push(format!(
                         "{key}.delimiter is empty: give e.g. \",\" or \";\""
@@ -331,6 +371,18 @@ pub(crate) fn problems(
                 }
             }
             SourceConfig::Modbus(c) => {
+                if let Some(a) = &c.address
+                    && a.parse::<SocketAddr>().is_err()
+                {
+                    p.push(format!(
+                        "{key}.address = {:?}: an address and port such as \"192.168.1.50:502\"",
+                        a.chars().take(60).collect::<String>()
+                    ));
+                }
+                if let Some(port) = &c.port {
+                    check_baud(&mut p, &key, c.baud);
+                    claim(&mut p, port.display().to_string(), format!("{key}.port"));
+                }
                 if c.address.is_some() == c.port.is_some() {
                     p.push(format!(
                         "{key}: give either address (Modbus TCP, e.g. \"192.168.1.50:502\") or port (Modbus RTU, e.g. \"/dev/ttyUSB1\")"

@@ -676,6 +676,12 @@ impl Config {
             if server.token.trim().is_empty() {
                 p.push("server.token is empty: issue one with `hydrowatch serve token create DEVICE_ID`".into());
             }
+            if server.outbox_rows == 0 || server.outbox_megabytes == 0 {
+                p.push(format!(
+                    "server.outbox_rows = {} and server.outbox_megabytes = {}: both at least 1 (an outbox that holds nothing would drop every message)",
+                    server.outbox_rows, server.outbox_megabytes
+                ));
+            }
         }
         if let Some(c) = &self.forecast.country
             && !(c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) || c == "none")
@@ -780,6 +786,28 @@ mod tests {
             "source[2] (modbus): give either address",
             "source[2] (modbus).registers[0]: scale = 0",
             "source[3] (simulator).speed = -1",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        // What the hardening review found accepted (issue #15).
+        let text = "[device]\nid = \"a\"\n\
+            [[series]]\nname = \"flow\"\nunit = \"m3/h\"\n\
+            [server]\nurl = \"https://x\"\ntoken = \"t\"\noutbox_rows = 0\n\
+            [daemon]\nhealth_listen = \"127.0.0.1:7010\"\n\
+            [[source]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:7010\"\n\
+            [[source]]\nkind = \"tcp\"\nlisten = \"nowhere:port\"\n\
+            [[source]]\nkind = \"serial\"\nport = \"/dev/ttyUSB0\"\nbaud = 0\nfields = [\"time\", \"flow\", \"flow\"]\n\
+            [[source]]\nkind = \"modbus\"\nport = \"/dev/ttyUSB0\"\nregisters = [{ series = \"flow\", address = 3 }]\n\
+            [[source]]\nkind = \"simulator\"\nspeed = 1e308\n";
+        let e = Config::parse(text, "t.toml").unwrap_err().to_string();
+        for needle in [
+            "server.outbox_rows = 0",
+            "source[0] (tcp).listen: 127.0.0.1:7010 is already used by daemon.health_listen",
+            "source[1] (tcp).listen = \"nowhere:port\"",
+            "source[2] (serial).baud = 0",
+            "source[2] (serial).fields: \"flow\" is given twice",
+            "source[3] (modbus).port: /dev/ttyUSB0 is already used by source[2] (serial).port",
+            "source[4] (simulator).speed = 1e308",
         ] {
             assert!(e.contains(needle), "{needle}: {e}");
         }

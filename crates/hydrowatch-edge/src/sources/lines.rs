@@ -300,12 +300,12 @@ impl Source for Stdin {
 /// `kind = "tcp"`: a listener; each connection sends lines `time,series,value` and reads one
 /// answer per line.
 pub struct Tcp {
-    listen: SocketAddr,
+    listen: String,
 }
 
 impl Tcp {
-    /// A listener on `listen`.
-    pub fn new(listen: SocketAddr) -> Tcp {
+    /// A listener on `listen` (`host:port`).
+    pub fn new(listen: String) -> Tcp {
         Tcp { listen }
     }
 }
@@ -320,7 +320,7 @@ impl Source for Tcp {
 
     fn run(self: Box<Self>, intake: Intake) -> Running {
         Box::pin(async move {
-            let listener = tokio::net::TcpListener::bind(self.listen)
+            let listener = tokio::net::TcpListener::bind(self.listen.as_str())
                 .await
                 .map_err(|e| SourceError::Open {
                     origin: format!("tcp {}", self.listen),

@@ -214,7 +214,7 @@ pub fn from_config(config: &Config) -> Vec<Box<dyn Source>> {
                 }
                 SourceConfig::CsvReplay(c) => Box::new(replay::Replay::new(c.clone())),
                 SourceConfig::Stdin(_) => Box::new(lines::Stdin),
-                SourceConfig::Tcp(c) => Box::new(lines::Tcp::new(c.listen)),
+                SourceConfig::Tcp(c) => Box::new(lines::Tcp::new(c.listen.clone())),
                 SourceConfig::Serial(c) => Box::new(serial::Serial::new(c.clone())),
                 SourceConfig::Modbus(c) => Box::new(modbus::Modbus::new(c.clone())),
             }

@@ -48,7 +48,12 @@ impl Modbus {
     async fn connect(&self) -> std::io::Result<Context> {
         let slave = Slave(self.config.unit);
         match (&self.config.address, &self.config.port) {
-            (Some(addr), _) => tokio_modbus::client::tcp::connect_slave(*addr, slave).await,
+            (Some(addr), _) => {
+                let addr = addr.parse().map_err(|_| {
+                    std::io::Error::other(format!("address {addr:?} is not an address and port"))
+                })?;
+                tokio_modbus::client::tcp::connect_slave(addr, slave).await
+            }
             (None, Some(port)) => {
                 let serial = tokio_serial::new(port.to_string_lossy(), self.config.baud)
                     .open_native_async()
