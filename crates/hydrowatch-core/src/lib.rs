@@ -37,7 +37,8 @@ pub fn check_series_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "series name {name:?} is not allowed: use a letter first, then letters, digits, '_', '-' or '.' (at most 64)"
+            "series name {:?} is not allowed: use a letter first, then letters, digits, '_', '-' or '.' (at most 64)",
+            prefix(name)
         ))
     }
 }

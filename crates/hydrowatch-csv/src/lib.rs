@@ -293,7 +293,8 @@ impl<R: BufRead> ReadingsCsv<R> {
         };
         if !["time", "timestamp", "datetime"].contains(&time_header.to_ascii_lowercase().as_str()) {
             return Err(header_err(format!(
-                "the first column must be the time, headed `time` (found {time_header:?}); expected `time,value` or `time,flow_rate,pressure,...`"
+                "the first column must be the time, headed `time` (found {:?}); expected `time,value` or `time,flow_rate,pressure,...`",
+                prefix(time_header)
             )));
         }
         if headers.len() < 2 {
@@ -331,7 +332,7 @@ impl<R: BufRead> ReadingsCsv<R> {
                     if picked.is_empty() {
                         return Err(header_err(format!(
                             "--series {want}: no such column (the file has: {})",
-                            headers[1..].join(", ")
+                            prefix(&headers[1..].join(", "))
                         )));
                     }
                     picked

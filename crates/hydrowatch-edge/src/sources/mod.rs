@@ -20,6 +20,8 @@ use hydrowatch_config::{Config, SourceConfig};
 use hydrowatch_core::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use lines::{Field, LineFormat, parse_line};
+
 /// One reading as a source received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
