@@ -43,7 +43,14 @@ impl Default for Limits {
 }
 
 /// The answer when every connection slot is taken.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: 56\r\n\r\n{\"error\": \"the server has too many connections: retry\"}\n";
+fn busy() -> Vec<u8> {
+    let body = r#"{"error": "the server has too many connections: retry"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// The 408 of a request not done within `limit`.
 fn too_slow(limit: Duration) -> axum::response::Response {
@@ -88,7 +95,7 @@ pub async fn serve(
             tokio::spawn(async move {
                 let mut stream = stream;
                 let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    stream.write_all(BUSY).await?;
+                    stream.write_all(&busy()).await?;
                     stream.shutdown().await?;
                     let mut sink = [0u8; 4096];
                     stream.read(&mut sink).await
