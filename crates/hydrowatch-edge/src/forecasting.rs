@@ -79,10 +79,13 @@ pub fn calendar(config: &Config, zone: Tz) -> Result<DeviceCalendar, JobError> {
 }
 
 /// The hourly history of series `name`; the last hour is left out when it holds fewer readings
-/// than a typical hour (it is still being filled).
+/// than a typical hour (it is still being filled). Hours more than a day ahead of the wall
+/// clock are left out: a reading stored there (a mistyped year, however it got in) would
+/// otherwise stretch the history to it.
 pub fn db_history(store: &Store, name: &str, holidays: &Holidays) -> Result<History, JobError> {
     let id = store.series_id(name)?;
-    let hours = store.hourly(id, i64::MIN / 2, i64::MAX)?;
+    let horizon = chrono::Utc::now().timestamp() + hydrowatch_core::time::DAY;
+    let hours = store.hourly(id, i64::MIN / 2, horizon)?;
     let (Some(first), Some(last)) = (hours.first(), hours.last()) else {
         return Err(JobError::NoReadings {
             series: name.into(),

@@ -91,3 +91,40 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
     assert!(hydrowatch_forecast::artifact::load_fitted(&models.join("flow_rate")).is_ok());
     assert!(!models.join(".flow_rate.new").exists() && !models.join(".flow_rate.old").exists());
 }
+
+/// A reading stored far ahead of the clock (a mistyped year, however it got in) does not
+/// stretch the forecasters' history to it: 315,576 hours were trained on once.
+#[test]
+fn a_reading_from_the_future_does_not_stretch_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("h.db"), chrono_tz::UTC).unwrap();
+    let id = store.ensure_series("flow_rate", Some("m3/h")).unwrap();
+    let now = chrono::Utc::now().timestamp() / 3600 * 3600;
+    let mut rows: Vec<_> = (1..=48)
+        .map(|h| {
+            (
+                id,
+                Reading {
+                    ts: now - h * 3600,
+                    value: 100.0,
+                },
+            )
+        })
+        .collect();
+    rows.push((
+        id,
+        Reading {
+            ts: 2_919_456_000, // 2062-07-07
+            value: 100.0,
+        },
+    ));
+    store.insert_readings(&rows).unwrap();
+    let history =
+        hydrowatch_edge::forecasting::db_history(&store, "flow_rate", &Holidays::default())
+            .unwrap();
+    assert!(
+        history.series.values.len() <= 48,
+        "{} hours",
+        history.series.values.len()
+    );
+}
