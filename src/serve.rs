@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// limit. A device over it is answered 429 and comes back later.
     #[arg(long, default_value_t = 20.0, value_name = "N")]
     pub rate_limit: f64,
+    /// Connections served at once; one more is answered 503 at once (a client that sends no
+    /// request headers within 10 s is closed, a request not done in 30 s is answered 408).
+    /// Keep it below the process's file limit (`ulimit -n`).
+    #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,7 +125,10 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 hydrowatch_server::serve(
                     listener,
                     hydrowatch_server::router_with(Arc::new(db), limit),
-                    hydrowatch_server::Limits::default(),
+                    hydrowatch_server::Limits {
+                        max_connections: args.max_connections as usize,
+                        ..hydrowatch_server::Limits::default()
+                    },
                     async {
                         let mut term = tokio::signal::unix::signal(
                             tokio::signal::unix::SignalKind::terminate(),
