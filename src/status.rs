@@ -93,6 +93,12 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
             health["delivered"],
             health["job_failures"]
         );
+        if let Some(reason) = health["reason"].as_str() {
+            println!(
+                "daemon: DEGRADED: {reason} ({} failed commits so far)",
+                health["commit_failures"]
+            );
+        }
     } else {
         println!(
             "daemon: not reachable on {listen:?} (not running, or its health endpoint is off)"
