@@ -26,14 +26,13 @@ const MAX_TEXT: usize = 200;
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 
-/// An envelope as sent.
+/// An envelope as sent, but its body (read in place, by kind, without a copy).
 #[derive(Debug, Deserialize)]
 struct Envelope {
     device_id: String,
     message_id: String,
     kind: String,
     created_at: String,
-    body: Value,
 }
 
 /// The body of an `alert`: one alarm transition (hydrowatch-detect's `AlertMessage`).
@@ -218,14 +217,18 @@ pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Message,
             e.created_at
         )));
     }
+    let body = m
+        .get("body")
+        .filter(|b| !b.is_null())
+        .ok_or_else(|| fail("envelope: missing field `body`".into()))?;
     let body = match e.kind.as_str() {
         "alert" => {
-            let b: AlertBody = typed(&e.body, "body").map_err(fail)?;
+            let b: AlertBody = typed(body, "body").map_err(fail)?;
             check_alert(&b).map_err(fail)?;
             Body::Alert(b)
         }
         "forecast" => {
-            let b: ForecastBody = typed(&e.body, "body").map_err(fail)?;
+            let b: ForecastBody = typed(body, "body").map_err(fail)?;
             let (issued_at, actuals) = check_forecast(&b, created_at).map_err(fail)?;
             Body::Forecast {
                 body: b,
@@ -234,7 +237,7 @@ pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Message,
             }
         }
         "heartbeat" => {
-            if !e.body.is_object() {
+            if !body.is_object() {
                 return Err(fail("body: must be an object".into()));
             }
             Body::Heartbeat
