@@ -214,7 +214,7 @@ pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Message,
     if created_at > now + DAY {
         return Err(fail(format!(
             "created_at: {} is more than a day ahead of the server's clock (is the device's clock set?)",
-            e.created_at
+            prefix(&e.created_at)
         )));
     }
     let body = m
@@ -300,7 +300,7 @@ fn check_forecast(b: &ForecastBody, created_at: i64) -> Result<(i64, Vec<(i64, f
     if (issued_at - created_at).abs() > DAY {
         return Err(format!(
             "body.issued_at: {} is more than a day from the message's created_at",
-            b.issued_at
+            prefix(&b.issued_at)
         ));
     }
     if b.points.len() != FORECAST_POINTS {
@@ -318,14 +318,14 @@ fn check_forecast(b: &ForecastBody, created_at: i64) -> Result<(i64, Vec<(i64, f
             if t < issued_at - 7 * DAY || t > issued_at + 2 * DAY {
                 return Err(format!(
                     "{at}.time: {} is not within the week before or two days after the forecast's issued_at",
-                    p.time
+                    prefix(&p.time)
                 ));
             }
             first = t;
         } else if t != first + i as i64 * HOUR {
             return Err(format!(
                 "{at}.time: {} is not the hour after the point before (points are consecutive hours)",
-                p.time
+                prefix(&p.time)
             ));
         }
         finite(p.value, &format!("{at}.value"))?;
@@ -346,7 +346,7 @@ fn check_forecast(b: &ForecastBody, created_at: i64) -> Result<(i64, Vec<(i64, f
             if t < issued_at - 31 * DAY || t > issued_at + DAY {
                 return Err(format!(
                     "{at}.time: {} is not within the month before the forecast's issued_at",
-                    a.time
+                    prefix(&a.time)
                 ));
             }
             finite(a.value, &format!("{at}.value"))?;

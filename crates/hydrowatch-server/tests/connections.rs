@@ -67,6 +67,18 @@ fn slow_and_silent_clients_cannot_starve_the_server(on: On) {
     );
     assert!(get(&s.url, "/api/v1/devices").starts_with("HTTP/1.1 200"));
 
+    // A kept-alive connection that goes quiet after its first request is closed too.
+    let mut idle = open(&s.url);
+    write!(idle, "GET /api/v1/devices HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let answer = read_all(idle);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
     // Headers a byte every 200 ms (slowloris): closed although bytes keep coming.
     let mut slow = open(&s.url);
     slow.set_write_timeout(Some(Duration::from_secs(1)))
