@@ -93,16 +93,17 @@ struct Acknowledgement {
 #[derive(Deserialize)]
 struct Refusal {
     error: String,
-    #[serde(default, alias = "invalid")]
-    conflicting: Vec<String>,
+    /// `conflicting` in a 409, `invalid` in a 422.
+    #[serde(default, alias = "conflicting", alias = "invalid")]
+    ids: Vec<String>,
 }
 
 /// What the server answered a batch.
 enum Answer {
     /// These ids are stored.
     Acknowledged(Vec<String>),
-    /// These ids are refused for good (why); nothing of the batch was stored.
-    RefusedForGood(Vec<String>, String),
+    /// These ids are refused for good (the HTTP status, why); nothing of the batch was stored.
+    RefusedForGood(Vec<String>, u16, String),
 }
 
 /// Delivers the outbox.
@@ -158,7 +159,7 @@ impl Uplink {
                 "messages": messages,
             }))? {
                 Answer::Acknowledged(ids) => ids,
-                Answer::RefusedForGood(ids, why) => {
+                Answer::RefusedForGood(ids, status, why) => {
                     // Only ids of this batch; sending them again would be refused again.
                     let ids: Vec<String> = batch
                         .iter()
@@ -174,7 +175,7 @@ impl Uplink {
                     if moved == 0 {
                         return Err(UplinkError::Refused {
                             url: self.config.url.clone(),
-                            status: 422,
+                            status,
                             body: why,
                         });
                     }
@@ -222,14 +223,14 @@ impl Uplink {
         })?;
         if matches!(status.as_u16(), 409 | 422)
             && let Ok(r) = serde_json::from_str::<Refusal>(&text)
-            && !r.conflicting.is_empty()
+            && !r.ids.is_empty()
         {
             let why = format!(
                 "HTTP {}: {}",
                 status.as_u16(),
                 r.error.chars().take(300).collect::<String>()
             );
-            return Ok(Answer::RefusedForGood(r.conflicting, why));
+            return Ok(Answer::RefusedForGood(r.ids, status.as_u16(), why));
         }
         if !status.is_success() {
             return Err(UplinkError::Refused {
