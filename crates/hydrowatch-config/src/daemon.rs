@@ -340,7 +340,7 @@ pub(crate) fn problems(
                 Ok(addr) => claim(&mut p, addr.to_string(), format!("{key}.listen")),
                 Err(_) => p.push(format!(
                     "{key}.listen = {:?}: an address and port such as \"127.0.0.1:7010\"",
-                    c.listen.chars().take(60).collect::<String>()
+                    hydrowatch_core::cut(&c.listen, 60)
                 )),
             },
             SourceConfig::Serial(c) => {
@@ -376,7 +376,7 @@ pub(crate) fn problems(
                 {
                     p.push(format!(
                         "{key}.address = {:?}: an address and port such as \"192.168.1.50:502\"",
-                        a.chars().take(60).collect::<String>()
+                        hydrowatch_core::cut(a, 60)
                     ));
                 }
                 if let Some(port) = &c.port {

@@ -695,7 +695,7 @@ impl Config {
         {
             p.push(format!(
                 "forecast.region = {:?}: give the region's code, such as \"RM\" (Rome) or \"CA\" (California)",
-                r.chars().take(20).collect::<String>()
+                hydrowatch_core::cut(r, 20)
             ));
         }
         let names: Vec<String> = self.series.iter().map(|s| s.name.clone()).collect();

@@ -21,8 +21,14 @@ pub struct Reading {
 /// At most the first 40 characters of `text` (and `...` when cut): what an error message echoes
 /// of a value, however long the value is.
 pub fn prefix(text: &str) -> String {
-    match text.char_indices().nth(40) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
+    cut(text, 40)
+}
+
+/// At most the first `chars` characters of `text` (and `...` when cut): what a message quotes
+/// of another program's answer or of a configured value.
+pub fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}...", &text[..at]),
         None => text.to_string(),
     }
 }

@@ -177,17 +177,26 @@ impl Daemon {
         metrics
             .started
             .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+        // The newest reading of each stored series, read once: a replay's clock starts at the
+        // latest, and the line sources place the repeated autumn hour after a series' own.
+        let mut stored_newest = HashMap::new();
+        for s in store.series()? {
+            if let Some((_, newest)) = store.span(s.id)? {
+                stored_newest.insert(s.name, newest);
+            }
+        }
+        let newest = Arc::new(Newest::new(
+            config
+                .series
+                .iter()
+                .map(|s| (s.name.clone(), stored_newest.get(&s.name).copied())),
+        ));
         let clock = if replay {
             tracing::info!(
                 "a source runs faster than real time: the daemon keeps time by the readings"
             );
-            let newest = store
-                .series()?
-                .iter()
-                .filter_map(|s| store.span(s.id).ok().flatten().map(|(_, n)| n))
-                .max()
-                .unwrap_or(i64::MIN);
-            Clock::Readings(AtomicI64::new(newest))
+            let latest = stored_newest.values().copied().max().unwrap_or(i64::MIN);
+            Clock::Readings(AtomicI64::new(latest))
         } else {
             Clock::Wall(AtomicI64::new(i64::MIN))
         };
@@ -207,15 +216,7 @@ impl Daemon {
             drain: self.drain,
             metrics: metrics.clone(),
             clock,
-            newest: Arc::new(Newest::new(config.series.iter().map(|s| {
-                let newest = store
-                    .series_id(&s.name)
-                    .and_then(|id| store.span(id))
-                    .ok()
-                    .flatten()
-                    .map(|(_, n)| n);
-                (s.name.clone(), newest)
-            }))),
+            newest,
             stop: AtomicBool::new(false),
             ingest_done: AtomicBool::new(false),
             detect_done: AtomicBool::new(false),

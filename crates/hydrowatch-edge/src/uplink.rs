@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use hydrowatch_core::cut;
 use hydrowatch_store::{Store, StoreError};
 use rand::RngExt;
 use serde::Deserialize;
@@ -225,25 +226,21 @@ impl Uplink {
             && let Ok(r) = serde_json::from_str::<Refusal>(&text)
             && !r.ids.is_empty()
         {
-            let why = format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                r.error.chars().take(300).collect::<String>()
-            );
+            let why = format!("HTTP {}: {}", status.as_u16(), cut(&r.error, 300));
             return Ok(Answer::RefusedForGood(r.ids, status.as_u16(), why));
         }
         if !status.is_success() {
             return Err(UplinkError::Refused {
                 url: url(),
                 status: status.as_u16(),
-                body: text.chars().take(200).collect(),
+                body: cut(&text, 200),
             });
         }
         serde_json::from_str::<Acknowledgement>(&text)
             .map(|a| Answer::Acknowledged(a.acknowledged))
             .map_err(|e| UplinkError::BadAnswer {
                 url: url(),
-                message: format!("{e}: {}", text.chars().take(200).collect::<String>()),
+                message: format!("{e}: {}", cut(&text, 200)),
             })
     }
 }

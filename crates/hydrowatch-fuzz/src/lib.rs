@@ -120,10 +120,16 @@ fn apply(mut input: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
 }
 
 /// Inputs for a parser: one of `seeds` with up to 8 edits, or (one case in five) random bytes.
-pub fn inputs(seeds: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
+pub fn inputs<S: AsRef<str>>(seeds: &[S]) -> impl Strategy<Value = Vec<u8>> + use<S> {
+    let seeds: std::sync::Arc<Vec<Vec<u8>>> = std::sync::Arc::new(
+        seeds
+            .iter()
+            .map(|s| s.as_ref().as_bytes().to_vec())
+            .collect(),
+    );
     prop_oneof![
         4 => (0..seeds.len(), proptest::collection::vec(edit(), 0..8))
-            .prop_map(move |(s, edits)| apply(seeds[s].as_bytes().to_vec(), &edits)),
+            .prop_map(move |(s, edits)| apply(seeds[s].clone(), &edits)),
         1 => proptest::collection::vec(any::<u8>(), 0..400),
     ]
 }

@@ -3,8 +3,6 @@
 //! hydrowatch-fuzz -- --nocapture --test-threads 2` runs each for 10 minutes (docs/ROBUSTNESS.md);
 //! CI runs each for 3 seconds.
 
-use std::sync::OnceLock;
-
 use hydrowatch_core::LocalTimeParser;
 use hydrowatch_core::time::{AFTER_LATEST, DAY, EARLIEST};
 use hydrowatch_fuzz::{fuzz, inputs};
@@ -120,35 +118,17 @@ fn line_source_lines() {
 
 #[test]
 fn configuration() {
-    static SEEDS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    let seeds = SEEDS.get_or_init(|| {
-        vec![
-            hydrowatch_config::EXAMPLE,
-            "[device]\nid = \"a\"\n[[series]]\nname = \"flow\"\nunit = \"m3/h\"\nmin = 0.0\n",
-            "[device]\nid = \"a\"\n[[source]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:7010\"\n[[source]]\nkind = \"serial\"\nport = \"/dev/ttyUSB0\"\nfields = [\"time\", \"flow\"]\n",
-            "[device]\nid = \"a\"\n[server]\nurl = \"https://x\"\ntoken = \"t\"\n[schedule]\nforecast_at = \"*:05\"\n",
-        ]
+    let seeds = [
+        hydrowatch_config::EXAMPLE,
+        "[device]\nid = \"a\"\n[[series]]\nname = \"flow\"\nunit = \"m3/h\"\nmin = 0.0\n",
+        "[device]\nid = \"a\"\n[[source]]\nkind = \"tcp\"\nlisten = \"127.0.0.1:7010\"\n[[source]]\nkind = \"serial\"\nport = \"/dev/ttyUSB0\"\nfields = [\"time\", \"flow\"]\n",
+        "[device]\nid = \"a\"\n[server]\nurl = \"https://x\"\ntoken = \"t\"\n[schedule]\nforecast_at = \"*:05\"\n",
+    ];
+    fuzz("configuration", inputs(&seeds), |bytes| {
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = hydrowatch_config::Config::parse(&text, "f.toml");
+        Ok(())
     });
-    fuzz(
-        "configuration",
-        inputs(seeds.as_slice().leak_static()),
-        |bytes| {
-            let text = String::from_utf8_lossy(&bytes);
-            let _ = hydrowatch_config::Config::parse(&text, "f.toml");
-            Ok(())
-        },
-    );
-}
-
-/// `Vec<&'static str>` as a `&'static [&'static str]` (the seeds live for the whole run).
-trait LeakStatic {
-    fn leak_static(&self) -> &'static [&'static str];
-}
-
-impl LeakStatic for [&'static str] {
-    fn leak_static(&self) -> &'static [&'static str] {
-        Box::leak(self.to_vec().into_boxed_slice())
-    }
 }
 
 #[test]
@@ -172,18 +152,10 @@ fn ingest_body() {
             points.join(",")
         )
     }
-    static SEEDS: OnceLock<&'static [&'static str]> = OnceLock::new();
-    let seeds = SEEDS.get_or_init(|| {
-        let heartbeat = r#"{"device_id":"dma-1","message_id":"h1","kind":"heartbeat","created_at":"2024-07-01T00:00:00Z","body":{"readings":5}}"#;
-        let owned: Vec<&'static str> = vec![
-            Box::leak(alert().into_boxed_str()),
-            Box::leak(forecast().into_boxed_str()),
-            heartbeat,
-        ];
-        owned.as_slice().leak_static()
-    });
+    let heartbeat = r#"{"device_id":"dma-1","message_id":"h1","kind":"heartbeat","created_at":"2024-07-01T00:00:00Z","body":{"readings":5}}"#;
+    let seeds = [alert(), forecast(), heartbeat.to_string()];
     let now = 1_796_040_000;
-    fuzz("ingest body", inputs(seeds), |bytes| {
+    fuzz("ingest body", inputs(&seeds), |bytes| {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
             return Ok(());
         };

@@ -185,7 +185,7 @@ async fn ingest(
             StatusCode::FORBIDDEN,
             format!(
                 "`device_id` = {:?}, but the token is {device:?}'s",
-                envelope::prefix(&body.device_id)
+                hydrowatch_core::prefix(&body.device_id)
             ),
         ));
     }

@@ -383,8 +383,8 @@ impl Db {
                         "SELECT envelope FROM messages WHERE device_id = ?1 AND message_id = ?2",
                         &[Arg::Text(Some(device)), Arg::Text(Some(&m.message_id))],
                     )?;
-                    if before.first().map(|r| r.text(0)).transpose()?.map(|t| json(&t))
-                        != Some(m.envelope.clone())
+                    if before.first().map(|r| r.text(0)).transpose()?.map(|t| json(&t)).as_ref()
+                        != Some(&m.envelope)
                     {
                         conflicts.push(m.message_id.clone());
                     }

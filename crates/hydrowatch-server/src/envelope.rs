@@ -10,7 +10,7 @@
 //! at most [`MAX_ACTUALS`] hours of the month before it. Fields this server does not know are
 //! kept in the stored envelope and otherwise ignored (newer devices may send more).
 
-pub use hydrowatch_core::prefix;
+use hydrowatch_core::prefix;
 use hydrowatch_core::time::in_span;
 use serde::Deserialize;
 use serde_json::Value;
