@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use chrono_tz::Tz;
 use clap::Args;
 use hydrowatch_core::time::{DAY, HOUR, format_local, local_day_start};
+use hydrowatch_protocol::AlarmRecord;
 use hydrowatch_sim::{Event, EventKind, EventPlan, SERIES, SimConfig, Simulator};
 use hydrowatch_store::Store;
 
@@ -374,7 +375,7 @@ fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result
         let highest = highest_stages(&transitions, d.dma.id);
         let mut by_stage = [0u64; 4];
         for stage in highest.values() {
-            if let Some(n) = (*stage as usize)
+            if let Some(n) = usize::from(*stage)
                 .checked_sub(1)
                 .and_then(|i| by_stage.get_mut(i))
             {
@@ -384,9 +385,8 @@ fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result
         let forecasts = server.forecasts(d.dma.id, None, 10_000)?;
         let model = forecasts
             .iter()
-            .find(|f| f["series"] == "flow_rate")
-            .and_then(|f| f["model"].as_str())
-            .unwrap_or("-");
+            .find(|f| f.series == "flow_rate")
+            .map_or("-", |f| f.model.as_str());
         let accuracy = server.accuracy(d.dma.id, 7)?;
         let flow = accuracy.iter().find(|a| a.series == "flow_rate");
         let fmt = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.1}{unit}"));
@@ -437,13 +437,11 @@ fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result
 }
 
 /// The highest stage each alarm of `device` reached, by alarm id, as the server has it.
-fn highest_stages(transitions: &[serde_json::Value], device: &str) -> BTreeMap<u64, u64> {
+fn highest_stages(transitions: &[AlarmRecord], device: &str) -> BTreeMap<u64, u8> {
     let mut highest = BTreeMap::new();
-    for t in transitions.iter().filter(|t| t["device_id"] == device) {
-        if let (Some(id), Some(stage)) = (t["alarm_id"].as_u64(), t["outlier_stage"].as_u64()) {
-            let s = highest.entry(id).or_default();
-            *s = stage.max(*s);
-        }
+    for t in transitions.iter().filter(|t| t.device_id == device) {
+        let s = highest.entry(t.alert.alarm_id).or_default();
+        *s = t.alert.outlier_stage.max(*s);
     }
     highest
 }

@@ -28,72 +28,13 @@ mod settings;
 
 pub use criteria::{Criteria, Level};
 pub use detector::{Detector, Judgement, Verdict};
-pub use lifecycle::{Alert, AlertMessage, LifecycleSettings, Transition};
+pub use hydrowatch_protocol::{AlarmKind, Direction, Transition};
+pub use lifecycle::{Alert, LifecycleSettings};
 pub use limits::Limits;
 pub use nightflow::{NightResult, NightSettings};
 pub use residual::HourForecast;
 pub use runner::{Refit, Runner};
 pub use settings::SeriesSettings;
-
-use serde::{Deserialize, Serialize};
-
-/// What an alarm is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlarmKind {
-    /// The value is unusual for this hour of the week (the prototype's staged outlier).
-    Outlier,
-    /// No reading for too long.
-    Stale,
-    /// The same value for too long.
-    Stuck,
-    /// Outside the sensor's physical range (configured, or learned from its history).
-    Range,
-    /// Changed faster than plausible (the configured rate, or the learned largest change).
-    Jump,
-    /// The minimum night flow rose above its recent nights (a leak indicator).
-    NightFlow,
-    /// Hourly means outside the day-ahead forecast's band, hours in a row.
-    Forecast,
-}
-
-impl AlarmKind {
-    /// Its name in files and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            AlarmKind::Outlier => "outlier",
-            AlarmKind::Stale => "stale",
-            AlarmKind::Stuck => "stuck",
-            AlarmKind::Range => "range",
-            AlarmKind::Jump => "jump",
-            AlarmKind::NightFlow => "night_flow",
-            AlarmKind::Forecast => "forecast",
-        }
-    }
-}
-
-/// Which way a value is abnormal; `None` for checks without a direction (stale, stuck).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Above what is expected.
-    High,
-    /// Below what is expected.
-    Low,
-    /// No direction.
-    None,
-}
-
-impl Direction {
-    /// Its name in files and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::High => "high",
-            Direction::Low => "low",
-            Direction::None => "none",
-        }
-    }
-}
 
 /// Bad settings or state.
 #[derive(Debug, thiserror::Error)]

@@ -24,7 +24,9 @@ use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::format_rfc3339_local;
 use serde::{Deserialize, Serialize};
 
-use crate::{AlarmKind, Direction};
+use hydrowatch_protocol::AlertBody;
+
+use crate::{AlarmKind, Direction, Transition};
 
 /// When alarms open, de-escalate and clear.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -111,32 +113,6 @@ impl LifecycleSettings {
     }
 }
 
-/// A change of an alarm's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Transition {
-    /// The alarm opened.
-    Opened,
-    /// Its stage rose.
-    Escalated,
-    /// Its stage fell.
-    DeEscalated,
-    /// It closed.
-    Cleared,
-}
-
-impl Transition {
-    /// Its name in messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transition::Opened => "opened",
-            Transition::Escalated => "escalated",
-            Transition::DeEscalated => "de-escalated",
-            Transition::Cleared => "cleared",
-        }
-    }
-}
-
 /// One alarm transition, as the device reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -164,39 +140,10 @@ pub struct Alert {
     pub percentile: Option<f64>,
 }
 
-/// The alert message: the prototype's four fields first, then the rest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertMessage {
-    /// The device's number (the prototype's field).
-    pub machine_number: u32,
-    /// Local time of the reading (or tick), RFC 3339 with the zone's offset, to the second.
-    pub time: String,
-    /// Stage 0-4.
-    pub outlier_stage: u8,
-    /// The value read.
-    pub value: Option<f64>,
-    /// Series name.
-    pub series: String,
-    /// Unit.
-    pub unit: String,
-    /// `outlier`, `stale`, `stuck`, `range`, `jump`, `night_flow`.
-    pub kind: AlarmKind,
-    /// `high`, `low` or `none`.
-    pub direction: Direction,
-    /// The value expected.
-    pub expected: Option<f64>,
-    /// The value's percentile.
-    pub percentile: Option<f64>,
-    /// The alarm.
-    pub alarm_id: u64,
-    /// `opened`, `escalated`, `de-escalated`, `cleared`.
-    pub state: Transition,
-}
-
 impl Alert {
     /// The message for the central server, times in `tz`.
-    pub fn message(&self, machine_number: u32, tz: Tz) -> AlertMessage {
-        AlertMessage {
+    pub fn message(&self, machine_number: u32, tz: Tz) -> AlertBody {
+        AlertBody {
             machine_number,
             time: format_rfc3339_local(self.time, tz),
             outlier_stage: self.stage,

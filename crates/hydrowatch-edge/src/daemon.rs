@@ -840,17 +840,8 @@ fn uplink_thread(shared: &Shared, mut store: Store, uplink: Uplink) {
         if Instant::now() >= next_heartbeat && !finishing {
             next_heartbeat = Instant::now() + every;
             let now = chrono::Utc::now().timestamp();
-            let body = serde_json::json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime_seconds": now - m.started.load(Ordering::Relaxed),
-                "readings_ingested": m.readings_ingested.load(Ordering::Relaxed),
-                "alarms_open": m.alarms_open.load(Ordering::Relaxed),
-                "outbox_depth": m.outbox_depth.load(Ordering::Relaxed),
-                "outbox_dropped": m.outbox_dropped.load(Ordering::Relaxed),
-                "last_reading": Some(m.last_reading.load(Ordering::Relaxed)).filter(|&t| t != 0).map(crate::envelope::rfc3339),
-            });
             let message =
-                crate::envelope::envelope(&shared.config.device.id, "heartbeat", now, body);
+                crate::envelope::heartbeat(&shared.config.device.id, m.heartbeat(now), now);
             if let Err(e) = store.enqueue(&[message], limits) {
                 tracing::error!("cannot queue a heartbeat: {e}");
             }

@@ -53,12 +53,27 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The heartbeat message's body: the daemon's counters at `now`.
+    pub fn heartbeat(&self, now: i64) -> hydrowatch_protocol::HeartbeatBody {
+        let g = |a: &AtomicU64| Some(a.load(Ordering::Relaxed));
+        let last = self.last_reading.load(Ordering::Relaxed);
+        hydrowatch_protocol::HeartbeatBody {
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            uptime_seconds: Some(now - self.started.load(Ordering::Relaxed)),
+            readings_ingested: g(&self.readings_ingested),
+            alarms_open: g(&self.alarms_open),
+            outbox_depth: g(&self.outbox_depth),
+            outbox_dropped: g(&self.outbox_dropped),
+            last_reading: (last != 0).then(|| hydrowatch_protocol::rfc3339(last)),
+        }
+    }
+
     /// The counters as JSON.
     pub fn json(&self) -> serde_json::Value {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let t = |a: &AtomicI64| {
             let v = a.load(Ordering::Relaxed);
-            (v != 0).then(|| crate::envelope::rfc3339(v))
+            (v != 0).then(|| hydrowatch_protocol::rfc3339(v))
         };
         let failing = self
             .commit_failing

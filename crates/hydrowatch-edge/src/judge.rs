@@ -388,7 +388,7 @@ impl DatabaseDetector {
             if let Some(out) = &self.outbound {
                 batch.messages.push(crate::envelope::alert(
                     &out.device_id,
-                    &a.message(out.machine_number, self.tz),
+                    a.message(out.machine_number, self.tz),
                     a.time,
                 ));
             }

@@ -13,9 +13,10 @@
 use std::time::Duration;
 
 use hydrowatch_core::cut;
+use hydrowatch_protocol::{Acknowledged, ErrorBody, IngestRequest};
 use hydrowatch_store::{Store, StoreError};
 use rand::RngExt;
-use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// Where and how to deliver.
 #[derive(Debug, Clone)]
@@ -85,20 +86,6 @@ impl UplinkError {
     }
 }
 
-#[derive(Deserialize)]
-struct Acknowledgement {
-    acknowledged: Vec<String>,
-}
-
-/// A 409 (ids the server holds with other content) or a 422 (invalid messages).
-#[derive(Deserialize)]
-struct Refusal {
-    error: String,
-    /// `conflicting` in a 409, `invalid` in a 422.
-    #[serde(default, alias = "conflicting", alias = "invalid")]
-    ids: Vec<String>,
-}
-
 /// What the server answered a batch.
 enum Answer {
     /// These ids are stored.
@@ -146,19 +133,19 @@ impl Uplink {
             }
             let mut messages = Vec::with_capacity(batch.len());
             for row in &batch {
-                let value: serde_json::Value =
-                    serde_json::from_str(&row.message.body).map_err(|source| {
-                        UplinkError::Corrupt {
-                            id: row.message.message_id.clone(),
-                            source,
-                        }
-                    })?;
-                messages.push(value);
+                // Sent as stored: checked to be JSON, not parsed into values again.
+                let raw = RawValue::from_string(row.message.body.clone()).map_err(|source| {
+                    UplinkError::Corrupt {
+                        id: row.message.message_id.clone(),
+                        source,
+                    }
+                })?;
+                messages.push(raw);
             }
-            let acknowledged = match self.post(&serde_json::json!({
-                "device_id": self.config.device_id,
-                "messages": messages,
-            }))? {
+            let acknowledged = match self.post(&IngestRequest {
+                device_id: self.config.device_id.clone(),
+                messages,
+            })? {
                 Answer::Acknowledged(ids) => ids,
                 Answer::RefusedForGood(ids, status, why) => {
                     // Only ids of this batch; sending them again would be refused again.
@@ -205,7 +192,7 @@ impl Uplink {
         }
     }
 
-    fn post(&self, body: &serde_json::Value) -> Result<Answer, UplinkError> {
+    fn post(&self, body: &IngestRequest<Box<RawValue>>) -> Result<Answer, UplinkError> {
         let url = || self.config.url.clone();
         let response = self
             .client
@@ -223,11 +210,15 @@ impl Uplink {
             message: e.to_string(),
         })?;
         if matches!(status.as_u16(), 409 | 422)
-            && let Ok(r) = serde_json::from_str::<Refusal>(&text)
-            && !r.ids.is_empty()
+            && let Ok(r) = serde_json::from_str::<ErrorBody>(&text)
+            && !r.refused_ids().is_empty()
         {
             let why = format!("HTTP {}: {}", status.as_u16(), cut(&r.error, 300));
-            return Ok(Answer::RefusedForGood(r.ids, status.as_u16(), why));
+            return Ok(Answer::RefusedForGood(
+                r.refused_ids().to_vec(),
+                status.as_u16(),
+                why,
+            ));
         }
         if !status.is_success() {
             return Err(UplinkError::Refused {
@@ -236,7 +227,7 @@ impl Uplink {
                 body: cut(&text, 200),
             });
         }
-        serde_json::from_str::<Acknowledgement>(&text)
+        serde_json::from_str::<Acknowledged>(&text)
             .map(|a| Answer::Acknowledged(a.acknowledged))
             .map_err(|e| UplinkError::BadAnswer {
                 url: url(),

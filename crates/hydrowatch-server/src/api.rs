@@ -15,120 +15,23 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use hydrowatch_protocol::check::prefix_error;
+use hydrowatch_protocol::{
+    Accuracy, Acknowledged, AlarmRecord, DeviceSummary, ErrorBody, ForecastBody, IngestRequest,
+};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::db::{AlarmFilter, Db};
-use crate::envelope;
-use crate::limit::{Limiter, RateLimit};
+use crate::sql::DbError;
+use crate::state::{ApiError, AppState, bad_query};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 4 << 20;
-
-/// An API error: a status and what is wrong.
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut r = (self.0, axum::Json(json!({ "error": self.1 }))).into_response();
-        if self.0 == StatusCode::TOO_MANY_REQUESTS {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        }
-        r
-    }
-}
-
-impl From<crate::DbError> for ApiError {
-    fn from(e: crate::DbError) -> Self {
-        tracing::error!("{e}");
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the server's database failed".into(),
-        )
-    }
-}
-
-/// The OpenAPI document of these routes (checked against them by the tests).
-pub const OPENAPI: &str = include_str!("../openapi.json");
-
-/// Every route: (method, path).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("post", "/api/v1/ingest"),
-    ("get", "/api/v1/devices"),
-    ("get", "/api/v1/alarms"),
-    ("get", "/api/v1/forecasts"),
-    ("get", "/api/v1/accuracy"),
-    ("get", "/api/v1/openapi.json"),
-];
-
-/// What the handlers share.
-pub struct AppState {
-    /// The storage.
-    pub db: Arc<Db>,
-    limiter: Limiter,
-}
-
-/// The API's routes over `db`, with the default rate limit per device.
-pub fn router(db: Arc<Db>) -> Router {
-    router_with(db, RateLimit::default())
-}
-
-/// The API's routes over `db`, with `limit` per device on ingest.
-pub fn router_with(db: Arc<Db>, limit: RateLimit) -> Router {
-    let state = Arc::new(AppState {
-        db,
-        limiter: Limiter::new(limit),
-    });
-    Router::new()
-        .route("/", get(crate::dashboard::fleet))
-        .route("/devices/{id}", get(crate::dashboard::device))
-        .route("/api/v1/ingest", post(ingest))
-        .route("/api/v1/devices", get(devices))
-        .route("/api/v1/alarms", get(alarms))
-        .route("/api/v1/forecasts", get(forecasts))
-        .route("/api/v1/accuracy", get(accuracy))
-        .route(
-            "/api/v1/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
-}
-
-/// The server on `listener`, run by a runtime of its own (two worker threads) until that
-/// runtime is dropped: for a server inside another program (the demo, benchmarks, tests).
-pub fn serve_in_background(
-    db: Arc<Db>,
-    limit: RateLimit,
-    listener: std::net::TcpListener,
-    limits: crate::Limits,
-) -> std::io::Result<tokio::runtime::Runtime> {
-    listener.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let listener = {
-        let _entered = runtime.enter();
-        tokio::net::TcpListener::from_std(listener)?
-    };
-    let app = router_with(db, limit);
-    runtime.spawn(crate::listen::serve(
-        listener,
-        app,
-        limits,
-        std::future::pending(),
-    ));
-    Ok(runtime)
-}
 
 fn device_of(db: &Db, headers: &HeaderMap) -> Result<String, ApiError> {
     let token = headers
@@ -140,15 +43,9 @@ fn device_of(db: &Db, headers: &HeaderMap) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))
 }
 
-/// The body of `POST /api/v1/ingest`: the envelopes stay JSON values until each is checked, so
-/// that an error names the message it is in.
-#[derive(Debug, Deserialize)]
-struct IngestBody {
-    device_id: String,
-    messages: Vec<Value>,
-}
-
-async fn ingest(
+/// `POST /api/v1/ingest`: the envelopes stay JSON values until each is checked, so that an
+/// error names the message it is in.
+pub async fn ingest(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<axum::Json<Value>, JsonRejection>,
@@ -170,14 +67,14 @@ async fn ingest(
             StatusCode::BAD_REQUEST,
             format!(
                 "the body is not the expected JSON: {}",
-                envelope::prefix_error(&other.body_text())
+                prefix_error(&other.body_text())
             ),
         ),
     })?;
-    let body: IngestBody = serde_path_to_error::deserialize(&body).map_err(|e| {
+    let body: IngestRequest<Value> = serde_path_to_error::deserialize(&body).map_err(|e| {
         ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
-            envelope::prefix_error(&e.to_string()),
+            prefix_error(&e.to_string()),
         )
     })?;
     if body.device_id != device {
@@ -192,16 +89,22 @@ async fn ingest(
     let now = chrono::Utc::now().timestamp();
     let mut messages = Vec::with_capacity(body.messages.len());
     for (i, m) in body.messages.iter().enumerate() {
-        match envelope::check(i, m, &device, now) {
+        match hydrowatch_protocol::check(i, m, &device, now) {
             Ok(message) => messages.push(message),
             // The id of the invalid message, when it has one, lets the device set it aside.
             Err(e) => {
                 return Ok((
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    axum::Json(json!({
-                        "error": e,
-                        "invalid": m["message_id"].as_str().map(|id| vec![id]).unwrap_or_default(),
-                    })),
+                    axum::Json(ErrorBody {
+                        error: e.to_string(),
+                        conflicting: None,
+                        invalid: Some(
+                            m["message_id"]
+                                .as_str()
+                                .map(|id| vec![id.to_string()])
+                                .unwrap_or_default(),
+                        ),
+                    }),
                 )
                     .into_response());
             }
@@ -211,9 +114,9 @@ async fn ingest(
     match tokio::task::block_in_place(|| db.ingest(&device, &messages, now)) {
         Ok(stored) => {
             tracing::debug!(device, received = ids.len(), stored, "ingest");
-            Ok(axum::Json(json!({ "acknowledged": ids })).into_response())
+            Ok(axum::Json(Acknowledged { acknowledged: ids }).into_response())
         }
-        Err(crate::DbError::Conflict(conflicting)) => {
+        Err(DbError::Conflict(conflicting)) => {
             tracing::warn!(
                 device,
                 ?conflicting,
@@ -221,10 +124,11 @@ async fn ingest(
             );
             Ok((
                 StatusCode::CONFLICT,
-                axum::Json(json!({
-                    "error": format!("{} message id(s) of this batch were stored before with other content; nothing of the batch was stored", conflicting.len()),
-                    "conflicting": conflicting,
-                })),
+                axum::Json(ErrorBody {
+                    error: format!("{} message id(s) of this batch were stored before with other content; nothing of the batch was stored", conflicting.len()),
+                    conflicting: Some(conflicting),
+                    invalid: None,
+                }),
             )
                 .into_response())
         }
@@ -232,28 +136,24 @@ async fn ingest(
     }
 }
 
-/// A query string that does not parse: 400 with a JSON error, like every other error.
-fn bad_query(e: QueryRejection) -> ApiError {
-    ApiError(
-        StatusCode::BAD_REQUEST,
-        format!("bad query: {}", envelope::prefix_error(&e.body_text())),
-    )
+/// `GET /api/v1/devices`.
+pub async fn devices(
+    State(app): State<Arc<AppState>>,
+) -> Result<axum::Json<Vec<DeviceSummary>>, ApiError> {
+    Ok(axum::Json(tokio::task::block_in_place(|| {
+        app.db.devices()
+    })?))
 }
 
-async fn devices(State(app): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
-    Ok(axum::Json(json!(tokio::task::block_in_place(|| app
-        .db
-        .devices())?)))
-}
-
-async fn alarms(
+/// `GET /api/v1/alarms`.
+pub async fn alarms(
     State(app): State<Arc<AppState>>,
     filter: Result<Query<AlarmFilter>, QueryRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Vec<AlarmRecord>>, ApiError> {
     let Query(filter) = filter.map_err(bad_query)?;
-    Ok(axum::Json(json!(tokio::task::block_in_place(|| app
-        .db
-        .alarms(&filter))?)))
+    Ok(axum::Json(tokio::task::block_in_place(|| {
+        app.db.alarms(&filter)
+    })?))
 }
 
 /// Query of `GET /api/v1/forecasts`.
@@ -264,15 +164,16 @@ pub struct ForecastQuery {
     limit: Option<usize>,
 }
 
-async fn forecasts(
+/// `GET /api/v1/forecasts`.
+pub async fn forecasts(
     State(app): State<Arc<AppState>>,
     q: Result<Query<ForecastQuery>, QueryRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Vec<ForecastBody>>, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let limit = q.limit.unwrap_or(7).min(100);
-    Ok(axum::Json(json!(tokio::task::block_in_place(|| app
-        .db
-        .forecasts(&q.device, q.series.as_deref(), limit))?)))
+    Ok(axum::Json(tokio::task::block_in_place(|| {
+        app.db.forecasts(&q.device, q.series.as_deref(), limit)
+    })?))
 }
 
 /// Query of `GET /api/v1/accuracy`.
@@ -282,13 +183,14 @@ pub struct AccuracyQuery {
     days: Option<i64>,
 }
 
-async fn accuracy(
+/// `GET /api/v1/accuracy`.
+pub async fn accuracy(
     State(app): State<Arc<AppState>>,
     q: Result<Query<AccuracyQuery>, QueryRejection>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Vec<Accuracy>>, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let days = q.days.unwrap_or(7).clamp(1, 365);
-    Ok(axum::Json(json!(tokio::task::block_in_place(|| app
-        .db
-        .accuracy(&q.device, days))?)))
+    Ok(axum::Json(tokio::task::block_in_place(|| {
+        app.db.accuracy(&q.device, days)
+    })?))
 }

@@ -11,12 +11,11 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use hydrowatch_protocol::{ForecastBody, seconds};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use serde_json::Value;
 
-use crate::api::{ApiError, AppState};
 use crate::db::AlarmFilter;
-use crate::envelope::seconds;
+use crate::state::{ApiError, AppState};
 
 /// Colours of stages 1-4 (interest, caution, warning, critical).
 const STAGE_COLOURS: [&str; 4] = ["#2b7bb9", "#c9a400", "#e07000", "#c62828"];
@@ -130,23 +129,12 @@ fn n(v: f64) -> String {
 
 /// An SVG chart of one forecast: the value line over its 10-90% band, and the actual hourly
 /// values before and (as they arrive with later messages) during it, with axes.
-fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> Markup {
-    let points: Vec<(i64, f64, f64, f64)> = f["points"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| {
-                    let t = seconds(&p["time"])?;
-                    Some((
-                        t,
-                        p["value"].as_f64()?,
-                        p["lower"].as_f64()?,
-                        p["upper"].as_f64()?,
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+fn forecast_chart(f: &ForecastBody, actuals: &[(i64, f64)]) -> Markup {
+    let points: Vec<(i64, f64, f64, f64)> = f
+        .points
+        .iter()
+        .filter_map(|p| Some((seconds(&p.time)?, p.value, p.lower, p.upper)))
+        .collect();
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return html! { p.none { "no forecast yet" } };
     };
@@ -188,7 +176,7 @@ fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> Markup {
         .map(|k| start - start.rem_euclid(86_400) + k * step)
         .take_while(|&t| t <= end)
         .collect();
-    let series = f["series"].as_str().unwrap_or("");
+    let series = &f.series;
     html! {
         svg width=(w) height=(h) viewBox={ "0 0 " (w) " " (h) } role="img"
             aria-label={ "forecast of " (series) } {
@@ -212,15 +200,15 @@ fn forecast_chart(f: &Value, actuals: &[(i64, f64)]) -> Markup {
             span style="color:#2e2e2e" { "━ actual (hourly mean)" }
             span style="color:#14589c" { "━ forecast" }
             span style="color:#6d9cc8" { "▇ 10-90% band" }
-            span { "issued " (f["issued_at"].as_str().unwrap_or("?")) " by " (f["model"].as_str().unwrap_or("?")) }
+            span { "issued " (f.issued_at) " by " (f.model) }
         }
     }
 }
 
 /// The actual hourly values of `series` around forecast `f`: the week before it and what came
 /// since.
-fn around(app: &AppState, id: &str, series: &str, f: &Value) -> Result<Vec<(i64, f64)>, ApiError> {
-    let issued = seconds(&f["issued_at"]).unwrap_or(0);
+fn around(app: &AppState, id: &str, f: &ForecastBody) -> Result<Vec<(i64, f64)>, ApiError> {
+    let (series, issued) = (&f.series, seconds(&f.issued_at).unwrap_or(0));
     Ok(tokio::task::block_in_place(|| {
         app.db
             .actuals(id, series, issued - 7 * 86_400, issued + 7 * 86_400)
@@ -247,19 +235,18 @@ pub async fn device(
             device: Some(id.clone()),
             ..AlarmFilter::default()
         })?;
-        Ok::<_, crate::DbError>((forecasts, alarms, app.db.accuracy(&id, 7)?))
+        Ok::<_, crate::sql::DbError>((forecasts, alarms, app.db.accuracy(&id, 7)?))
     })?;
     // The newest forecast of each series (they come newest first).
-    let mut newest: Vec<(&str, &Value)> = Vec::new();
+    let mut newest: Vec<&ForecastBody> = Vec::new();
     for f in &forecasts {
-        let series = f["series"].as_str().unwrap_or_default();
-        if !newest.iter().any(|(s, _)| *s == series) {
-            newest.push((series, f));
+        if !newest.iter().any(|n| n.series == f.series) {
+            newest.push(f);
         }
     }
     let mut charts = Vec::with_capacity(newest.len());
-    for (series, f) in &newest {
-        charts.push(forecast_chart(f, &around(&app, &id, series, f)?));
+    for f in &newest {
+        charts.push(forecast_chart(f, &around(&app, &id, f)?));
     }
     let number = |x: Option<f64>, unit: &str| -> Markup {
         match x {
@@ -270,8 +257,8 @@ pub async fn device(
     let body = html! {
         nav { a href="/" { "← fleet" } }
         h1 { (id) }
-        @for ((series, f), chart) in newest.iter().zip(&charts) {
-            h2 { (series) " (" (f["unit"].as_str().unwrap_or("")) "): the week before and the next 7 days" }
+        @for (f, chart) in newest.iter().zip(&charts) {
+            h2 { (f.series) " (" (f.unit) "): the week before and the next 7 days" }
             (chart)
         }
         @if !accuracy.is_empty() {
@@ -299,18 +286,19 @@ pub async fn device(
                     th { "stage" } th { "value" } th { "expected" }
                 }
                 @for a in alarms.iter().take(MAX_TIMELINE_ROWS) {
-                    @let stage = a["outlier_stage"].as_u64().unwrap_or(0).min(4) as usize;
+                    @let a = &a.alert;
+                    @let stage = usize::from(a.outlier_stage.min(4));
                     tr {
-                        td { (a["time"].as_str().unwrap_or("")) }
-                        td { (a["series"].as_str().unwrap_or("")) }
-                        td { (a["kind"].as_str().unwrap_or("")) " " (a["direction"].as_str().unwrap_or("")) }
-                        td { "#" (a["alarm_id"]) }
-                        td { (a["state"].as_str().unwrap_or("")) }
+                        td { (a.time) }
+                        td { (a.series) }
+                        td { (a.kind.name()) " " (a.direction.name()) }
+                        td { "#" (a.alarm_id) }
+                        td { (a.state.name()) }
                         td {
                             @if stage == 0 { span.none { "0" } } @else { (badge(stage - 1, &stage.to_string())) }
                         }
-                        td { (a["value"].as_f64().map_or(String::new(), |x| format!("{x:.2}"))) }
-                        td { (a["expected"].as_f64().map_or(String::new(), |x| format!("{x:.2}"))) }
+                        td { (a.value.map_or(String::new(), |x| format!("{x:.2}"))) }
+                        td { (a.expected.map_or(String::new(), |x| format!("{x:.2}"))) }
                     }
                 }
             }

@@ -11,36 +11,14 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rand::RngExt;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{Body, Message, seconds};
-use crate::sql::{Arg, PgManager, Row, Sql};
+use hydrowatch_protocol::{
+    Accuracy, AlarmRecord, AlertBody, Checked, CheckedBody, DeviceSummary, ForecastBody, seconds,
+};
 
-/// Why the storage failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// SQLite failed.
-    #[error("server database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed.
-    #[error("server database (PostgreSQL): {0}")]
-    Postgres(#[from] postgres::Error),
-    /// No PostgreSQL connection could be had.
-    #[error("server database (PostgreSQL): {0}")]
-    Pool(#[from] r2d2::Error),
-    /// The database was written by a newer hydrowatch.
-    #[error(
-        "server database: schema version {0} is newer than this program's ({SCHEMA_VERSION}): upgrade hydrowatch"
-    )]
-    Newer(i64),
-    /// Message ids stored before with other content (a device reusing an id).
-    #[error("message ids {0:?} were stored before with other content")]
-    Conflict(Vec<String>),
-    /// A column held something else than the query expects.
-    #[error("server database: column {0} should be {1}, found {2}")]
-    Column(usize, &'static str, String),
-}
+pub use crate::sql::DbError;
+use crate::sql::{Arg, PgManager, Row, Sql};
 
 type Result<T> = std::result::Result<T, DbError>;
 
@@ -155,22 +133,8 @@ fn migrate(c: &mut dyn Sql, id: &str, has_table: &str) -> Result<()> {
             )?;
             Ok(())
         }
-        newer => Err(DbError::Newer(newer)),
+        newer => Err(DbError::Newer(newer, SCHEMA_VERSION)),
     }
-}
-
-/// The day-ahead accuracy of one series: each actual hourly value against the forecast issued
-/// the day before (the newest issued at least 24 hours before that hour).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Accuracy {
-    /// The series.
-    pub series: String,
-    /// Hours scored.
-    pub hours: usize,
-    /// Mean absolute error, in the series' unit.
-    pub mae: Option<f64>,
-    /// Mean absolute percentage error (hours with a zero actual left out).
-    pub mape: Option<f64>,
 }
 
 /// The server's database.
@@ -183,17 +147,6 @@ enum Backend {
     Sqlite(Mutex<rusqlite::Connection>),
     /// A pool: PostgreSQL commits concurrent transactions together.
     Postgres(r2d2::Pool<PgManager>),
-}
-
-/// A device as the fleet overview shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Device {
-    /// Its id.
-    pub id: String,
-    /// When it last delivered (Unix seconds).
-    pub last_seen: Option<i64>,
-    /// Open alarms by stage 1-4 (index 0: stage 1).
-    pub open_alarms: [u32; 4],
 }
 
 /// Which alarm transitions to list (also the query of `GET /api/v1/alarms`).
@@ -221,6 +174,11 @@ fn hash(token: &str) -> String {
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_default()
+}
+
+/// A stored body read back as `T` (every stored body passed the ingest's checks).
+fn stored<T: serde::de::DeserializeOwned>(text: &str, message_id: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| DbError::Stored(message_id.to_string(), e.to_string()))
 }
 
 impl Db {
@@ -360,7 +318,7 @@ impl Db {
     /// Stores `messages` of `device` in one transaction; a message id this device stored before
     /// with the same content is not stored again. Returns the number stored now; an id stored
     /// before with other content fails the whole batch with [`DbError::Conflict`].
-    pub fn ingest(&self, device: &str, messages: &[Message], now: i64) -> Result<usize> {
+    pub fn ingest(&self, device: &str, messages: &[Checked], now: i64) -> Result<usize> {
         self.write(|c| {
             let mut stored = 0;
             let mut conflicts = Vec::new();
@@ -372,7 +330,7 @@ impl Db {
                     &[
                         Arg::Text(Some(&m.message_id)),
                         Arg::Text(Some(device)),
-                        Arg::Text(Some(&m.kind)),
+                        Arg::Text(Some(m.kind().name())),
                         Arg::Int(m.created_at),
                         Arg::Int(now),
                         Arg::Text(Some(&envelope)),
@@ -393,7 +351,7 @@ impl Db {
                 stored += 1;
                 let body_text = m.envelope["body"].to_string();
                 match &m.body {
-                    Body::Alert(a) => {
+                    CheckedBody::Alert(a) => {
                         c.exec(
                             "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -403,15 +361,15 @@ impl Db {
                                 // Checked: at most 2^63 - 1.
                                 Arg::Int(a.alarm_id as i64),
                                 Arg::Text(Some(&a.series)),
-                                Arg::Text(Some(&a.kind)),
-                                Arg::Text(Some(&a.state)),
+                                Arg::Text(Some(a.kind.name())),
+                                Arg::Text(Some(a.state.name())),
                                 Arg::Int(i64::from(a.outlier_stage)),
                                 Arg::Int(m.created_at),
                                 Arg::Text(Some(&body_text)),
                             ],
                         )?;
                     }
-                    Body::Forecast {
+                    CheckedBody::Forecast {
                         body,
                         issued_at,
                         actuals,
@@ -436,7 +394,7 @@ impl Db {
                             )?;
                         }
                     }
-                    Body::Heartbeat => {}
+                    CheckedBody::Heartbeat(_) => {}
                 }
             }
             if conflicts.is_empty() {
@@ -448,7 +406,7 @@ impl Db {
     }
 
     /// Every device, with its open alarms by stage.
-    pub fn devices(&self) -> Result<Vec<Device>> {
+    pub fn devices(&self) -> Result<Vec<DeviceSummary>> {
         self.read(|c| {
             let mut devices = c
                 .rows(
@@ -460,7 +418,7 @@ impl Db {
                 )?
                 .iter()
                 .map(|r| {
-                    Ok(Device {
+                    Ok(DeviceSummary {
                         id: r.text(0)?,
                         last_seen: r.opt_int(1)?,
                         open_alarms: [0; 4],
@@ -488,8 +446,8 @@ impl Db {
         })
     }
 
-    /// Alarm transitions (alert bodies with `device_id` and `created_at` added), newest first.
-    pub fn alarms(&self, f: &AlarmFilter) -> Result<Vec<serde_json::Value>> {
+    /// Alarm transitions, newest first (at most 1000).
+    pub fn alarms(&self, f: &AlarmFilter) -> Result<Vec<AlarmRecord>> {
         let open_clause = if f.open {
             "AND state != 'cleared' AND id = (SELECT max(b.id) FROM alerts b
                WHERE b.device_id = a.device_id AND b.alarm_id = a.alarm_id)"
@@ -497,7 +455,7 @@ impl Db {
             ""
         };
         let sql = format!(
-            "SELECT device_id, created_at, body FROM alerts a
+            "SELECT device_id, created_at, body, message_id FROM alerts a
              WHERE (CAST(?1 AS TEXT) IS NULL OR device_id = ?1) AND stage >= ?2 AND created_at >= ?3 AND created_at < ?4 {open_clause}
              ORDER BY created_at DESC, id DESC LIMIT 1000"
         );
@@ -511,10 +469,12 @@ impl Db {
             c.rows(&sql, &args)?
                 .iter()
                 .map(|r| {
-                    let mut v = json(&r.text(2)?);
-                    v["device_id"] = r.text(0)?.into();
-                    v["created_at"] = r.int(1)?.into();
-                    Ok(v)
+                    let alert: AlertBody = stored(&r.text(2)?, &r.text(3)?)?;
+                    Ok(AlarmRecord {
+                        device_id: r.text(0)?,
+                        created_at: r.int(1)?,
+                        alert,
+                    })
                 })
                 .collect()
         })
@@ -526,10 +486,10 @@ impl Db {
         device: &str,
         series: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<serde_json::Value>> {
+    ) -> Result<Vec<ForecastBody>> {
         self.read(|c| {
             c.rows(
-                "SELECT body FROM forecasts WHERE device_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR series = ?2)
+                "SELECT body, message_id FROM forecasts WHERE device_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR series = ?2)
                  ORDER BY issued_at DESC LIMIT ?3",
                 &[
                     Arg::Text(Some(device)),
@@ -538,7 +498,7 @@ impl Db {
                 ],
             )?
             .iter()
-            .map(|r| Ok(json(&r.text(0)?)))
+            .map(|r| stored(&r.text(0)?, &r.text(1)?))
             .collect()
         })
     }
@@ -584,7 +544,7 @@ impl Db {
             let forecasts: Vec<(i64, std::collections::HashMap<i64, f64>)> = self
                 .read(|c| {
                     c.rows(
-                        "SELECT issued_at, body FROM forecasts WHERE device_id = ?1 AND series = ?2 AND issued_at >= ?3 ORDER BY issued_at",
+                        "SELECT issued_at, body, message_id FROM forecasts WHERE device_id = ?1 AND series = ?2 AND issued_at >= ?3 ORDER BY issued_at",
                         &[
                             Arg::Text(Some(device)),
                             Arg::Text(Some(&name)),
@@ -594,11 +554,11 @@ impl Db {
                 })?
                 .iter()
                 .map(|r| {
-                    let points = json(&r.text(1)?)["points"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|p| Some((seconds(&p["time"])?, p["value"].as_f64()?)))
+                    let body: ForecastBody = stored(&r.text(1)?, &r.text(2)?)?;
+                    let points = body
+                        .points
+                        .iter()
+                        .filter_map(|p| Some((seconds(&p.time)?, p.value)))
                         .collect();
                     Ok((r.int(0)?, points))
                 })

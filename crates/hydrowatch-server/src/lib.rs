@@ -1,20 +1,22 @@
 //! The central server (`hydrowatch serve`): devices deliver envelopes to `POST /api/v1/ingest`
-//! with their bearer token ([`api`]); each message is checked ([`envelope`]) and stored once by
-//! its id ([`db`]); the read API serves devices, alarms and forecasts, and the [`dashboard`]
-//! shows them to people.
+//! with their bearer token ([`api`]); each message is checked (hydrowatch-protocol's `check`) and
+//! stored once by its id ([`db`] over [`sql`]); the read API serves devices, alarms and
+//! forecasts, and the [`dashboard`] shows them to people. [`app`] puts the routes together over
+//! the handlers' shared [`state`]; [`listen`] accepts the connections.
 //!
 //! Invariants: a message id is stored at most once (a repeat is acknowledged, not stored); a
 //! batch is stored whole or not at all; tokens are kept only as SHA-256 hashes.
 
 pub mod api;
+pub mod app;
 pub mod dashboard;
 pub mod db;
-pub mod envelope;
 pub mod limit;
 pub mod listen;
 pub mod sql;
+pub mod state;
 
-pub use api::{router, router_with, serve_in_background};
+pub use app::{router, router_with, serve_in_background};
 pub use db::{Db, DbError};
 pub use limit::RateLimit;
 pub use listen::{Limits, serve};

@@ -54,7 +54,7 @@ fn busy() -> Vec<u8> {
 
 /// The 408 of a request not done within `limit`.
 fn too_slow(limit: Duration) -> axum::response::Response {
-    crate::api::ApiError(
+    crate::state::ApiError(
         axum::http::StatusCode::REQUEST_TIMEOUT,
         format!("the request took longer than {} s", limit.as_secs()),
     )

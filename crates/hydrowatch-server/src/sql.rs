@@ -12,7 +12,33 @@ use std::collections::HashMap;
 use postgres::types::{ToSql, Type};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
-use crate::db::DbError;
+/// Why the storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite failed.
+    #[error("server database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("server database (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+    /// No PostgreSQL connection could be had.
+    #[error("server database (PostgreSQL): {0}")]
+    Pool(#[from] r2d2::Error),
+    /// The database was written by a newer hydrowatch (its schema version, this program's).
+    #[error(
+        "server database: schema version {0} is newer than this program's ({1}): upgrade hydrowatch"
+    )]
+    Newer(i64, i64),
+    /// Message ids stored before with other content (a device reusing an id).
+    #[error("message ids {0:?} were stored before with other content")]
+    Conflict(Vec<String>),
+    /// A stored body that no longer reads as its type (message id, the parser's error).
+    #[error("server database: stored message {0} does not read back: {1}")]
+    Stored(String, String),
+    /// A column held something else than the query expects.
+    #[error("server database: column {0} should be {1}, found {2}")]
+    Column(usize, &'static str, String),
+}
 
 /// A statement's parameter.
 #[derive(Debug, Clone, Copy)]

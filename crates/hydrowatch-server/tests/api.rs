@@ -95,7 +95,7 @@ fn the_openapi_document_lists_exactly_the_routes_and_each_answers(on: On) {
     let doc = get(&s, "/api/v1/openapi.json");
     assert_eq!(
         doc,
-        serde_json::from_str::<Value>(hydrowatch_server::api::OPENAPI).unwrap()
+        serde_json::from_str::<Value>(hydrowatch_server::app::OPENAPI).unwrap()
     );
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, methods) in doc["paths"].as_object().unwrap() {
@@ -104,7 +104,7 @@ fn the_openapi_document_lists_exactly_the_routes_and_each_answers(on: On) {
         }
     }
     documented.sort();
-    let mut routes: Vec<(String, String)> = hydrowatch_server::api::ROUTES
+    let mut routes: Vec<(String, String)> = hydrowatch_server::app::ROUTES
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
@@ -389,7 +389,7 @@ INSERT INTO devices VALUES ('dma-1', 'h1', 0), ('dma-2', 'h2', 0);
 INSERT INTO messages VALUES ('m1', 'dma-1', 'alert', 1719792000, 1719792000, '{}');
 INSERT INTO alerts (message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
     VALUES ('m1', 'dma-1', 1, 'flow_rate', 'outlier', 'opened', 4, 1719792000,
-    '{\"alarm_id\":1,\"series\":\"flow_rate\",\"kind\":\"outlier\",\"state\":\"opened\",\"outlier_stage\":4}');
+    '{\"alarm_id\":1,\"series\":\"flow_rate\",\"kind\":\"outlier\",\"state\":\"opened\",\"outlier_stage\":4,\"time\":\"2024-07-01T09:00:00+09:00\"}');
 ";
 
 /// A database of schema version 1 is migrated when the server opens it: what it held stays,
@@ -424,7 +424,7 @@ fn a_database_of_the_first_schema_is_migrated_keeping_what_it_held(on: On) {
     let db = open();
     let alarms = db.alarms(&Default::default()).unwrap();
     assert_eq!(alarms.len(), 1, "{alarms:?}");
-    assert_eq!(alarms[0]["alarm_id"], 1);
+    assert_eq!(alarms[0].alert.alarm_id, 1);
     let token = db.create_token("dma-2", 0).unwrap();
     drop(db);
     // Opened again (already migrated), then served: dma-2 reuses the id m1.

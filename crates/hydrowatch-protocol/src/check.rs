@@ -1,19 +1,20 @@
-//! What a device may send: envelopes `{"device_id", "message_id", "kind", "created_at", "body"}`
-//! (design.md, Messages), deserialized into typed bodies. Every problem is named with the
-//! message's position, its id and the field's path (`messages[2] (m-17): body.points[5].value:
-//! invalid type: string "NaN", expected f64`), never echoing more than a short prefix of a value.
+//! The server's checks of a received envelope: it is deserialized into the typed bodies of
+//! [`crate::message`] and every bound is checked. A problem is named with the message's position
+//! in its batch, its id and the field's path (`messages[2] (m-17): body.points[5].value: invalid
+//! type: string "NaN", expected f64`), never echoing more than a short prefix of a value.
 //!
-//! Invariants of a checked [`Message`]: every number is finite and within its range (an alarm id
+//! Invariants of a [`Checked`] message: every number is finite and within its range (an alarm id
 //! fits the databases' 64-bit signed integers); every time lies in 1970-2199, `created_at` at
 //! most a day ahead of the server's clock; a forecast is [`FORECAST_POINTS`] consecutive hours
-//! starting between a week before and two days after its issue, which is within a day of its creation; its actuals are
-//! at most [`MAX_ACTUALS`] hours of the month before it. Fields this server does not know are
-//! kept in the stored envelope and otherwise ignored (newer devices may send more).
+//! starting between a week before and two days after its issue, which is within a day of its
+//! creation; its actuals are at most [`MAX_ACTUALS`] hours of the month before it.
 
 use hydrowatch_core::prefix;
-use hydrowatch_core::time::in_span;
+use hydrowatch_core::time::{DAY, HOUR};
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::message::{AlertBody, Body, ForecastBody, HeartbeatBody, Kind, seconds};
 
 /// Points a forecast carries: 7 days, hourly.
 pub const FORECAST_POINTS: usize = 168;
@@ -21,130 +22,85 @@ pub const FORECAST_POINTS: usize = 168;
 pub const MAX_ACTUALS: usize = 31 * 24;
 /// Longest message id.
 pub const MAX_MESSAGE_ID: usize = 100;
-/// Longest text field of a body (series, unit, kind, state, model...).
-const MAX_TEXT: usize = 200;
-const HOUR: i64 = 3600;
-const DAY: i64 = 86_400;
+/// Longest text field of a body (series, unit, model...).
+pub const MAX_TEXT: usize = 200;
 
-/// An envelope as sent, but its body (read in place, by kind, without a copy).
+/// A message the server refuses: where it is, and what is wrong with which field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("messages[{index}]{}: {problem}", .message_id.as_deref().map(|id| format!(" ({id})")).unwrap_or_default())]
+pub struct Invalid {
+    /// Its position in the batch.
+    pub index: usize,
+    /// Its id, once that is known to be a valid one.
+    pub message_id: Option<String>,
+    /// The field's path and what is wrong (`body.alarm_id: ... is out of range`).
+    pub problem: String,
+}
+
+/// A checked message, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// Its idempotency key (unique per device).
+    pub message_id: String,
+    /// When the device made it (Unix seconds).
+    pub created_at: i64,
+    /// The typed body, with the times the server keys it by.
+    pub body: CheckedBody,
+    /// The whole envelope, as received (fields this server does not know included).
+    pub envelope: Value,
+}
+
+impl Checked {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self.body {
+            CheckedBody::Alert(_) => Kind::Alert,
+            CheckedBody::Forecast { .. } => Kind::Forecast,
+            CheckedBody::Heartbeat(_) => Kind::Heartbeat,
+        }
+    }
+}
+
+/// A checked body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckedBody {
+    /// An alarm transition.
+    Alert(AlertBody),
+    /// A forecast.
+    Forecast {
+        /// The body as sent.
+        body: ForecastBody,
+        /// `issued_at` in Unix seconds.
+        issued_at: i64,
+        /// The actual hours (start in Unix seconds, mean).
+        actuals: Vec<(i64, f64)>,
+    },
+    /// A heartbeat.
+    Heartbeat(HeartbeatBody),
+}
+
+impl From<CheckedBody> for Body {
+    fn from(b: CheckedBody) -> Body {
+        match b {
+            CheckedBody::Alert(a) => Body::Alert(a),
+            CheckedBody::Forecast { body, .. } => Body::Forecast(body),
+            CheckedBody::Heartbeat(h) => Body::Heartbeat(h),
+        }
+    }
+}
+
+/// The envelope but its body (read in place, by kind, so that errors name the body's fields).
 #[derive(Debug, Deserialize)]
-struct Envelope {
+struct Head {
     device_id: String,
     message_id: String,
     kind: String,
     created_at: String,
 }
 
-/// The body of an `alert`: one alarm transition (hydrowatch-detect's `AlertMessage`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct AlertBody {
-    /// The alarm's number on its device (at most 2^63 - 1).
-    pub alarm_id: u64,
-    /// The series.
-    pub series: String,
-    /// `outlier`, `stale`, `range`, ...
-    pub kind: String,
-    /// `opened`, `escalated`, `de-escalated`, `cleared`.
-    pub state: String,
-    /// Stage 0-4.
-    pub outlier_stage: u8,
-    /// The device's local time of the transition, RFC 3339.
-    pub time: String,
-    /// The value read.
-    #[serde(default)]
-    pub value: Option<f64>,
-    /// The value expected.
-    #[serde(default)]
-    pub expected: Option<f64>,
-    /// The value's percentile.
-    #[serde(default)]
-    pub percentile: Option<f64>,
-}
-
-/// One hour of a forecast.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct ForecastPoint {
-    /// The hour's start, RFC 3339.
-    pub time: String,
-    /// The forecast value.
-    pub value: f64,
-    /// The 10% quantile.
-    pub lower: f64,
-    /// The 90% quantile.
-    pub upper: f64,
-}
-
-/// One actual hourly mean before a forecast.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Actual {
-    /// The hour's start, RFC 3339.
-    pub time: String,
-    /// Its mean.
-    pub value: f64,
-}
-
-/// The body of a `forecast`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct ForecastBody {
-    /// The series.
-    pub series: String,
-    /// When it was issued, RFC 3339.
-    pub issued_at: String,
-    /// The hours ahead.
-    pub points: Vec<ForecastPoint>,
-    /// The hourly means before it (optional), for the day-ahead accuracy.
-    #[serde(default)]
-    pub actuals: Option<Vec<Actual>>,
-}
-
-/// A checked body.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Body {
-    /// An alarm transition.
-    Alert(AlertBody),
-    /// A forecast, issued at (Unix seconds), with its actual hours (hour start, mean).
-    Forecast {
-        /// The body as sent.
-        body: ForecastBody,
-        /// `issued_at` in Unix seconds.
-        issued_at: i64,
-        /// The actual hours, in Unix seconds.
-        actuals: Vec<(i64, f64)>,
-    },
-    /// A heartbeat (its body is kept as sent).
-    Heartbeat,
-}
-
-/// A checked message, ready to store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    /// Its idempotency key (unique per device).
-    pub message_id: String,
-    /// `alert`, `forecast` or `heartbeat`.
-    pub kind: String,
-    /// When the device made it (Unix seconds).
-    pub created_at: i64,
-    /// The typed body.
-    pub body: Body,
-    /// The whole envelope, as received.
-    pub envelope: Value,
-}
-
-/// The Unix seconds of an RFC 3339 time held in `v` (messages carry every time this way).
-pub fn seconds(v: &Value) -> Option<i64> {
-    parse_time(v.as_str()?)
-}
-
-fn parse_time(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp())
-        .filter(|&t| in_span(t))
-}
-
 /// `text` as a time in 1970-2199, or an error naming `field`.
 fn time(text: &str, field: &str) -> Result<i64, String> {
-    parse_time(text).ok_or_else(|| {
+    seconds(text).ok_or_else(|| {
         format!(
             "{field}: {:?} is not an RFC 3339 time in 1970-2199",
             prefix(text)
@@ -152,10 +108,20 @@ fn time(text: &str, field: &str) -> Result<i64, String> {
     })
 }
 
-fn nonempty(text: &str, field: &str) -> Result<(), String> {
+fn text(text: &str, field: &str) -> Result<(), String> {
     if text.is_empty() || text.len() > MAX_TEXT {
         return Err(format!(
             "{field}: must be a text of 1 to {MAX_TEXT} bytes (found {} bytes)",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
+fn short(text: &str, field: &str) -> Result<(), String> {
+    if text.len() > MAX_TEXT {
+        return Err(format!(
+            "{field}: must be at most {MAX_TEXT} bytes (found {} bytes)",
             text.len()
         ));
     }
@@ -192,66 +158,72 @@ pub fn prefix_error(message: &str) -> String {
     }
 }
 
-/// Checks message `index` of a batch from `device`, received when the server's clock read `now`.
-pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Message, String> {
-    let mut at = format!("messages[{index}]");
-    let e: Envelope = typed(m, "envelope").map_err(|e| format!("{at}: {e}"))?;
-    if e.message_id.is_empty() || e.message_id.len() > MAX_MESSAGE_ID {
-        return Err(format!(
-            "{at}: message_id: must be 1 to {MAX_MESSAGE_ID} bytes (found {})",
-            e.message_id.len()
+/// Checks message `index` of a batch from `device`, received when the server's clock read `now`
+/// (Unix seconds).
+pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Checked, Invalid> {
+    let invalid = |message_id: Option<&str>, problem: String| Invalid {
+        index,
+        message_id: message_id.map(str::to_string),
+        problem,
+    };
+    let head: Head = typed(m, "envelope").map_err(|e| invalid(None, e))?;
+    if head.message_id.is_empty() || head.message_id.len() > MAX_MESSAGE_ID {
+        return Err(invalid(
+            None,
+            format!(
+                "message_id: must be 1 to {MAX_MESSAGE_ID} bytes (found {})",
+                head.message_id.len()
+            ),
         ));
     }
-    at = format!("messages[{index}] ({})", e.message_id);
-    let fail = |e: String| format!("{at}: {e}");
-    if e.device_id != device {
+    let fail = |problem: String| invalid(Some(&head.message_id), problem);
+    if head.device_id != device {
         return Err(fail(format!(
             "device_id: {:?}, but the token is {device:?}'s",
-            prefix(&e.device_id)
+            prefix(&head.device_id)
         )));
     }
-    let created_at = time(&e.created_at, "created_at").map_err(fail)?;
+    let created_at = time(&head.created_at, "created_at").map_err(fail)?;
     if created_at > now + DAY {
         return Err(fail(format!(
             "created_at: {} is more than a day ahead of the server's clock (is the device's clock set?)",
-            prefix(&e.created_at)
+            prefix(&head.created_at)
         )));
     }
     let body = m
         .get("body")
         .filter(|b| !b.is_null())
         .ok_or_else(|| fail("envelope: missing field `body`".into()))?;
-    let body = match e.kind.as_str() {
-        "alert" => {
+    let kind = Kind::from_name(&head.kind).ok_or_else(|| {
+        fail(format!(
+            "kind: {:?}: expected alert, forecast or heartbeat",
+            prefix(&head.kind)
+        ))
+    })?;
+    let body = match kind {
+        Kind::Alert => {
             let b: AlertBody = typed(body, "body").map_err(fail)?;
             check_alert(&b).map_err(fail)?;
-            Body::Alert(b)
+            CheckedBody::Alert(b)
         }
-        "forecast" => {
+        Kind::Forecast => {
             let b: ForecastBody = typed(body, "body").map_err(fail)?;
             let (issued_at, actuals) = check_forecast(&b, created_at).map_err(fail)?;
-            Body::Forecast {
+            CheckedBody::Forecast {
                 body: b,
                 issued_at,
                 actuals,
             }
         }
-        "heartbeat" => {
+        Kind::Heartbeat => {
             if !body.is_object() {
                 return Err(fail("body: must be an object".into()));
             }
-            Body::Heartbeat
-        }
-        other => {
-            return Err(fail(format!(
-                "kind: {:?}: expected alert, forecast or heartbeat",
-                prefix(other)
-            )));
+            CheckedBody::Heartbeat(typed(body, "body").map_err(fail)?)
         }
     };
-    Ok(Message {
-        message_id: e.message_id,
-        kind: e.kind,
+    Ok(Checked {
+        message_id: head.message_id,
         created_at,
         body,
         envelope: m.clone(),
@@ -271,13 +243,8 @@ fn check_alert(b: &AlertBody) -> Result<(), String> {
             b.outlier_stage
         ));
     }
-    for (text, field) in [
-        (&b.series, "body.series"),
-        (&b.kind, "body.kind"),
-        (&b.state, "body.state"),
-    ] {
-        nonempty(text, field)?;
-    }
+    text(&b.series, "body.series")?;
+    short(&b.unit, "body.unit")?;
     // The device's local time with its offset; a bare local time from older devices too.
     hydrowatch_core::time::parse_time(&b.time)
         .map_err(|e| format!("body.time: {:?}: {e}", prefix(&b.time)))?;
@@ -295,7 +262,9 @@ fn check_alert(b: &AlertBody) -> Result<(), String> {
 
 /// The forecast's issue time and its actual hours.
 fn check_forecast(b: &ForecastBody, created_at: i64) -> Result<(i64, Vec<(i64, f64)>), String> {
-    nonempty(&b.series, "body.series")?;
+    text(&b.series, "body.series")?;
+    short(&b.unit, "body.unit")?;
+    short(&b.model, "body.model")?;
     let issued_at = time(&b.issued_at, "body.issued_at")?;
     if (issued_at - created_at).abs() > DAY {
         return Err(format!(

@@ -1,0 +1,244 @@
+//! The server as one axum application: the API's and the dashboard's routes over one state,
+//! and a way to run it inside another program.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::routing::{get, post};
+
+use crate::api::{self, MAX_BODY};
+use crate::dashboard;
+use crate::db::Db;
+use crate::limit::{Limiter, RateLimit};
+use crate::state::AppState;
+
+/// The OpenAPI document of these routes (checked against them by the tests).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Every route: (method, path).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/v1/ingest"),
+    ("get", "/api/v1/devices"),
+    ("get", "/api/v1/alarms"),
+    ("get", "/api/v1/forecasts"),
+    ("get", "/api/v1/accuracy"),
+    ("get", "/api/v1/openapi.json"),
+];
+
+/// The API's routes over `db`, with the default rate limit per device.
+pub fn router(db: Arc<Db>) -> Router {
+    router_with(db, RateLimit::default())
+}
+
+/// The API's routes over `db`, with `limit` per device on ingest.
+pub fn router_with(db: Arc<Db>, limit: RateLimit) -> Router {
+    let state = Arc::new(AppState {
+        db,
+        limiter: Limiter::new(limit),
+    });
+    Router::new()
+        .route("/", get(dashboard::fleet))
+        .route("/devices/{id}", get(dashboard::device))
+        .route("/api/v1/ingest", post(api::ingest))
+        .route("/api/v1/devices", get(api::devices))
+        .route("/api/v1/alarms", get(api::alarms))
+        .route("/api/v1/forecasts", get(api::forecasts))
+        .route("/api/v1/accuracy", get(api::accuracy))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The server on `listener`, run by a runtime of its own (two worker threads) until that
+/// runtime is dropped: for a server inside another program (the demo, benchmarks, tests).
+pub fn serve_in_background(
+    db: Arc<Db>,
+    limit: RateLimit,
+    listener: std::net::TcpListener,
+    limits: crate::Limits,
+) -> std::io::Result<tokio::runtime::Runtime> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let listener = {
+        let _entered = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    let app = router_with(db, limit);
+    runtime.spawn(crate::listen::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
+    Ok(runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use hydrowatch_protocol::{
+        Accuracy, Acknowledged, Actual, AlarmKind, AlarmRecord, AlertBody, DeviceSummary,
+        Direction, ErrorBody, ForecastBody, ForecastPoint, HeartbeatBody, Kind, Transition,
+    };
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    use super::OPENAPI;
+
+    fn alert() -> AlertBody {
+        AlertBody {
+            machine_number: 1,
+            time: "2024-07-01T09:00:00+09:00".into(),
+            outlier_stage: 2,
+            value: Some(1.0),
+            series: "flow_rate".into(),
+            unit: "m3/h".into(),
+            kind: AlarmKind::Outlier,
+            direction: Direction::High,
+            expected: Some(0.5),
+            percentile: Some(99.9),
+            alarm_id: 7,
+            state: Transition::Opened,
+        }
+    }
+
+    /// Schema `name` documents exactly the fields `sample` (every optional field present)
+    /// serializes to, and lists as required exactly those the type cannot do without.
+    fn documented_as<T: serde::Serialize + DeserializeOwned>(doc: &Value, name: &str, sample: T) {
+        let schema = &doc["components"]["schemas"][name];
+        let value = serde_json::to_value(&sample).unwrap();
+        let mut fields: Vec<&String> = value.as_object().unwrap().keys().collect();
+        let mut documented: Vec<&String> =
+            schema["properties"].as_object().unwrap().keys().collect();
+        fields.sort();
+        documented.sort();
+        assert_eq!(fields, documented, "{name}: properties");
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().map(|v| v.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        for field in fields {
+            let mut without = value.clone();
+            without.as_object_mut().unwrap().remove(field);
+            let reads = serde_json::from_value::<T>(without).is_ok();
+            assert_eq!(
+                reads,
+                !required.contains(&field.as_str()),
+                "{name}.{field}: required is {}",
+                !reads
+            );
+        }
+    }
+
+    fn names<T: serde::Serialize>(all: &[T]) -> Value {
+        json!(
+            all.iter()
+                .map(|v| serde_json::to_value(v).unwrap())
+                .collect::<Vec<_>>()
+        )
+    }
+
+    #[test]
+    fn the_openapi_schemas_are_the_protocol_types() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let point = ForecastPoint {
+            time: "2024-07-01T00:00:00Z".into(),
+            local_time: Some("2024-07-01 09:00".into()),
+            value: 1.0,
+            lower: 0.5,
+            upper: 1.5,
+        };
+        let actual = Actual {
+            time: "2024-06-30T23:00:00Z".into(),
+            value: 1.0,
+        };
+        documented_as(&doc, "AlertBody", alert());
+        documented_as(&doc, "ForecastPoint", point.clone());
+        documented_as(&doc, "Actual", actual.clone());
+        documented_as(
+            &doc,
+            "ForecastBody",
+            ForecastBody {
+                series: "flow_rate".into(),
+                unit: "m3/h".into(),
+                issued_at: "2024-07-01T00:00:00Z".into(),
+                model: "lstm".into(),
+                points: vec![point],
+                actuals: Some(vec![actual]),
+            },
+        );
+        documented_as(
+            &doc,
+            "HeartbeatBody",
+            HeartbeatBody {
+                version: Some("1".into()),
+                uptime_seconds: Some(1),
+                readings_ingested: Some(1),
+                alarms_open: Some(0),
+                outbox_depth: Some(0),
+                outbox_dropped: Some(0),
+                last_reading: Some("2024-07-01T00:00:00Z".into()),
+            },
+        );
+        documented_as(
+            &doc,
+            "Acknowledged",
+            Acknowledged {
+                acknowledged: vec!["m1".into()],
+            },
+        );
+        documented_as(
+            &doc,
+            "Error",
+            ErrorBody {
+                error: "x".into(),
+                conflicting: Some(vec![]),
+                invalid: Some(vec![]),
+            },
+        );
+        documented_as(
+            &doc,
+            "DeviceSummary",
+            DeviceSummary {
+                id: "dma-1".into(),
+                last_seen: Some(1),
+                open_alarms: [0; 4],
+            },
+        );
+        documented_as(
+            &doc,
+            "AlarmRecord",
+            AlarmRecord {
+                device_id: "dma-1".into(),
+                created_at: 1,
+                alert: alert(),
+            },
+        );
+        documented_as(
+            &doc,
+            "Accuracy",
+            Accuracy {
+                series: "flow_rate".into(),
+                hours: 24,
+                mae: Some(1.0),
+                mape: Some(2.0),
+            },
+        );
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["Envelope"]["properties"]["kind"]["enum"],
+            names(&Kind::ALL)
+        );
+        let alert = &schemas["AlertBody"]["properties"];
+        assert_eq!(alert["kind"]["enum"], names(&AlarmKind::ALL));
+        assert_eq!(alert["direction"]["enum"], names(&Direction::ALL));
+        assert_eq!(alert["state"]["enum"], names(&Transition::ALL));
+    }
+}
