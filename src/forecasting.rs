@@ -594,14 +594,20 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
     }
     let holidays = holidays(ctx, tz)?;
     let train = |f: &Forecaster, h: &History| fit_with_bar(f, h, &f.name());
-    for s in series {
-        let recorded =
-            edge::forecast_and_record(&mut store, &s, &ctx.config, &models, &holidays, &train)
-                .with_context(|| format!("series {}", s.name))?;
+    let results = edge::forecast_all(
+        &mut store,
+        &series,
+        &ctx.config,
+        &models,
+        &holidays,
+        &train,
+        &|| false,
+    );
+    let mut failed = Vec::new();
+    for (name, recorded) in results {
         match recorded {
-            Recorded::Stored { made, queued } => println!(
-                "{}: {} hours from {} stored{} ({})",
-                s.name,
+            Ok(Recorded::Stored { made, queued }) => println!(
+                "{name}: {} hours from {} stored{} ({})",
                 made.forecast.points.len(),
                 format_local(made.forecast.start, tz),
                 if queued > 0 {
@@ -611,12 +617,15 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
                 },
                 made.note
             ),
-            Recorded::AlreadyStored(made) => println!(
-                "{}: the forecast from {} was stored before; not stored or sent again",
-                s.name,
+            Ok(Recorded::AlreadyStored(made)) => println!(
+                "{name}: the forecast from {} was stored before; not stored or sent again",
                 format_local(made.forecast.start, tz)
             ),
+            Err(e) => failed.push(format!("series {name}: {e}")),
         }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
     }
     Ok(())
 }

@@ -196,6 +196,16 @@ pub struct ServerConfig {
     /// Most megabytes of messages kept for the server while it is unreachable.
     #[serde(default = "default_outbox_megabytes")]
     pub outbox_megabytes: u64,
+    /// Most messages sent in one request (1-10,000).
+    #[serde(default = "default_batch_messages")]
+    pub batch_messages: usize,
+    /// Time limit of one request, in seconds (1-600).
+    #[serde(default = "default_timeout_seconds")]
+    pub timeout_seconds: u32,
+    /// Longest wait between attempts while the server is unreachable, in seconds (1-86,400);
+    /// the waits start at 1 s and double, with jitter.
+    #[serde(default = "default_retry_max_seconds")]
+    pub retry_max_seconds: u32,
 }
 
 fn default_outbox_rows() -> u64 {
@@ -203,6 +213,15 @@ fn default_outbox_rows() -> u64 {
 }
 fn default_outbox_megabytes() -> u64 {
     64
+}
+fn default_batch_messages() -> usize {
+    200
+}
+fn default_timeout_seconds() -> u32 {
+    15
+}
+fn default_retry_max_seconds() -> u32 {
+    300
 }
 
 /// `[detection]`: defaults of every series' detection.
@@ -675,6 +694,19 @@ impl Config {
             }
             if server.token.trim().is_empty() {
                 p.push("server.token is empty: issue one with `hydrowatch serve token create DEVICE_ID`".into());
+            }
+            for (value, key, max) in [
+                (server.batch_messages as u64, "batch_messages", 10_000),
+                (u64::from(server.timeout_seconds), "timeout_seconds", 600),
+                (
+                    u64::from(server.retry_max_seconds),
+                    "retry_max_seconds",
+                    86_400,
+                ),
+            ] {
+                if !(1..=max).contains(&value) {
+                    p.push(format!("server.{key} = {value}: must be 1 to {max}"));
+                }
             }
             if server.outbox_rows == 0 || server.outbox_megabytes == 0 {
                 p.push(format!(

@@ -64,6 +64,9 @@ pub enum JobError {
     },
 }
 
+/// What an operation over several series did for each: its name and its result.
+pub type PerSeries<T> = Vec<(String, Result<T, JobError>)>;
+
 /// Fits a forecaster (the command line shows a progress bar; the daemon logs).
 pub type Trainer<'a> = &'a dyn Fn(&Forecaster, &History) -> Result<Fitted, ForecastError>;
 
@@ -362,6 +365,29 @@ pub fn forecast_and_record(
     })
 }
 
+/// Forecasts each of `series` in turn ([`forecast_and_record`]) until `stop` says so: the
+/// daemon's forecast job and `hydrowatch forecast` on the database. A series that fails does not
+/// stop the others.
+pub fn forecast_all(
+    store: &mut Store,
+    series: &[SeriesInfo],
+    config: &Config,
+    models: &Path,
+    holidays: &Holidays,
+    train: Trainer<'_>,
+    stop: &dyn Fn() -> bool,
+) -> PerSeries<Recorded> {
+    let mut done = Vec::with_capacity(series.len());
+    for s in series {
+        if stop() {
+            break;
+        }
+        let recorded = forecast_and_record(store, s, config, models, holidays, train);
+        done.push((s.name.clone(), recorded));
+    }
+    done
+}
+
 /// `<dir>/<series>_<YYYYMMDD-HHMM>.csv`: `time,value,lower,upper` in local time, written aside
 /// and renamed into place.
 fn write_csv_copy(dir: &Path, series: &str, fc: &Forecast, tz: Tz) -> std::io::Result<()> {
@@ -393,6 +419,26 @@ fn saved_model(dir: &Path, forecaster: &Forecaster) -> Option<Fitted> {
             None
         }
     }
+}
+
+/// Retrains each series of the database in turn ([`retrain_series`]) until `stop` says so.
+pub fn retrain_all(
+    store: &Store,
+    models: &Path,
+    holidays: &Holidays,
+    train: Trainer<'_>,
+    now: Timestamp,
+    stop: &dyn Fn() -> bool,
+) -> Result<PerSeries<Option<Retrain>>, StoreError> {
+    let mut done = Vec::new();
+    for s in store.series()? {
+        if stop() {
+            break;
+        }
+        let retrained = retrain_series(store, &s, models, holidays, train, now);
+        done.push((s.name, retrained));
+    }
+    Ok(done)
 }
 
 /// Weeks of recent history on which the model in use and a new one are compared.
