@@ -16,7 +16,7 @@ use hydrowatch_forecast::forecaster::winner;
 use hydrowatch_forecast::neural::NeuralConfig;
 use hydrowatch_forecast::{Fit, Fitted, Forecast, ForecastError, Forecaster, HORIZON, History};
 
-use hydrowatch_edge::forecasting as edge;
+use hydrowatch_ops::forecasting as edge;
 
 use crate::cli::Global;
 use crate::context::Context;

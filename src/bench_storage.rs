@@ -24,6 +24,7 @@ use clap::{Args, ValueEnum};
 use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::{DAY, HOUR, hour_start};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
+use hydrowatch_ops::import::{ImportRequest, import};
 use hydrowatch_sim::{EventPlan, SimConfig, Simulator};
 use hydrowatch_store::{Outcome, Store};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -371,32 +372,22 @@ pub fn proc_status_kib(process: &str, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} in /proc/{process}/status"))
 }
 
-/// The product's import path: parse the CSV, insert in one transaction. Returns values stored.
+/// The product's import path (hydrowatch-ops' `import`, as `hydrowatch import`). Returns values
+/// stored.
 fn bulk_load_sqlite(source: &Path, db: &Path) -> anyhow::Result<u64> {
     let mut store = Store::open(db, chrono_tz::Asia::Seoul)?;
-    let options = ReadOptions {
-        timezone: chrono_tz::Asia::Seoul,
-        series: None,
-        clock: None,
+    let files = [source.to_path_buf()];
+    let request = ImportRequest {
+        files: &files,
+        options: ReadOptions {
+            timezone: chrono_tz::Asia::Seoul,
+            series: None,
+            clock: None,
+        },
+        skip_bad: false,
+        config: None,
     };
-    let ((), summary) = store.bulk(|b| -> anyhow::Result<()> {
-        let mut file = ReadingsCsv::open(source, &options)?;
-        let names: Vec<String> = file.series().map(str::to_string).collect();
-        let ids = names
-            .iter()
-            .map(|n| b.ensure_series(n, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        while let Some(row) = file.next_row() {
-            let row = row?;
-            for (id, v) in ids.iter().zip(row.values) {
-                if let Some(v) = v {
-                    b.insert(*id, row.ts, *v)?;
-                }
-            }
-        }
-        Ok(())
-    })?;
-    Ok(summary.inserted)
+    Ok(import(&mut store, &request, &mut |_| {})?.summary.inserted)
 }
 
 /// The CSV store's bulk load: parse and check every row like an import, write the store file.

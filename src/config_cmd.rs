@@ -48,7 +48,7 @@ pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
         c.schedule.retrain_at.weekday,
         c.schedule.retrain_at.time
     );
-    let calendar = hydrowatch_edge::forecasting::calendar(&c, c.device.timezone)?;
+    let calendar = hydrowatch_ops::forecasting::calendar(&c, c.device.timezone)?;
     let today = chrono::Utc::now()
         .with_timezone(&c.device.timezone)
         .date_naive();

@@ -14,14 +14,15 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono_tz::Tz;
 use clap::Args;
+use hydrowatch_config::{ReplaySource, SourceConfig};
 use hydrowatch_core::time::{DAY, HOUR, format_local, local_day_start};
+use hydrowatch_ops::import::{ImportRequest, import};
 use hydrowatch_protocol::AlarmRecord;
 use hydrowatch_sim::{Event, EventKind, EventPlan, SERIES, SimConfig, Simulator};
 use hydrowatch_store::Store;
@@ -247,31 +248,39 @@ fn prepare(
     replay.flush()?;
     let speed = span as f64 / f64::from(args.replay_seconds);
     let db = home.join("device.db");
-    let text = format!(
-        "[device]\nid = \"{id}\"\ntimezone = \"{tz}\"\n\n[storage]\ndatabase = \"{db}\"\n\n\
-         [server]\nurl = \"{url}\"\ntoken = \"{token}\"\n\n\
-         [daemon]\nhealth_listen = \"\"\nmodels_dir = \"{models}\"\n\n\
-         [[source]]\nkind = \"csv_replay\"\npath = \"{replay}\"\nspeed = {speed:.0}\n",
-        id = dma.id,
-        tz = dma.tz.name(),
-        db = db.display(),
-        models = home.join("models").display(),
-        replay = home.join("replay.csv").display(),
-    );
-    let config_path = home.join("device.toml");
-    std::fs::write(&config_path, &text)?;
-    let status = Command::new(std::env::current_exe()?)
-        .arg("--config")
-        .arg(&config_path)
-        .arg("import")
-        .arg(home.join("history.csv"))
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "importing {}'s history failed", dma.id);
+    let mut config = hydrowatch_config::Config::default();
+    config.device.id = dma.id.into();
+    config.device.timezone = dma.tz;
+    config.storage.database = db.clone();
+    config.server = Some(hydrowatch_config::ServerConfig::new(url, token));
+    config.daemon.health_listen = String::new();
+    config.daemon.models_dir = home.join("models");
+    config.source = vec![SourceConfig::CsvReplay(ReplaySource {
+        path: home.join("replay.csv"),
+        speed: speed.round(),
+        timezone: None,
+        series: None,
+    })];
+    let problems = config.problems();
+    anyhow::ensure!(problems.is_empty(), "{}: {}", dma.id, problems.join("; "));
+    let mut store = Store::open(&db, dma.tz)?;
+    let files = [home.join("history.csv")];
+    let request = ImportRequest {
+        files: &files,
+        options: hydrowatch_csv::ReadOptions {
+            timezone: dma.tz,
+            series: None,
+            clock: None,
+        },
+        skip_bad: false,
+        config: Some(&config),
+    };
+    import(&mut store, &request, &mut |_| {})
+        .with_context(|| format!("importing {}'s history", dma.id))?;
     Ok(Device {
         dma,
         db,
-        config: hydrowatch_config::Config::parse(&text, &config_path.display().to_string())?,
+        config,
         replay_start,
         replay_end,
         events,

@@ -19,7 +19,7 @@ use hydrowatch_detect::{
     AlarmKind, Alert, Detector, Judgement, Refit, Runner, SeriesSettings, Transition, Verdict,
 };
 
-use hydrowatch_edge::judge::{DatabaseDetector, series_settings, time_of_day};
+use hydrowatch_ops::judge::{DatabaseDetector, series_settings, time_of_day};
 
 use crate::cli::Global;
 use crate::context::{Context, parse_local_time};

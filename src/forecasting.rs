@@ -19,7 +19,7 @@ use hydrowatch_forecast::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-use hydrowatch_edge::forecasting::{self as edge, Recorded};
+use hydrowatch_ops::forecasting::{self as edge, Recorded};
 
 use crate::cli::Global;
 use crate::context::Context;

@@ -56,7 +56,7 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
             .map_or_else(|| "none yet".into(), |t| format!("issued {}", when(t)));
         println!("  {} ({unit}): {count} readings, {span}", s.name);
         // The system checks' limits: configured, or learned with the newest criteria.
-        let settings = hydrowatch_edge::judge::series_settings(&ctx.config, &s.name, Some(&unit));
+        let settings = hydrowatch_ops::judge::series_settings(&ctx.config, &s.name, Some(&unit));
         let criteria: Option<hydrowatch_detect::Criteria> = store
             .latest_criteria(s.id)?
             .and_then(|(_, body)| serde_json::from_str(&body).ok());

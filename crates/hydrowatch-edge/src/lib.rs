@@ -1,7 +1,7 @@
 //! The device daemon (`hydrowatch run`, design.md: Scheduling, Delivery, Failure): readings from
 //! [`sources`] are committed by the ingest thread, judged from the database by the detection
-//! thread ([`judge`]), forecast and retrained by the low-priority jobs thread ([`forecasting`],
-//! on the [`schedule`]), and delivered by the [`uplink`]; [`health`] shows it all.
+//! thread (hydrowatch-ops' `judge`), forecast and retrained by the low-priority jobs thread
+//! (hydrowatch-ops' `forecasting`, on the [`schedule`]), and delivered by the [`uplink`]; [`health`] shows it all.
 //!
 //! The database is the only hand-over between the threads: each has its own connection, and a
 //! thread learns of new work by a doorbell, then reads what is committed. So a reading is
@@ -10,10 +10,7 @@
 
 mod clock;
 pub mod daemon;
-pub mod envelope;
-pub mod forecasting;
 pub mod health;
-pub mod judge;
 pub mod schedule;
 pub mod sources;
 pub mod uplink;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use hydrowatch_store::{OutboxLimits, Store};
 
 use super::{Shared, refresh_outbox};
-use crate::judge::Outbound;
 use crate::uplink::{Backoff, Uplink};
+use hydrowatch_ops::judge::Outbound;
 
 /// How delivery is paced.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,8 +181,11 @@ pub(super) fn uplink_thread(
         let phase = Phase::of(shared.stopping(), shared.jobs_done.load(Ordering::Acquire));
         if delivery.heartbeat_due(Instant::now(), phase) {
             let now = chrono::Utc::now().timestamp();
-            let message =
-                crate::envelope::heartbeat(&shared.config.device.id, m.heartbeat(now), now);
+            let message = hydrowatch_ops::envelope::heartbeat(
+                &shared.config.device.id,
+                m.heartbeat(now),
+                now,
+            );
             if let Err(e) = store.enqueue(&[message], limits) {
                 tracing::error!("cannot queue a heartbeat: {e}");
             }

@@ -1,5 +1,5 @@
 //! Detection: what the ingest thread committed is judged by the database detector
-//! ([`crate::judge`]), which records the alarm transitions with their messages to the server.
+//! ([`hydrowatch_ops::judge`]), which records the alarm transitions with their messages to the server.
 //!
 //! Invariants: every committed reading is judged once (the detector keeps its place in the
 //! database); after the ingest thread finished, one last pass judges what it committed last.
@@ -11,7 +11,7 @@ use hydrowatch_core::Timestamp;
 use hydrowatch_store::Store;
 
 use super::{Shared, record, refresh_outbox};
-use crate::judge::{DatabaseDetector, JudgeError, observe_row};
+use hydrowatch_ops::judge::{DatabaseDetector, JudgeError, observe_row};
 
 /// Judges what is committed; after the ingest thread finished, one last pass.
 pub(super) fn detect_thread(

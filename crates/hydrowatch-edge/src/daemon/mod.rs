@@ -40,9 +40,9 @@ pub use jobs::{Job, JobFailed};
 
 use crate::clock::Clock;
 use crate::health::Metrics;
-use crate::judge::{DatabaseDetector, JudgeError, time_of_day};
 use crate::sources::{self, Batch, Intake, Newest, SourceCounters};
 use crate::uplink::{Uplink, UplinkConfig};
+use hydrowatch_ops::judge::{DatabaseDetector, JudgeError, time_of_day};
 /// Batches waiting for the ingest thread before sources wait.
 const CHANNEL: usize = 256;
 
@@ -203,7 +203,7 @@ impl Daemon {
         } else {
             Clock::Wall(AtomicI64::new(i64::MIN))
         };
-        let calendar = crate::forecasting::calendar(&config, tz)
+        let calendar = hydrowatch_ops::forecasting::calendar(&config, tz)
             .map_err(|e| DaemonError::Setup(e.to_string()))?;
         tracing::info!("holidays: {}", calendar.describe());
         let today = chrono::Utc::now().with_timezone(&tz).date_naive();

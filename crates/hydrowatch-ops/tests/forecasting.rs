@@ -2,8 +2,8 @@
 //! when missing, and a retraining records both backtest scores and keeps the better model.
 
 use hydrowatch_core::Reading;
-use hydrowatch_edge::forecasting::{forecast_series, retrain_series};
 use hydrowatch_forecast::{Fit, Fitted, ForecastError, Forecaster, History, Holidays};
+use hydrowatch_ops::forecasting::{forecast_series, retrain_series};
 use hydrowatch_store::Store;
 
 /// The forecaster with a small, quick network (the test is about the job, not the model).
@@ -120,8 +120,7 @@ fn a_reading_from_the_future_does_not_stretch_the_history() {
     ));
     store.insert_readings(&rows).unwrap();
     let history =
-        hydrowatch_edge::forecasting::db_history(&store, "flow_rate", &Holidays::default())
-            .unwrap();
+        hydrowatch_ops::forecasting::db_history(&store, "flow_rate", &Holidays::default()).unwrap();
     assert!(
         history.series.values.len() <= 48,
         "{} hours",

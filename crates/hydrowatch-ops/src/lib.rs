@@ -1,0 +1,18 @@
+//! The operations of hydrowatch on a device database, each one function with a typed report,
+//! called by its command (`hydrowatch import`, `detect`, `forecast`) and by the daemon's jobs
+//! alike: one code path per operation.
+//!
+//! - [`judge`]: detection on the database (the detector resumes from its saved state and writes
+//!   alarms, their messages and its state in one transaction);
+//! - [`forecasting`]: the hourly history, a series' forecaster, the forecast recorded with its
+//!   message, the weekly retraining;
+//! - [`envelope`]: the messages to the central server (hydrowatch-protocol's types).
+//! - [`import`]: CSV files into the database, all or nothing.
+//!
+//! Invariants: nothing here keeps state between calls but the database and the model folders;
+//! every write of a result is one transaction or a rename, so a crash leaves the old state.
+
+pub mod envelope;
+pub mod forecasting;
+pub mod import;
+pub mod judge;
