@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use hydrowatch_config::{Config, EXAMPLE};
 
-use crate::cli::Global;
+use crate::global::Global;
 
 /// Validates a configuration file and summarises it.
 pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {

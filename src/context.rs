@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use hydrowatch_config::Config;
 use hydrowatch_store::Store;
 
-use crate::cli::Global;
+use crate::global::Global;
 
 /// The loaded configuration and where the database is.
 pub struct Context {

@@ -4,25 +4,22 @@
 //! `schedule.criteria_at` from the trailing `detection.trailing_days` (or fitted once, on the
 //! span before `--baseline-until`).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use chrono_tz::Tz;
 use clap::Args;
+use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::format_local;
-use hydrowatch_core::{LocalTimeParser, Timestamp};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
-use hydrowatch_detect::score::{Label, Scorer};
-use hydrowatch_detect::{
-    AlarmKind, Alert, Detector, Judgement, Refit, Runner, SeriesSettings, Transition, Verdict,
-};
+use hydrowatch_detect::score::Scorer;
+use hydrowatch_detect::{Alert, Detector, Refit, Runner, SeriesSettings, Verdict};
 
 use hydrowatch_ops::judge::{DatabaseDetector, series_settings, time_of_day};
 
-use crate::cli::Global;
 use crate::context::{Context, parse_local_time};
+use crate::detect_report::{Tally, Verdicts, alarms_writer, print_scores, write_alerts};
+use crate::global::Global;
 use crate::output::Output;
 
 /// `hydrowatch detect`
@@ -73,105 +70,6 @@ pub struct DetectArgs {
     /// Database: stop before this time.
     #[arg(long, value_name = "T", conflicts_with = "input")]
     pub until: Option<String>,
-}
-
-/// Writes the per-reading verdicts.
-struct Verdicts {
-    out: Output,
-}
-
-impl Verdicts {
-    fn create(path: &Path) -> anyhow::Result<Verdicts> {
-        let mut out = Output::create(path)?;
-        writeln!(out, "time,series,value,stage,direction,percentile,kind")?;
-        Ok(Verdicts { out })
-    }
-
-    fn write(
-        &mut self,
-        time: &str,
-        series: &str,
-        value: f64,
-        j: &Judgement,
-    ) -> std::io::Result<()> {
-        let kind = match j.verdict {
-            Verdict::Judged => j.kind.map_or("", AlarmKind::name),
-            Verdict::Late => "late",
-            Verdict::Invalid => "invalid",
-        };
-        let direction = j.direction.map_or("", |d| d.name());
-        match j.percentile {
-            Some(p) => writeln!(
-                self.out,
-                "{time},{series},{value},{},{direction},{p:.2},{kind}",
-                j.stage
-            ),
-            None => writeln!(
-                self.out,
-                "{time},{series},{value},{},{direction},,{kind}",
-                j.stage
-            ),
-        }
-    }
-}
-
-/// Counts for the summary.
-#[derive(Default)]
-struct Tally {
-    readings: u64,
-    late: u64,
-    invalid: u64,
-    stages: [u64; 5],
-    transitions: u64,
-    opened: std::collections::BTreeMap<&'static str, u64>,
-}
-
-impl Tally {
-    fn add(&mut self, j: &Judgement, alerts: &[Alert]) {
-        self.readings += 1;
-        match j.verdict {
-            Verdict::Judged => self.stages[usize::from(j.stage)] += 1,
-            Verdict::Late => self.late += 1,
-            Verdict::Invalid => self.invalid += 1,
-        }
-        self.alerts(alerts);
-    }
-
-    fn alerts(&mut self, alerts: &[Alert]) {
-        for a in alerts {
-            self.transitions += 1;
-            if a.state == Transition::Opened {
-                *self.opened.entry(a.kind.name()).or_default() += 1;
-            }
-        }
-    }
-
-    fn print(&self, series: usize, span: Option<(Timestamp, Timestamp)>) {
-        let days = span.map_or(0.0, |(a, b)| (b - a) as f64 / 86_400.0);
-        println!(
-            "judged {} readings of {series} series over {days:.1} days ({} late, {} invalid, not judged)",
-            self.readings, self.late, self.invalid
-        );
-        println!(
-            "stages: 0 normal {}, 1 interest {}, 2 caution {}, 3 warning {}, 4 critical {}",
-            self.stages[0], self.stages[1], self.stages[2], self.stages[3], self.stages[4]
-        );
-        let opened: u64 = self.opened.values().sum();
-        let kinds: Vec<String> = self
-            .opened
-            .iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
-        println!(
-            "alarms opened: {opened}{} ({} transitions)",
-            if kinds.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", kinds.join(", "))
-            },
-            self.transitions
-        );
-    }
 }
 
 /// What a run does with each row, in file and database mode alike: judge it through the runner,
@@ -264,25 +162,6 @@ fn refit_policy(ctx: &Context, args: &DetectArgs, tz: Tz) -> anyhow::Result<Refi
     })
 }
 
-fn alarms_writer(path: Option<&PathBuf>) -> anyhow::Result<Option<Output>> {
-    path.map(|p| Output::create(p)).transpose()
-}
-
-fn write_alerts(
-    out: &mut Option<Output>,
-    alerts: &[Alert],
-    machine: u32,
-    tz: Tz,
-) -> anyhow::Result<()> {
-    if let Some(out) = out {
-        for a in alerts {
-            serde_json::to_writer(&mut *out, &a.message(machine, tz))?;
-            out.write_all(b"\n")?;
-        }
-    }
-    Ok(())
-}
-
 fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()> {
     let tz = ctx.timezone(args.timezone.as_deref())?;
     let Some(output) = &args.output else {
@@ -304,7 +183,7 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
     let scorer = args
         .labels
         .as_deref()
-        .map(|p| read_labels(p, tz).map(|l| Scorer::new(&l)))
+        .map(|p| hydrowatch_ops::labels::read_labels(p, tz).map(|l| Scorer::new(&l)))
         .transpose()?;
     let mut judging = Judging {
         names,
@@ -402,209 +281,4 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Reads `start,end,kind,series` labels; errors name file, line, field and value.
-pub fn read_labels(path: &Path, tz: Tz) -> anyhow::Result<Vec<Label>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut parser = LocalTimeParser::new(tz);
-    let mut labels = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
-        let n = i + 1;
-        if n == 1 {
-            anyhow::ensure!(
-                line.trim() == "start,end,kind,series",
-                "{}:1: header {:?}: expected start,end,kind,series",
-                path.display(),
-                line.trim()
-            );
-            continue;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        anyhow::ensure!(
-            fields.len() == 4,
-            "{}:{n}: {} fields, expected 4 (start,end,kind,series): {line:?}",
-            path.display(),
-            fields.len()
-        );
-        let mut time = |field: &str, text: &str| {
-            parser
-                .parse(text)
-                .with_context(|| format!("{}:{n}: field {field}, value {text:?}", path.display()))
-        };
-        let (start, end) = (time("start", fields[0])?, time("end", fields[1])?);
-        anyhow::ensure!(
-            start < end,
-            "{}:{n}: end {:?} is not after start {:?}",
-            path.display(),
-            fields[1],
-            fields[0]
-        );
-        labels.push(Label {
-            start,
-            end,
-            kind: fields[2].to_string(),
-            series: fields[3].to_string(),
-        });
-    }
-    Ok(labels)
-}
-
-fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz: Tz) {
-    let weeks = span.map_or(0.0, |(a, b)| (b - a) as f64 / (7.0 * 86_400.0));
-    println!();
-    println!("| event | start | series | detected by | stage | delay |");
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for e in s.events() {
-        let (by, stage, delay) = match e.detected {
-            Some((_, kind, stage)) => (
-                kind.name().to_string(),
-                stage.to_string(),
-                format_delay(e.delay_minutes().unwrap_or_default()),
-            ),
-            None => ("**missed**".into(), String::new(), String::new()),
-        };
-        println!(
-            "| {} | {} | {} | {by} | {stage} | {delay} |",
-            e.kind,
-            format_local(e.start, tz),
-            e.series.join(" "),
-        );
-    }
-    println!();
-    println!("| kind | events | detected | median delay | longest delay |");
-    println!("| --- | --- | --- | --- | --- |");
-    let mut kinds: Vec<&str> = s.events().iter().map(|e| e.kind.as_str()).collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    for kind in kinds {
-        let events: Vec<_> = s.events().iter().filter(|e| e.kind == kind).collect();
-        let mut delays: Vec<f64> = events.iter().filter_map(|e| e.delay_minutes()).collect();
-        delays.sort_by(f64::total_cmp);
-        let median = delays
-            .get(delays.len() / 2)
-            .map_or(String::new(), |d| format_delay(*d));
-        let longest = delays.last().map_or(String::new(), |d| format_delay(*d));
-        println!(
-            "| {kind} | {} | {} | {median} | {longest} |",
-            events.len(),
-            delays.len()
-        );
-    }
-    let false_alarms = s.false_alarms();
-    println!();
-    println!(
-        "alarms opened: {}; outside every event (false alarms): {} = {:.2} per week",
-        s.opened(),
-        false_alarms.len(),
-        false_alarms.len() as f64 / weeks.max(1e-9)
-    );
-    for (t, series, kind) in false_alarms.iter().take(20) {
-        println!(
-            "  false alarm: {} {series} {}",
-            format_local(*t, tz),
-            kind.name()
-        );
-    }
-    if false_alarms.len() > 20 {
-        println!(
-            "  ... and {} more (every alarm is in the --alarms file)",
-            false_alarms.len() - 20
-        );
-    }
-    let c = s.confusion();
-    println!(
-        "per reading (abnormal = inside an event; flagged = an alarm of its series open): precision {:.3}, recall {:.3}, F1 {:.3}",
-        c.precision(),
-        c.recall(),
-        c.f1()
-    );
-}
-
-fn format_delay(minutes: f64) -> String {
-    if minutes < 120.0 {
-        format!("{minutes:.0} min")
-    } else if minutes < 48.0 * 60.0 {
-        format!("{:.1} h", minutes / 60.0)
-    } else {
-        format!("{:.1} days", minutes / 1440.0)
-    }
-}
-
-/// `hydrowatch bench detect`
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Days of simulated minute data.
-    #[arg(long, default_value_t = 365)]
-    pub days: u32,
-    /// Repetitions of each measurement.
-    #[arg(long, default_value_t = 3)]
-    pub runs: usize,
-}
-
-/// `hydrowatch bench detect`: the detection of the daemon without any I/O, on a simulated year
-/// held in memory. Prints the backfill time (criteria refitted daily, every reading judged, every
-/// tick) and the time per reading with fixed criteria.
-pub fn bench(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
-    use std::time::Instant;
-    let ctx = Context::load(global)?;
-    let tz = ctx.config.device.timezone;
-    let sim = hydrowatch_sim::Simulator::new(hydrowatch_sim::SimConfig {
-        days: args.days,
-        timezone: tz,
-        ..Default::default()
-    });
-    let rows: Vec<(Timestamp, [Option<f64>; 2])> =
-        sim.map(|s| (s.ts, [s.flow_rate, s.pressure])).collect();
-    let readings: usize = rows.iter().map(|r| r.1.iter().flatten().count()).sum();
-    let settings = || -> Vec<SeriesSettings> {
-        hydrowatch_sim::SERIES
-            .iter()
-            .map(|n| series_settings(&ctx.config, n, None))
-            .collect()
-    };
-    let pass = |refit: Refit| -> anyhow::Result<(f64, usize)> {
-        let mut engine = Runner::new(Detector::new(tz, settings())?, tz, refit);
-        let mut alerts = 0;
-        let started = Instant::now();
-        for (ts, values) in &rows {
-            alerts += engine.advance(*ts).len();
-            for (i, v) in values.iter().enumerate() {
-                if let Some(v) = v {
-                    alerts += engine.observe(i, *ts, *v).1.len();
-                }
-            }
-        }
-        Ok((started.elapsed().as_secs_f64(), alerts))
-    };
-    let until = rows.get(28 * 1440).map_or(Timestamp::MAX, |r| r.0);
-    println!(
-        "{} days of minute data, {readings} readings of flow_rate and pressure, {} runs each:",
-        args.days, args.runs
-    );
-    let mut backfill = Vec::new();
-    let mut judged = Vec::new();
-    for _ in 0..args.runs.max(1) {
-        let (s, _) = pass(Refit::Daily(time_of_day(ctx.config.schedule.criteria_at)))?;
-        backfill.push(s);
-        let (s, _) = pass(Refit::Once(until))?;
-        judged.push(s * 1e6 / readings as f64);
-    }
-    let (mb, sb) = mean_sd(&backfill);
-    let (mj, sj) = mean_sd(&judged);
-    println!("backfill, criteria refitted daily: {mb:.2} s ± {sb:.2}");
-    println!("one reading judged (criteria fitted once, ticks included): {mj:.2} µs ± {sj:.2}");
-    Ok(())
-}
-
-/// Mean and standard deviation.
-pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len().max(1) as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-    (mean, var.sqrt())
 }

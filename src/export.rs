@@ -2,15 +2,46 @@
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 
 use chrono_tz::Tz;
+use clap::Args;
 use hydrowatch_core::time::{format_local, hour_start};
 use hydrowatch_core::{Reading, Timestamp};
 use hydrowatch_store::{SeriesInfo, Store};
 
-use crate::cli::{ExportArgs, Global};
 use crate::context::Context;
+use crate::global::Global;
 use crate::output::Output;
+
+/// `hydrowatch export [--db FILE] [--from T] [--to T] [--out FILE]`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The table is the prototype's: `time,flow_rate,pressure,flow_rate_predict,pressure_predict` \
+(one value column per series, then one forecast column per series). A `*_predict` cell holds the \
+day-ahead forecast of that hour: the latest one issued on the previous local day; it is empty \
+where none was issued. Times are local (`YYYY-MM-DD HH:MM`)."
+)]
+pub struct ExportArgs {
+    /// First time to export (inclusive), e.g. `2024-07-01` or `2024-07-01 06:00`.
+    #[arg(long, value_name = "T")]
+    pub from: Option<String>,
+    /// Time to stop before (exclusive).
+    #[arg(long, value_name = "T")]
+    pub to: Option<String>,
+    /// Output file (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Export only these series (repeat for several; default: all).
+    #[arg(long, value_name = "NAME")]
+    pub series: Vec<String>,
+    /// One row per hour (hourly means) instead of one per reading.
+    #[arg(long)]
+    pub hourly: bool,
+    /// Time zone of --from/--to and of the output (default: the database's).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+}
 
 /// Runs the command.
 pub fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {

@@ -1,14 +1,43 @@
 //! `hydrowatch import`: CSV files into the device database, all in one transaction
 //! (hydrowatch-ops' `import`), with a progress bar.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Args;
 use hydrowatch_csv::ReadOptions;
 use hydrowatch_ops::import::{ImportError, ImportEvent, ImportReport, ImportRequest, import};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{Global, ImportArgs};
 use crate::context::Context;
+use crate::global::Global;
+
+/// `hydrowatch import [--db FILE] [--series NAME] [--timezone TZ] [--skip-bad] FILE...`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Layouts:\n  time,value                 one series, named with --series NAME (the prototype's files)\n  \
+time,flow_rate,pressure    one series per column, named by the header\n\n\
+Times: `2024-07-09 0:01`, `2024-07-09 00:01:00`, `2024-07-09T00:01`, optionally with an offset \
+(`+09:00`, `Z`). Without an offset they are local times in --timezone: a time inside the \
+spring-forward gap is an error; a repeated autumn hour is read in file order (first summer \
+time, then winter time).\n\n\
+Empty cells (or NaN, NA, null) are missing values, not zeros. A bad row stops the import and \
+nothing is written; with --skip-bad every bad row is reported and the rest imported. \
+Importing the same file again adds nothing."
+)]
+pub struct ImportArgs {
+    /// The series of a `time,value` file; with a wide file, import only this column.
+    #[arg(long, value_name = "NAME")]
+    pub series: Option<String>,
+    /// Time zone of times written without an offset (default: the device's).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// Skip bad rows (each is reported) instead of stopping.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// CSV files to import, in one transaction.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
 
 /// Conflicts shown one by one before only counting the rest.
 const SHOWN_CONFLICTS: u64 = 20;

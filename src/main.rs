@@ -2,15 +2,17 @@
 //! command line and dispatches; each command lives in its own module.
 
 mod backtest;
-mod bench_daemon;
-mod bench_storage;
+mod backtest_tables;
+mod bench;
 mod cli;
 mod config_cmd;
 mod context;
 mod demo;
 mod detect;
+mod detect_report;
 mod export;
 mod forecasting;
+mod global;
 mod import;
 mod output;
 mod plot;
@@ -18,6 +20,7 @@ mod run;
 mod serve;
 mod simulate;
 mod status;
+mod train;
 mod upload;
 
 use std::process::ExitCode;
@@ -59,7 +62,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(&global, args),
         Command::Import(args) => import::run(&global, args),
         Command::Export(args) => export::run(&global, args),
-        Command::Train(args) => forecasting::train(&global, args),
+        Command::Train(args) => train::train(&global, args),
         Command::Forecast(args) => forecasting::forecast(&global, args),
         Command::Backtest(args) => backtest::backtest_cmd(&global, args),
         Command::Detect(args) => detect::run(&global, args),
@@ -75,17 +78,17 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         } => config_cmd::example(),
         Command::Bench {
             command: BenchCommand::Storage(args),
-        } => bench_storage::run(args),
+        } => bench::storage::run(args),
         Command::Bench {
             command: BenchCommand::LstmStep(args),
-        } => forecasting::bench_lstm_step(args),
+        } => bench::lstm::run(args),
         Command::Bench {
             command: BenchCommand::Detect(args),
-        } => detect::bench(&global, args),
+        } => bench::detect::run(&global, args),
         Command::Bench {
             command: BenchCommand::Daemon(args),
-        } => bench_daemon::run(args),
-        Command::BenchStorageStep(args) => bench_storage::run_step(args),
+        } => bench::daemon::run(args),
+        Command::BenchStorageStep(args) => bench::storage::run_step(args),
     }
 }
 

@@ -202,3 +202,35 @@ pub fn time_plot(
     }
     finish(chart, &root, path)
 }
+
+/// The day-ahead forecasts against the actual values (hydrowatch-ops' `day_ahead`).
+pub fn day_ahead(
+    d: &hydrowatch_ops::history::DayAhead,
+    tz: chrono_tz::Tz,
+    title: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    if d.times.is_empty() {
+        return Ok(());
+    }
+    time_plot(
+        &d.times,
+        &[
+            Line {
+                label: "actual",
+                values: &d.actual,
+                color: plotters::style::BLACK,
+            },
+            Line {
+                label: "forecast, 1-24 h ahead",
+                values: &d.forecast,
+                color: plotters::style::RED,
+            },
+        ],
+        Some((&d.lower, &d.upper)),
+        tz,
+        &format!("{title}: day-ahead forecasts, RMSE {:.3}", d.rmse),
+        "hourly mean",
+        path,
+    )
+}

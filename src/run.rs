@@ -3,8 +3,8 @@
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::cli::Global;
 use crate::context::Context;
+use crate::global::Global;
 
 /// `hydrowatch run`
 #[derive(Debug, Args)]

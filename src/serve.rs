@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use crate::cli::Global;
+use crate::global::Global;
 
 /// `hydrowatch serve`
 #[derive(Debug, Args)]

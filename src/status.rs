@@ -4,8 +4,8 @@
 use anyhow::Context as _;
 use hydrowatch_core::time::format_local;
 
-use crate::cli::Global;
 use crate::context::Context;
+use crate::global::Global;
 
 /// `hydrowatch status`
 pub fn run(global: &Global) -> anyhow::Result<()> {
@@ -160,19 +160,17 @@ pub fn run(global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The running daemon's `/health`, if it answers within a second.
+/// The running daemon's `/health`, if it answers within a second (a degraded daemon answers
+/// 503 with the same body).
 fn daemon_health(listen: &str) -> Option<serde_json::Value> {
-    use std::io::{Read, Write};
-    let addr: std::net::SocketAddr = listen.parse().ok()?;
-    let timeout = std::time::Duration::from_secs(1);
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    write!(
-        s,
-        "GET /health HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(1))
+        .build()
+        .ok()?;
+    client
+        .get(format!("http://{listen}/health"))
+        .send()
+        .ok()?
+        .json()
+        .ok()
 }

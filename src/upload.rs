@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use hydrowatch_edge::{Uplink, UplinkConfig};
 
-use crate::cli::Global;
 use crate::context::Context;
+use crate::global::Global;
 
 /// `hydrowatch upload`
 pub fn run(global: &Global) -> anyhow::Result<()> {

@@ -797,6 +797,9 @@ fn a_full_disk_holds_readings_unacknowledged_until_space_returns() {
         "{h}"
     );
     assert!(http_get(&health, "/metrics").contains("hydrowatch_degraded 1\n"));
+    // `hydrowatch status` asks the running daemon and says so.
+    let status = super::stdout(&ok(run(d, &["--config", "h.toml", "status"])));
+    assert!(status.contains("daemon: DEGRADED: "), "{status}");
     // A little space returns (a log file deleted): the held readings are committed and
     // acknowledged; the write-ahead log gives back what it held.
     let filler = std::fs::OpenOptions::new()

@@ -2,6 +2,7 @@
 //! are reported at once.
 
 use crate::{Config, daemon};
+use hydrowatch_core::time::DAY;
 
 impl Config {
     /// Every cross-field problem, each naming its key (empty: the configuration can run). A
@@ -140,7 +141,7 @@ impl Config {
                 (
                     u64::from(server.retry_max_seconds),
                     "retry_max_seconds",
-                    86_400,
+                    DAY as u64,
                 ),
             ] {
                 if !(1..=max).contains(&value) {

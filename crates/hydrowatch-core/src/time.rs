@@ -322,9 +322,28 @@ pub fn hour_start(ts: Timestamp, phase: i64) -> Timestamp {
     ts - (ts - phase).rem_euclid(HOUR)
 }
 
+/// A span of time for people: minutes below two hours, hours below two days, else days.
+pub fn for_people(seconds: f64) -> String {
+    let minutes = seconds / 60.0;
+    if minutes < 120.0 {
+        format!("{minutes:.0} min")
+    } else if minutes < 48.0 * 60.0 {
+        format!("{:.1} h", minutes / 60.0)
+    } else {
+        format!("{:.1} days", minutes / 1440.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_for_people_change_unit_at_two_hours_and_two_days() {
+        assert_eq!(for_people(90.0 * 60.0), "90 min");
+        assert_eq!(for_people(3.0 * 3600.0), "3.0 h");
+        assert_eq!(for_people(3.0 * 86_400.0), "3.0 days");
+    }
 
     fn utc(s: &str) -> Timestamp {
         match parse_time(s).unwrap() {

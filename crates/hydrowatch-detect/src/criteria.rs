@@ -28,6 +28,7 @@
 use chrono::{Datelike, Timelike};
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
+use hydrowatch_core::time::DAY;
 use serde::{Deserialize, Serialize};
 
 use crate::Limits;
@@ -169,7 +170,7 @@ impl Criteria {
         let minutes: Vec<u32> = placed.iter().map(|r| r.2).collect();
         let first = finite[0].0;
         let last = finite[finite.len() - 1].0;
-        let days = (last - first) / 86_400;
+        let days = (last - first) / DAY;
         let values: Vec<f64> = finite.iter().map(|r| r.1).collect();
         // Quarter-hour expectations follow a steep morning rise; they need readings every few
         // minutes to fill.
@@ -264,11 +265,11 @@ impl Criteria {
             // the days or more (a pump switching at a different time each day, a later
             // weekend), that is normal there. An event on a day or two (a burst in the
             // history) does not count.
-            let first_day = first.div_euclid(86_400);
-            let span_days = (last.div_euclid(86_400) - first_day + 1) as usize;
+            let first_day = first.div_euclid(DAY);
+            let span_days = (last.div_euclid(DAY) - first_day + 1) as usize;
             let mut by_hour: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); span_days]; 24];
             for ((ts, _), (m, r)) in finite.iter().zip(&all) {
-                by_hour[(*m as usize % 1440) / 60][(ts.div_euclid(86_400) - first_day) as usize]
+                by_hour[(*m as usize % 1440) / 60][(ts.div_euclid(DAY) - first_day) as usize]
                     .push(r.abs());
             }
             let tails: Vec<f64> = by_hour
@@ -294,7 +295,7 @@ impl Criteria {
             // The tails are calibrated out of sample where the span allows: the last week judged
             // with expectations fitted on the weeks before it, as the detector will be judging
             // tomorrow (in-sample residuals are smaller: the medians have seen them).
-            let split = last - CALIBRATION_DAYS * 86_400;
+            let split = last - CALIBRATION_DAYS * DAY;
             let mut early = vec![Vec::new(); c.expected.len()];
             for ((ts, v), m) in finite.iter().zip(&minutes) {
                 if *ts < split {

@@ -18,6 +18,7 @@
 //! - Rest: values held for at least [`REST_READINGS`] readings and [`REST_SECONDS`], in at least
 //!   [`REST_SPELLS`] separate spells (a pump cycling; a stuck sensor is one spell).
 
+use hydrowatch_core::time::DAY;
 use std::collections::BTreeMap;
 
 use hydrowatch_core::Timestamp;
@@ -81,26 +82,26 @@ impl Limits {
         // The largest change of each day, and of each hour of each week, between readings at
         // most 1.5 intervals apart; indexed from the first day and week (a map per reading
         // cost a tenth of a refit).
-        let first_day = readings[0].0.div_euclid(86_400);
-        let first_week = readings[0].0.div_euclid(7 * 86_400);
+        let first_day = readings[0].0.div_euclid(DAY);
+        let first_week = readings[0].0.div_euclid(7 * DAY);
         let last = readings[readings.len() - 1].0;
-        let days = (last.div_euclid(86_400) - first_day + 1) as usize;
-        let weeks = (last.div_euclid(7 * 86_400) - first_week + 1) as usize;
+        let days = (last.div_euclid(DAY) - first_day + 1) as usize;
+        let weeks = (last.div_euclid(7 * DAY) - first_week + 1) as usize;
         let mut daily: Vec<(f64, usize)> = vec![(0.0, 0); days];
         let mut weekly: Vec<Option<f64>> = vec![None; weeks * 168];
         for (i, w) in readings.windows(2).enumerate() {
             if w[1].0 - w[0].0 <= interval + interval / 2 {
                 let change = (w[1].1 - w[0].1).abs();
-                let day = &mut daily[(w[1].0.div_euclid(86_400) - first_day) as usize];
+                let day = &mut daily[(w[1].0.div_euclid(DAY) - first_day) as usize];
                 day.0 = day.0.max(change);
                 day.1 += 1;
                 let hour = minutes[i + 1] as usize / 60 % 168;
-                let week = (w[1].0.div_euclid(7 * 86_400) - first_week) as usize;
+                let week = (w[1].0.div_euclid(7 * DAY) - first_week) as usize;
                 let cell = weekly[week * 168 + hour].get_or_insert(0.0);
                 *cell = cell.max(change);
             }
         }
-        let per_day = 86_400.0 / interval.max(1) as f64;
+        let per_day = DAY as f64 / interval.max(1) as f64;
         let mut maxima: Vec<f64> = daily
             .iter()
             .filter(|(_, n)| *n as f64 >= FULL_DAY * per_day)

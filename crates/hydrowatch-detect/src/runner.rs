@@ -3,6 +3,7 @@
 //! detector before each minute's readings. `hydrowatch detect` and the daemon drive the same
 //! runner, so a backfill and live operation judge alike. Pure: time is what the caller says.
 
+use hydrowatch_core::time::DAY;
 use std::collections::VecDeque;
 
 use chrono::{NaiveDate, NaiveTime, TimeZone};
@@ -101,7 +102,7 @@ impl Runner {
         for (i, buffer) in self.buffers.iter_mut().enumerate() {
             let days = i64::from(self.detector.settings()[i].trailing_days);
             let from = if trailing {
-                before - days * 86_400
+                before - days * DAY
             } else {
                 Timestamp::MIN
             };

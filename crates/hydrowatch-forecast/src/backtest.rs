@@ -7,6 +7,7 @@
 //! Where a forecaster cannot forecast from an origin (its input falls in a long gap), the
 //! seasonal-blend forecast is scored in its place, as the device would send it, and counted.
 
+use hydrowatch_core::time::DAY;
 use std::time::Instant;
 
 use chrono::Datelike;
@@ -148,7 +149,7 @@ pub fn backtest<F: Fit>(
     let mut stand_in = None;
     for &o in origins {
         // A local day is 23 to 25 hours: a refit is due an hour early at most.
-        let due = refit_days.is_some_and(|d| s.time(o) - fitted_at >= d as i64 * 86_400 - 3600);
+        let due = refit_days.is_some_and(|d| s.time(o) - fitted_at >= d as i64 * DAY - 3600);
         if fitted.is_none() || due {
             let started = Instant::now();
             fitted = Some(config.fit(&history.until(o))?);

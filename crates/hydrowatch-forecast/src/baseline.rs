@@ -13,6 +13,7 @@ use crate::clock::WallClock;
 use crate::{
     Band, Fit, Forecast, ForecastError, GapRules, HORIZON, History, Predict, WEEK, fill_gaps,
 };
+use hydrowatch_core::time::DAY;
 
 /// Weeks at the end of a history whose daily origins estimate a baseline's band.
 const BAND_WEEKS: usize = 4;
@@ -59,7 +60,7 @@ pub(crate) fn backtest_residuals(
     let mut rows = Vec::new();
     let mut origin = n.saturating_sub(weeks * WEEK + HORIZON).max(min_history);
     // The local history's times are its clock times written as UTC: midnight is a whole day.
-    while local.series.time(origin).rem_euclid(86_400) != 0 && origin < n {
+    while local.series.time(origin).rem_euclid(DAY) != 0 && origin < n {
         origin += 1;
     }
     while origin + HORIZON <= n {
@@ -270,6 +271,11 @@ pub(crate) fn blend_weights() -> [f64; BLEND_WEEKS + BLEND_DAYS] {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SeasonalBlend;
 
+impl SeasonalBlend {
+    /// Its name in tables, files and the combination's members.
+    pub const NAME: &str = "seasonal-blend";
+}
+
 /// A fitted [`SeasonalBlend`].
 #[derive(Debug, Clone)]
 pub struct FittedSeasonalBlend {
@@ -325,6 +331,11 @@ impl Predict for FittedSeasonalBlend {
 pub struct MstlEts {
     /// Weeks of history each forecast is fitted on.
     pub weeks: usize,
+}
+
+impl MstlEts {
+    /// Its name in tables, files and the combination's members.
+    pub const NAME: &str = "mstl-ets";
 }
 
 impl Default for MstlEts {

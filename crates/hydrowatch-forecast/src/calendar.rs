@@ -14,6 +14,7 @@
 use chrono::{Datelike, NaiveDate, Timelike, Weekday};
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
+use hydrowatch_core::time::DAY;
 
 use crate::{ForecastError, History};
 
@@ -300,7 +301,7 @@ pub(crate) fn observed(local: &History) -> Holidays {
     let n = s.values.len();
     // The local history's times are its clock times written as UTC.
     let day_of = |i: usize| local_date_of(s.time(i));
-    let Some(first_midnight) = (0..n.min(24)).find(|&i| s.time(i).rem_euclid(86_400) == 0) else {
+    let Some(first_midnight) = (0..n.min(24)).find(|&i| s.time(i).rem_euclid(DAY) == 0) else {
         return local.holidays.clone();
     };
     let days = (n - first_midnight) / 24;

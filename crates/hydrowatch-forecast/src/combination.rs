@@ -28,11 +28,13 @@
 //!   with a baseline).
 
 use hydrowatch_core::Timestamp;
+use hydrowatch_core::time::DAY;
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::{BLEND_WEEKS, MstlEts, PREDICT_TAIL, mstl_points, seasonal_blend_points};
+use crate::baseline::{
+    BLEND_WEEKS, MstlEts, PREDICT_TAIL, SeasonalBlend, mstl_points, seasonal_blend_points,
+};
 use crate::clock::{WallClock, day_starts};
-use crate::forecaster::Forecaster;
 use crate::neural::{EpochLog, FittedNeural, ModelKind, NeuralConfig, Strategy};
 use crate::{Band, Fit, Forecast, ForecastError, HORIZON, History, Predict, WEEK};
 
@@ -66,7 +68,7 @@ pub fn widening(history: &History) -> f64 {
     let n = v.len();
     // Local midnights whose blend forecast can be made and scored.
     let midnights: Vec<usize> = (BLEND_WEEKS * WEEK..=n.saturating_sub(HORIZON))
-        .filter(|&i| local.series.time(i).rem_euclid(86_400) == 0)
+        .filter(|&i| local.series.time(i).rem_euclid(DAY) == 0)
         .collect();
     let residuals: Vec<Vec<f64>> = midnights
         .iter()
@@ -320,7 +322,7 @@ impl Combination {
                 Err(e) => return Err(e),
             },
         };
-        let mut members = vec![Forecaster::SeasonalBlend.name(), Forecaster::MstlEts.name()];
+        let mut members = vec![SeasonalBlend::NAME.to_string(), MstlEts::NAME.to_string()];
         if let Some(net) = &network {
             members.push(net.name());
         }

@@ -57,8 +57,8 @@ impl Forecaster {
         match self {
             Forecaster::SeasonalNaive => "seasonal-naive".into(),
             Forecaster::SeasonalMean => format!("seasonal-mean-{}w", SeasonalMean::default().weeks),
-            Forecaster::SeasonalBlend => "seasonal-blend".into(),
-            Forecaster::MstlEts => "mstl-ets".into(),
+            Forecaster::SeasonalBlend => SeasonalBlend::NAME.into(),
+            Forecaster::MstlEts => MstlEts::NAME.into(),
             Forecaster::Network(c) => c.name(),
             Forecaster::Combination(c) => c.name(),
         }

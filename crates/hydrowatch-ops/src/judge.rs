@@ -5,6 +5,7 @@
 //! thread (after every commit of readings) both use it, so a crash between the two transactions
 //! of ingest and detection only means the readings are judged after the restart, once.
 
+use hydrowatch_core::time::DAY;
 use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
@@ -147,7 +148,7 @@ fn horizon(ahead: Option<i64>) -> Timestamp {
 
 /// The most rows judged per transaction (a day of minutes of a few series): bounds the memory
 /// of a long catch-up.
-const CHUNK_SECONDS: i64 = 86_400;
+const CHUNK_SECONDS: i64 = DAY;
 
 impl DatabaseDetector {
     /// The detector of every series of `store`, restored from its saved state (a state saved for
@@ -223,7 +224,7 @@ impl DatabaseDetector {
         let mut runner = Runner::new(detector, tz, refit);
         for (i, s) in series.iter().enumerate() {
             let days = i64::from(runner.detector.settings()[i].trailing_days);
-            for r in store.readings(s.id, since.saturating_sub(days * 86_400), since)? {
+            for r in store.readings(s.id, since.saturating_sub(days * DAY), since)? {
                 runner.remember(i, r.ts, r.value);
             }
         }

@@ -2,17 +2,23 @@
 //! called by its command (`hydrowatch import`, `detect`, `forecast`) and by the daemon's jobs
 //! alike: one code path per operation.
 //!
+//! - [`contest`]: the backtest contest of the forecasters, its summaries and `--select`;
 //! - [`judge`]: detection on the database (the detector resumes from its saved state and writes
 //!   alarms, their messages and its state in one transaction);
+//! - [`labels`]: the labelled events a detection run is scored against;
 //! - [`forecasting`]: the hourly history, a series' forecaster, the forecast recorded with its
 //!   message, the weekly retraining;
+//! - [`history`]: a CSV file as an hourly history, a model's day-ahead forecasts over it;
 //! - [`envelope`]: the messages to the central server (hydrowatch-protocol's types).
 //! - [`import`]: CSV files into the database, all or nothing.
 //!
 //! Invariants: nothing here keeps state between calls but the database and the model folders;
 //! every write of a result is one transaction or a rename, so a crash leaves the old state.
 
+pub mod contest;
 pub mod envelope;
 pub mod forecasting;
+pub mod history;
 pub mod import;
 pub mod judge;
+pub mod labels;

@@ -6,6 +6,7 @@
 //! it interpolates; pages go out with a Content-Security-Policy that allows no script at all;
 //! whatever is stored, a chart draws a bounded number of elements.
 
+use hydrowatch_core::time::DAY;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -170,10 +171,10 @@ fn forecast_chart(f: &ForecastBody, actuals: &[(i64, f64)]) -> Markup {
     let line = polyline(&mut points.iter().map(|p| (p.0, p.1)));
     let actual = polyline(&mut actuals.iter().copied());
     // One line per day, or per several days: bounded whatever span is stored.
-    let days = (end - start) / 86_400 + 1;
-    let step = 86_400 * (days / MAX_DAY_LINES + 1);
+    let days = (end - start) / DAY + 1;
+    let step = DAY * (days / MAX_DAY_LINES + 1);
     let day_lines: Vec<i64> = (1..=MAX_DAY_LINES)
-        .map(|k| start - start.rem_euclid(86_400) + k * step)
+        .map(|k| start - start.rem_euclid(DAY) + k * step)
         .take_while(|&t| t <= end)
         .collect();
     let series = &f.series;
@@ -211,7 +212,7 @@ fn around(app: &AppState, id: &str, f: &ForecastBody) -> Result<Vec<(i64, f64)>,
     let (series, issued) = (&f.series, seconds(&f.issued_at).unwrap_or(0));
     Ok(tokio::task::block_in_place(|| {
         app.db
-            .actuals(id, series, issued - 7 * 86_400, issued + 7 * 86_400)
+            .actuals(id, series, issued - 7 * DAY, issued + 7 * DAY)
     })?)
 }
 

@@ -7,6 +7,7 @@
 //! Invariants: a batch is one transaction (stored whole or not at all); a message id is stored
 //! at most once, also when two requests carry it at the same moment (the primary key decides).
 
+use hydrowatch_core::time::DAY;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -538,7 +539,7 @@ impl Db {
         let mut out = Vec::new();
         for r in newest {
             let (name, newest) = (r.text(0)?, r.int(1)?);
-            let from = newest - days * 86_400;
+            let from = newest - days * DAY;
             let actuals = self.actuals(device, &name, from, i64::MAX)?;
             // The forecasts that can be "the day before" of those hours: (issued_at, time -> value).
             let forecasts: Vec<(i64, std::collections::HashMap<i64, f64>)> = self
@@ -548,7 +549,7 @@ impl Db {
                         &[
                             Arg::Text(Some(device)),
                             Arg::Text(Some(&name)),
-                            Arg::Int(from - 8 * 86_400),
+                            Arg::Int(from - 8 * DAY),
                         ],
                     )
                 })?
@@ -565,9 +566,10 @@ impl Db {
                 .collect::<Result<_>>()?;
             let (mut abs, mut pct, mut n, mut n_pct) = (0.0, 0.0, 0usize, 0usize);
             for (hour, actual) in actuals {
-                let day_before = forecasts.iter().rev().find(|(issued, points)| {
-                    *issued <= hour - 86_400 && points.contains_key(&hour)
-                });
+                let day_before = forecasts
+                    .iter()
+                    .rev()
+                    .find(|(issued, points)| *issued <= hour - DAY && points.contains_key(&hour));
                 if let Some((_, points)) = day_before {
                     let e = (points[&hour] - actual).abs();
                     abs += e;

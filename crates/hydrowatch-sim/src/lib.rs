@@ -9,6 +9,7 @@
 //! - events never overlap each other (spikes included), and none falls in the warm-up span, so
 //!   every abnormal minute belongs to exactly one labelled event.
 
+use hydrowatch_core::time::DAY;
 use std::f64::consts::PI;
 use std::io::{self, Write};
 
@@ -425,8 +426,8 @@ fn place_events(
     end: Timestamp,
 ) -> Vec<Event> {
     let warmup = WARMUP_DAYS_MAX.min(config.days / 4);
-    let active_start = start + i64::from(warmup) * 86_400;
-    let active_days = (end - active_start) as f64 / 86_400.0;
+    let active_start = start + i64::from(warmup) * DAY;
+    let active_days = (end - active_start) as f64 / DAY as f64;
     let mut events: Vec<Event> = Vec::new();
     let q = config.mean_flow;
     for (kind, rate) in RATES {

@@ -11,19 +11,20 @@
 //! removed at the end, unless `--dir`); the simulated days end last midnight, so the dashboard
 //! shows the present; everything the summary reports was read back from the server or the device databases.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod replay;
+mod summary;
 
 use anyhow::Context as _;
 use chrono_tz::Tz;
 use clap::Args;
 use hydrowatch_config::{ReplaySource, SourceConfig};
-use hydrowatch_core::time::{DAY, HOUR, format_local, local_day_start};
+use hydrowatch_core::time::{DAY, HOUR, for_people, local_day_start};
 use hydrowatch_ops::import::{ImportRequest, import};
-use hydrowatch_protocol::AlarmRecord;
 use hydrowatch_sim::{Event, EventKind, EventPlan, SERIES, SimConfig, Simulator};
 use hydrowatch_store::Store;
 
@@ -158,7 +159,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                     "{} from day {:.1} for {}",
                     e.kind.label(),
                     (e.start - r) as f64 / DAY as f64,
-                    human(e.end.min(d.replay_end) - e.start)
+                    for_people((e.end.min(d.replay_end) - e.start) as f64)
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -167,12 +168,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
 
     // Ctrl-C during the replay: the demo ends after the summary, too.
-    let (replay, interrupted) = replay(&devices, args.days)?;
+    let (replay, interrupted) = replay::replay(&devices, args.days)?;
     if interrupted {
         println!("\nThe replay was stopped (Ctrl-C): the summary covers what was replayed.");
     }
     println!("\nSummary (read back from the server at {url} and the device databases)\n");
-    summary(&devices, &server_db)?;
+    summary::summary(&devices, &server_db)?;
     println!(
         "\nDone in {:.0} s (replay {:.0} s). Dashboard: {url}/",
         started.elapsed().as_secs_f64(),
@@ -285,181 +286,4 @@ fn prepare(
         replay_end,
         events,
     })
-}
-
-/// Runs every device's daemon until its replay ended and its outbox is delivered, with a
-/// progress bar; returns how long it took, and whether it was stopped before the end (Ctrl-C
-/// stops the daemons: each finishes what it received).
-fn replay(devices: &[Device], days: u32) -> anyhow::Result<(Duration, bool)> {
-    let t = Instant::now();
-    let stores = devices
-        .iter()
-        .map(|d| Store::open(&d.db, d.dma.tz))
-        .collect::<Result<Vec<_>, _>>()?;
-    let replayed = || {
-        devices
-            .iter()
-            .zip(&stores)
-            .map(|(d, s)| replayed_minutes(d, s))
-    };
-    let minutes: u64 = devices
-        .iter()
-        .map(|d| ((d.replay_end - d.replay_start) / 60) as u64)
-        .sum();
-    let bar = indicatif::ProgressBar::new(minutes).with_style(
-        indicatif::ProgressStyle::with_template(
-            "  replaying {msg} [{bar:40}] {percent:>3}% ({elapsed})",
-        )?
-        .progress_chars("=> "),
-    );
-    bar.set_message(format!("{days} days x {}", devices.len()));
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = devices
-            .iter()
-            .map(|d| {
-                scope.spawn(|| {
-                    hydrowatch_edge::Daemon {
-                        config: d.config.clone(),
-                        db: d.db.clone(),
-                        until_sources_end: true,
-                        drain: Duration::from_secs(30),
-                    }
-                    .run()
-                })
-            })
-            .collect();
-        while handles.iter().any(|h| !h.is_finished()) {
-            let done: u64 = replayed().sum();
-            bar.set_position(done);
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a device's daemon panicked"))
-            })
-            .collect::<Vec<_>>()
-    });
-    bar.finish();
-    for (d, r) in devices.iter().zip(results) {
-        r?.with_context(|| format!("{}'s daemon failed", d.dma.id))?;
-    }
-    // Stopped early: a device's newest reading is over two hours before its replay's end
-    // (DST days excepted, the data ends at the end).
-    let interrupted = devices
-        .iter()
-        .zip(replayed())
-        .any(|(d, m)| (m as i64) * 60 + 2 * HOUR < d.replay_end - d.replay_start);
-    Ok((t.elapsed(), interrupted))
-}
-
-/// Minutes of the replay a device has stored so far.
-fn replayed_minutes(d: &Device, store: &Store) -> u64 {
-    let newest = store
-        .series_id("flow_rate")
-        .and_then(|id| store.span(id))
-        .ok()
-        .flatten()
-        .map_or(d.replay_start, |(_, n)| n);
-    ((newest - d.replay_start).max(0) / 60) as u64
-}
-
-/// Prints what the devices stored and delivered, how soon each event was alarmed, and the
-/// forecasts' day-ahead accuracy.
-fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result<()> {
-    let transitions = server.alarms(&hydrowatch_server::db::AlarmFilter::default())?;
-    println!(
-        "| device | readings | alarms (stage 1 / 2 / 3 / 4) | delivered | forecasts | newest flow model | day-ahead MAE flow | MAPE flow |"
-    );
-    println!("| --- | ---: | --- | ---: | ---: | --- | ---: | ---: |");
-    let mut event_lines = Vec::new();
-    for d in devices {
-        let store = Store::open(&d.db, d.dma.tz)?;
-        let readings: u64 = SERIES
-            .iter()
-            .map(|s| store.series_id(s).and_then(|id| store.count(id)))
-            .sum::<Result<u64, _>>()?;
-        let alarms = store.alarms(false)?;
-        let highest = highest_stages(&transitions, d.dma.id);
-        let mut by_stage = [0u64; 4];
-        for stage in highest.values() {
-            if let Some(n) = usize::from(*stage)
-                .checked_sub(1)
-                .and_then(|i| by_stage.get_mut(i))
-            {
-                *n += 1;
-            }
-        }
-        let forecasts = server.forecasts(d.dma.id, None, 10_000)?;
-        let model = forecasts
-            .iter()
-            .find(|f| f.series == "flow_rate")
-            .map_or("-", |f| f.model.as_str());
-        let accuracy = server.accuracy(d.dma.id, 7)?;
-        let flow = accuracy.iter().find(|a| a.series == "flow_rate");
-        let fmt = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.1}{unit}"));
-        println!(
-            "| {} | {} | {} / {} / {} / {} | {} of {} | {} | {} | {} | {} |",
-            d.dma.id,
-            readings,
-            by_stage[0],
-            by_stage[1],
-            by_stage[2],
-            by_stage[3],
-            highest.len(),
-            alarms.len(),
-            forecasts.len(),
-            model,
-            fmt(flow.and_then(|a| a.mae), " m3/h"),
-            fmt(flow.and_then(|a| a.mape), "%"),
-        );
-        for e in &d.events {
-            let first = alarms
-                .iter()
-                .filter(|a| {
-                    a.opened_at >= e.start && a.opened_at < e.end && a.series == "flow_rate"
-                })
-                .min_by_key(|a| a.opened_at);
-            let found = match first {
-                Some(a) => format!(
-                    "{} alarm (reached stage {}) {} after it began",
-                    a.kind,
-                    highest.get(&(a.id as u64)).copied().unwrap_or_default(),
-                    human(a.opened_at - e.start)
-                ),
-                None => "no alarm".into(),
-            };
-            event_lines.push(format!(
-                "  {:<12} {:<6} from {}: {found}",
-                d.dma.id,
-                e.kind.label(),
-                format_local(e.start, d.dma.tz),
-            ));
-        }
-    }
-    println!("\nThe injected events and the first alarm raised during each:");
-    for line in event_lines {
-        println!("{line}");
-    }
-    Ok(())
-}
-
-/// The highest stage each alarm of `device` reached, by alarm id, as the server has it.
-fn highest_stages(transitions: &[AlarmRecord], device: &str) -> BTreeMap<u64, u8> {
-    let mut highest = BTreeMap::new();
-    for t in transitions.iter().filter(|t| t.device_id == device) {
-        let s = highest.entry(t.alert.alarm_id).or_default();
-        *s = t.alert.outlier_stage.max(*s);
-    }
-    highest
-}
-
-/// A span of time for people: minutes, hours or days.
-fn human(seconds: i64) -> String {
-    match seconds {
-        s if s < HOUR => format!("{} min", s / 60),
-        s if s < DAY => format!("{:.1} h", s as f64 / HOUR as f64),
-        s => format!("{:.1} days", s as f64 / DAY as f64),
-    }
 }

@@ -13,20 +13,24 @@
 //! append (as durable as a SQLite commit with `synchronous = FULL`), the newest rows read by
 //! seeking back from the end of the file, and day reads that stop at the end of the day.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+mod step;
+
+pub use step::run_step;
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use hydrowatch_core::Timestamp;
-use hydrowatch_core::time::{DAY, HOUR, hour_start};
-use hydrowatch_csv::{ReadOptions, ReadingsCsv};
+use hydrowatch_csv::ReadOptions;
 use hydrowatch_ops::import::{ImportRequest, import};
 use hydrowatch_sim::{EventPlan, SimConfig, Simulator};
-use hydrowatch_store::{Outcome, Store};
+use hydrowatch_store::Store;
+
+use super::csv_store::bulk_load_csv;
+use super::mean_sd;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -107,7 +111,7 @@ const DB: &str = "store.db";
 const CSV_STORE: &str = "store.csv";
 const WORK_DB: &str = "work.db";
 const WORK_CSV: &str = "work.csv";
-const SERIES: [&str; 2] = ["flow_rate", "pressure"];
+pub(super) const SERIES: [&str; 2] = ["flow_rate", "pressure"];
 
 /// Runs the whole benchmark and prints the table.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -182,8 +186,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (op, per) in &rows {
         let (csv, sql) = (&per[0], &per[1]);
-        let t = |r: &[StepResult]| stats(r.iter().map(|x| x.secs));
-        let m = |r: &[StepResult]| stats(r.iter().map(|x| x.peak_kib as f64 / 1024.0));
+        let t = |r: &[StepResult]| mean_sd(&r.iter().map(|x| x.secs).collect::<Vec<_>>());
+        let m = |r: &[StepResult]| {
+            mean_sd(
+                &r.iter()
+                    .map(|x| x.peak_kib as f64 / 1024.0)
+                    .collect::<Vec<_>>(),
+            )
+        };
         let ((tc, tcs), (ts, tss)) = (t(csv), t(sql));
         let ((mc, mcs), (ms, mss)) = (m(csv), m(sql));
         let items = if csv[0].items == sql[0].items {
@@ -205,18 +215,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "Peak RSS is the step's process, measured from a reset just before the step; the idle process holds {base:.1} MB."
     );
     Ok(())
-}
-
-fn stats(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let v: Vec<f64> = values.collect();
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
 }
 
 fn fmt_secs(mean: f64, sd: f64) -> String {
@@ -267,98 +265,6 @@ fn reset_work_files(dir: &Path, backend: Backend, op: Op) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Runs one step in this (fresh) process and prints its [`StepResult`].
-pub fn run_step(args: StepArgs) -> anyhow::Result<()> {
-    let dir = &args.dir;
-    // Everything the step needs but should not be charged for is set up before the clock starts.
-    let tz = chrono_tz::Asia::Seoul;
-    let store = match (args.backend, args.op) {
-        (Backend::Sqlite, Op::Append1000) => Some(Store::open(&dir.join(WORK_DB), tz)?),
-        (Backend::Sqlite, Op::BulkLoad) => None,
-        (Backend::Sqlite, _) => Some(Store::open(&dir.join(DB), tz)?),
-        (Backend::Csv, _) => None,
-    };
-    let (first, last) = match &store {
-        Some(s) => s.span(s.series_id(SERIES[0])?)?.context("empty store")?,
-        None => csv_span(&dir.join(CSV_STORE))?,
-    };
-    let day_start = first + (last - first) / 2 / DAY * DAY;
-    let base_kib = proc_status_kib("self", "VmRSS")?;
-    // Reset the peak-RSS counter (Linux >= 4.0); without it, VmHWM includes start-up.
-    let _ = fs::write("/proc/self/clear_refs", "5");
-    let started = Instant::now();
-    let items = match (args.backend, args.op, store) {
-        (Backend::Sqlite, Op::Append1000, Some(mut s)) => {
-            let id = s.series_id(SERIES[0])?;
-            for i in 1..=1000 {
-                let r = hydrowatch_core::Reading {
-                    ts: last + 60 * i,
-                    value: 100.0 + i as f64,
-                };
-                let out = s.insert_readings(&[(id, r)])?;
-                anyhow::ensure!(out == [Outcome::Inserted]);
-            }
-            1000
-        }
-        (Backend::Csv, Op::Append1000, _) => {
-            let path = dir.join(WORK_CSV);
-            for i in 1..=1000 {
-                let ts = last + 60 * i;
-                let mut f = OpenOptions::new().append(true).open(&path)?;
-                writeln!(
-                    f,
-                    "{},{},",
-                    hydrowatch_core::time::format_local(ts, tz),
-                    100.0 + i as f64
-                )?;
-                f.sync_data()?;
-            }
-            1000
-        }
-        (Backend::Sqlite, Op::BulkLoad, _) => {
-            bulk_load_sqlite(&dir.join(SOURCE), &dir.join(WORK_DB))?
-        }
-        (Backend::Csv, Op::BulkLoad, _) => bulk_load_csv(&dir.join(SOURCE), &dir.join(WORK_CSV))?,
-        (Backend::Sqlite, Op::Latest60, Some(s)) => {
-            s.latest(s.series_id(SERIES[0])?, 60)?.len() as u64
-        }
-        (Backend::Csv, Op::Latest60, _) => csv_latest(&dir.join(CSV_STORE), 60)?,
-        (Backend::Sqlite, Op::ReadDay | Op::ReadYear, Some(s)) => {
-            let (from, to) = if args.op == Op::ReadDay {
-                (day_start, day_start + DAY)
-            } else {
-                (first, last + 1)
-            };
-            let mut n = 0;
-            for name in SERIES {
-                n += s.readings(s.series_id(name)?, from, to)?.len() as u64;
-            }
-            n
-        }
-        (Backend::Csv, Op::ReadDay, _) => {
-            csv_read(&dir.join(CSV_STORE), day_start, day_start + DAY)?
-        }
-        (Backend::Csv, Op::ReadYear, _) => csv_read(&dir.join(CSV_STORE), first, last + 1)?,
-        (Backend::Sqlite, Op::HourlyRollup, Some(s)) => {
-            s.hourly(s.series_id(SERIES[0])?, first, last + 1)?.len() as u64
-        }
-        (Backend::Csv, Op::HourlyRollup, _) => csv_hourly(&dir.join(CSV_STORE))?,
-        (Backend::Sqlite, _, None) => unreachable!("a store is opened for every SQLite read step"),
-    };
-    let secs = started.elapsed().as_secs_f64();
-    let peak_kib = proc_status_kib("self", "VmHWM")?;
-    println!(
-        "{}",
-        serde_json::to_string(&StepResult {
-            secs,
-            peak_kib,
-            base_kib,
-            items
-        })?
-    );
-    Ok(())
-}
-
 /// A `kB` field of `/proc/<process>/status` (`process`: `self` or a pid).
 pub fn proc_status_kib(process: &str, field: &str) -> anyhow::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{process}/status"))?;
@@ -388,134 +294,4 @@ fn bulk_load_sqlite(source: &Path, db: &Path) -> anyhow::Result<u64> {
         config: None,
     };
     Ok(import(&mut store, &request, &mut |_| {})?.summary.inserted)
-}
-
-/// The CSV store's bulk load: parse and check every row like an import, write the store file.
-fn bulk_load_csv(source: &Path, store: &Path) -> anyhow::Result<u64> {
-    let options = ReadOptions {
-        timezone: chrono_tz::Asia::Seoul,
-        series: None,
-        clock: None,
-    };
-    let mut file = ReadingsCsv::open(source, &options)?;
-    let mut out = BufWriter::new(File::create(store)?);
-    writeln!(out, "time,{},{}", SERIES[0], SERIES[1])?;
-    let tz = chrono_tz::Asia::Seoul;
-    let mut n = 0;
-    while let Some(row) = file.next_row() {
-        let row = row?;
-        write!(out, "{}", hydrowatch_core::time::format_local(row.ts, tz))?;
-        for v in row.values {
-            match v {
-                Some(v) => {
-                    write!(out, ",{v}")?;
-                    n += 1;
-                }
-                None => write!(out, ",")?,
-            }
-        }
-        writeln!(out)?;
-    }
-    let f = out.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()?;
-    Ok(n)
-}
-
-fn open_store_csv(path: &Path) -> anyhow::Result<ReadingsCsv<BufReader<File>>> {
-    Ok(ReadingsCsv::open(
-        path,
-        &ReadOptions {
-            timezone: chrono_tz::Asia::Seoul,
-            series: None,
-            clock: None,
-        },
-    )?)
-}
-
-/// First and last time of the CSV store.
-fn csv_span(path: &Path) -> anyhow::Result<(Timestamp, Timestamp)> {
-    let mut f = open_store_csv(path)?;
-    let first = f.next_row().context("empty CSV store")??.ts;
-    let lines = tail_lines(path, 1)?;
-    let last = hydrowatch_core::LocalTimeParser::new(chrono_tz::Asia::Seoul)
-        .parse(lines[0].split(',').next().unwrap_or_default())?;
-    Ok((first, last))
-}
-
-/// The last `n` lines of a file, read backwards from its end in blocks.
-fn tail_lines(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
-    let mut buf = Vec::new();
-    let mut pos = len;
-    while pos > 0 && buf.iter().filter(|&&c| c == b'\n').count() <= n {
-        let step = pos.min(8192);
-        pos -= step;
-        f.seek(SeekFrom::Start(pos))?;
-        let mut block = vec![0; step as usize];
-        f.read_exact(&mut block)?;
-        block.extend_from_slice(&buf);
-        buf = block;
-    }
-    let text = String::from_utf8(buf)?;
-    let lines: Vec<&str> = text.lines().collect();
-    Ok(lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|s| s.to_string())
-        .collect())
-}
-
-/// The newest `n` flow readings of the CSV store; returns how many were parsed.
-fn csv_latest(path: &Path, n: usize) -> anyhow::Result<u64> {
-    let mut parser = hydrowatch_core::LocalTimeParser::new(chrono_tz::Asia::Seoul);
-    let mut got = Vec::with_capacity(n);
-    for line in tail_lines(path, n)? {
-        let mut f = line.split(',');
-        let ts = parser.parse(f.next().unwrap_or_default())?;
-        let v: f64 = f.next().unwrap_or_default().parse()?;
-        got.push((ts, v));
-    }
-    Ok(got.len() as u64)
-}
-
-/// Reads both series for `from <= ts < to` (stopping after `to`); returns the values read.
-fn csv_read(path: &Path, from: Timestamp, to: Timestamp) -> anyhow::Result<u64> {
-    let mut f = open_store_csv(path)?;
-    let mut cols: [Vec<(Timestamp, f64)>; 2] = [Vec::new(), Vec::new()];
-    while let Some(row) = f.next_row() {
-        let row = row?;
-        if row.ts >= to {
-            break;
-        }
-        if row.ts >= from {
-            for (c, v) in cols.iter_mut().zip(row.values) {
-                if let Some(v) = v {
-                    c.push((row.ts, *v));
-                }
-            }
-        }
-    }
-    Ok((cols[0].len() + cols[1].len()) as u64)
-}
-
-/// Hourly means of the flow series from the CSV store; returns the number of hours.
-fn csv_hourly(path: &Path) -> anyhow::Result<u64> {
-    let mut f = open_store_csv(path)?;
-    let mut hours: Vec<(Timestamp, f64, u32)> = Vec::new();
-    while let Some(row) = f.next_row() {
-        let row = row?;
-        if let Some(v) = row.values[0] {
-            let h = hour_start(row.ts, 0);
-            match hours.last_mut() {
-                Some(last) if last.0 == h => {
-                    last.1 += v;
-                    last.2 += 1;
-                }
-                _ => hours.push((h, v, 1)),
-            }
-        }
-    }
-    let means: Vec<f64> = hours.iter().map(|(_, s, n)| s / f64::from(*n)).collect();
-    debug_assert!(hours.iter().all(|h| h.0 % HOUR == 0));
-    Ok(means.len() as u64)
 }

@@ -2,6 +2,7 @@
 //! the daily jobs, upload to the central server running in this process) as fast as it goes, in
 //! a child process whose memory is sampled. Reports readings per second, peak and steady resident memory.
 
+use hydrowatch_core::time::DAY;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,8 +13,8 @@ use anyhow::Context as _;
 use clap::Args;
 use hydrowatch_sim::{SimConfig, Simulator};
 
-use crate::bench_storage::proc_status_kib;
-use crate::detect::mean_sd;
+use super::mean_sd;
+use super::storage::proc_status_kib;
 
 /// `hydrowatch bench daemon`
 #[derive(Debug, Args)]
@@ -62,7 +63,7 @@ fn one_run(dir: &Path, args: &BenchArgs) -> anyhow::Result<RunResult> {
         seed: 11,
         ..SimConfig::default()
     });
-    let split = sim.start() + i64::from(args.history_days) * 86_400;
+    let split = sim.start() + i64::from(args.history_days) * DAY;
     let mut history = std::io::BufWriter::new(std::fs::File::create(dir.join("history.csv"))?);
     let mut replay = std::io::BufWriter::new(std::fs::File::create(dir.join("week.csv"))?);
     let [_, replayed] = sim.write_csv_split(&mut history, &mut replay, split)?;

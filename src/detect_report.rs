@@ -1,0 +1,211 @@
+//! What `hydrowatch detect` writes and prints: the verdicts and alert files, the counts of a run
+//! and its scores against labelled events.
+
+use hydrowatch_core::time::DAY;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use hydrowatch_core::Timestamp;
+use hydrowatch_core::time::format_local;
+use hydrowatch_detect::score::Scorer;
+use hydrowatch_detect::{AlarmKind, Alert, Judgement, Transition, Verdict};
+
+use crate::output::Output;
+
+/// Counts for the summary.
+#[derive(Default)]
+pub struct Tally {
+    readings: u64,
+    late: u64,
+    invalid: u64,
+    stages: [u64; 5],
+    transitions: u64,
+    opened: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    pub fn add(&mut self, j: &Judgement, alerts: &[Alert]) {
+        self.readings += 1;
+        match j.verdict {
+            Verdict::Judged => self.stages[usize::from(j.stage)] += 1,
+            Verdict::Late => self.late += 1,
+            Verdict::Invalid => self.invalid += 1,
+        }
+        self.alerts(alerts);
+    }
+
+    pub fn alerts(&mut self, alerts: &[Alert]) {
+        for a in alerts {
+            self.transitions += 1;
+            if a.state == Transition::Opened {
+                *self.opened.entry(a.kind.name()).or_default() += 1;
+            }
+        }
+    }
+
+    pub fn print(&self, series: usize, span: Option<(Timestamp, Timestamp)>) {
+        let days = span.map_or(0.0, |(a, b)| (b - a) as f64 / DAY as f64);
+        println!(
+            "judged {} readings of {series} series over {days:.1} days ({} late, {} invalid, not judged)",
+            self.readings, self.late, self.invalid
+        );
+        println!(
+            "stages: 0 normal {}, 1 interest {}, 2 caution {}, 3 warning {}, 4 critical {}",
+            self.stages[0], self.stages[1], self.stages[2], self.stages[3], self.stages[4]
+        );
+        let opened: u64 = self.opened.values().sum();
+        let kinds: Vec<String> = self
+            .opened
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!(
+            "alarms opened: {opened}{} ({} transitions)",
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            },
+            self.transitions
+        );
+    }
+}
+
+/// The scores against the labels: each event, each kind, the false alarms, per reading.
+pub fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz: Tz) {
+    let weeks = span.map_or(0.0, |(a, b)| (b - a) as f64 / (7.0 * DAY as f64));
+    println!();
+    println!("| event | start | series | detected by | stage | delay |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for e in s.events() {
+        let (by, stage, delay) = match e.detected {
+            Some((_, kind, stage)) => (
+                kind.name().to_string(),
+                stage.to_string(),
+                hydrowatch_core::time::for_people(60.0 * e.delay_minutes().unwrap_or_default()),
+            ),
+            None => ("**missed**".into(), String::new(), String::new()),
+        };
+        println!(
+            "| {} | {} | {} | {by} | {stage} | {delay} |",
+            e.kind,
+            format_local(e.start, tz),
+            e.series.join(" "),
+        );
+    }
+    println!();
+    println!("| kind | events | detected | median delay | longest delay |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut kinds: Vec<&str> = s.events().iter().map(|e| e.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for kind in kinds {
+        let events: Vec<_> = s.events().iter().filter(|e| e.kind == kind).collect();
+        let mut delays: Vec<f64> = events.iter().filter_map(|e| e.delay_minutes()).collect();
+        delays.sort_by(f64::total_cmp);
+        let median = delays.get(delays.len() / 2).map_or(String::new(), |d| {
+            hydrowatch_core::time::for_people(60.0 * *d)
+        });
+        let longest = delays.last().map_or(String::new(), |d| {
+            hydrowatch_core::time::for_people(60.0 * *d)
+        });
+        println!(
+            "| {kind} | {} | {} | {median} | {longest} |",
+            events.len(),
+            delays.len()
+        );
+    }
+    let false_alarms = s.false_alarms();
+    println!();
+    println!(
+        "alarms opened: {}; outside every event (false alarms): {} = {:.2} per week",
+        s.opened(),
+        false_alarms.len(),
+        false_alarms.len() as f64 / weeks.max(1e-9)
+    );
+    for (t, series, kind) in false_alarms.iter().take(20) {
+        println!(
+            "  false alarm: {} {series} {}",
+            format_local(*t, tz),
+            kind.name()
+        );
+    }
+    if false_alarms.len() > 20 {
+        println!(
+            "  ... and {} more (every alarm is in the --alarms file)",
+            false_alarms.len() - 20
+        );
+    }
+    let c = s.confusion();
+    println!(
+        "per reading (abnormal = inside an event; flagged = an alarm of its series open): precision {:.3}, recall {:.3}, F1 {:.3}",
+        c.precision(),
+        c.recall(),
+        c.f1()
+    );
+}
+
+/// Writes the per-reading verdicts.
+pub struct Verdicts {
+    /// The file.
+    pub out: Output,
+}
+
+impl Verdicts {
+    /// Creates the file with its header.
+    pub fn create(path: &Path) -> anyhow::Result<Verdicts> {
+        let mut out = Output::create(path)?;
+        writeln!(out, "time,series,value,stage,direction,percentile,kind")?;
+        Ok(Verdicts { out })
+    }
+
+    /// One verdict.
+    pub fn write(
+        &mut self,
+        time: &str,
+        series: &str,
+        value: f64,
+        j: &Judgement,
+    ) -> std::io::Result<()> {
+        let kind = match j.verdict {
+            Verdict::Judged => j.kind.map_or("", AlarmKind::name),
+            Verdict::Late => "late",
+            Verdict::Invalid => "invalid",
+        };
+        let direction = j.direction.map_or("", |d| d.name());
+        match j.percentile {
+            Some(p) => writeln!(
+                self.out,
+                "{time},{series},{value},{},{direction},{p:.2},{kind}",
+                j.stage
+            ),
+            None => writeln!(
+                self.out,
+                "{time},{series},{value},{},{direction},,{kind}",
+                j.stage
+            ),
+        }
+    }
+}
+
+/// The alert messages' file, when asked for.
+pub fn alarms_writer(path: Option<&PathBuf>) -> anyhow::Result<Option<Output>> {
+    path.map(|p| Output::create(p)).transpose()
+}
+
+/// Writes `alerts` as alert messages, one JSON per line.
+pub fn write_alerts(
+    out: &mut Option<Output>,
+    alerts: &[Alert],
+    machine: u32,
+    tz: Tz,
+) -> anyhow::Result<()> {
+    if let Some(out) = out {
+        for a in alerts {
+            serde_json::to_writer(&mut *out, &a.message(machine, tz))?;
+            out.write_all(b"\n")?;
+        }
+    }
+    Ok(())
+}
