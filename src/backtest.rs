@@ -8,7 +8,7 @@ use anyhow::bail;
 use clap::{Args, ValueEnum};
 use hydrowatch_forecast::backtest::{SEASONS, Schedule, origins};
 use hydrowatch_forecast::combination::Combination;
-use hydrowatch_forecast::neural::NeuralConfig;
+use hydrowatch_forecast::neural::{Loss, NeuralConfig, Strategy};
 use hydrowatch_forecast::{Forecaster, History};
 use hydrowatch_ops::contest::{self, External, SeriesResults};
 use hydrowatch_ops::forecasting as edge;
@@ -16,12 +16,12 @@ use hydrowatch_ops::forecasting as edge;
 use crate::backtest_tables as tables;
 
 use crate::context::Context;
-use crate::forecasting::{fit_with_bar, holidays};
+use crate::forecasting::{fit_with_bar, holidays, model_names};
 use crate::global::Global;
 
 /// Which origins a backtest forecasts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OriginsArg {
+pub(crate) enum OriginsArg {
     /// Every local midnight of the last --weeks weeks (default 8).
     Daily,
     /// Every local Monday 00:00 of the last --weeks weeks (default 52), refitted every 7 days.
@@ -49,7 +49,7 @@ change them). Without files, every series of the device database is backtested. 
 records each series' winner (the lowest PI1 + PI3) as its default: `hydrowatch forecast` and the \
 daemon then use it (a file's series is named by the file's stem)."
 )]
-pub struct BacktestArgs {
+pub(crate) struct BacktestArgs {
     /// Readings files (`time,value`), one series each (default: the database's series).
     #[arg(value_name = "FILE.csv")]
     pub files: Vec<PathBuf>,
@@ -67,11 +67,11 @@ pub struct BacktestArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=520))]
     pub weeks: Option<u32>,
     /// Networks to backtest alone, beside the combination (comma separated; `none` for none).
-    #[arg(long, value_delimiter = ',', default_value = "lstm", value_parser = ["lstm", "gru", "rnn", "transformer", "none"])]
+    #[arg(long, value_delimiter = ',', default_value = "lstm", value_parser = model_names("none"))]
     pub model: Vec<String>,
     /// Strategies of those networks (comma separated).
-    #[arg(long, value_delimiter = ',', default_value = "mimo", value_parser = ["mimo", "direct", "recursive"])]
-    pub strategy: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mimo")]
+    pub strategy: Vec<Strategy>,
     /// Hours of input of the networks (the combination's too).
     #[arg(short = 'w', long, default_value_t = 48, value_parser = clap::value_parser!(u32).range(1..=2016))]
     pub window: u32,
@@ -79,8 +79,8 @@ pub struct BacktestArgs {
     #[arg(short = 'e', long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub epochs: u32,
     /// Training loss of the networks.
-    #[arg(long, default_value = "l1", value_parser = ["mse", "l1"])]
-    pub loss: String,
+    #[arg(long, value_enum, default_value = "l1")]
+    pub loss: Loss,
     /// Seed of the networks' training (another seed shows how much of a score is luck).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -107,13 +107,10 @@ fn forecasters(args: &BacktestArgs) -> anyhow::Result<Vec<Forecaster>> {
     let mut networks = Vec::new();
     for m in args.model.iter().filter(|m| *m != "none") {
         for s in &args.strategy {
-            let mut config = NeuralConfig::new(
-                m.parse().map_err(anyhow::Error::msg)?,
-                s.parse().map_err(anyhow::Error::msg)?,
-            );
+            let mut config = NeuralConfig::new(m.parse().map_err(anyhow::Error::msg)?, *s);
             config.window = args.window as usize;
             config.train.epochs = args.epochs as usize;
-            config.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
+            config.train.loss = args.loss;
             config.train.seed = args.seed;
             networks.push(config);
         }
@@ -123,7 +120,7 @@ fn forecasters(args: &BacktestArgs) -> anyhow::Result<Vec<Forecaster>> {
         .expect("the default combination has a network");
     member.window = args.window as usize;
     member.train.epochs = args.epochs as usize;
-    member.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
+    member.train.loss = args.loss;
     member.train.seed = args.seed;
     let mut all = Forecaster::baselines();
     all.extend(networks.into_iter().map(Forecaster::Network));
@@ -149,7 +146,7 @@ fn externals(args: &BacktestArgs) -> anyhow::Result<Vec<External>> {
 }
 
 /// `hydrowatch backtest`
-pub fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
+pub(crate) fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     let tz = ctx.timezone(args.timezone.as_deref())?;
     let schedule = match args.origins {

@@ -4,7 +4,7 @@ use hydrowatch_forecast::backtest::BacktestResult;
 use hydrowatch_ops::contest::SummaryRow;
 
 /// The table of one series: every forecaster's scores and its change against seasonal naive.
-pub fn series(title: &str, rows: &[BacktestResult], banded: &[bool], markdown: bool) {
+pub(crate) fn series(title: &str, rows: &[BacktestResult], banded: &[bool], markdown: bool) {
     let naive = rows
         .iter()
         .find(|r| r.name == "seasonal-naive")
@@ -84,7 +84,7 @@ fn coverage(c: f64, banded: bool) -> String {
 }
 
 /// A summary over several series (hydrowatch-ops' `summarise`).
-pub fn summary(title: &str, rows: &[SummaryRow], markdown: bool) {
+pub(crate) fn summary(title: &str, rows: &[SummaryRow], markdown: bool) {
     println!();
     if markdown {
         println!("**{title}**\n");

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
     propagate_version = true,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: crate::global::Global,
     #[command(subcommand)]
@@ -22,7 +22,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// The whole system on embedded defaults: a central server and simulated devices in one
     /// process, weeks replayed in a minute, the dashboard to watch.
     Demo(crate::demo::DemoArgs),
@@ -64,7 +64,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Validate a configuration file; every problem is reported with its key.
     Check {
         /// The file to check (default: the --config file).
@@ -75,7 +75,7 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// CSV files against SQLite for the device's workload: append, bulk load, newest readings,
     /// one day, one year, hourly roll-up; time and peak memory, mean and standard deviation.
     Storage(crate::bench::storage::BenchArgs),

@@ -8,7 +8,7 @@ use hydrowatch_config::{Config, EXAMPLE};
 use crate::global::Global;
 
 /// Validates a configuration file and summarises it.
-pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
+pub(crate) fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
     let Some(file) = file.or_else(|| global.config.clone()) else {
         bail!("name the file to check: `hydrowatch config check hydrowatch.toml`");
     };
@@ -75,7 +75,7 @@ pub fn check(global: &Global, file: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// Prints the documented example.
-pub fn example() -> anyhow::Result<()> {
+pub(crate) fn example() -> anyhow::Result<()> {
     print!("{EXAMPLE}");
     Ok(())
 }

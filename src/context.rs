@@ -10,7 +10,7 @@ use hydrowatch_store::Store;
 use crate::global::Global;
 
 /// The loaded configuration and where the database is.
-pub struct Context {
+pub(crate) struct Context {
     /// The configuration (the defaults without --config).
     pub config: Config,
     /// Whether a configuration file was given.
@@ -21,7 +21,7 @@ pub struct Context {
 
 impl Context {
     /// Loads the configuration named by --config, if any.
-    pub fn load(global: &Global) -> anyhow::Result<Context> {
+    pub(crate) fn load(global: &Global) -> anyhow::Result<Context> {
         let (config, configured) = match &global.config {
             Some(path) => (Config::load(path)?, true),
             None => (Config::default(), false),
@@ -38,14 +38,14 @@ impl Context {
     }
 
     /// Opens (creating if needed) the device database.
-    pub fn open_store(&self) -> anyhow::Result<Store> {
+    pub(crate) fn open_store(&self) -> anyhow::Result<Store> {
         Store::open(&self.db, self.config.device.timezone)
             .with_context(|| format!("cannot open the database {}", self.db.display()))
     }
 
     /// Opens the device database, which must exist already (commands that read it);
     /// `advice` says how to get one.
-    pub fn open_existing_store(&self, advice: &str) -> anyhow::Result<Store> {
+    pub(crate) fn open_existing_store(&self, advice: &str) -> anyhow::Result<Store> {
         anyhow::ensure!(
             self.db.is_file(),
             "{}: no such database ({advice})",
@@ -55,7 +55,7 @@ impl Context {
     }
 
     /// The zone named by a `--timezone` option, or the device's.
-    pub fn timezone(&self, option: Option<&str>) -> anyhow::Result<Tz> {
+    pub(crate) fn timezone(&self, option: Option<&str>) -> anyhow::Result<Tz> {
         match option {
             Some(name) => hydrowatch_config::parse_timezone(name)
                 .map_err(|e| anyhow::anyhow!("--timezone {e}")),
@@ -66,7 +66,7 @@ impl Context {
 
 /// Parses a time option (`2024-07-01`, meaning its local midnight, or `2024-07-01 06:00`, or with
 /// an offset) in `tz`; errors name the option `--{name}`.
-pub fn parse_local_time(
+pub(crate) fn parse_local_time(
     text: &str,
     tz: Tz,
     name: &str,

@@ -41,7 +41,7 @@ ALARMS has one JSON alert per line, only when an alarm opens, escalates, de-esca
 Ordinary demand noise reaches stage 4 every day, so an outlier alarm opens only after \
 detection.open_after readings (default 2) beyond detection.open_percentile (default 99.9999); \
 see `hydrowatch config example` and docs/DETECTION.md.")]
-pub struct DetectArgs {
+pub(crate) struct DetectArgs {
     /// Readings file: `time,<series>,<series>...` (the simulator's `time,flow_rate,pressure`).
     /// Without it: the device database.
     #[arg(long, value_name = "FILE.csv")]
@@ -147,7 +147,7 @@ impl Judging {
 }
 
 /// `hydrowatch detect`
-pub fn run(global: &Global, args: DetectArgs) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global, args: DetectArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     match &args.input {
         Some(input) => run_file(&ctx, &args, input),

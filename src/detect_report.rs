@@ -15,7 +15,7 @@ use crate::output::Output;
 
 /// Counts for the summary.
 #[derive(Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     readings: u64,
     late: u64,
     invalid: u64,
@@ -25,7 +25,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn add(&mut self, j: &Judgement, alerts: &[Alert]) {
+    pub(crate) fn add(&mut self, j: &Judgement, alerts: &[Alert]) {
         self.readings += 1;
         match j.verdict {
             Verdict::Judged => self.stages[usize::from(j.stage)] += 1,
@@ -35,7 +35,7 @@ impl Tally {
         self.alerts(alerts);
     }
 
-    pub fn alerts(&mut self, alerts: &[Alert]) {
+    pub(crate) fn alerts(&mut self, alerts: &[Alert]) {
         for a in alerts {
             self.transitions += 1;
             if a.state == Transition::Opened {
@@ -44,7 +44,7 @@ impl Tally {
         }
     }
 
-    pub fn print(&self, series: usize, span: Option<(Timestamp, Timestamp)>) {
+    pub(crate) fn print(&self, series: usize, span: Option<(Timestamp, Timestamp)>) {
         let days = span.map_or(0.0, |(a, b)| (b - a) as f64 / DAY as f64);
         println!(
             "judged {} readings of {series} series over {days:.1} days ({} late, {} invalid, not judged)",
@@ -73,7 +73,7 @@ impl Tally {
 }
 
 /// The scores against the labels: each event, each kind, the false alarms, per reading.
-pub fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz: Tz) {
+pub(crate) fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz: Tz) {
     let weeks = span.map_or(0.0, |(a, b)| (b - a) as f64 / (7.0 * DAY as f64));
     println!();
     println!("| event | start | series | detected by | stage | delay |");
@@ -147,21 +147,21 @@ pub fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz: Tz) {
 }
 
 /// Writes the per-reading verdicts.
-pub struct Verdicts {
+pub(crate) struct Verdicts {
     /// The file.
     pub out: Output,
 }
 
 impl Verdicts {
     /// Creates the file with its header.
-    pub fn create(path: &Path) -> anyhow::Result<Verdicts> {
+    pub(crate) fn create(path: &Path) -> anyhow::Result<Verdicts> {
         let mut out = Output::create(path)?;
         writeln!(out, "time,series,value,stage,direction,percentile,kind")?;
         Ok(Verdicts { out })
     }
 
     /// One verdict.
-    pub fn write(
+    pub(crate) fn write(
         &mut self,
         time: &str,
         series: &str,
@@ -190,12 +190,12 @@ impl Verdicts {
 }
 
 /// The alert messages' file, when asked for.
-pub fn alarms_writer(path: Option<&PathBuf>) -> anyhow::Result<Option<Output>> {
+pub(crate) fn alarms_writer(path: Option<&PathBuf>) -> anyhow::Result<Option<Output>> {
     path.map(|p| Output::create(p)).transpose()
 }
 
 /// Writes `alerts` as alert messages, one JSON per line.
-pub fn write_alerts(
+pub(crate) fn write_alerts(
     out: &mut Option<Output>,
     alerts: &[Alert],
     machine: u32,

@@ -1,14 +1,12 @@
 //! `hydrowatch export`: the prototype's table, readings with the day-ahead forecast beside them.
 
-use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use chrono_tz::Tz;
 use clap::Args;
-use hydrowatch_core::time::{format_local, hour_start};
-use hydrowatch_core::{Reading, Timestamp};
-use hydrowatch_store::{SeriesInfo, Store};
+use hydrowatch_core::Timestamp;
+use hydrowatch_ops::export::write_table;
+use hydrowatch_store::SeriesInfo;
 
 use crate::context::Context;
 use crate::global::Global;
@@ -22,7 +20,7 @@ use crate::output::Output;
 day-ahead forecast of that hour: the latest one issued on the previous local day; it is empty \
 where none was issued. Times are local (`YYYY-MM-DD HH:MM`)."
 )]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// First time to export (inclusive), e.g. `2024-07-01` or `2024-07-01 06:00`.
     #[arg(long, value_name = "T")]
     pub from: Option<String>,
@@ -44,7 +42,7 @@ pub struct ExportArgs {
 }
 
 /// Runs the command.
-pub fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     let store = ctx.open_existing_store("import or record readings first")?;
     let tz = match &args.timezone {
@@ -99,89 +97,4 @@ pub fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Writes `time,<series...>,<series>_predict...` and returns the number of rows.
-fn write_table(
-    store: &Store,
-    series: &[SeriesInfo],
-    from: Timestamp,
-    to: Timestamp,
-    tz: Tz,
-    hourly: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<u64> {
-    let phase = store.hour_phase();
-    let mut columns: Vec<Vec<Reading>> = Vec::with_capacity(series.len());
-    let mut predicts: Vec<HashMap<Timestamp, f64>> = Vec::with_capacity(series.len());
-    // The bucket holding `from` (guarding the open-ended default against overflow).
-    let first_hour = hour_start(from.max(Timestamp::MIN + 3600), phase);
-    for s in series {
-        columns.push(if hourly {
-            store
-                .hourly(s.id, first_hour, to)?
-                .into_iter()
-                .map(|h| Reading {
-                    ts: h.hour,
-                    value: h.mean,
-                })
-                .filter(|r| r.ts >= from)
-                .collect()
-        } else {
-            store.readings(s.id, from, to)?
-        });
-        predicts.push(
-            store
-                .day_ahead(s.id, first_hour, to)?
-                .into_iter()
-                .map(|d| (d.point.target, d.point.value))
-                .collect(),
-        );
-    }
-    let names: Vec<&str> = series.iter().map(|s| s.name.as_str()).collect();
-    writeln!(
-        out,
-        "time,{},{}",
-        names.join(","),
-        names
-            .iter()
-            .map(|n| format!("{n}_predict"))
-            .collect::<Vec<_>>()
-            .join(",")
-    )?;
-
-    // Merge the sorted columns by time.
-    let mut pos = vec![0usize; columns.len()];
-    let mut rows = 0;
-    let mut line = String::with_capacity(128);
-    while let Some(ts) = columns
-        .iter()
-        .zip(&pos)
-        .filter_map(|(c, &p)| c.get(p).map(|r| r.ts))
-        .min()
-    {
-        line.clear();
-        line.push_str(&format_local(ts, tz));
-        if ts % 60 != 0 {
-            line.push_str(&format!(":{:02}", ts.rem_euclid(60)));
-        }
-        for (c, p) in columns.iter().zip(pos.iter_mut()) {
-            line.push(',');
-            if let Some(r) = c.get(*p).filter(|r| r.ts == ts) {
-                line.push_str(&r.value.to_string());
-                *p += 1;
-            }
-        }
-        let bucket = hour_start(ts, phase);
-        for p in &predicts {
-            line.push(',');
-            if let Some(v) = p.get(&bucket) {
-                line.push_str(&v.to_string());
-            }
-        }
-        line.push('\n');
-        out.write_all(line.as_bytes())?;
-        rows += 1;
-    }
-    Ok(rows)
 }

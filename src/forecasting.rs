@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use clap::Args;
 use hydrowatch_core::time::format_local;
 use hydrowatch_forecast::forecaster::best_baseline;
-use hydrowatch_forecast::neural::{EpochLog, NeuralConfig};
+use hydrowatch_forecast::neural::{EpochLog, ModelKind, NeuralConfig};
 use hydrowatch_forecast::{
     Fit, Fitted, Forecast, ForecastError, Forecaster, History, Holidays, Predict, artifact,
 };
@@ -23,7 +23,7 @@ use crate::output::Output;
 
 /// Options shared by the commands that read a history from a CSV file.
 #[derive(Debug, Args)]
-pub struct InputArgs {
+pub(crate) struct InputArgs {
     /// Readings: `time,value` (hourly or minute data; empty values are missing readings), or a
     /// wide file with --series. Without it, the device database (--db) is read.
     #[arg(long, value_name = "FILE.csv")]
@@ -40,7 +40,7 @@ pub struct InputArgs {
 
 impl InputArgs {
     /// The history named by these options: the file's, or the database series'.
-    pub fn history(&self, ctx: &Context) -> anyhow::Result<(History, String)> {
+    pub(crate) fn history(&self, ctx: &Context) -> anyhow::Result<(History, String)> {
         let tz = ctx.timezone(self.timezone.as_deref())?;
         let holidays = holidays(ctx, tz)?;
         let (mut history, name) = match &self.input {
@@ -71,7 +71,7 @@ impl InputArgs {
 
 /// The days off in `tz`: the national holidays of its country (or `[forecast] country`) and
 /// the listed ones.
-pub fn holidays(ctx: &Context, tz: Tz) -> anyhow::Result<Holidays> {
+pub(crate) fn holidays(ctx: &Context, tz: Tz) -> anyhow::Result<Holidays> {
     Ok(edge::calendar(&ctx.config, tz)?.holidays)
 }
 
@@ -88,7 +88,7 @@ Without --input, every series of the device database is forecast with its model 
 saved under --model-dir when missing), stored, and queued for the central server exactly as \
 the daemon's daily forecast job does."
 )]
-pub struct ForecastArgs {
+pub(crate) struct ForecastArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// A folder written by `hydrowatch train`. Without --input: the folder of per-series model
@@ -101,7 +101,7 @@ pub struct ForecastArgs {
 }
 
 /// The network a forecaster trains, if any.
-pub fn network(forecaster: &Forecaster) -> Option<&NeuralConfig> {
+pub(crate) fn network(forecaster: &Forecaster) -> Option<&NeuralConfig> {
     match forecaster {
         Forecaster::Network(c) => Some(c),
         Forecaster::Combination(c) => c.network.as_ref(),
@@ -109,8 +109,14 @@ pub fn network(forecaster: &Forecaster) -> Option<&NeuralConfig> {
     }
 }
 
+/// The names `--model` accepts: `extra` (`combination`, `none`) and every network kind.
+pub(crate) fn model_names(extra: &'static str) -> clap::builder::PossibleValuesParser {
+    let names = std::iter::once(extra).chain(ModelKind::ALL.iter().map(|k| k.name()));
+    clap::builder::PossibleValuesParser::new(names)
+}
+
 /// Fits `forecaster`, with a progress bar while its network trains.
-pub fn fit_with_bar(
+pub(crate) fn fit_with_bar(
     forecaster: &Forecaster,
     history: &History,
     label: &str,
@@ -141,7 +147,7 @@ pub fn fit_with_bar(
 }
 
 /// `hydrowatch forecast`
-pub fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
+pub(crate) fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     if args.input.input.is_none() {
         return forecast_database(&ctx, &args);

@@ -6,7 +6,7 @@ use clap::Args;
 
 /// Options every command takes.
 #[derive(Debug, Args)]
-pub struct Global {
+pub(crate) struct Global {
     /// Device configuration (TOML). Without it: device-1 in Asia/Seoul with flow_rate and
     /// pressure. See `hydrowatch config example`.
     #[arg(long, global = true, value_name = "FILE")]

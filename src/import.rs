@@ -24,7 +24,7 @@ Empty cells (or NaN, NA, null) are missing values, not zeros. A bad row stops th
 nothing is written; with --skip-bad every bad row is reported and the rest imported. \
 Importing the same file again adds nothing."
 )]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The series of a `time,value` file; with a wide file, import only this column.
     #[arg(long, value_name = "NAME")]
     pub series: Option<String>,
@@ -43,7 +43,7 @@ pub struct ImportArgs {
 const SHOWN_CONFLICTS: u64 = 20;
 
 /// Runs the command.
-pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     let options = ReadOptions {
         timezone: ctx.timezone(args.timezone.as_deref())?,

@@ -8,14 +8,14 @@ use anyhow::Context as _;
 
 /// A file being written: a temporary file beside `path`, renamed to it by [`Output::finish`],
 /// removed when dropped unfinished.
-pub struct Output {
+pub(crate) struct Output {
     path: PathBuf,
     out: BufWriter<tempfile::NamedTempFile>,
 }
 
 impl Output {
     /// Starts writing `path`.
-    pub fn create(path: &Path) -> anyhow::Result<Output> {
+    pub(crate) fn create(path: &Path) -> anyhow::Result<Output> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -31,7 +31,7 @@ impl Output {
     }
 
     /// Flushes and puts the file in place under its name.
-    pub fn finish(self) -> anyhow::Result<()> {
+    pub(crate) fn finish(self) -> anyhow::Result<()> {
         let path = self.path;
         let file = self
             .out

@@ -50,7 +50,11 @@ where
 type LossOf = fn(&EpochLog) -> f64;
 
 /// Training and validation loss per epoch, one pair of lines per network.
-pub fn learning_curve(log: &[Vec<EpochLog>], title: &str, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn learning_curve(
+    log: &[Vec<EpochLog>],
+    title: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
     register_font();
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
@@ -114,7 +118,7 @@ pub fn learning_curve(log: &[Vec<EpochLog>], title: &str, path: &Path) -> anyhow
 }
 
 /// One line of a time plot.
-pub struct Line<'a> {
+pub(crate) struct Line<'a> {
     /// Legend text.
     pub label: &'a str,
     /// Values at the plot's times (`NaN`: no value).
@@ -124,7 +128,7 @@ pub struct Line<'a> {
 }
 
 /// Lines over hourly `times` (local dates on the axis), with an optional band.
-pub fn time_plot(
+pub(crate) fn time_plot(
     times: &[Timestamp],
     lines: &[Line<'_>],
     band: Option<(&[f64], &[f64])>,
@@ -204,7 +208,7 @@ pub fn time_plot(
 }
 
 /// The day-ahead forecasts against the actual values (hydrowatch-ops' `day_ahead`).
-pub fn day_ahead(
+pub(crate) fn day_ahead(
     d: &hydrowatch_ops::history::DayAhead,
     tz: chrono_tz::Tz,
     title: &str,

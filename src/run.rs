@@ -20,7 +20,7 @@ better). Alarms, forecasts and heartbeats go to [server] through the outbox. A j
 the daemon was down runs once at start-up. GET /health and /metrics on daemon.health_listen \
 (default 127.0.0.1:9187). SIGTERM or Ctrl-C: finish what was received, then exit 0. \
 Logs go to standard error; HYDROWATCH_LOG=debug says more.")]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Logs as JSON lines (for journald, Loki, ...) instead of text.
     #[arg(long)]
     pub log_json: bool,
@@ -35,7 +35,7 @@ pub struct RunArgs {
 }
 
 /// Runs the daemon until it is stopped.
-pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     if let Some(parent) = ctx.db.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

@@ -20,7 +20,7 @@ open the dashboard at / ; programs read /api/v1/devices, /api/v1/alarms, /api/v1
 hydrowatch-server.db), or PostgreSQL with --database postgres://user:password@host:port/dbname \
 (the tables are created on first start; connections without TLS, so keep the database next to the \
 server).")]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
     /// PostgreSQL instead of the SQLite file: postgres://user:password@host:port/dbname (or
@@ -42,7 +42,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ServeCommand {
+pub(crate) enum ServeCommand {
     /// Device tokens.
     Token {
         #[command(subcommand)]
@@ -51,7 +51,7 @@ pub enum ServeCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Issue a new token for a device (replacing its old one) and print it once.
     Create {
         /// The device's id, as in its `[device] id`.
@@ -60,7 +60,7 @@ pub enum TokenCommand {
 }
 
 /// Runs the command.
-pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let (db, name) = match (&args.database, &global.db) {
         (Some(_), Some(file)) => anyhow::bail!(
             "both --db {} and --database given: the server uses one database, choose one",

@@ -19,7 +19,7 @@ The data file is `time,flow_rate,pressure`, one row a minute, in the device's lo
 (`YYYY-MM-DD HH:MM`); a silent sensor leaves its cell empty. The events file has rows \
 `start,end,kind,series` with kind one of burst, leak, stuck, silent, spike."
 )]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// Number of days to simulate.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3660))]
     pub days: u32,
@@ -47,7 +47,7 @@ pub struct SimulateArgs {
 }
 
 /// Runs the command.
-pub fn run(global: &Global, args: SimulateArgs) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global, args: SimulateArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     anyhow::ensure!(
         args.mean_flow.is_finite() && args.mean_flow > 0.0,

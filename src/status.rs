@@ -8,7 +8,7 @@ use crate::context::Context;
 use crate::global::Global;
 
 /// `hydrowatch status`
-pub fn run(global: &Global) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     let store = ctx.open_existing_store("import or record readings first")?;
     let tz = store.timezone();

@@ -8,12 +8,12 @@ use chrono_tz::Tz;
 use clap::Args;
 use hydrowatch_core::time::format_local;
 use hydrowatch_forecast::combination::Combination;
-use hydrowatch_forecast::neural::{ModelKind, NeuralConfig, Strategy};
+use hydrowatch_forecast::neural::{Loss, ModelKind, NeuralConfig, Strategy};
 use hydrowatch_forecast::{Fitted, Forecaster, HORIZON, Predict};
 use hydrowatch_ops::forecasting as edge;
 
 use crate::context::Context;
-use crate::forecasting::{InputArgs, fit_with_bar, network};
+use crate::forecasting::{InputArgs, fit_with_bar, model_names, network};
 use crate::global::Global;
 
 /// `hydrowatch train`
@@ -29,7 +29,7 @@ test_forecast.png (the forecasts 1-24 hours ahead over the weeks no choice was m
 what happened). A network uses the file's windows in time order: 80% to train, 10% to stop \
 early, 10% to test; the scores are printed."
 )]
-pub struct TrainArgs {
+pub(crate) struct TrainArgs {
     #[command(flatten)]
     pub input: InputArgs,
     /// Folder to write the trained model into.
@@ -37,11 +37,11 @@ pub struct TrainArgs {
     pub model_dir: PathBuf,
     /// The model: the combination (default), or a network alone (the combination's network is
     /// an LSTM, shaped by the options below).
-    #[arg(long, default_value = "combination", value_parser = ["combination", "lstm", "gru", "rnn", "transformer"])]
+    #[arg(long, default_value = "combination", value_parser = model_names("combination"))]
     pub model: String,
     /// How a network produces the 168 hours.
-    #[arg(long, default_value = "mimo", value_parser = ["mimo", "direct", "recursive"])]
-    pub strategy: String,
+    #[arg(long, value_enum, default_value = "mimo")]
+    pub strategy: Strategy,
     /// Hours of input the network reads.
     #[arg(short = 'w', long, default_value_t = 48, value_parser = clap::value_parser!(u32).range(1..=2016))]
     pub window: u32,
@@ -66,14 +66,14 @@ pub struct TrainArgs {
     pub seed: u64,
     /// What training minimises: l1 (absolute error, what PI1 and PI3 score) or mse (squared
     /// error, the prototype's). --prototype always uses mse.
-    #[arg(long, default_value = "l1", value_parser = ["mse", "l1"])]
-    pub loss: String,
+    #[arg(long, value_enum, default_value = "l1")]
+    pub loss: Loss,
 }
 
 /// The network configuration the options describe (the combination's network member, or a
 /// network alone).
 fn neural_config(args: &TrainArgs) -> anyhow::Result<NeuralConfig> {
-    let strategy: Strategy = args.strategy.parse().map_err(anyhow::Error::msg)?;
+    let strategy = args.strategy;
     let mut config = if args.prototype {
         NeuralConfig {
             strategy,
@@ -85,7 +85,7 @@ fn neural_config(args: &TrainArgs) -> anyhow::Result<NeuralConfig> {
             other => other.parse().map_err(anyhow::Error::msg)?,
         };
         let mut config = NeuralConfig::new(kind, strategy);
-        config.train.loss = args.loss.parse().map_err(anyhow::Error::msg)?;
+        config.train.loss = args.loss;
         config
     };
     config.window = args.window as usize;
@@ -126,7 +126,7 @@ fn train_candidates(args: &TrainArgs) -> anyhow::Result<Vec<Forecaster>> {
 }
 
 /// `hydrowatch train`
-pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
+pub(crate) fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     if args.horizon != HORIZON {
         bail!(
@@ -150,7 +150,7 @@ pub fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
         };
         let fitted = fit_with_bar(candidate, &history, &label)?;
         let score = match &fitted {
-            Fitted::Network(n) => n.report.validation.pi1 + n.report.validation.pi3,
+            Fitted::Network(n) => n.report.validation.selection(),
             _ => 0.0,
         };
         if candidates.len() > 1 {

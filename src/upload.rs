@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::global::Global;
 
 /// `hydrowatch upload`
-pub fn run(global: &Global) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
     let ctx = Context::load(global)?;
     let Some(server) = &ctx.config.server else {
         anyhow::bail!(

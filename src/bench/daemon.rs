@@ -18,7 +18,7 @@ use super::storage::proc_status_kib;
 
 /// `hydrowatch bench daemon`
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Days of minute data replayed through the daemon.
     #[arg(long, default_value_t = 7)]
     pub days: u32,
@@ -138,7 +138,7 @@ fn one_run(dir: &Path, args: &BenchArgs) -> anyhow::Result<RunResult> {
 }
 
 /// Runs the benchmark.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "{} days of minute data (flow_rate, pressure) replayed through `hydrowatch run` after {} days imported; {} runs:",
         args.days, args.history_days, args.runs

@@ -12,7 +12,7 @@ use crate::global::Global;
 
 /// `hydrowatch bench detect`
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Days of simulated minute data.
     #[arg(long, default_value_t = 365)]
     pub days: u32,
@@ -24,7 +24,7 @@ pub struct BenchArgs {
 /// `hydrowatch bench detect`: the detection of the daemon without any I/O, on a simulated year
 /// held in memory. Prints the backfill time (criteria refitted daily, every reading judged, every
 /// tick) and the time per reading with fixed criteria.
-pub fn run(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
     use std::time::Instant;
     let ctx = Context::load(global)?;
     let tz = ctx.config.device.timezone;

@@ -13,7 +13,7 @@ use clap::Args;
 python3 -m venv .venv-peers && .venv-peers/bin/pip install tensorflow-cpu\n  \
 hydrowatch bench lstm-step --python .venv-peers/bin/python --keras-script ../shared/peers/keras_lstm_step.py"
 )]
-pub struct LstmStepArgs {
+pub(crate) struct LstmStepArgs {
     /// Sequence length.
     #[arg(long, default_value_t = 168)]
     pub seq: usize,
@@ -39,7 +39,7 @@ pub struct LstmStepArgs {
 }
 
 /// `hydrowatch bench lstm-step`: burn's step time, and Keras's in the same run when asked.
-pub fn run(args: LstmStepArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: LstmStepArgs) -> anyhow::Result<()> {
     use hydrowatch_forecast::bench::{Layer, train_step_ms};
     let step = |layer| train_step_ms(layer, args.batch, args.seq, args.hidden, args.steps);
     let (fused_ms, stock_ms) = (step(Layer::FusedLstm), step(Layer::StockLstm));

@@ -3,14 +3,14 @@
 //! commands it measures.
 
 mod csv_store;
-pub mod daemon;
-pub mod detect;
-pub mod lstm;
-pub mod storage;
+pub(crate) mod daemon;
+pub(crate) mod detect;
+pub(crate) mod lstm;
+pub(crate) mod storage;
 
 /// The mean and the sample standard deviation (n - 1; 0 for one value) of `xs`: the one
 /// statistic every bench prints as `mean ± sd`.
-pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_sd(xs: &[f64]) -> (f64, f64) {
     let n = xs.len();
     if n == 0 {
         return (f64::NAN, f64::NAN);

@@ -35,7 +35,7 @@ use hydrowatch_store::Store;
 temporary directory (or --dir). Open the printed address in a browser while it runs; the pages \
 refresh by themselves. Ctrl-C stops it."
 )]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Stop once the replay is done and the summary printed, instead of serving the dashboard
     /// until Ctrl-C.
     #[arg(long)]
@@ -104,7 +104,7 @@ struct Device {
 }
 
 /// Runs the demo.
-pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (_temp, dir) = match &args.dir {
         Some(d) => {

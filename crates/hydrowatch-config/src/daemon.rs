@@ -289,7 +289,7 @@ pub enum WordOrder {
 }
 
 /// The fastest replay: a million times real time (a year in half a minute).
-pub const MAX_SPEED: f64 = 1e6;
+pub(crate) const MAX_SPEED: f64 = 1e6;
 
 /// Problems of the daemon's settings, each naming its key.
 pub(crate) fn problems(

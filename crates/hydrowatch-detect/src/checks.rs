@@ -49,11 +49,11 @@ impl LocalClock {
 }
 
 /// Intervals between readings the typical interval is the median of.
-pub const GAPS: usize = 9;
+pub(crate) const GAPS: usize = 9;
 /// Typical intervals without a reading before a series can be stale.
-pub const STALE_INTERVALS: i64 = 3;
+pub(crate) const STALE_INTERVALS: i64 = 3;
 /// Typical intervals of identical values before a series can be stuck.
-pub const STUCK_INTERVALS: i64 = 4;
+pub(crate) const STUCK_INTERVALS: i64 = 4;
 
 /// What the system checks remember of a series between readings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -76,7 +76,7 @@ pub(crate) struct CheckState {
 
 impl CheckState {
     /// The series' typical interval between readings (seconds), once one is known.
-    pub fn interval(&self) -> Option<i64> {
+    pub(crate) fn interval(&self) -> Option<i64> {
         self.interval
     }
 
@@ -98,7 +98,7 @@ impl CheckState {
     }
 
     /// Seconds without a reading after which the series is stale.
-    pub fn stale_after(&self, settings: &SeriesSettings) -> i64 {
+    pub(crate) fn stale_after(&self, settings: &SeriesSettings) -> i64 {
         let configured = i64::from(settings.stale_minutes) * 60;
         self.interval()
             .map_or(configured, |i| configured.max(STALE_INTERVALS * i))

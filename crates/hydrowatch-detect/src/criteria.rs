@@ -89,7 +89,7 @@ fn a_month() -> u32 {
     28
 }
 /// Time constant of the level of the deviation, minutes.
-pub const LEVEL_MINUTES: f64 = 60.0;
+pub(crate) const LEVEL_MINUTES: f64 = 60.0;
 /// Readings further apart than this restart the level at zero.
 const LEVEL_RESET_SECONDS: i64 = 3 * 3600;
 

@@ -45,7 +45,7 @@ pub struct Limits {
 }
 
 /// The day-to-day largest change is multiplied by this to give the limit.
-pub const STEP_MARGIN: f64 = 1.5;
+pub(crate) const STEP_MARGIN: f64 = 1.5;
 /// Fewest readings of a resting spell.
 const REST_READINGS: usize = 3;
 /// Shortest resting spell, seconds.

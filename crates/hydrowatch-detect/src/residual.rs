@@ -14,11 +14,11 @@ use hydrowatch_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The band is widened by this share of its width on each side before an hour is abnormal.
-pub const MARGIN: f64 = 1.0;
+pub(crate) const MARGIN: f64 = 1.0;
 /// Abnormal hours in a row before a `forecast` alarm opens.
-pub const HOURS: u32 = 3;
+pub(crate) const HOURS: u32 = 3;
 /// Normal hours in a row before it clears.
-pub const CLEAR_HOURS: u32 = 2;
+pub(crate) const CLEAR_HOURS: u32 = 2;
 /// An hour needs this share of the readings of the series' typical interval to have a mean.
 const FULL_HOUR: f64 = 0.5;
 
@@ -59,7 +59,7 @@ pub(crate) struct HourSum {
 impl HourSum {
     /// Adds a reading of the hour starting at `hour`; returns the hour it closed (start, sum,
     /// count) when the reading is in a later one.
-    pub fn add(&mut self, hour: Timestamp, value: f64) -> Option<(Timestamp, f64, u32)> {
+    pub(crate) fn add(&mut self, hour: Timestamp, value: f64) -> Option<(Timestamp, f64, u32)> {
         let closed = self.close_before(hour);
         if self.hour.is_none() {
             *self = HourSum {
@@ -74,7 +74,7 @@ impl HourSum {
     }
 
     /// Closes the hour being summed if it started before `hour`.
-    pub fn close_before(&mut self, hour: Timestamp) -> Option<(Timestamp, f64, u32)> {
+    pub(crate) fn close_before(&mut self, hour: Timestamp) -> Option<(Timestamp, f64, u32)> {
         match self.hour {
             Some(h) if h < hour => {
                 let closed = (h, self.sum, self.count);

@@ -158,8 +158,8 @@ impl Predict for Fitted {
 pub fn winner(results: &[BacktestResult]) -> Option<&BacktestResult> {
     results
         .iter()
-        .filter(|r| (r.scores.pi1 + r.scores.pi3).is_finite())
-        .min_by(|a, b| (a.scores.pi1 + a.scores.pi3).total_cmp(&(b.scores.pi1 + b.scores.pi3)))
+        .filter(|r| r.scores.selection().is_finite())
+        .min_by(|a, b| a.scores.selection().total_cmp(&b.scores.selection()))
 }
 
 /// The forecast of the best baseline over the last weeks the history allows (up to 4; the

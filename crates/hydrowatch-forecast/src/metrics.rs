@@ -19,6 +19,12 @@ pub struct Scores {
 }
 
 impl Scores {
+    /// The selection rule, the one every choice between models uses (`backtest --select`, the
+    /// weekly retraining, `train --tune`): PI1 + PI3, lower is better.
+    pub fn selection(&self) -> f64 {
+        self.pi1 + self.pi3
+    }
+
     /// Scores `forecast` against `actual` (`NaN` = unknown); `None` if hours 1-24 have no known
     /// actual at all. A score with no known actual in its hours (PI3 when hours 25-168 are all
     /// unknown, MAPE when every actual is zero) is `NaN`.

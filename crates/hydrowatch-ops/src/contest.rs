@@ -145,7 +145,7 @@ pub fn select(
 ) -> Result<(String, f64), ContestError> {
     let best = winner(series.own()).ok_or_else(|| ContestError::NoWinner(series.name.clone()))?;
     let id = store.ensure_series(&series.name, None)?;
-    let score = best.scores.pi1 + best.scores.pi3;
+    let score = best.scores.selection();
     store.set_default_model(id, &best.name, score, now)?;
     Ok((best.name.clone(), score))
 }

@@ -474,7 +474,7 @@ pub fn retrain_series(
     let score = |m: &Fitted| {
         evaluate(m, &history, &days)
             .ok()
-            .map(|r| r.scores.pi1 + r.scores.pi3)
+            .map(|r| r.scores.selection())
             .filter(|s| s.is_finite())
     };
     let current = saved_model(&dir, &forecaster);

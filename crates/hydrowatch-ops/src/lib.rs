@@ -8,6 +8,7 @@
 //! - [`labels`]: the labelled events a detection run is scored against;
 //! - [`forecasting`]: the hourly history, a series' forecaster, the forecast recorded with its
 //!   message, the weekly retraining;
+//! - [`export`]: readings with the day-ahead forecast beside them, as CSV;
 //! - [`history`]: a CSV file as an hourly history, a model's day-ahead forecasts over it;
 //! - [`envelope`]: the messages to the central server (hydrowatch-protocol's types).
 //! - [`import`]: CSV files into the database, all or nothing.
@@ -17,6 +18,7 @@
 
 pub mod contest;
 pub mod envelope;
+pub mod export;
 pub mod forecasting;
 pub mod history;
 pub mod import;

@@ -302,7 +302,7 @@ pub(crate) mod test_util {
     use super::*;
 
     /// A store in a fresh temporary directory (kept alive by the returned guard).
-    pub fn store(tz: &str) -> (tempfile::TempDir, Store) {
+    pub(crate) fn store(tz: &str) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db"), tz.parse().unwrap()).unwrap();
         (dir, store)

@@ -134,10 +134,10 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version this program writes.
-pub const LATEST: i64 = MIGRATIONS.len() as i64;
+pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the schema of `conn` up to [`LATEST`].
-pub fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
+pub(crate) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
     let wrap = |source| StoreError::Sqlite {
         path: path.to_path_buf(),
         source,

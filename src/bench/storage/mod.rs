@@ -15,7 +15,7 @@
 
 mod step;
 
-pub use step::run_step;
+pub(crate) use step::run_step;
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 /// Options of `hydrowatch bench storage`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Repetitions of every step.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub reps: u32,
@@ -50,7 +50,7 @@ pub struct BenchArgs {
 
 /// Options of the hidden per-step command.
 #[derive(Debug, Args)]
-pub struct StepArgs {
+pub(crate) struct StepArgs {
     #[arg(long, value_enum)]
     backend: Backend,
     #[arg(long, value_enum)]
@@ -114,7 +114,7 @@ const WORK_CSV: &str = "work.csv";
 pub(super) const SERIES: [&str; 2] = ["flow_rate", "pressure"];
 
 /// Runs the whole benchmark and prints the table.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let tmp;
     let dir = match &args.dir {
         Some(d) => {
@@ -266,7 +266,7 @@ fn reset_work_files(dir: &Path, backend: Backend, op: Op) -> anyhow::Result<()> 
 }
 
 /// A `kB` field of `/proc/<process>/status` (`process`: `self` or a pid).
-pub fn proc_status_kib(process: &str, field: &str) -> anyhow::Result<u64> {
+pub(crate) fn proc_status_kib(process: &str, field: &str) -> anyhow::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{process}/status"))?;
     status
         .lines()

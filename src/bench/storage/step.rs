@@ -17,7 +17,7 @@ use super::{
 use crate::bench::csv_store::{bulk_load_csv, csv_hourly, csv_latest, csv_read, csv_span};
 
 /// Runs one step in this (fresh) process and prints its [`StepResult`].
-pub fn run_step(args: StepArgs) -> anyhow::Result<()> {
+pub(crate) fn run_step(args: StepArgs) -> anyhow::Result<()> {
     let dir = &args.dir;
     // Everything the step needs but should not be charged for is set up before the clock starts.
     let tz = chrono_tz::Asia::Seoul;

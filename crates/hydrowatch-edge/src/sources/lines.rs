@@ -12,7 +12,7 @@ use super::{Fate, Incoming, Intake, Running, Source, SourceError, this_minute};
 
 /// The longest line a line source reads: far longer than any line of readings, far shorter than
 /// what a broken or hostile sender can stream without a line break.
-pub const MAX_LINE_BYTES: usize = 4096;
+pub(super) const MAX_LINE_BYTES: usize = 4096;
 
 /// What [`read_line`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -239,7 +239,7 @@ pub fn parse_line(
 }
 
 /// `kind = "stdin"`: lines `time,series,value` on standard input, until it ends.
-pub struct Stdin;
+pub(super) struct Stdin;
 
 impl Source for Stdin {
     fn name(&self) -> String {
@@ -299,13 +299,13 @@ impl Source for Stdin {
 
 /// `kind = "tcp"`: a listener; each connection sends lines `time,series,value` and reads one
 /// answer per line.
-pub struct Tcp {
+pub(super) struct Tcp {
     listen: String,
 }
 
 impl Tcp {
     /// A listener on `listen` (`host:port`).
-    pub fn new(listen: String) -> Tcp {
+    pub(super) fn new(listen: String) -> Tcp {
         Tcp { listen }
     }
 }

@@ -14,19 +14,19 @@ use tokio_serial::SerialPortBuilderExt;
 use super::{Incoming, Intake, Running, Source};
 
 /// A Modbus source.
-pub struct Modbus {
+pub(super) struct Modbus {
     config: ModbusSource,
 }
 
 impl Modbus {
     /// The source of `config`.
-    pub fn new(config: ModbusSource) -> Modbus {
+    pub(super) fn new(config: ModbusSource) -> Modbus {
         Modbus { config }
     }
 }
 
 /// The number a register (pair) encodes, scaled.
-pub fn decode(register: &RegisterConfig, words: &[u16]) -> f64 {
+pub(super) fn decode(register: &RegisterConfig, words: &[u16]) -> f64 {
     let (hi, lo) = match (register.word_order, words) {
         (_, [w]) => (0, *w),
         (WordOrder::Big, [a, b, ..]) => (*a, *b),

@@ -11,13 +11,13 @@ use super::{Incoming, Intake, Pacer, Running, Source, SourceError};
 const UNPACED_BATCH: usize = 1440;
 
 /// The replay source.
-pub struct Replay {
+pub(super) struct Replay {
     config: ReplaySource,
 }
 
 impl Replay {
     /// The source of `config`.
-    pub fn new(config: ReplaySource) -> Replay {
+    pub(super) fn new(config: ReplaySource) -> Replay {
         Replay { config }
     }
 }

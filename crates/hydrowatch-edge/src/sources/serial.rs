@@ -17,13 +17,13 @@ use super::{Intake, Running, Source, this_minute};
 const REOPEN: Duration = Duration::from_secs(5);
 
 /// A serial port source.
-pub struct Serial {
+pub(super) struct Serial {
     config: SerialSource,
 }
 
 impl Serial {
     /// The source of `config`.
-    pub fn new(config: SerialSource) -> Serial {
+    pub(super) fn new(config: SerialSource) -> Serial {
         Serial { config }
     }
 }

@@ -14,14 +14,14 @@ const OPEN_ENDED_DAYS: u32 = 3650;
 const UNPACED_BATCH: usize = 1440;
 
 /// The simulator source.
-pub struct Simulator {
+pub(super) struct Simulator {
     config: SimulatorSource,
     tz: Tz,
 }
 
 impl Simulator {
     /// The source of `config` in zone `tz`.
-    pub fn new(config: SimulatorSource, tz: Tz) -> Simulator {
+    pub(super) fn new(config: SimulatorSource, tz: Tz) -> Simulator {
         Simulator { config, tz }
     }
 }

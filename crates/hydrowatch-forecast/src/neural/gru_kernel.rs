@@ -18,7 +18,7 @@ use super::kernel::{
 
 /// The weights of one layer (see the module notes for layouts).
 #[derive(Debug, Clone, Copy)]
-pub struct GruWeights<'a> {
+pub(super) struct GruWeights<'a> {
     /// `[input, 3·hidden]`.
     pub w_ih: &'a [f32],
     /// `[hidden, 3·hidden]`.
@@ -42,7 +42,7 @@ struct ChunkSaved {
 
 /// What the forward pass keeps for the backward pass.
 #[derive(Debug, Clone)]
-pub struct GruSaved {
+pub(super) struct GruSaved {
     shape: RnnShape,
     chunks: Vec<ChunkSaved>,
 }
@@ -55,7 +55,7 @@ fn check(shape: &RnnShape, x: &[f32], w: &GruWeights) {
 
 /// The forward pass: hidden states `[batch, steps, hidden]` of every step, and what the
 /// backward pass needs.
-pub fn forward(shape: RnnShape, x: &[f32], w: GruWeights) -> (Vec<f32>, GruSaved) {
+pub(super) fn forward(shape: RnnShape, x: &[f32], w: GruWeights) -> (Vec<f32>, GruSaved) {
     check(&shape, x, &w);
     let chunks = per_chunk(shape.chunks(), |rows| forward_chunk(shape, x, w, rows));
     let mut out = vec![0.0; shape.batch * shape.steps * shape.hidden];
@@ -133,7 +133,7 @@ fn forward_chunk(shape: RnnShape, x: &[f32], w: GruWeights, rows: Range<usize>) 
 
 /// The backward pass: `dy` is the gradient of the loss with respect to every hidden state
 /// (`[batch, steps, hidden]`); `x` and `w` must be those given to [`forward`].
-pub fn backward(saved: &GruSaved, dy: &[f32], x: &[f32], w: GruWeights) -> RnnGrads {
+pub(super) fn backward(saved: &GruSaved, dy: &[f32], x: &[f32], w: GruWeights) -> RnnGrads {
     let shape = saved.shape;
     check(&shape, x, &w);
     assert_eq!(

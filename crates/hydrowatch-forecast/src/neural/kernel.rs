@@ -11,7 +11,7 @@ use std::ops::Range;
 
 /// Sizes of one recurrent layer applied to one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RnnShape {
+pub(super) struct RnnShape {
     /// Sequences in the batch.
     pub batch: usize,
     /// Time steps per sequence.
@@ -49,7 +49,7 @@ impl RnnShape {
 /// Gradients of the loss with respect to the input and weights of one layer (for a cell with a
 /// single bias, `b_ih` and `b_hh` are the same: the gradient of that bias).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RnnGrads {
+pub(super) struct RnnGrads {
     /// `[batch, steps, input]`.
     pub x: Vec<f32>,
     /// `[input, gates·hidden]`.

@@ -21,7 +21,7 @@ use super::kernel::{
 
 /// The weights of one layer (see the module notes for layouts).
 #[derive(Debug, Clone, Copy)]
-pub struct LstmWeights<'a> {
+pub(super) struct LstmWeights<'a> {
     /// `[input, 4·hidden]`.
     pub w_ih: &'a [f32],
     /// `[hidden, 4·hidden]`.
@@ -46,14 +46,14 @@ struct ChunkSaved {
 
 /// What the forward pass keeps for the backward pass.
 #[derive(Debug, Clone)]
-pub struct LstmSaved {
+pub(super) struct LstmSaved {
     shape: RnnShape,
     chunks: Vec<ChunkSaved>,
 }
 
 /// The forward pass: hidden states `[batch, steps, hidden]` of every step, and what the
 /// backward pass needs.
-pub fn forward(shape: RnnShape, x: &[f32], w: LstmWeights) -> (Vec<f32>, LstmSaved) {
+pub(super) fn forward(shape: RnnShape, x: &[f32], w: LstmWeights) -> (Vec<f32>, LstmSaved) {
     shape.check(x, 4, w.w_ih, w.w_hh);
     assert_eq!(w.bias.len(), 4 * shape.hidden, "LSTM bias size");
     let chunks = per_chunk(shape.chunks(), |rows| forward_chunk(shape, x, w, rows));
@@ -129,7 +129,7 @@ fn forward_chunk(shape: RnnShape, x: &[f32], w: LstmWeights, rows: Range<usize>)
 
 /// The backward pass: `dy` is the gradient of the loss with respect to every hidden state
 /// (`[batch, steps, hidden]`); `x` and `w` must be those given to [`forward`].
-pub fn backward(saved: &LstmSaved, dy: &[f32], x: &[f32], w: LstmWeights) -> RnnGrads {
+pub(super) fn backward(saved: &LstmSaved, dy: &[f32], x: &[f32], w: LstmWeights) -> RnnGrads {
     let shape = saved.shape;
     shape.check(x, 4, w.w_ih, w.w_hh);
     assert_eq!(w.bias.len(), 4 * shape.hidden, "LSTM bias size");

@@ -50,6 +50,7 @@ fn lookback(window: usize) -> usize {
 
 /// How the 168 hours are produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// One network emits all 168 hours.

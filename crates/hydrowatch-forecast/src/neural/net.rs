@@ -25,6 +25,7 @@ use super::fused::{FusedGru, FusedLstm};
 
 /// The sequence encoder of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// Long short-term memory (the default).
@@ -38,6 +39,14 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// Every kind.
+    pub const ALL: [ModelKind; 4] = [
+        ModelKind::Lstm,
+        ModelKind::Gru,
+        ModelKind::Rnn,
+        ModelKind::Transformer,
+    ];
+
     /// Its name in files and on the command line.
     pub fn name(self) -> &'static str {
         match self {

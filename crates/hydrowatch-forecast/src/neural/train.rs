@@ -114,6 +114,7 @@ pub struct TrainConfig {
 /// it improved the default LSTM from -16.7% / -11.9% to -18.7% / -14.4% against seasonal naive
 /// (PI1 / PI3, docs/FORECASTING.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
     /// Mean squared error (the prototype's).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hydrowatch_server::Db;
 use serde_json::{Value, json};
 
-pub struct Server {
+pub(crate) struct Server {
     pub url: String,
     _dir: tempfile::TempDir,
     pub db: Arc<Db>,
@@ -17,7 +17,7 @@ pub struct Server {
 
 /// The database a test server runs on.
 #[derive(Debug, Clone, Copy)]
-pub enum On {
+pub(crate) enum On {
     Sqlite,
     Postgres,
 }
@@ -40,16 +40,16 @@ macro_rules! on_both {
     )*};
 }
 
-pub fn start(on: On) -> Server {
+pub(crate) fn start(on: On) -> Server {
     start_with(on, hydrowatch_server::RateLimit::default())
 }
 
-pub fn start_with(on: On, limit: hydrowatch_server::RateLimit) -> Server {
+pub(crate) fn start_with(on: On, limit: hydrowatch_server::RateLimit) -> Server {
     start_limited(on, limit, hydrowatch_server::Limits::default())
 }
 
 /// A server with connection `limits` of its own.
-pub fn start_limited(
+pub(crate) fn start_limited(
     on: On,
     limit: hydrowatch_server::RateLimit,
     limits: hydrowatch_server::Limits,
@@ -71,7 +71,14 @@ pub fn start_limited(
     }
 }
 
-pub fn alert(device: &str, id: &str, alarm: u64, state: &str, stage: u64, minute: i64) -> Value {
+pub(crate) fn alert(
+    device: &str,
+    id: &str,
+    alarm: u64,
+    state: &str,
+    stage: u64,
+    minute: i64,
+) -> Value {
     json!({
         "device_id": device, "message_id": id, "kind": "alert",
         "created_at": format!("2024-07-01T00:{minute:02}:00Z"),
@@ -81,7 +88,7 @@ pub fn alert(device: &str, id: &str, alarm: u64, state: &str, stage: u64, minute
     })
 }
 
-pub fn forecast(device: &str, id: &str, points: usize) -> Value {
+pub(crate) fn forecast(device: &str, id: &str, points: usize) -> Value {
     let p: Vec<Value> = (0..points)
         .map(|h| json!({"time": format!("2024-07-0{}T{:02}:00:00Z", 2 + h / 24, h % 24), "value": 1.0, "lower": 0.5, "upper": 1.5}))
         .collect();
@@ -89,7 +96,7 @@ pub fn forecast(device: &str, id: &str, points: usize) -> Value {
            "body": {"series": "flow_rate", "unit": "m3/h", "issued_at": "2024-07-01T15:00:00Z", "model": "lstm/mimo", "points": p}})
 }
 
-pub fn post(s: &Server, token: Option<&str>, body: String) -> (u16, Value) {
+pub(crate) fn post(s: &Server, token: Option<&str>, body: String) -> (u16, Value) {
     let client = reqwest::blocking::Client::new();
     let mut req = client
         .post(format!("{}/api/v1/ingest", s.url))
@@ -103,13 +110,13 @@ pub fn post(s: &Server, token: Option<&str>, body: String) -> (u16, Value) {
     (status, r.json().unwrap_or(Value::Null))
 }
 
-pub fn get(s: &Server, path: &str) -> Value {
+pub(crate) fn get(s: &Server, path: &str) -> Value {
     reqwest::blocking::get(format!("{}{path}", s.url))
         .unwrap()
         .json()
         .unwrap()
 }
 
-pub fn batch(device: &str, messages: Vec<Value>) -> String {
+pub(crate) fn batch(device: &str, messages: Vec<Value>) -> String {
     json!({"device_id": device, "messages": messages}).to_string()
 }
