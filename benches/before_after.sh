@@ -7,7 +7,7 @@
 # give the same scores to the last digit (the contest is deterministic): its tables are diffed.
 set -euo pipefail
 OLD=$(realpath "$1"); NEW=$(realpath "$2"); ROUNDS=${3:-2}
-DMA=${4:-$(dirname "$0")/../../shared/data/dma-inflow}
+DMA=$(realpath "${4:-$(dirname "$0")/../../shared/data/dma-inflow}")
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 say() { echo; echo "=== $*"; }
 for round in $(seq "$ROUNDS"); do
