@@ -11,7 +11,7 @@ use hydrowatch_forecast::combination::Combination;
 use hydrowatch_forecast::neural::{Loss, NeuralConfig, Strategy};
 use hydrowatch_forecast::{Forecaster, History};
 use hydrowatch_ops::contest::{self, External, SeriesResults};
-use hydrowatch_ops::forecasting as edge;
+use hydrowatch_ops::forecasting as ops;
 
 use crate::backtest_tables as tables;
 
@@ -181,7 +181,7 @@ pub(crate) fn backtest_cmd(global: &Global, args: BacktestArgs) -> anyhow::Resul
         let store = store.as_ref().expect("opened above");
         let days_off = holidays(&ctx, store.timezone())?;
         for s in store.series()? {
-            inputs.push((s.name.clone(), edge::db_history(store, &s.name, &days_off)?));
+            inputs.push((s.name.clone(), ops::db_history(store, &s.name, &days_off)?));
         }
         anyhow::ensure!(
             !inputs.is_empty(),

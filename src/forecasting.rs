@@ -15,7 +15,7 @@ use hydrowatch_forecast::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-use hydrowatch_ops::forecasting::{self as edge, Recorded};
+use hydrowatch_ops::forecasting::{self as ops, Recorded};
 
 use crate::context::Context;
 use crate::global::Global;
@@ -59,7 +59,7 @@ impl InputArgs {
                     );
                 };
                 (
-                    edge::db_history(&store, name, &holidays)?,
+                    ops::db_history(&store, name, &holidays)?,
                     format!("{name} in {}", ctx.db.display()),
                 )
             }
@@ -72,7 +72,7 @@ impl InputArgs {
 /// The days off in `tz`: the national holidays of its country (or `[forecast] country`) and
 /// the listed ones.
 pub(crate) fn holidays(ctx: &Context, tz: Tz) -> anyhow::Result<Holidays> {
-    Ok(edge::calendar(&ctx.config, tz)?.holidays)
+    Ok(ops::calendar(&ctx.config, tz)?.holidays)
 }
 
 /// `hydrowatch forecast`
@@ -203,7 +203,7 @@ pub(crate) fn forecast(global: &Global, args: ForecastArgs) -> anyhow::Result<()
 }
 
 /// Forecasts every series of the database with its forecaster, stores each forecast and queues
-/// it for the central server: [`edge::forecast_and_record`], as the daemon's job does.
+/// it for the central server: [`ops::forecast_and_record`], as the daemon's job does.
 fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
     let mut store = ctx.open_store()?;
     let tz = store.timezone();
@@ -220,7 +220,7 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
     }
     let holidays = holidays(ctx, tz)?;
     let train = |f: &Forecaster, h: &History| fit_with_bar(f, h, &f.name());
-    let results = edge::forecast_all(
+    let results = ops::forecast_all(
         &mut store,
         &series,
         &ctx.config,
@@ -264,7 +264,7 @@ fn write_forecast(fc: &Forecast, tz: Tz, path: &Path) -> anyhow::Result<()> {
     {
         serde_json::to_writer_pretty(&mut out, fc)?;
     } else {
-        edge::write_csv(fc, tz, &mut out)?;
+        ops::write_csv(fc, tz, &mut out)?;
     }
     out.finish()
 }

@@ -514,9 +514,9 @@ fn export_holds_the_day_ahead_forecast_beside_the_readings() {
                 .collect()
         };
         // Issued the day before: the one to show. Issued the same day: not day-ahead.
-        s.insert_forecast(id, issued_d1, None, &points(issued_d1 + 1800, 105.0))
+        s.insert_forecast(id, issued_d1, &points(issued_d1 + 1800, 105.0))
             .unwrap();
-        s.insert_forecast(id, issued_d2, None, &points(issued_d2 + 1800, 999.0))
+        s.insert_forecast(id, issued_d2, &points(issued_d2 + 1800, 999.0))
             .unwrap();
     }
     ok(run(

@@ -353,7 +353,7 @@ pub fn forecast_and_record(
     let limits = outbound
         .as_ref()
         .map_or(OutboxLimits::UNBOUNDED, |o| o.limits);
-    store.record_forecast(series.id, fc.start, None, &points(fc), &messages, limits)?;
+    store.record_forecast(series.id, fc.start, &points(fc), &messages, limits)?;
     if let Some(dir) = &config.daemon.forecast_csv_dir
         && let Err(e) = write_csv_copy(dir, &series.name, fc, tz)
     {

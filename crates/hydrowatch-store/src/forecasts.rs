@@ -37,13 +37,11 @@ impl Store {
         &mut self,
         series: SeriesId,
         issued_at: Timestamp,
-        model_id: Option<i64>,
         points: &[ForecastPoint],
     ) -> Result<()> {
         self.record_forecast(
             series,
             issued_at,
-            model_id,
             points,
             &[],
             crate::OutboxLimits::UNBOUNDED,
@@ -51,12 +49,13 @@ impl Store {
     }
 
     /// Stores one issued forecast of `series` and queues `messages` for the central server, in
-    /// one transaction: the forecast is either stored and queued, or neither.
+    /// one transaction: the forecast is either stored and queued, or neither. (The table's
+    /// `model_id` column of schema version 1 stays NULL: the model is named in the forecast's
+    /// message and in `hydrowatch status`.)
     pub fn record_forecast(
         &mut self,
         series: SeriesId,
         issued_at: Timestamp,
-        model_id: Option<i64>,
         points: &[ForecastPoint],
         messages: &[crate::OutboxMessage],
         limits: crate::OutboxLimits,
@@ -74,15 +73,13 @@ impl Store {
             del.execute((series.0, issued_at)).map_err(wrap)?;
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT INTO forecasts(series_id, issued_at, target_ts, value, lower, upper, model_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO forecasts(series_id, issued_at, target_ts, value, lower, upper)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(wrap)?;
             for p in points {
-                ins.execute((
-                    series.0, issued_at, p.target, p.value, p.lower, p.upper, model_id,
-                ))
-                .map_err(wrap)?;
+                ins.execute((series.0, issued_at, p.target, p.value, p.lower, p.upper))
+                    .map_err(wrap)?;
             }
         }
         crate::outbox::enqueue(&tx, messages, limits).map_err(wrap)?;
@@ -207,11 +204,11 @@ mod tests {
         let d2_0030 = t.parse("2024-07-02 00:30").unwrap();
         let d2_0000 = t.parse("2024-07-02 00:00").unwrap();
         let d3_0000 = t.parse("2024-07-03 00:00").unwrap();
-        s.insert_forecast(f, d1_0030, None, &fc(d1_0030 + 30 * 60, 1000.0))
+        s.insert_forecast(f, d1_0030, &fc(d1_0030 + 30 * 60, 1000.0))
             .unwrap();
-        s.insert_forecast(f, d1_1200, Some(7), &fc(d1_1200 + HOUR, 2000.0))
+        s.insert_forecast(f, d1_1200, &fc(d1_1200 + HOUR, 2000.0))
             .unwrap();
-        s.insert_forecast(f, d2_0030, None, &fc(d2_0030 + 30 * 60, 3000.0))
+        s.insert_forecast(f, d2_0030, &fc(d2_0030 + 30 * 60, 3000.0))
             .unwrap();
         assert_eq!(s.forecast(f, d1_1200).unwrap().len(), 168);
 
@@ -237,8 +234,8 @@ mod tests {
     fn reissuing_at_the_same_instant_replaces() {
         let (_d, mut s) = store("UTC");
         let f = s.ensure_series("flow_rate", None).unwrap();
-        s.insert_forecast(f, 0, None, &fc(3600, 1.0)).unwrap();
-        s.insert_forecast(f, 0, None, &fc(3600, 5.0)[..24]).unwrap();
+        s.insert_forecast(f, 0, &fc(3600, 1.0)).unwrap();
+        s.insert_forecast(f, 0, &fc(3600, 5.0)[..24]).unwrap();
         let got = s.forecast(f, 0).unwrap();
         assert_eq!(got.len(), 24);
         assert_eq!(got[0].value, 5.0);

@@ -148,8 +148,8 @@ mod tests {
             lower: 0.0,
             upper: 2.0,
         };
-        s.insert_forecast(f, 100, None, &[pt(3600)]).unwrap();
-        s.insert_forecast(f, 2 * day, None, &[pt(2 * day + 3600)])
+        s.insert_forecast(f, 100, &[pt(3600)]).unwrap();
+        s.insert_forecast(f, 2 * day, &[pt(2 * day + 3600)])
             .unwrap();
 
         // Cut-off in the middle of an hour: rounded down to the bucket start.

@@ -11,11 +11,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use hydrowatch_ops::judge::Outbound;
 use hydrowatch_store::{OutboxLimits, Store};
 
 use super::{Shared, refresh_outbox};
 use crate::uplink::{Backoff, Uplink};
-use hydrowatch_ops::judge::Outbound;
 
 /// How delivery is paced.
 #[derive(Debug, Clone, PartialEq)]

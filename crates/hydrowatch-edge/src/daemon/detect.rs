@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hydrowatch_core::Timestamp;
+use hydrowatch_ops::judge::{DatabaseDetector, JudgeError, observe_row};
 use hydrowatch_store::Store;
 
 use super::{Shared, record, refresh_outbox};
-use hydrowatch_ops::judge::{DatabaseDetector, JudgeError, observe_row};
 
 /// Judges what is committed; after the ingest thread finished, one last pass.
 pub(super) fn detect_thread(

@@ -14,12 +14,12 @@ use hydrowatch_config::ForecastAt;
 use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::DAY;
 use hydrowatch_forecast::{Fit, Fitted, ForecastError, Forecaster, History};
+use hydrowatch_ops::forecasting::{JobError, PerSeries, Recorded, forecast_all, retrain_all};
+use hydrowatch_ops::judge::time_of_day;
 use hydrowatch_store::{JobRun, Store, StoreError};
 
 use super::{Shared, record, refresh_outbox};
 use crate::schedule::Every;
-use hydrowatch_ops::forecasting::{JobError, PerSeries, Recorded, forecast_all, retrain_all};
-use hydrowatch_ops::judge::time_of_day;
 
 /// A scheduled job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

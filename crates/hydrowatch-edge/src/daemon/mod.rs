@@ -31,6 +31,7 @@ use hydrowatch_config::Config;
 use hydrowatch_core::Timestamp;
 use hydrowatch_detect::Refit;
 use hydrowatch_forecast::Holidays;
+use hydrowatch_ops::judge::{DatabaseDetector, JudgeError, time_of_day};
 use hydrowatch_store::{Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
@@ -42,7 +43,7 @@ use crate::clock::Clock;
 use crate::health::Metrics;
 use crate::sources::{self, Batch, Intake, Newest, SourceCounters};
 use crate::uplink::{Uplink, UplinkConfig};
-use hydrowatch_ops::judge::{DatabaseDetector, JudgeError, time_of_day};
+
 /// Batches waiting for the ingest thread before sources wait.
 const CHANNEL: usize = 256;
 
