@@ -71,7 +71,7 @@ pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
                 "      last retraining {}: {} kept the {} (backtest PI1+PI3: current {}, candidate {})",
                 when(r.at),
                 r.model,
-                r.kept,
+                r.kept.name(),
                 score(r.current_score),
                 score(r.candidate_score)
             );

@@ -23,7 +23,7 @@ use hydrowatch_forecast::neural::FittedNeural;
 use hydrowatch_forecast::{
     Fit, Fitted, Forecast, ForecastError, Forecaster, History, Holidays, Predict, artifact,
 };
-use hydrowatch_store::{ForecastPoint, OutboxLimits, Retrain, SeriesInfo, Store, StoreError};
+use hydrowatch_store::{ForecastPoint, Kept, OutboxLimits, Retrain, SeriesInfo, Store, StoreError};
 
 use crate::judge::Outbound;
 
@@ -494,7 +494,11 @@ pub fn retrain_series(
         model: forecaster.name(),
         current_score,
         candidate_score,
-        kept: if better { "candidate" } else { "current" }.into(),
+        kept: if better {
+            Kept::Candidate
+        } else {
+            Kept::Current
+        },
     };
     store.record_retrain(series.id, &record)?;
     Ok(Some(record))

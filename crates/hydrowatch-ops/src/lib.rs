@@ -10,6 +10,7 @@
 //!   message, the weekly retraining;
 //! - [`export`]: readings with the day-ahead forecast beside them, as CSV;
 //! - [`history`]: a CSV file as an hourly history, a model's day-ahead forecasts over it;
+//! - [`retention`]: what is older than the configured days leaves the database;
 //! - [`envelope`]: the messages to the central server (hydrowatch-protocol's types).
 //! - [`import`]: CSV files into the database, all or nothing.
 //!
@@ -24,3 +25,4 @@ pub mod history;
 pub mod import;
 pub mod judge;
 pub mod labels;
+pub mod retention;

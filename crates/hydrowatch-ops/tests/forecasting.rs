@@ -4,7 +4,7 @@
 use hydrowatch_core::Reading;
 use hydrowatch_forecast::{Fit, Fitted, ForecastError, Forecaster, History, Holidays};
 use hydrowatch_ops::forecasting::{forecast_series, retrain_series};
-use hydrowatch_store::Store;
+use hydrowatch_store::{Kept, Store};
 
 /// The forecaster with a small, quick network (the test is about the job, not the model).
 fn quick(forecaster: &Forecaster, history: &History) -> Result<Fitted, ForecastError> {
@@ -75,9 +75,9 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
     assert_eq!(r.model, "combination");
     let (current, candidate) = (r.current_score.unwrap(), r.candidate_score.unwrap());
     let expected = if candidate < current {
-        "candidate"
+        Kept::Candidate
     } else {
-        "current"
+        Kept::Current
     };
     assert_eq!(r.kept, expected, "{r:?}");
     assert_eq!(store.retrains(series.id).unwrap(), vec![r]);
@@ -87,7 +87,7 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
     let r = retrain_series(&store, &series, &models, &holidays, &quick, 43)
         .unwrap()
         .unwrap();
-    assert_eq!((r.current_score, r.kept.as_str()), (None, "candidate"));
+    assert_eq!((r.current_score, r.kept), (None, Kept::Candidate));
     assert!(hydrowatch_forecast::artifact::load_fitted(&models.join("flow_rate")).is_ok());
     assert!(!models.join(".flow_rate.new").exists() && !models.join(".flow_rate.old").exists());
 }

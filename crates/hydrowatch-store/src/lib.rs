@@ -35,7 +35,7 @@ use rusqlite::{Connection, OptionalExtension};
 pub use alarms::{AlarmChange, AlarmRow, DetectionWrite, NightRecord};
 pub use forecasts::{DayAheadRow, ForecastPoint};
 pub use jobs::JobRun;
-pub use models::{DefaultModel, Retrain};
+pub use models::{DefaultModel, Kept, Retrain};
 pub use outbox::{OutboxLimits, OutboxMessage, OutboxRow, OutboxStats};
 pub use readings::{Bulk, BulkSummary, HourlyMean, Outcome};
 pub use retention::RetentionSummary;

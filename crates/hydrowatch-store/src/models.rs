@@ -29,8 +29,45 @@ pub struct Retrain {
     pub current_score: Option<f64>,
     /// The backtest score of the newly trained candidate.
     pub candidate_score: Option<f64>,
-    /// Which was kept: `candidate` or `current`.
-    pub kept: String,
+    /// Which was kept.
+    pub kept: Kept,
+}
+
+/// Which model a retraining kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// The newly trained one (it scored better, or there was none in use).
+    Candidate,
+    /// The one in use.
+    Current,
+}
+
+impl Kept {
+    /// Its name in the database and in messages (`candidate`, `current`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kept::Candidate => "candidate",
+            Kept::Current => "current",
+        }
+    }
+}
+
+impl rusqlite::types::ToSql for Kept {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.name().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Kept {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match value.as_str()? {
+            "candidate" => Ok(Kept::Candidate),
+            "current" => Ok(Kept::Current),
+            other => Err(rusqlite::types::FromSqlError::Other(
+                format!("retrains.kept: {other:?} is neither candidate nor current").into(),
+            )),
+        }
+    }
 }
 
 impl Store {

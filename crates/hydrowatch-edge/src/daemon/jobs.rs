@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use hydrowatch_config::ForecastAt;
 use hydrowatch_core::Timestamp;
-use hydrowatch_core::time::DAY;
 use hydrowatch_forecast::{Fit, Fitted, ForecastError, Forecaster, History};
 use hydrowatch_ops::forecasting::{JobError, PerSeries, Recorded, forecast_all, retrain_all};
 use hydrowatch_ops::judge::time_of_day;
@@ -223,11 +222,10 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<Do
 }
 
 fn retention_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<Done, JobFailed> {
-    let days = i64::from(shared.config.storage.retention_days);
-    let r = store.apply_retention(now - days * DAY, 5_000)?;
+    let r = hydrowatch_ops::retention::apply(store, &shared.config, now)?;
     Ok(format!(
-        "{} readings, {} forecast rows, {} cleared alarms older than {days} days deleted",
-        r.readings, r.forecasts, r.alarms
+        "{} readings, {} forecast rows, {} cleared alarms older than {} days deleted",
+        r.readings, r.forecasts, r.alarms, shared.config.storage.retention_days
     ))
 }
 
@@ -243,7 +241,7 @@ fn retrain_job(shared: &Shared, store: &Store, now: Timestamp) -> Result<Done, J
     per_series(results, |name, retrained| match retrained {
         Some(r) => format!(
             "{name}: kept the {} (current {}, candidate {})",
-            r.kept,
+            r.kept.name(),
             r.current_score.map_or("none".into(), |x| format!("{x:.3}")),
             r.candidate_score
                 .map_or("none".into(), |x| format!("{x:.3}"))
