@@ -1600,3 +1600,19 @@ fn kill_9_during_detection_on_the_database_loses_and_doubles_nothing() {
         assert_eq!(table("hydrowatch.db"), expected);
     }
 }
+
+/// An error names its cause once: the libraries' errors quote their source in their own message,
+/// and the binary does not repeat it from the error's chain.
+#[test]
+fn an_error_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for args in [
+        &["backtest", "missing.csv"][..],
+        &["--config", "missing.toml", "status"][..],
+        &["train", "--input", "missing.csv", "--model-dir", "m"][..],
+    ] {
+        let e = fails(run(d, args));
+        assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+    }
+}
