@@ -298,6 +298,26 @@ pub(crate) fn start_daemon(d: &Path, config: &str, stderr: Stdio) -> Child {
         .unwrap()
 }
 
+/// Like [`wait_listening`], but a daemon that exits or does not listen fails with its log.
+fn wait_listening_or_say_why(addr: &str, child: &mut Child, log: &Path) {
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        let why = || std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the daemon exited ({status}) before listening on {addr}:\n{}",
+                why()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the daemon never listened on {addr}:\n{}",
+            why()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub(crate) fn wait_listening(addr: &str) {
     let start = Instant::now();
     while TcpStream::connect(addr).is_err() {
@@ -341,9 +361,10 @@ fn kill_9_during_ingest_and_upload_twenty_times_loses_and_doubles_nothing() {
     write(d, "h.toml", &config(&server.url, &source, ""));
     let mut sent = 0;
     let mut rng = 12345u64;
-    for _ in 0..20 {
-        let mut child = start_daemon(d, "h.toml", Stdio::null());
-        wait_listening(&addr);
+    for round in 0..20 {
+        let log = d.join(format!("daemon-{round}.log"));
+        let mut child = start_daemon(d, "h.toml", std::fs::File::create(&log).unwrap().into());
+        wait_listening_or_say_why(&addr, &mut child, &log);
         let chunk: Vec<String> = lines[sent..].to_vec();
         let sender = {
             let addr = addr.clone();

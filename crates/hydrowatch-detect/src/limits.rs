@@ -31,17 +31,54 @@ pub struct Limits {
     pub min: f64,
     /// Highest plausible value.
     pub max: f64,
-    /// Largest plausible change between readings `interval` seconds apart.
+    /// Largest plausible change between readings `interval` seconds apart (infinite: no limit
+    /// learned yet).
+    #[serde(with = "unbounded")]
     pub max_step: f64,
     /// Per local hour of the week (Monday 00:00 first): the largest plausible change between
     /// readings `interval` apart there, where weekly recurring changes make it larger than
     /// `max_step`. Empty before two weeks of history.
-    #[serde(default)]
+    #[serde(default, with = "unbounded_each")]
     pub weekly_step: Vec<f64>,
     /// The typical interval between readings, seconds.
     pub interval: i64,
     /// Values the series rests at for long spells (never `stuck` there).
     pub resting: Vec<f64>,
+}
+
+/// An infinite limit ("none learned yet") is written `null`: JSON has no infinity, and a state
+/// saved with one must read back (a young series' first criteria have no largest change; before
+/// this, such a state made the daemon refuse to start again).
+mod unbounded {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_finite() {
+            s.serialize_f64(*x)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+}
+
+/// [`unbounded`] for each value of a list.
+mod unbounded_each {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(xs: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(xs.iter().map(|x| x.is_finite().then_some(*x)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?
+            .into_iter()
+            .map(|x| x.unwrap_or(f64::INFINITY))
+            .collect())
+    }
 }
 
 /// The day-to-day largest change is multiplied by this to give the limit.
@@ -204,6 +241,29 @@ fn quantile(values: &mut [f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_without_a_learned_change_read_back_from_json() {
+        let l = Limits {
+            min: 0.0,
+            max: 222.82,
+            max_step: f64::INFINITY,
+            weekly_step: vec![3.0, f64::INFINITY],
+            interval: 60,
+            resting: vec![],
+        };
+        let text = serde_json::to_string(&l).unwrap();
+        assert!(text.contains("\"max_step\":null"), "{text}");
+        assert_eq!(serde_json::from_str::<Limits>(&text).unwrap(), l);
+        // States saved before the weekly steps existed still read.
+        let old = r#"{"min":0.0,"max":1.0,"max_step":2.0,"interval":60,"resting":[]}"#;
+        assert!(
+            serde_json::from_str::<Limits>(old)
+                .unwrap()
+                .weekly_step
+                .is_empty()
+        );
+    }
 
     /// Minutes of the week of readings from Monday 00:00 UTC (1970-01-05).
     fn minutes(readings: &[(Timestamp, f64)]) -> Vec<u32> {

@@ -121,6 +121,33 @@ fn high_and_low_values_open_alarms_with_their_direction_and_clear() {
     );
 }
 
+/// A young series' first criteria (eleven hours: no largest change learned, an infinite limit)
+/// are saved and restored: JSON has no infinity, and such a state once kept the daemon from
+/// starting again.
+#[test]
+fn the_state_of_a_young_series_restores() {
+    let history: Vec<(Timestamp, f64)> = (0..670)
+        .map(|m| START + m * MINUTE)
+        .map(|ts| (ts, flow(ts)))
+        .collect();
+    let mut d = detector();
+    let criteria = Criteria::fit(&history, chrono_tz::UTC, START + 670 * MINUTE).unwrap();
+    assert!(
+        criteria
+            .limits
+            .as_ref()
+            .is_some_and(|l| l.max_step.is_infinite()),
+        "{:?}",
+        criteria.limits
+    );
+    d.set_criteria(0, Some(criteria));
+    feed(&mut d, 670, 700, flow);
+    let state = d.state_json();
+    let settings = vec![SeriesSettings::new("flow_rate", "m3/h", false)];
+    let restored = Detector::restore(chrono_tz::UTC, settings, &state).unwrap();
+    assert_eq!(restored.state_json(), state);
+}
+
 #[test]
 fn an_open_alarm_survives_a_restart() {
     let mut d = trained();
