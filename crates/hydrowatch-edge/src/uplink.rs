@@ -131,33 +131,37 @@ impl Uplink {
             if batch.is_empty() {
                 return Ok(delivered);
             }
+            // Sent as stored: checked to be JSON, not parsed into values again, not copied.
+            let mut ids = Vec::with_capacity(batch.len());
             let mut messages = Vec::with_capacity(batch.len());
-            for row in &batch {
-                // Sent as stored: checked to be JSON, not parsed into values again.
-                let raw = RawValue::from_string(row.message.body.clone()).map_err(|source| {
-                    UplinkError::Corrupt {
-                        id: row.message.message_id.clone(),
-                        source,
-                    }
+            for row in batch {
+                let m = row.message;
+                let raw = RawValue::from_string(m.body).map_err(|source| UplinkError::Corrupt {
+                    id: m.message_id.clone(),
+                    source,
                 })?;
+                ids.push(m.message_id);
                 messages.push(raw);
             }
+            // Only ids of this batch count; anything else the server says is ignored.
+            let of_batch = |answered: &[String]| -> Vec<String> {
+                ids.iter()
+                    .filter(|id| answered.contains(id))
+                    .cloned()
+                    .collect()
+            };
             let acknowledged = match self.post(&IngestRequest {
                 device_id: self.config.device_id.clone(),
                 messages,
             })? {
-                Answer::Acknowledged(ids) => ids,
-                Answer::RefusedForGood(ids, status, why) => {
-                    // Only ids of this batch; sending them again would be refused again.
-                    let ids: Vec<String> = batch
-                        .iter()
-                        .map(|r| r.message.message_id.clone())
-                        .filter(|id| ids.contains(id))
-                        .collect();
+                Answer::Acknowledged(answered) => of_batch(&answered),
+                Answer::RefusedForGood(answered, status, why) => {
+                    // Sending them again would be refused again.
+                    let refused = of_batch(&answered);
                     let moved =
-                        store.outbox_set_aside(&ids, &why, chrono::Utc::now().timestamp())?;
+                        store.outbox_set_aside(&refused, &why, chrono::Utc::now().timestamp())?;
                     tracing::error!(
-                        ?ids,
+                        ids = ?refused,
                         "the server refused these messages for good ({why}): {moved} set aside (see `hydrowatch status`)"
                     );
                     if moved == 0 {
@@ -170,23 +174,17 @@ impl Uplink {
                     continue;
                 }
             };
-            // Only ids of this batch count; anything else the server says is ignored.
-            let ids: Vec<String> = batch
-                .iter()
-                .map(|r| r.message.message_id.clone())
-                .filter(|id| acknowledged.contains(id))
-                .collect();
-            let removed = store.outbox_ack(&ids)?;
+            let removed = store.outbox_ack(&acknowledged)?;
             delivered += removed;
             tracing::info!(
-                sent = batch.len(),
+                sent = ids.len(),
                 acknowledged = removed,
                 "outbox batch delivered"
             );
             if removed == 0 {
                 return Err(UplinkError::BadAnswer {
                     url: self.config.url.clone(),
-                    message: format!("none of the {} messages sent was acknowledged", batch.len()),
+                    message: format!("none of the {} messages sent was acknowledged", ids.len()),
                 });
             }
         }

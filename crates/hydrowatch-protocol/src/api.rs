@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{AlertBody, ForecastBody};
+use crate::message::AlertBody;
 
 /// `POST /api/v1/ingest`: a batch of envelopes of one device, oldest first. The device sends its
 /// stored envelopes as they are (`M` = raw JSON); the server reads each as a JSON value first
@@ -79,9 +79,6 @@ pub struct AlarmRecord {
     #[serde(flatten)]
     pub alert: AlertBody,
 }
-
-/// `GET /api/v1/forecasts`: a forecast as the device sent it.
-pub type ForecastRecord = ForecastBody;
 
 /// `GET /api/v1/accuracy`: the day-ahead accuracy of one series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use hydrowatch_core::time::{DAY, HOUR};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::message::{AlertBody, Body, ForecastBody, HeartbeatBody, Kind, seconds};
+use crate::message::{AlertBody, ForecastBody, HeartbeatBody, Kind, seconds};
 
 /// Points a forecast carries: 7 days, hourly.
 pub const FORECAST_POINTS: usize = 168;
@@ -77,16 +77,6 @@ pub enum CheckedBody {
     },
     /// A heartbeat.
     Heartbeat(HeartbeatBody),
-}
-
-impl From<CheckedBody> for Body {
-    fn from(b: CheckedBody) -> Body {
-        match b {
-            CheckedBody::Alert(a) => Body::Alert(a),
-            CheckedBody::Forecast { body, .. } => Body::Forecast(body),
-            CheckedBody::Heartbeat(h) => Body::Heartbeat(h),
-        }
-    }
 }
 
 /// The envelope but its body (read in place, by kind, so that errors name the body's fields).

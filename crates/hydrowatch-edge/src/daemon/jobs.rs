@@ -203,7 +203,7 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<Do
             if made.trained {
                 record(
                     store,
-                    "retrain",
+                    Job::Retrain.name(),
                     now,
                     true,
                     &format!("{name}: first model trained"),
