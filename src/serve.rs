@@ -1,5 +1,6 @@
-//! `hydrowatch serve`: the central server (hydrowatch-server) on a SQLite file or PostgreSQL, and
-//! `hydrowatch serve token create DEVICE_ID`.
+//! `hydrowatch serve`: the central server (hydrowatch-server) on a SQLite file or PostgreSQL;
+//! `hydrowatch serve token create DEVICE_ID | --operator NAME` and `hydrowatch serve user
+//! add|list|remove`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,10 +14,16 @@ use crate::global::Global;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 hydrowatch serve token create dma-017        (prints the device's token once; put it in its [server] token)\n  \
-hydrowatch serve --listen 0.0.0.0:8080\n\n\
-Devices POST their alarms, forecasts and heartbeats to /api/v1/ingest with their token. People \
-open the dashboard at / ; programs read /api/v1/devices, /api/v1/alarms, /api/v1/forecasts and \
-/api/v1/accuracy (described at /api/v1/openapi.json). The database is the --db file (default \
+hydrowatch serve user add ana --role operator   (asks for her password)\n  \
+hydrowatch serve token create --operator ana   (an API token acting as ana, for scripts)\n  \
+hydrowatch serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n\n\
+Devices POST their alarms, forecasts and heartbeats to /api/v1/ingest with their token; a device \
+token can do nothing else. People log in to the dashboard at / (viewers read; operators \
+acknowledge, shelve, comment and assign alarms; admins manage users and tokens); scripts use an \
+operator token (Authorization: Bearer) on /api/v1/devices, /api/v1/alarms, /api/v1/alarms/active, \
+/api/v1/forecasts, /api/v1/accuracy and the alarm actions (described at /api/v1/openapi.json). \
+Without --tls-cert the server speaks plain HTTP: put it behind TLS before it leaves a trusted \
+network. Failed logins are limited per name and address in each server process. The database is the --db file (default \
 hydrowatch-server.db), or PostgreSQL with --database postgres://user:password@host:port/dbname \
 (the tables are created on first start; connections without TLS, so keep the database next to the \
 server).")]
@@ -39,24 +46,83 @@ pub(crate) struct ServeArgs {
     /// Keep it below the process's file limit (`ulimit -n`).
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+    /// Speak HTTPS with this certificate chain (PEM, the server's certificate first); needs
+    /// --tls-key. Session cookies are then marked Secure.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How long a login lasts, in hours.
+    #[arg(long, default_value_t = 12, value_name = "H", value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub session_hours: u32,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServeCommand {
-    /// Device tokens.
+    /// Device tokens, and operator API tokens for scripts.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The people who log in to the dashboard.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {
-    /// Issue a new token for a device (replacing its old one) and print it once.
+    /// Issue a new token and print it once: for a device (replacing its old one), or with
+    /// --operator an API token acting as that user (with the user's role).
     Create {
         /// The device's id, as in its `[device] id`.
-        device_id: String,
+        #[arg(required_unless_present = "operator", conflicts_with = "operator")]
+        device_id: Option<String>,
+        /// Instead: an API token for scripts acting as this user.
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add a user. The password is asked for on the terminal (not shown), or read as the first
+    /// line of standard input when that is not a terminal:
+    /// `printf '%s\n' "$PW" | hydrowatch serve user add ana --role operator`.
+    Add {
+        /// The login name: 1 to 64 letters, digits, '_', '-', '.' or '@'.
+        name: String,
+        /// viewer: reads; operator: also acknowledges, shelves, comments, assigns; admin: also
+        /// manages users, tokens and notification rules.
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+    },
+    /// List the users and their roles.
+    List,
+    /// Remove a user with their sessions and API tokens.
+    Remove {
+        /// The login name.
+        name: String,
+    },
+}
+
+/// The password of a new user: from the terminal without echo (asked twice), or the first
+/// line of standard input.
+fn read_password(name: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("password for {name}: "))?;
+        let again = rpassword::prompt_password("the same again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ: nothing changed");
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)
+            .context("cannot read the password from standard input")?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    }
 }
 
 /// Runs the command.
@@ -89,8 +155,48 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     };
     match args.command {
         Some(ServeCommand::Token {
-            command: TokenCommand::Create { device_id },
+            command:
+                TokenCommand::Create {
+                    operator: Some(name),
+                    ..
+                },
         }) => {
+            let token = db.create_operator_token(&name, chrono::Utc::now().timestamp())?;
+            println!("{token}");
+            eprintln!(
+                "API token acting as {name} (shown once; the server keeps only its hash): send it as `Authorization: Bearer <token>`"
+            );
+            Ok(())
+        }
+        Some(ServeCommand::User { command }) => match command {
+            UserCommand::Add { name, role } => {
+                let role = hydrowatch_server::Role::from_name(&role)
+                    .context("--role: viewer, operator or admin")?;
+                let password = read_password(&name)?;
+                db.add_user(&name, role, &password, chrono::Utc::now().timestamp())?;
+                eprintln!("added {name} ({})", role.name());
+                Ok(())
+            }
+            UserCommand::List => {
+                for u in db.users()? {
+                    println!("{}\t{}", u.name, u.role.name());
+                }
+                Ok(())
+            }
+            UserCommand::Remove { name } => {
+                anyhow::ensure!(db.remove_user(&name)?, "no user {name:?}");
+                eprintln!("removed {name} with their sessions and API tokens");
+                Ok(())
+            }
+        },
+        Some(ServeCommand::Token {
+            command:
+                TokenCommand::Create {
+                    device_id,
+                    operator: None,
+                },
+        }) => {
+            let device_id = device_id.context("name the device (or --operator NAME)")?;
             anyhow::ensure!(
                 (1..=64).contains(&device_id.len())
                     && device_id
@@ -106,6 +212,14 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
+            let tls = match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(
+                    hydrowatch_server::tls_config(cert, key)
+                        .context("--tls-cert/--tls-key cannot be used")?,
+                ),
+                _ => None,
+            };
+            let nobody = db.users()?.is_empty();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -114,21 +228,32 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
                 eprintln!(
-                    "hydrowatch server on http://{} ({} database {name})",
+                    "hydrowatch server on {}://{} ({} database {name})",
+                    if tls.is_some() { "https" } else { "http" },
                     listener.local_addr()?,
                     db.kind()
                 );
-                let limit = hydrowatch_server::RateLimit {
-                    per_second: args.rate_limit.max(0.0),
-                    burst: args.rate_limit.max(0.0) * 3.0,
+                if nobody {
+                    eprintln!(
+                        "nobody can log in yet: add a user with `hydrowatch serve user add NAME --role admin`"
+                    );
+                }
+                let settings = hydrowatch_server::Settings {
+                    rate_limit: hydrowatch_server::RateLimit {
+                        per_second: args.rate_limit.max(0.0),
+                        burst: args.rate_limit.max(0.0) * 3.0,
+                    },
+                    session_seconds: i64::from(args.session_hours) * 3600,
+                    tls: tls.is_some(),
                 };
                 hydrowatch_server::serve(
                     listener,
-                    hydrowatch_server::router_with(Arc::new(db), limit),
+                    hydrowatch_server::router_with(Arc::new(db), settings),
                     hydrowatch_server::Limits {
                         max_connections: args.max_connections as usize,
                         ..hydrowatch_server::Limits::default()
                     },
+                    tls,
                     async {
                         let mut term = tokio::signal::unix::signal(
                             tokio::signal::unix::SignalKind::terminate(),

@@ -40,7 +40,10 @@ fn central_server(dir: &Path) -> anyhow::Result<(String, String, tokio::runtime:
     let url = format!("http://{}", listener.local_addr()?);
     let runtime = hydrowatch_server::serve_in_background(
         Arc::new(db),
-        hydrowatch_server::RateLimit::OFF,
+        hydrowatch_server::Settings {
+            rate_limit: hydrowatch_server::RateLimit::OFF,
+            ..hydrowatch_server::Settings::default()
+        },
         listener,
         hydrowatch_server::Limits::default(),
     )?;

@@ -139,13 +139,24 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         let token = server_db.create_token(dma.id, chrono::Utc::now().timestamp())?;
         devices.push(prepare(dma, &dir, &url, &token, &args)?);
     }
+    // Someone to log in as: a password of this run only.
+    let (password, _) = hydrowatch_server::db::new_token();
+    let password = &password[..12];
+    server_db.add_user(
+        "demo",
+        hydrowatch_server::Role::Admin,
+        password,
+        chrono::Utc::now().timestamp(),
+    )?;
     let runtime = hydrowatch_server::serve_in_background(
         server_db.clone(),
-        hydrowatch_server::RateLimit::default(),
+        hydrowatch_server::Settings::default(),
         listener,
         hydrowatch_server::Limits::default(),
     )?;
-    println!("\n  dashboard: {url}/   (open it now: it fills while the replay runs)\n");
+    println!(
+        "\n  dashboard: {url}/   (log in as demo, password {password}; open it now: it fills while the replay runs)\n"
+    );
     for d in &devices {
         let r = d.replay_start;
         println!(

@@ -615,10 +615,16 @@ fn bad_input_is_answered_logged_and_counted_and_never_stops_the_daemon() {
 
 /// The status and body of `GET path` at `addr`.
 fn http_get_status(addr: &str, path: &str) -> (u16, String) {
+    http_get_as(addr, path, None)
+}
+
+/// GET `path` from `addr`, with `token` as `Authorization: Bearer` when given.
+fn http_get_as(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
@@ -902,6 +908,7 @@ fn server_killed_and_restarted(postgres: bool) {
     )));
     let token = token.trim();
     assert_eq!(token.len(), 48, "{token}");
+    let reader = operator_token(d, &database, "vera", "viewer");
     simulate_split(d, 14, 6, "2024-04-01", 12);
     let port = unused_port();
     let device = |file: &str, speed: u32| {
@@ -953,7 +960,7 @@ fn server_killed_and_restarted(postgres: bool) {
         "everything delivered"
     );
 
-    let alarms = api_get(port, "/api/v1/alarms?device=dma-7");
+    let alarms = api_get(port, &reader, "/api/v1/alarms?device=dma-7");
     let alarms = alarms.as_array().unwrap();
     let mut seen = HashSet::new();
     for a in alarms {
@@ -968,7 +975,7 @@ fn server_killed_and_restarted(postgres: bool) {
     let s = store(d);
     let known = s.alarms(false).unwrap();
     assert!(!known.is_empty());
-    let open = api_get(port, "/api/v1/alarms?device=dma-7&open=true");
+    let open = api_get(port, &reader, "/api/v1/alarms?device=dma-7&open=true");
     let open_ids: HashSet<u64> = open
         .as_array()
         .unwrap()
@@ -990,14 +997,54 @@ fn server_killed_and_restarted(postgres: bool) {
             alarm.id
         );
     }
-    let devices = api_get(port, "/api/v1/devices");
+    let devices = api_get(port, &reader, "/api/v1/devices");
     assert_eq!(devices[0]["id"], "dma-7");
     server.kill().unwrap();
     server.wait().unwrap();
 }
 
-fn api_get(port: u16, path: &str) -> Value {
-    serde_json::from_str(&http_get(&format!("127.0.0.1:{port}"), path)).unwrap()
+/// GET `path` from the server on `port` with an operator's API `token`.
+fn api_get(port: u16, token: &str, path: &str) -> Value {
+    let (status, body) = http_get_as(&format!("127.0.0.1:{port}"), path, Some(token));
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Adds user `name` with `role` through `hydrowatch serve user add` (the password on standard
+/// input) and returns an API token of theirs from `hydrowatch serve token create --operator`.
+fn operator_token(d: &Path, database: &[String; 2], name: &str, role: &str) -> String {
+    use std::io::Write as _;
+    let mut add = bin()
+        .current_dir(d)
+        .arg("serve")
+        .args(database)
+        .args(["user", "add", name, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "{name}-password").unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = super::stdout(&ok(run(
+        d,
+        &[
+            "serve",
+            &database[0],
+            &database[1],
+            "token",
+            "create",
+            "--operator",
+            name,
+        ],
+    )));
+    assert_eq!(token.trim().len(), 48, "{token}");
+    token.trim().to_string()
 }
 
 #[test]
@@ -1042,8 +1089,10 @@ fn serve_on_postgres_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     wait_listening(&format!("127.0.0.1:{port}"));
-    // A request, so that the pool holds connections when the server stops.
-    assert_eq!(api_get(port, "/api/v1/devices"), serde_json::json!([]));
+    // A request that reads the database, so that the pool holds connections when the server
+    // stops.
+    let (status, _) = http_get_as(&format!("127.0.0.1:{port}"), "/api/v1/devices", Some("x"));
+    assert_eq!(status, 401);
     // SAFETY: a signal to our own child process; no memory is involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();

@@ -11,7 +11,11 @@ pub mod api;
 pub mod check;
 pub mod message;
 
-pub use api::{Accuracy, Acknowledged, AlarmRecord, DeviceSummary, ErrorBody, IngestRequest};
+pub use api::{
+    Accuracy, Acknowledged, AlarmActionRecord, AlarmHistory, AlarmRecord, AlarmStatus,
+    AssignRequest, CommentRequest, DeviceSummary, ErrorBody, IngestRequest, NoteRequest,
+    OperatorAction, ShelveRequest,
+};
 pub use check::{
     Checked, CheckedBody, FORECAST_POINTS, Invalid, MAX_ACTUALS, MAX_MESSAGE_ID, check,
 };

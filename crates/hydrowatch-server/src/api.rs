@@ -8,24 +8,35 @@
 //! a body over 4 MB, 422 an invalid message (`"invalid": [id]`), 429 a device over its rate
 //! limit (`Retry-After` says when to come back).
 //!
-//! The OpenAPI document is served at `/api/v1/openapi.json`. Read: `GET /api/v1/devices`, `GET /api/v1/alarms?device=&open=true&min_stage=&since=&until=`
+//! The OpenAPI document is served at `/api/v1/openapi.json`. Everything else needs a person:
+//! an operator token (`Authorization: Bearer`) or a login's session ([`crate::auth`]); a device
+//! token is refused (403). Read: `GET /api/v1/devices`, `GET /api/v1/alarms?device=&open=true&min_stage=&since=&until=`
 //! (Unix seconds), `GET /api/v1/forecasts?device=&series=&limit=`,
 //! `GET /api/v1/accuracy?device=&days=` (each actual hour against the forecast issued the day
-//! before; actuals come with the daily forecast messages).
+//! before; actuals come with the daily forecast messages), `GET /api/v1/alarms/active` (what
+//! people have to handle) and `GET /api/v1/alarms/{device}/{alarm_id}` (one alarm's history).
+//! Act (operators and admins; [`crate::alarms`]): `POST /api/v1/alarms/{device}/{alarm_id}/ack`,
+//! `/shelve`, `/unshelve`, `/comment`, `/assign`, answered with the alarm's new state; 404 an
+//! unknown alarm, 409 nothing to do (acknowledged already, not shelved), 422 a bad request.
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hydrowatch_protocol::check::prefix_error;
 use hydrowatch_protocol::{
-    Accuracy, Acknowledged, AlarmRecord, DeviceSummary, ErrorBody, ForecastBody, IngestRequest,
+    Accuracy, Acknowledged, AlarmHistory, AlarmRecord, AlarmStatus, AssignRequest, CommentRequest,
+    DeviceSummary, ErrorBody, ForecastBody, IngestRequest, NoteRequest, ShelveRequest,
 };
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::accounts::Role;
+use crate::alarms::{Action, ActionError};
+use crate::auth::{ApiCaller, CSRF_HEADER, Caller};
 use crate::db::{AlarmFilter, Db};
 use crate::sql::DbError;
 use crate::state::{ApiError, AppState, bad_query};
@@ -139,6 +150,7 @@ pub async fn ingest(
 /// `GET /api/v1/devices`.
 pub async fn devices(
     State(app): State<Arc<AppState>>,
+    _caller: ApiCaller,
 ) -> Result<axum::Json<Vec<DeviceSummary>>, ApiError> {
     Ok(axum::Json(tokio::task::block_in_place(|| {
         app.db.devices()
@@ -148,6 +160,7 @@ pub async fn devices(
 /// `GET /api/v1/alarms`.
 pub async fn alarms(
     State(app): State<Arc<AppState>>,
+    _caller: ApiCaller,
     filter: Result<Query<AlarmFilter>, QueryRejection>,
 ) -> Result<axum::Json<Vec<AlarmRecord>>, ApiError> {
     let Query(filter) = filter.map_err(bad_query)?;
@@ -167,6 +180,7 @@ pub struct ForecastQuery {
 /// `GET /api/v1/forecasts`.
 pub async fn forecasts(
     State(app): State<Arc<AppState>>,
+    _caller: ApiCaller,
     q: Result<Query<ForecastQuery>, QueryRejection>,
 ) -> Result<axum::Json<Vec<ForecastBody>>, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
@@ -186,6 +200,7 @@ pub struct AccuracyQuery {
 /// `GET /api/v1/accuracy`.
 pub async fn accuracy(
     State(app): State<Arc<AppState>>,
+    _caller: ApiCaller,
     q: Result<Query<AccuracyQuery>, QueryRejection>,
 ) -> Result<axum::Json<Vec<Accuracy>>, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
@@ -194,3 +209,146 @@ pub async fn accuracy(
         app.db.accuracy(&q.device, days)
     })?))
 }
+
+/// Query of `GET /api/v1/alarms/active`.
+#[derive(Debug, Deserialize)]
+pub struct ActiveQuery {
+    device: Option<String>,
+}
+
+/// `GET /api/v1/alarms/active`: the alarms people have to handle (active, or cleared and not
+/// acknowledged), unacknowledged first.
+pub async fn alarms_to_handle(
+    State(app): State<Arc<AppState>>,
+    _caller: ApiCaller,
+    q: Result<Query<ActiveQuery>, QueryRejection>,
+) -> Result<axum::Json<Vec<AlarmStatus>>, ApiError> {
+    let Query(q) = q.map_err(bad_query)?;
+    let now = chrono::Utc::now().timestamp();
+    Ok(axum::Json(tokio::task::block_in_place(|| {
+        app.db.alarms_to_handle(q.device.as_deref(), now)
+    })?))
+}
+
+/// The `{device}/{alarm_id}` of an alarm's path.
+fn alarm_key(path: Result<Path<(String, u64)>, PathRejection>) -> Result<(String, u64), ApiError> {
+    path.map(|Path(key)| key).map_err(|e| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no such alarm: {}", prefix_error(&e.body_text())),
+        )
+    })
+}
+
+/// `GET /api/v1/alarms/{device}/{alarm_id}`.
+pub async fn alarm_history(
+    State(app): State<Arc<AppState>>,
+    _caller: ApiCaller,
+    path: Result<Path<(String, u64)>, PathRejection>,
+) -> Result<axum::Json<AlarmHistory>, ApiError> {
+    let (device, alarm) = alarm_key(path)?;
+    let now = chrono::Utc::now().timestamp();
+    tokio::task::block_in_place(|| app.db.alarm_history(&device, alarm, now))?
+        .map(axum::Json)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("device {device:?} has no alarm {alarm}"),
+            )
+        })
+}
+
+/// `caller` does `action` to an alarm: the one path of the API and the dashboard's forms. The
+/// caller must be an operator (or admin); `csrf` is what a session's request carried.
+pub fn perform(
+    app: &AppState,
+    caller: &Caller,
+    csrf: Option<&str>,
+    (device, alarm): (&str, u64),
+    action: &Action,
+) -> Result<AlarmStatus, ApiError> {
+    caller.require(Role::Operator)?;
+    caller.check_csrf(csrf)?;
+    let now = chrono::Utc::now().timestamp();
+    tokio::task::block_in_place(|| app.db.act(device, alarm, &caller.user, action, now)).map_err(
+        |e| match e {
+            ActionError::NoSuchAlarm(..) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            ActionError::Nothing(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
+            ActionError::Invalid(_) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            ActionError::Db(e) => e.into(),
+        },
+    )
+}
+
+/// A JSON request body of type `T` (a missing body reads as `{}` where `T` allows it).
+fn body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let text = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(text).map_err(|e| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the body is not the expected JSON: {}",
+                prefix_error(&e.to_string())
+            ),
+        )
+    })
+}
+
+/// The API's action handlers: the caller, the alarm, the body read as `$request` and made an
+/// [`Action`] by `$make`.
+macro_rules! action_handler {
+    ($(#[$doc:meta])* $name:ident, $request:ty, $make:expr) => {
+        $(#[$doc])*
+        pub async fn $name(
+            State(app): State<Arc<AppState>>,
+            ApiCaller(caller): ApiCaller,
+            path: Result<Path<(String, u64)>, PathRejection>,
+            headers: HeaderMap,
+            bytes: axum::body::Bytes,
+        ) -> Result<axum::Json<AlarmStatus>, ApiError> {
+            let (device, alarm) = alarm_key(path)?;
+            let request: $request = body(&bytes)?;
+            let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            let make: fn($request) -> Action = $make;
+            perform(&app, &caller, csrf, (&device, alarm), &make(request)).map(axum::Json)
+        }
+    };
+}
+
+action_handler!(
+    /// `POST /api/v1/alarms/{device}/{alarm_id}/ack`.
+    acknowledge,
+    NoteRequest,
+    |r| Action::Acknowledge(r.comment)
+);
+action_handler!(
+    /// `POST /api/v1/alarms/{device}/{alarm_id}/shelve`.
+    shelve,
+    ShelveRequest,
+    |r| Action::Shelve {
+        reason: r.reason,
+        minutes: r.minutes
+    }
+);
+action_handler!(
+    /// `POST /api/v1/alarms/{device}/{alarm_id}/unshelve`.
+    unshelve,
+    NoteRequest,
+    |r| Action::Unshelve(r.comment)
+);
+action_handler!(
+    /// `POST /api/v1/alarms/{device}/{alarm_id}/comment`.
+    comment,
+    CommentRequest,
+    |r| Action::Comment(r.comment)
+);
+action_handler!(
+    /// `POST /api/v1/alarms/{device}/{alarm_id}/assign`.
+    assign,
+    AssignRequest,
+    |r| Action::Assign(r.user)
+);

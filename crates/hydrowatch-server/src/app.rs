@@ -11,8 +11,8 @@ use axum::routing::{get, post};
 use crate::api::{self, MAX_BODY};
 use crate::dashboard;
 use crate::db::Db;
-use crate::limit::{Limiter, RateLimit};
-use crate::state::AppState;
+use crate::limit::Limiter;
+use crate::state::{AppState, Settings};
 
 /// The OpenAPI document of these routes (checked against them by the tests).
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -24,26 +24,71 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/alarms"),
     ("get", "/api/v1/forecasts"),
     ("get", "/api/v1/accuracy"),
+    ("get", "/api/v1/alarms/active"),
+    ("get", "/api/v1/alarms/{device}/{alarm_id}"),
+    ("post", "/api/v1/alarms/{device}/{alarm_id}/ack"),
+    ("post", "/api/v1/alarms/{device}/{alarm_id}/shelve"),
+    ("post", "/api/v1/alarms/{device}/{alarm_id}/unshelve"),
+    ("post", "/api/v1/alarms/{device}/{alarm_id}/comment"),
+    ("post", "/api/v1/alarms/{device}/{alarm_id}/assign"),
     ("get", "/api/v1/openapi.json"),
 ];
 
-/// The API's routes over `db`, with the default rate limit per device.
+/// The routes over `db`, with the default settings.
 pub fn router(db: Arc<Db>) -> Router {
-    router_with(db, RateLimit::default())
+    router_with(db, Settings::default())
 }
 
-/// The API's routes over `db`, with `limit` per device on ingest.
-pub fn router_with(db: Arc<Db>, limit: RateLimit) -> Router {
+/// The routes over `db`, run with `settings`.
+pub fn router_with(db: Arc<Db>, settings: Settings) -> Router {
     let state = Arc::new(AppState {
         db,
-        limiter: Limiter::new(limit),
+        limiter: Limiter::new(settings.rate_limit),
+        logins: Default::default(),
+        settings,
     });
     Router::new()
-        .route("/", get(dashboard::fleet))
-        .route("/devices/{id}", get(dashboard::device))
+        .route("/", get(dashboard::fleet::fleet))
+        .route("/devices/{id}", get(dashboard::device::device))
+        .route("/alarms/{device}/{alarm_id}", get(dashboard::alarm::alarm))
+        .route(
+            "/alarms/{device}/{alarm_id}/{action}",
+            post(dashboard::alarm::act),
+        )
+        .route("/load", get(dashboard::load::load))
+        .route(
+            "/login",
+            get(dashboard::login::form).post(dashboard::login::log_in),
+        )
+        .route("/logout", post(dashboard::login::log_out))
         .route("/api/v1/ingest", post(api::ingest))
         .route("/api/v1/devices", get(api::devices))
         .route("/api/v1/alarms", get(api::alarms))
+        .route("/api/v1/alarms/active", get(api::alarms_to_handle))
+        .route(
+            "/api/v1/alarms/{device}/{alarm_id}",
+            get(api::alarm_history),
+        )
+        .route(
+            "/api/v1/alarms/{device}/{alarm_id}/ack",
+            post(api::acknowledge),
+        )
+        .route(
+            "/api/v1/alarms/{device}/{alarm_id}/shelve",
+            post(api::shelve),
+        )
+        .route(
+            "/api/v1/alarms/{device}/{alarm_id}/unshelve",
+            post(api::unshelve),
+        )
+        .route(
+            "/api/v1/alarms/{device}/{alarm_id}/comment",
+            post(api::comment),
+        )
+        .route(
+            "/api/v1/alarms/{device}/{alarm_id}/assign",
+            post(api::assign),
+        )
         .route("/api/v1/forecasts", get(api::forecasts))
         .route("/api/v1/accuracy", get(api::accuracy))
         .route(
@@ -58,7 +103,7 @@ pub fn router_with(db: Arc<Db>, limit: RateLimit) -> Router {
 /// runtime is dropped: for a server inside another program (the demo, benchmarks, tests).
 pub fn serve_in_background(
     db: Arc<Db>,
-    limit: RateLimit,
+    settings: Settings,
     listener: std::net::TcpListener,
     limits: crate::Limits,
 ) -> std::io::Result<tokio::runtime::Runtime> {
@@ -71,11 +116,12 @@ pub fn serve_in_background(
         let _entered = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    let app = router_with(db, limit);
+    let app = router_with(db, settings);
     runtime.spawn(crate::listen::serve(
         listener,
         app,
         limits,
+        None,
         std::future::pending(),
     ));
     Ok(runtime)
@@ -84,8 +130,10 @@ pub fn serve_in_background(
 #[cfg(test)]
 mod tests {
     use hydrowatch_protocol::{
-        Accuracy, Acknowledged, Actual, AlarmKind, AlarmRecord, AlertBody, DeviceSummary,
-        Direction, ErrorBody, ForecastBody, ForecastPoint, HeartbeatBody, Kind, Transition,
+        Accuracy, Acknowledged, Actual, AlarmActionRecord, AlarmHistory, AlarmKind, AlarmRecord,
+        AlarmStatus, AlertBody, AssignRequest, CommentRequest, DeviceSummary, Direction, ErrorBody,
+        ForecastBody, ForecastPoint, HeartbeatBody, Kind, NoteRequest, OperatorAction,
+        ShelveRequest, Transition,
     };
     use serde::de::DeserializeOwned;
     use serde_json::{Value, json};
@@ -231,7 +279,82 @@ mod tests {
                 mape: Some(2.0),
             },
         );
+        let status = AlarmStatus {
+            device_id: "dma-1".into(),
+            alarm_id: 7,
+            series: "flow_rate".into(),
+            kind: AlarmKind::Outlier,
+            stage: 2,
+            highest_stage: 3,
+            active: true,
+            opened_at: 1,
+            changed_at: 2,
+            acknowledged: true,
+            acknowledged_by: Some("ana".into()),
+            acknowledged_at: Some(3),
+            shelved: true,
+            shelved_by: Some("ana".into()),
+            shelved_until: Some(4),
+            shelve_reason: Some("pump test".into()),
+            assigned_to: Some("ben".into()),
+        };
+        let action = AlarmActionRecord {
+            at: 3,
+            user: "ana".into(),
+            action: OperatorAction::Shelved,
+            comment: Some("pump test".into()),
+            until: Some(4),
+            assignee: Some("ben".into()),
+        };
+        documented_as(&doc, "AlarmStatus", status.clone());
+        documented_as(&doc, "AlarmActionRecord", action.clone());
+        documented_as(
+            &doc,
+            "AlarmHistory",
+            AlarmHistory {
+                status,
+                transitions: vec![],
+                actions: vec![action],
+            },
+        );
+        documented_as(
+            &doc,
+            "NoteRequest",
+            NoteRequest {
+                comment: Some("on it".into()),
+            },
+        );
+        documented_as(
+            &doc,
+            "CommentRequest",
+            CommentRequest {
+                comment: "on it".into(),
+            },
+        );
+        documented_as(
+            &doc,
+            "ShelveRequest",
+            ShelveRequest {
+                reason: "pump test".into(),
+                minutes: Some(60),
+            },
+        );
+        documented_as(
+            &doc,
+            "AssignRequest",
+            AssignRequest {
+                user: Some("ben".into()),
+            },
+        );
         let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["AlarmActionRecord"]["properties"]["action"]["enum"],
+            names(&OperatorAction::ALL)
+        );
+        assert_eq!(
+            schemas["AlarmStatus"]["properties"]["kind"]["enum"],
+            names(&AlarmKind::ALL)
+        );
         assert_eq!(
             schemas["Envelope"]["properties"]["kind"]["enum"],
             names(&Kind::ALL)

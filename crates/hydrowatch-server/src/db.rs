@@ -23,9 +23,10 @@ use crate::sql::{Arg, PgManager, Row, Sql};
 
 type Result<T> = std::result::Result<T, DbError>;
 
-/// The schema's version: 2 keys messages by (device, message id) (version 1, before it had no
-/// version table, keyed them by message id alone across the fleet).
-const SCHEMA_VERSION: i64 = 2;
+/// The schema's version: 3 adds people (users, sessions, operator tokens) and the alarms'
+/// server-side state and audit records; 2 keys messages by (device, message id) (version 1,
+/// before it had no version table, keyed them by message id alone across the fleet).
+const SCHEMA_VERSION: i64 = 3;
 
 /// The schema of both databases; `{id}` is each one's auto-numbered key.
 const SCHEMA: &str = "
@@ -75,6 +76,48 @@ CREATE TABLE IF NOT EXISTS actuals (
     value DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (device_id, series, hour)
 );
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS operator_tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alarm_state (
+    device_id TEXT NOT NULL,
+    alarm_id BIGINT NOT NULL,
+    acked_through BIGINT,
+    acked_by TEXT,
+    acked_at BIGINT,
+    shelved_by TEXT,
+    shelved_until BIGINT,
+    shelved_until_clear BIGINT NOT NULL DEFAULT 0,
+    shelve_reason TEXT,
+    assigned_to TEXT,
+    PRIMARY KEY (device_id, alarm_id)
+);
+CREATE TABLE IF NOT EXISTS alarm_actions (
+    id {id},
+    device_id TEXT NOT NULL,
+    alarm_id BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    user_name TEXT NOT NULL,
+    action TEXT NOT NULL,
+    comment TEXT,
+    until BIGINT,
+    assignee TEXT
+);
+CREATE INDEX IF NOT EXISTS alarm_actions_by_alarm ON alarm_actions (device_id, alarm_id, id);
 ";
 
 /// Version 1 to 2: the three tables keyed by message id are rebuilt keyed by (device, message
@@ -118,7 +161,7 @@ fn migrate(c: &mut dyn Sql, id: &str, has_table: &str) -> Result<()> {
     };
     match version {
         SCHEMA_VERSION => c.batch(&schema),
-        0 | 1 => {
+        0..=2 => {
             if version == 1 {
                 tracing::info!(
                     "server database: keying messages by device and message id (schema version 2)"
@@ -166,7 +209,16 @@ pub struct AlarmFilter {
     pub until: Option<i64>,
 }
 
-fn hash(token: &str) -> String {
+/// A new random token (192 bits, hex) and its hash, the only thing of it stored.
+pub fn new_token() -> (String, String) {
+    let bytes: [u8; 24] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hashed = hash(&token);
+    (token, hashed)
+}
+
+/// The SHA-256 of a token, as stored.
+pub(crate) fn hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -178,7 +230,7 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 /// A stored body read back as `T` (every stored body passed the ingest's checks).
-fn stored<T: serde::de::DeserializeOwned>(text: &str, message_id: &str) -> Result<T> {
+pub(crate) fn stored<T: serde::de::DeserializeOwned>(text: &str, message_id: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| DbError::Stored(message_id.to_string(), e.to_string()))
 }
 
@@ -242,7 +294,7 @@ impl Db {
     }
 
     /// Runs `f` on a connection.
-    fn read<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
         match &self.backend {
             Backend::Sqlite(conn) => f(&mut *conn.lock().unwrap_or_else(|e| e.into_inner())),
             Backend::Postgres(pool) => pool.get()?.read(f),
@@ -250,32 +302,34 @@ impl Db {
     }
 
     /// Runs `f` in a transaction, committed when `f` succeeds and rolled back when it fails.
-    fn write<T>(&self, f: impl FnOnce(&mut dyn Sql) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         match &self.backend {
             Backend::Sqlite(conn) => {
                 let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                conn.execute_batch("BEGIN IMMEDIATE")?;
+                conn.execute_batch("BEGIN IMMEDIATE")
+                    .map_err(DbError::from)?;
                 match f(&mut *conn) {
                     Ok(value) => {
-                        conn.execute_batch("COMMIT")?;
+                        conn.execute_batch("COMMIT").map_err(DbError::from)?;
                         Ok(value)
                     }
                     Err(e) => {
-                        conn.execute_batch("ROLLBACK")?;
+                        conn.execute_batch("ROLLBACK").map_err(DbError::from)?;
                         Err(e)
                     }
                 }
             }
-            Backend::Postgres(pool) => pool.get()?.write(f),
+            Backend::Postgres(pool) => pool.get().map_err(DbError::from)?.write(f),
         }
     }
 
     /// Issues a new token for `device` (replacing its old one) and returns it; only its hash is
     /// kept.
     pub fn create_token(&self, device: &str, now: i64) -> Result<String> {
-        let bytes: [u8; 24] = rand::rng().random();
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let hashed = hash(&token);
+        let (token, hashed) = new_token();
         self.write(|c| {
             c.exec(
                 "INSERT INTO devices(id, token_hash, created_at) VALUES (?1, ?2, ?3)

@@ -7,8 +7,12 @@
 //! Invariants: a message id is stored at most once (a repeat is acknowledged, not stored); a
 //! batch is stored whole or not at all; tokens are kept only as SHA-256 hashes.
 
+pub mod accounts;
+pub mod alarm_load;
+pub mod alarms;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod dashboard;
 pub mod db;
 pub mod limit;
@@ -16,7 +20,9 @@ pub mod listen;
 pub mod sql;
 pub mod state;
 
+pub use accounts::{Role, User};
 pub use app::{router, router_with, serve_in_background};
 pub use db::{Db, DbError};
 pub use limit::RateLimit;
-pub use listen::{Limits, serve};
+pub use listen::{Limits, serve, tls_config};
+pub use state::Settings;

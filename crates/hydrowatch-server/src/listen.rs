@@ -7,18 +7,59 @@
 //! answered 503 and closed at once); a connection that has not sent a request's headers within
 //! [`Limits::header_timeout`] is closed, also between the requests of a kept-alive connection; a
 //! request that takes longer than [`Limits::request_timeout`] (a slow body included) is answered
-//! 408.
+//! 408. With TLS (`serve --tls-cert/--tls-key`, rustls), the handshake too must be done within
+//! the header timeout. Each request carries its client's address (`ConnectInfo`).
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+/// Why the TLS certificate or key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file that does not read as PEM of its kind (the file, what is wrong).
+    #[error("{0}: {1}")]
+    File(String, String),
+    /// rustls refuses the pair.
+    #[error("the certificate and key do not go together: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The TLS configuration of a certificate chain (`cert`, PEM, the server's first) and its
+/// private key (`key`, PEM: PKCS#8, PKCS#1 or SEC1). HTTP/1.1 only; TLS 1.2 and 1.3.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let file_error = |path: &Path, e: &dyn std::fmt::Display| {
+        TlsError::File(path.display().to_string(), e.to_string())
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_error(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(cert, &e))?;
+    if chain.is_empty() {
+        return Err(file_error(cert, &"no CERTIFICATE block in it"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, &e))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key_der)?;
+    Ok(Arc::new(config))
+}
 
 /// The bounds of the server's connections.
 #[derive(Debug, Clone, Copy)]
@@ -64,14 +105,17 @@ fn too_slow(limit: Duration) -> axum::response::Response {
 /// Time given to open connections to finish after `shutdown`.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` within `limits` until `shutdown` completes; then stops accepting
-/// and lets open connections finish their request (for at most 10 s).
+/// Serves `app` on `listener` within `limits`, over TLS when `tls` is given, until `shutdown`
+/// completes; then stops accepting and lets open connections finish their request (for at most
+/// 10 s).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let tls = tls.map(TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -80,8 +124,8 @@ pub async fn serve(
             a = listener.accept() => a,
             _ = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, mostly: give connections time to close.
                 tracing::warn!("accepting a connection failed: {e}");
@@ -104,9 +148,42 @@ pub async fn serve(
             });
             continue;
         };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |request| {
+        let (app, stop, tls) = (app.clone(), stop_rx.clone(), tls.clone());
+        tokio::spawn(async move {
+            match tls {
+                None => connection(stream, peer, app, limits, stop, permit).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => connection(stream, peer, app, limits, stop, permit).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(DRAIN, slots.acquire_many(all)).await;
+}
+
+/// Serves one connection (plain or TLS) until it closes or `stop` turns true; `permit` is its
+/// slot, given back when it ends.
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let mut app = app.clone();
+            request.extensions_mut().insert(ConnectInfo(peer));
             async move {
                 // A Router is always ready: no poll_ready needed before call.
                 let answer = tower_service::Service::call(&mut app, request);
@@ -116,25 +193,18 @@ pub async fn serve(
                 }
             }
         });
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                // The value only ever turns true (or the sender is gone): both mean stop.
-                _ = stop.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(DRAIN, connection).await;
-                }
-            }
-            drop(permit);
-        });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        // The value only ever turns true (or the sender is gone): both mean stop.
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN, connection).await;
+        }
     }
-    let _ = stop_tx.send(true);
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(DRAIN, slots.acquire_many(all)).await;
+    drop(permit);
 }

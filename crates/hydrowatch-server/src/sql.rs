@@ -45,6 +45,8 @@ pub enum DbError {
 pub enum Arg<'a> {
     /// A 64-bit integer.
     Int(i64),
+    /// A 64-bit integer, or NULL.
+    OptInt(Option<i64>),
     /// A double.
     Real(f64),
     /// Text, or NULL.
@@ -97,6 +99,15 @@ impl Row {
         }
     }
 
+    /// Column `i` as text, or None when NULL.
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, DbError> {
+        match self.cell(i) {
+            Cell::Null => Ok(None),
+            Cell::Text(v) => Ok(Some(v.clone())),
+            other => Err(DbError::Column(i, "text", format!("{other:?}"))),
+        }
+    }
+
     /// Column `i` as text.
     pub fn text(&self, i: usize) -> Result<String, DbError> {
         match self.cell(i) {
@@ -120,6 +131,8 @@ impl rusqlite::ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match *self {
             Arg::Int(v) => ToSqlOutput::from(v),
+            Arg::OptInt(Some(v)) => ToSqlOutput::from(v),
+            Arg::OptInt(None) => ToSqlOutput::from(rusqlite::types::Null),
             Arg::Real(v) => ToSqlOutput::from(v),
             Arg::Text(Some(v)) => ToSqlOutput::from(v),
             Arg::Text(None) => ToSqlOutput::from(rusqlite::types::Null),
@@ -178,6 +191,7 @@ fn pg_args<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
     args.iter()
         .map(|a| match a {
             Arg::Int(v) => v as &(dyn ToSql + Sync),
+            Arg::OptInt(v) => v,
             Arg::Real(v) => v,
             Arg::Text(v) => v,
         })
@@ -271,17 +285,17 @@ impl PgConnection {
     }
 
     /// Runs `f` in a transaction, committed when `f` succeeds (rolled back when it fails).
-    pub fn write<T>(
+    pub fn write<T, E: From<DbError>>(
         &mut self,
-        f: impl FnOnce(&mut dyn Sql) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
+        f: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
         let client = self.client.as_mut().expect("open until dropped");
-        let mut tx = client.transaction()?;
+        let mut tx = client.transaction().map_err(DbError::from)?;
         let value = f(&mut Pg {
             client: &mut tx,
             statements: &mut self.statements,
         })?;
-        tx.commit()?;
+        tx.commit().map_err(DbError::from)?;
         Ok(value)
     }
 }

@@ -9,8 +9,30 @@ use axum::response::{IntoResponse, Response};
 use hydrowatch_protocol::ErrorBody;
 use hydrowatch_protocol::check::prefix_error;
 
+use crate::auth::LoginGuard;
 use crate::db::Db;
-use crate::limit::Limiter;
+use crate::limit::{Limiter, RateLimit};
+
+/// How the server runs, beyond its database.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Ingest requests per device.
+    pub rate_limit: RateLimit,
+    /// How long a login lasts.
+    pub session_seconds: i64,
+    /// The server speaks TLS (`serve --tls-cert`): session cookies are marked Secure.
+    pub tls: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rate_limit: RateLimit::default(),
+            session_seconds: 12 * 3600,
+            tls: false,
+        }
+    }
+}
 
 /// What the handlers share.
 pub struct AppState {
@@ -18,6 +40,10 @@ pub struct AppState {
     pub db: Arc<Db>,
     /// The ingest rate limit per device.
     pub limiter: Limiter,
+    /// Failed logins.
+    pub logins: LoginGuard,
+    /// How the server runs.
+    pub settings: Settings,
 }
 
 /// An API error: a status and what is wrong.

@@ -357,7 +357,11 @@ fn ingest_refuses_out_of_range_mistyped_and_reused_fields(on: On) {
     assert_eq!(s.db.alarms(&Default::default()).unwrap().len(), 2);
 
     // Query errors are JSON, as the OpenAPI document promises.
-    let r = reqwest::blocking::get(format!("{}/api/v1/alarms?min_stage=lots", s.url)).unwrap();
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/alarms?min_stage=lots", s.url))
+        .bearer_auth(&s.reader)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.headers()["content-type"], "application/json");
     let body: Value = r.json().unwrap();
@@ -433,7 +437,7 @@ fn a_database_of_the_first_schema_is_migrated_keeping_what_it_held(on: On) {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let _runtime = hydrowatch_server::serve_in_background(
         db.clone(),
-        hydrowatch_server::RateLimit::default(),
+        hydrowatch_server::Settings::default(),
         listener,
         hydrowatch_server::Limits::default(),
     )

@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 pub(crate) struct Server {
     pub url: String,
+    /// An API token of user `reader` (a viewer), for the tests' reads.
+    pub reader: String,
     _dir: tempfile::TempDir,
     pub db: Arc<Db>,
     _runtime: tokio::runtime::Runtime,
@@ -61,10 +63,23 @@ pub(crate) fn start_limited(
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let settings = hydrowatch_server::Settings {
+        rate_limit: limit,
+        ..hydrowatch_server::Settings::default()
+    };
     let runtime =
-        hydrowatch_server::serve_in_background(db.clone(), limit, listener, limits).unwrap();
+        hydrowatch_server::serve_in_background(db.clone(), settings, listener, limits).unwrap();
+    db.add_user(
+        "reader",
+        hydrowatch_server::Role::Viewer,
+        "reader-password",
+        0,
+    )
+    .unwrap();
+    let reader = db.create_operator_token("reader", 0).unwrap();
     Server {
         url,
+        reader,
         _dir: dir,
         db,
         _runtime: runtime,
@@ -110,11 +125,104 @@ pub(crate) fn post(s: &Server, token: Option<&str>, body: String) -> (u16, Value
     (status, r.json().unwrap_or(Value::Null))
 }
 
+/// GET `path` as user `reader`; the JSON answer.
 pub(crate) fn get(s: &Server, path: &str) -> Value {
-    reqwest::blocking::get(format!("{}{path}", s.url))
+    let (code, body) = get_as(s, Some(&s.reader), path);
+    assert_eq!(code, 200, "GET {path}: {body}");
+    body
+}
+
+/// GET `path` with `token` (as `Authorization: Bearer`); the status and the JSON answer.
+pub(crate) fn get_as(s: &Server, token: Option<&str>, path: &str) -> (u16, Value) {
+    let mut req = reqwest::blocking::Client::new().get(format!("{}{path}", s.url));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().unwrap();
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+}
+
+/// POST JSON `body` to `path` with `token`; the status and the JSON answer.
+pub(crate) fn post_as(s: &Server, token: Option<&str>, path: &str, body: Value) -> (u16, Value) {
+    let mut req = reqwest::blocking::Client::new()
+        .post(format!("{}{path}", s.url))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().unwrap();
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+}
+
+/// A user `name` with `role` (password: `NAME-password`) and an API token of theirs.
+pub(crate) fn user(s: &Server, name: &str, role: hydrowatch_server::Role) -> String {
+    s.db.add_user(name, role, &format!("{name}-password"), 0)
+        .unwrap();
+    s.db.create_operator_token(name, 0).unwrap()
+}
+
+/// A client that keeps cookies and does not follow redirects.
+pub(crate) fn browser_like() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
         .unwrap()
-        .json()
+}
+
+/// The value of cookie `name` set by response `r`, with the whole `Set-Cookie` line.
+pub(crate) fn set_cookie(r: &reqwest::blocking::Response, name: &str) -> Option<(String, String)> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|line| {
+            let value = line[name.len() + 1..]
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string();
+            (value, line.to_string())
+        })
+}
+
+/// Logs in as `name` with `password` like a browser (the login page's cookie and field);
+/// the status of the login's answer and the session cookie's value and `Set-Cookie` line.
+pub(crate) fn log_in(s: &Server, name: &str, password: &str) -> (u16, Option<(String, String)>) {
+    log_in_to(&s.url, name, password)
+}
+
+/// [`log_in`] to the server at `url`.
+pub(crate) fn log_in_to(url: &str, name: &str, password: &str) -> (u16, Option<(String, String)>) {
+    let client = browser_like();
+    let page = client.get(format!("{url}/login")).send().unwrap();
+    let (csrf, _) = set_cookie(&page, "hw_login").expect("the login page sets its cookie");
+    let r = client
+        .post(format!("{url}/login"))
+        .header("cookie", format!("hw_login={csrf}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", name),
+            ("password", password),
+            ("next", "/"),
+        ])
+        .send()
+        .unwrap();
+    (r.status().as_u16(), set_cookie(&r, "hw_session"))
+}
+
+/// The CSRF token of the session whose cookie is `session`, read from a page's logout form.
+pub(crate) fn csrf_of(s: &Server, session: &str) -> String {
+    let page = browser_like()
+        .get(format!("{}/", s.url))
+        .header("cookie", format!("hw_session={session}"))
+        .send()
         .unwrap()
+        .text()
+        .unwrap();
+    let needle = "name=\"csrf\" value=\"";
+    let at = page.find(needle).expect("a form with the CSRF token") + needle.len();
+    page[at..at + 48].to_string()
 }
 
 pub(crate) fn batch(device: &str, messages: Vec<Value>) -> String {

@@ -1,127 +1,27 @@
-//! The dashboard: server-rendered HTML with inline SVG charts (nothing to load from elsewhere,
-//! nothing that needs JavaScript), refreshing itself every 30 s. `/` is the fleet; `/devices/{id}`
-//! one device: each series' newest forecast with its 10-90% band, and the alarm timeline.
+//! A device's page: each series' newest forecast with its 10-90% band over the actual values,
+//! the day-ahead accuracy, and the alarm timeline.
 //!
-//! Invariants: every page is written by the template engine (maud), which escapes every value
-//! it interpolates; pages go out with a Content-Security-Policy that allows no script at all;
-//! whatever is stored, a chart draws a bounded number of elements.
+//! Invariants: whatever is stored, a chart draws a bounded number of elements and the timeline
+//! lists a bounded number of rows.
 
 use hydrowatch_core::time::DAY;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use hydrowatch_protocol::{ForecastBody, seconds};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{Markup, html};
 
+use super::{badge, page};
+use crate::auth::PageCaller;
 use crate::db::AlarmFilter;
 use crate::state::{ApiError, AppState};
-
-/// Colours of stages 1-4 (interest, caution, warning, critical).
-const STAGE_COLOURS: [&str; 4] = ["#2b7bb9", "#c9a400", "#e07000", "#c62828"];
-const STAGE_NAMES: [&str; 4] = ["interest", "caution", "warning", "critical"];
-
-/// The pages need their own inline style and nothing else: no script, no frame, no form.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Most day lines drawn on a chart's time axis.
 const MAX_DAY_LINES: i64 = 16;
 /// Most alarm transitions listed on a device page.
 const MAX_TIMELINE_ROWS: usize = 200;
-
-const STYLE: &str = r#"
-body { font-family: system-ui, sans-serif; margin: 1.5rem 2rem; color: #1d2733; }
-h1 { font-size: 1.4rem; margin: 0 0 1rem; } h2 { font-size: 1.1rem; margin: 1.5rem 0 .5rem; }
-table { border-collapse: collapse; min-width: 40rem; }
-th, td { text-align: left; padding: .35rem .8rem; border-bottom: 1px solid #dde3ea; }
-th { background: #f2f5f8; font-weight: 600; }
-.badge { display: inline-block; min-width: 1.4rem; padding: .1rem .45rem; border-radius: .7rem;
-  color: #fff; font-weight: 600; text-align: center; margin-right: .25rem; }
-.none { color: #7a8794; } .stale { color: #c62828; font-weight: 600; }
-a { color: #14589c; } svg { background: #fbfcfd; border: 1px solid #dde3ea; }
-.legend span { margin-right: 1rem; } nav { margin-bottom: 1rem; }
-"#;
-
-/// A whole page, with the security headers every page carries.
-fn page(status: StatusCode, title: &str, body: Markup) -> Response {
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta http-equiv="refresh" content="30";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · hydrowatch" }
-                style { (PreEscaped(STYLE)) }
-            }
-            body {
-                (body)
-                p.none { "Refreshes every 30 s. Alarm times are the device's local time; other times UTC." }
-            }
-        }
-    };
-    (
-        status,
-        [
-            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        Html(markup.into_string()),
-    )
-        .into_response()
-}
-
-/// A coloured badge of stage `stage` (0-based) showing `text`.
-fn badge(stage: usize, text: &str) -> Markup {
-    html! {
-        span.badge style={ "background:" (STAGE_COLOURS[stage]) }
-            title={ "stage " (stage + 1) " (" (STAGE_NAMES[stage]) ")" } { (text) }
-    }
-}
-
-fn utc(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(ts, 0)
-        .map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
-}
-
-/// `GET /`: every device, when it was last seen, its open alarms by stage.
-pub async fn fleet(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let devices = tokio::task::block_in_place(|| app.db.devices())?;
-    let now = chrono::Utc::now().timestamp();
-    let open: u32 = devices
-        .iter()
-        .map(|d| d.open_alarms.iter().sum::<u32>())
-        .sum();
-    let body = html! {
-        h1 { "hydrowatch fleet" }
-        p { (devices.len()) " devices · " (open) " open alarms" }
-        table {
-            tr { th { "device" } th { "last seen" } th { "open alarms by stage" } }
-            @for d in &devices {
-                tr {
-                    td { a href={ "/devices/" (d.id) } { (d.id) } }
-                    td {
-                        @match d.last_seen {
-                            Some(t) if now - t > 3600 => span.stale { (utc(t)) " (over an hour ago)" },
-                            Some(t) => (utc(t)),
-                            None => span.none { "never" },
-                        }
-                    }
-                    td {
-                        @if d.open_alarms.iter().all(|&n| n == 0) {
-                            span.none { "none" }
-                        }
-                        @for s in (0..4).rev().filter(|&s| d.open_alarms[s] > 0) {
-                            (badge(s, &format!("{} × {}", STAGE_NAMES[s], d.open_alarms[s])))
-                        }
-                    }
-                }
-            }
-        }
-    };
-    Ok(page(StatusCode::OK, "fleet", body))
-}
 
 /// A number for an SVG attribute, to a tenth.
 fn n(v: f64) -> String {
@@ -220,6 +120,7 @@ fn around(app: &AppState, id: &str, f: &ForecastBody) -> Result<Vec<(i64, f64)>,
 /// device the server does not know.
 pub async fn device(
     State(app): State<Arc<AppState>>,
+    PageCaller(caller): PageCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if !tokio::task::block_in_place(|| app.db.has_device(&id))? {
@@ -228,7 +129,7 @@ pub async fn device(
             h1 { "no such device" }
             p { "The server has no device " code { (id) } "." }
         };
-        return Ok(page(StatusCode::NOT_FOUND, "no such device", body));
+        return Ok(page(StatusCode::NOT_FOUND, "no such device", &caller, body));
     }
     let (forecasts, alarms, accuracy) = tokio::task::block_in_place(|| {
         let forecasts = app.db.forecasts(&id, None, 50)?;
@@ -293,7 +194,7 @@ pub async fn device(
                         td { (a.time) }
                         td { (a.series) }
                         td { (a.kind.name()) " " (a.direction.name()) }
-                        td { "#" (a.alarm_id) }
+                        td { a href={ "/alarms/" (id) "/" (a.alarm_id) } { "#" (a.alarm_id) } }
                         td { (a.state.name()) }
                         td {
                             @if stage == 0 { span.none { "0" } } @else { (badge(stage - 1, &stage.to_string())) }
@@ -305,5 +206,5 @@ pub async fn device(
             }
         }
     };
-    Ok(page(StatusCode::OK, &id, body))
+    Ok(page(StatusCode::OK, &id, &caller, body))
 }

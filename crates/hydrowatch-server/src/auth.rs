@@ -1,0 +1,340 @@
+//! Who is calling: a device (its token; it may only ingest, see [`crate::api`]), a person in a
+//! browser (the session cookie of a login), or a person's script (an operator API token,
+//! `Authorization: Bearer`). Pages send a caller without credentials to the login page; the API
+//! answers it 401.
+//!
+//! Invariants: every route but ingest, the login page and the OpenAPI document goes through
+//! [`ApiCaller`] or [`PageCaller`]; a request that changes something and comes with a session
+//! cookie carries the session's CSRF token (a form field, or the `X-CSRF-Token` header), so a
+//! page of another site cannot act in a person's name; the session cookie is HttpOnly,
+//! SameSite=Strict, and Secure when the server speaks TLS; failed logins are counted per name
+//! and per address, and past the limit refused without checking the password.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::accounts::{Role, Session, User};
+use crate::state::{ApiError, AppState};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "hw_session";
+/// The login form's CSRF cookie (double submit: the form carries the same value).
+pub const LOGIN_COOKIE: &str = "hw_login";
+/// The header a script with a session sends its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Someone allowed in.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub user: User,
+    /// Their browser's session (None: an API token).
+    pub session: Option<Session>,
+}
+
+impl Caller {
+    /// Whether they may do what `role` may.
+    pub fn may(&self, role: Role) -> bool {
+        self.user.role >= role
+    }
+
+    /// The session's CSRF token ("" for a token, which needs none).
+    pub fn csrf(&self) -> &str {
+        self.session.as_ref().map_or("", |s| s.csrf.as_str())
+    }
+
+    /// Refuses with 403 unless they may do what `role` may.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.may(role) {
+            Ok(())
+        } else {
+            Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is a {}: this needs an {}",
+                    self.user.name,
+                    self.user.role.name(),
+                    role.name()
+                ),
+            ))
+        }
+    }
+
+    /// Refuses with 403 unless a session's request carries its CSRF token (`sent`); a token's
+    /// request needs none (a browser never sends it by itself).
+    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), ApiError> {
+        match &self.session {
+            None => Ok(()),
+            Some(s) if sent.is_some_and(|t| same(t, &s.csrf)) => Ok(()),
+            Some(_) => Err(ApiError(
+                StatusCode::FORBIDDEN,
+                "the request lacks this session's CSRF token (reload the page and try again)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// Compares without stopping at the first difference (a token's time to compare tells nothing).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value: `name=value` for `max_age` seconds (0: delete it), HttpOnly,
+/// SameSite=Strict, Secure when `secure`.
+pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
+    format!(
+        "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// Why nobody is let in.
+enum Denied {
+    /// No credentials at all.
+    Nobody,
+    /// A token nobody has.
+    UnknownToken,
+    /// A device's token on a route for people.
+    DeviceToken(String),
+    /// The database failed.
+    Failed(ApiError),
+}
+
+/// The caller of a request: an operator token, or else a session cookie.
+fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Caller, Denied> {
+    let now = chrono::Utc::now().timestamp();
+    let db = &app.db;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    tokio::task::block_in_place(|| {
+        if let Some(token) = bearer {
+            if let Some(user) = db.operator_for_token(token).map_err(fail)? {
+                return Ok(Caller {
+                    user,
+                    session: None,
+                });
+            }
+            if let Some(device) = db.device_for_token(token).map_err(fail)? {
+                return Err(Denied::DeviceToken(device));
+            }
+            return Err(Denied::UnknownToken);
+        }
+        match cookie(headers, SESSION_COOKIE) {
+            Some(token) => match db.session(token, now).map_err(fail)? {
+                Some(session) => Ok(Caller {
+                    user: session.user.clone(),
+                    session: Some(session),
+                }),
+                None => Err(Denied::Nobody),
+            },
+            None => Err(Denied::Nobody),
+        }
+    })
+}
+
+fn fail(e: crate::sql::DbError) -> Denied {
+    Denied::Failed(e.into())
+}
+
+/// The caller of an API route; without valid credentials, 401 (403 for a device's token).
+#[derive(Debug, Clone)]
+pub struct ApiCaller(pub Caller);
+
+impl FromRequestParts<Arc<AppState>> for ApiCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(app, &parts.headers).map(ApiCaller).map_err(|denied| {
+            let (status, message) = match denied {
+                Denied::Nobody => (
+                    StatusCode::UNAUTHORIZED,
+                    "send `Authorization: Bearer <operator token>` (issue one with `hydrowatch serve token create --operator NAME`) or log in".to_string(),
+                ),
+                Denied::UnknownToken => (StatusCode::UNAUTHORIZED, "unknown token".to_string()),
+                Denied::DeviceToken(device) => (
+                    StatusCode::FORBIDDEN,
+                    format!("that is device {device}'s token: a device token can only ingest"),
+                ),
+                Denied::Failed(e) => return e.into_response(),
+            };
+            let mut r = ApiError(status, message).into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"hydrowatch\""),
+                );
+            }
+            r
+        })
+    }
+}
+
+/// The caller of a page; without a session, a redirect to the login page (which comes back).
+#[derive(Debug, Clone)]
+pub struct PageCaller(pub Caller);
+
+impl FromRequestParts<Arc<AppState>> for PageCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        match authenticate(app, &parts.headers) {
+            Ok(caller) => Ok(PageCaller(caller)),
+            Err(Denied::Failed(e)) => Err(e.into_response()),
+            Err(_) => {
+                let back = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
+                let to = format!("/login?next={}", url_escape(&back));
+                Err(Redirect::to(&to).into_response())
+            }
+        }
+    }
+}
+
+/// `text` with everything but unreserved characters percent-encoded (a query value).
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Where to go after logging in: a path of this server, never another site.
+pub fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        _ => "/",
+    }
+}
+
+/// The client's address (the listener puts it on each request).
+pub fn peer(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    parts_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Failed logins tolerated per name, and per address, in [`LOGIN_WINDOW`].
+pub const MAX_FAILED_LOGINS: u32 = 5;
+/// Per address: more (several people may share one address).
+pub const MAX_FAILED_LOGINS_PER_ADDRESS: u32 = 20;
+/// The window failed logins are counted in.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Failed logins per name and per address, in this process (each replica counts its own).
+#[derive(Debug, Default)]
+pub struct LoginGuard {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginGuard {
+    fn keys(name: &str, from: Option<IpAddr>) -> [(String, u32); 2] {
+        [
+            (format!("name:{name}"), MAX_FAILED_LOGINS),
+            (
+                format!("addr:{}", from.map_or("?".into(), |a| a.to_string())),
+                MAX_FAILED_LOGINS_PER_ADDRESS,
+            ),
+        ]
+    }
+
+    /// None when `name` from `from` may try; else how long until it may.
+    pub fn blocked(&self, name: &str, from: Option<IpAddr>) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::keys(name, from)
+            .iter()
+            .filter_map(|(key, max)| {
+                let (n, since) = failures.get(key)?;
+                let left = LOGIN_WINDOW.checked_sub(since.elapsed())?;
+                (*n >= *max).then_some(left)
+            })
+            .max()
+    }
+
+    /// Counts a failed login.
+    pub fn failed(&self, name: &str, from: Option<IpAddr>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() > 100_000 {
+            failures.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
+        }
+        for (key, _) in Self::keys(name, from) {
+            let entry = failures.entry(key).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= LOGIN_WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    /// Forgets the failures of `name` (it logged in).
+    pub fn succeeded(&self, name: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(&format!("name:{name}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        assert_eq!(local_path(Some("/devices/a?x=1")), "/devices/a?x=1");
+        for bad in ["https://evil.example/", "//evil.example/", "/\\evil", "x"] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(url_escape("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");
+    }
+
+    #[test]
+    fn failed_logins_block_a_name_after_the_limit() {
+        let guard = LoginGuard::default();
+        let addr: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..MAX_FAILED_LOGINS {
+            assert!(guard.blocked("ana", Some(addr)).is_none());
+            guard.failed("ana", Some(addr));
+        }
+        assert!(guard.blocked("ana", Some(addr)).is_some());
+        // Another name from the same address still may (up to the address's own limit).
+        assert!(guard.blocked("ben", Some(addr)).is_none());
+        guard.succeeded("ana");
+        assert!(guard.blocked("ana", None).is_none());
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+}
