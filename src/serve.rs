@@ -16,14 +16,21 @@ use crate::global::Global;
 hydrowatch serve token create dma-017        (prints the device's token once; put it in its [server] token)\n  \
 hydrowatch serve user add ana --role operator   (asks for her password)\n  \
 hydrowatch serve token create --operator ana   (an API token acting as ana, for scripts)\n  \
-hydrowatch serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n\n\
+hydrowatch serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  \
+curl -H \"Authorization: Bearer $ADMIN_TOKEN\" -H 'content-type: application/json' -d '{\"name\": \"on call\", \
+\"min_stage\": 3, \"channel\": \"email\", \"target\": \"oncall@utility.example\", \"remind_minutes\": 30, \
+\"group_seconds\": 60}' https://server:8443/api/v1/rules   (a notification rule)\n\n\
 Devices POST their alarms, forecasts and heartbeats to /api/v1/ingest with their token; a device \
 token can do nothing else. People log in to the dashboard at / (viewers read; operators \
-acknowledge, shelve, comment and assign alarms; admins manage users and tokens); scripts use an \
+acknowledge, shelve, comment and assign alarms; admins also manage notification rules); scripts use an \
 operator token (Authorization: Bearer) on /api/v1/devices, /api/v1/alarms, /api/v1/alarms/active, \
 /api/v1/forecasts, /api/v1/accuracy and the alarm actions (described at /api/v1/openapi.json). \
-Without --tls-cert the server speaks plain HTTP: put it behind TLS before it leaves a trusted \
-network. Failed logins are limited per name and address in each server process. The database is the --db file (default \
+Admins add notification rules with POST /api/v1/rules (a webhook, signed with HMAC-SHA256, or an \
+e-mail address, which needs --smtp and --smtp-from); the server queues notifications in its \
+database and retries them until delivered, and raises its own device_silent alarm for a device \
+not heard from for --silent-after minutes. Without --tls-cert the server speaks plain HTTP: put \
+it behind TLS before it leaves a trusted network. Failed logins are limited per name and address \
+in each server process. The database is the --db file (default \
 hydrowatch-server.db), or PostgreSQL with --database postgres://user:password@host:port/dbname \
 (the tables are created on first start; connections without TLS, so keep the database next to the \
 server).")]
@@ -53,6 +60,20 @@ pub(crate) struct ServeArgs {
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The SMTP relay for e-mail notifications: smtp://[user:password@]host[:port] (STARTTLS
+    /// required, port 587 by default) or smtps://... (TLS from the start, 465).
+    #[arg(long, value_name = "URL", requires = "smtp_from")]
+    pub smtp: Option<String>,
+    /// The sender address of e-mail notifications.
+    #[arg(long, value_name = "ADDRESS", requires = "smtp")]
+    pub smtp_from: Option<String>,
+    /// A certificate (PEM) to trust for the relay besides the public roots.
+    #[arg(long, value_name = "FILE", requires = "smtp")]
+    pub smtp_ca: Option<PathBuf>,
+    /// Raise the server's own `device_silent` alarm on a device not heard from (heartbeats
+    /// included) for this many minutes; 0: never.
+    #[arg(long, default_value_t = 15, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(0..=10_080))]
+    pub silent_after: u32,
     /// How long a login lasts, in hours.
     #[arg(long, default_value_t = 12, value_name = "H", value_parser = clap::value_parser!(u32).range(1..=720))]
     pub session_hours: u32,
@@ -220,6 +241,41 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 _ => None,
             };
             let nobody = db.users()?.is_empty();
+            let smtp = match (&args.smtp, &args.smtp_from) {
+                (Some(url), Some(from)) => {
+                    anyhow::ensure!(
+                        url.starts_with("smtp://") || url.starts_with("smtps://"),
+                        "--smtp {}: expected smtp://host[:port] or smtps://host[:port]",
+                        without_password(url)
+                    );
+                    anyhow::ensure!(
+                        hydrowatch_server::notify::send::is_address(from),
+                        "--smtp-from {from:?}: not an e-mail address"
+                    );
+                    let ca_pem = match &args.smtp_ca {
+                        Some(path) => Some(std::fs::read(path).with_context(|| {
+                            format!("--smtp-ca {}: cannot read", path.display())
+                        })?),
+                        None => None,
+                    };
+                    Some(hydrowatch_server::notify::Smtp {
+                        url: url.clone(),
+                        from: from.clone(),
+                        ca_pem,
+                    })
+                }
+                _ => None,
+            };
+            let db = Arc::new(db);
+            let _notifier = hydrowatch_server::notify::start(
+                db.clone(),
+                hydrowatch_server::notify::NotifySettings {
+                    smtp,
+                    silent_after: (args.silent_after > 0)
+                        .then(|| std::time::Duration::from_secs(u64::from(args.silent_after) * 60)),
+                    ..Default::default()
+                },
+            )?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -248,7 +304,7 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 };
                 hydrowatch_server::serve(
                     listener,
-                    hydrowatch_server::router_with(Arc::new(db), settings),
+                    hydrowatch_server::router_with(db, settings),
                     hydrowatch_server::Limits {
                         max_connections: args.max_connections as usize,
                         ..hydrowatch_server::Limits::default()

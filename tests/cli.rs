@@ -10,6 +10,8 @@ use hydrowatch_store::{ForecastPoint, Store};
 mod daemon;
 #[path = "cli/hardening.rs"]
 mod hardening;
+#[path = "cli/notify.rs"]
+mod notify;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hydrowatch"))

@@ -33,7 +33,7 @@ pub(crate) struct BenchArgs {
 /// The central server (hydrowatch-server, no rate limit) on a free local port, in this process,
 /// with a token for the device `bench`; returns its URL and the token, and the runtime that
 /// serves it until dropped.
-fn central_server(dir: &Path) -> anyhow::Result<(String, String, tokio::runtime::Runtime)> {
+fn central_server(dir: &Path) -> anyhow::Result<(String, String, hydrowatch_server::Background)> {
     let db = hydrowatch_server::Db::open(&dir.join("server.db"))?;
     let token = db.create_token("bench", 0)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -46,6 +46,7 @@ fn central_server(dir: &Path) -> anyhow::Result<(String, String, tokio::runtime:
         },
         listener,
         hydrowatch_server::Limits::default(),
+        hydrowatch_server::notify::NotifySettings::default(),
     )?;
     Ok((url, token, runtime))
 }

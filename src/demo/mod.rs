@@ -148,11 +148,12 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         password,
         chrono::Utc::now().timestamp(),
     )?;
-    let runtime = hydrowatch_server::serve_in_background(
+    let server = hydrowatch_server::serve_in_background(
         server_db.clone(),
         hydrowatch_server::Settings::default(),
         listener,
         hydrowatch_server::Limits::default(),
+        hydrowatch_server::notify::NotifySettings::default(),
     )?;
     println!(
         "\n  dashboard: {url}/   (log in as demo, password {password}; open it now: it fills while the replay runs)\n"
@@ -194,7 +195,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("Serving until Ctrl-C.");
-    runtime.block_on(async {
+    server.runtime.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });
     Ok(())

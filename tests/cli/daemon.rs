@@ -868,11 +868,22 @@ fn server_database(postgres: bool) -> [String; 2] {
 }
 
 fn start_server(d: &Path, port: u16, database: &[String; 2]) -> Child {
+    start_server_with(d, port, database, &[])
+}
+
+/// `hydrowatch serve` on `database` and `port` with `more` options, once it listens.
+pub(crate) fn start_server_with(
+    d: &Path,
+    port: u16,
+    database: &[String; 2],
+    more: &[&str],
+) -> Child {
     let child = bin()
         .current_dir(d)
         .arg("serve")
         .args(database)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(more)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1012,7 +1023,7 @@ fn api_get(port: u16, token: &str, path: &str) -> Value {
 
 /// Adds user `name` with `role` through `hydrowatch serve user add` (the password on standard
 /// input) and returns an API token of theirs from `hydrowatch serve token create --operator`.
-fn operator_token(d: &Path, database: &[String; 2], name: &str, role: &str) -> String {
+pub(crate) fn operator_token(d: &Path, database: &[String; 2], name: &str, role: &str) -> String {
     use std::io::Write as _;
     let mut add = bin()
         .current_dir(d)

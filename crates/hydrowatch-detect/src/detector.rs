@@ -129,6 +129,8 @@ fn lifecycle_of(kind: AlarmKind, settings: &SeriesSettings) -> LifecycleSettings
             open_after: residual::HOURS,
             ..LifecycleSettings::immediate(residual::CLEAR_HOURS)
         },
+        // The server's alarm: no machine of a device has this kind.
+        AlarmKind::DeviceSilent => LifecycleSettings::immediate(1),
     }
 }
 

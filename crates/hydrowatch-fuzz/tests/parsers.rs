@@ -163,7 +163,9 @@ fn ingest_body() {
             Ok(m) => {
                 prop_assert!(m.created_at <= now + DAY);
                 match m.body {
-                    CheckedBody::Alert(a) => prop_assert!(a.alarm_id <= i64::MAX as u64),
+                    CheckedBody::Alert(a) => {
+                        prop_assert!(a.alarm_id < hydrowatch_protocol::SERVER_ALARM_IDS)
+                    }
                     CheckedBody::Forecast { body, .. } => prop_assert!(body.points.len() == 168),
                     CheckedBody::Heartbeat(_) => {}
                 }

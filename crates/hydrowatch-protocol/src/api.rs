@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{AlarmKind, AlertBody};
+use crate::message::{AlarmKind, AlertBody, Transition};
 
 /// `POST /api/v1/ingest`: a batch of envelopes of one device, oldest first. The device sends its
 /// stored envelopes as they are (`M` = raw JSON); the server reads each as a JSON value first
@@ -249,4 +249,121 @@ pub struct AssignRequest {
     /// The user's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+}
+
+/// Where a notification rule sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A JSON POST to a URL, signed with HMAC-SHA256.
+    Webhook,
+    /// An e-mail over SMTP.
+    Email,
+}
+
+impl Channel {
+    /// Every channel.
+    pub const ALL: [Channel; 2] = [Channel::Webhook, Channel::Email];
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Webhook => "webhook",
+            Channel::Email => "email",
+        }
+    }
+}
+
+/// `POST /api/v1/rules` (admins): who is told of which alarms, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleRequest {
+    /// A name for people, unique.
+    pub name: String,
+    /// Only these devices' alarms (empty: every device).
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Only on these series (empty: every series).
+    #[serde(default)]
+    pub series: Vec<String>,
+    /// Only these kinds (empty: every kind).
+    #[serde(default)]
+    pub kinds: Vec<AlarmKind>,
+    /// Only at this stage or above (1-4).
+    pub min_stage: u8,
+    /// How.
+    pub channel: Channel,
+    /// The webhook's URL (http or https), or the e-mail address.
+    pub target: String,
+    /// The webhook's HMAC-SHA256 key (required for a webhook; never read back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Notify again once if the alarm is still unacknowledged (and not shelved) this many
+    /// minutes after the first notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remind_minutes: Option<u32>,
+    /// Alarms of one device within this many seconds of the first go out as one message
+    /// (0: each alone, at once).
+    #[serde(default)]
+    pub group_seconds: u32,
+}
+
+/// `GET /api/v1/rules`: a rule as stored (its secret never read back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleRecord {
+    /// Its id.
+    pub id: i64,
+    /// A name for people.
+    pub name: String,
+    /// Only these devices (empty: every device).
+    pub devices: Vec<String>,
+    /// Only these series (empty: every series).
+    pub series: Vec<String>,
+    /// Only these kinds (empty: every kind).
+    pub kinds: Vec<AlarmKind>,
+    /// Only at this stage or above.
+    pub min_stage: u8,
+    /// How.
+    pub channel: Channel,
+    /// The webhook's URL, or the e-mail address.
+    pub target: String,
+    /// Remind after this many minutes unacknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remind_minutes: Option<u32>,
+    /// Grouping window, seconds.
+    pub group_seconds: u32,
+}
+
+/// One alarm in a notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifiedAlarm {
+    /// The alarm's id on its device.
+    pub alarm_id: u64,
+    /// Its kind.
+    pub kind: AlarmKind,
+    /// Its series.
+    pub series: String,
+    /// Its stage.
+    pub stage: u8,
+    /// The transition notified (opened or escalated).
+    pub state: Transition,
+    /// The device's local time of the transition, as the device wrote it.
+    pub time: String,
+}
+
+/// What a webhook receives (and what an e-mail says): alarms of one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// This delivery's id: a retry of the same notification carries the same id.
+    pub delivery: String,
+    /// The rule's name.
+    pub rule: String,
+    /// The device.
+    pub device_id: String,
+    /// `alarms` (new or escalated alarms) or `reminder` (still unacknowledged).
+    pub kind: String,
+    /// Alarms in this notification (more than listed when `alarms` is cut at 50).
+    pub count: u64,
+    /// The alarms, oldest first, at most 50.
+    pub alarms: Vec<NotifiedAlarm>,
 }

@@ -221,11 +221,14 @@ pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Checked,
 }
 
 fn check_alert(b: &AlertBody) -> Result<(), String> {
-    if b.alarm_id > i64::MAX as u64 {
+    if b.alarm_id >= crate::message::SERVER_ALARM_IDS {
         return Err(format!(
-            "body.alarm_id: {} is out of range (0 to 2^63 - 1)",
+            "body.alarm_id: {} is out of range (0 to 2^62 - 1; the ids above are the server's own)",
             b.alarm_id
         ));
+    }
+    if b.kind == crate::message::AlarmKind::DeviceSilent {
+        return Err("body.kind: device_silent is the server's own alarm, never a device's".into());
     }
     if b.outlier_stage > 4 {
         return Err(format!(

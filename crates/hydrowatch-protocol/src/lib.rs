@@ -13,13 +13,13 @@ pub mod message;
 
 pub use api::{
     Accuracy, Acknowledged, AlarmActionRecord, AlarmHistory, AlarmRecord, AlarmStatus,
-    AssignRequest, CommentRequest, DeviceSummary, ErrorBody, IngestRequest, NoteRequest,
-    OperatorAction, ShelveRequest,
+    AssignRequest, Channel, CommentRequest, DeviceSummary, ErrorBody, IngestRequest, NoteRequest,
+    Notification, NotifiedAlarm, OperatorAction, RuleRecord, RuleRequest, ShelveRequest,
 };
 pub use check::{
     Checked, CheckedBody, FORECAST_POINTS, Invalid, MAX_ACTUALS, MAX_MESSAGE_ID, check,
 };
 pub use message::{
     Actual, AlarmKind, AlertBody, Body, Direction, Envelope, ForecastBody, ForecastPoint,
-    HeartbeatBody, Kind, Transition, rfc3339, seconds,
+    HeartbeatBody, Kind, SERVER_ALARM_IDS, Transition, rfc3339, seconds,
 };

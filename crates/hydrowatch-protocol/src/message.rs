@@ -40,6 +40,10 @@ impl Kind {
     }
 }
 
+/// The first alarm id of the server's own alarms on a device ([`AlarmKind::DeviceSilent`]);
+/// a device numbers its alarms below it.
+pub const SERVER_ALARM_IDS: u64 = 1 << 62;
+
 /// What an alarm is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -58,11 +62,14 @@ pub enum AlarmKind {
     NightFlow,
     /// Hourly means outside the day-ahead forecast's band, hours in a row.
     Forecast,
+    /// The server has heard nothing from the device for too long: the server's own alarm (a
+    /// device that has died cannot report it); a device never sends it.
+    DeviceSilent,
 }
 
 impl AlarmKind {
     /// Every kind.
-    pub const ALL: [AlarmKind; 7] = [
+    pub const ALL: [AlarmKind; 8] = [
         AlarmKind::Outlier,
         AlarmKind::Stale,
         AlarmKind::Stuck,
@@ -70,6 +77,7 @@ impl AlarmKind {
         AlarmKind::Jump,
         AlarmKind::NightFlow,
         AlarmKind::Forecast,
+        AlarmKind::DeviceSilent,
     ];
 
     /// Its name in files and messages.
@@ -82,6 +90,7 @@ impl AlarmKind {
             AlarmKind::Jump => "jump",
             AlarmKind::NightFlow => "night_flow",
             AlarmKind::Forecast => "forecast",
+            AlarmKind::DeviceSilent => "device_silent",
         }
     }
 }
@@ -178,7 +187,8 @@ pub struct AlertBody {
     /// The value's percentile.
     #[serde(default)]
     pub percentile: Option<f64>,
-    /// The alarm's number on its device (the same from opening to clearing; at most 2^63 - 1).
+    /// The alarm's number on its device (the same from opening to clearing; a device's below
+    /// [`SERVER_ALARM_IDS`], the server's own from there).
     pub alarm_id: u64,
     /// The transition.
     pub state: Transition,

@@ -63,9 +63,8 @@ pub enum ActionError {
     Db(#[from] DbError),
 }
 
-/// The state of every alarm of `device` (all devices when None) and `alarm` (all when None):
-/// the latest transition, the first and highest, the newest that asks for an acknowledgement,
-/// and what people did.
+/// The state of alarms (the rows `{where}` picks): the latest transition, the first and
+/// highest, the newest that asks for an acknowledgement, and what people did.
 const STATUS: &str = "
 SELECT a.device_id, a.alarm_id, a.series, a.kind, a.state, a.stage, a.created_at,
        g.opened_at, g.highest, g.need_ack,
@@ -74,11 +73,18 @@ SELECT a.device_id, a.alarm_id, a.series, a.kind, a.state, a.stage, a.created_at
 FROM (SELECT device_id, alarm_id, max(id) AS last, min(created_at) AS opened_at,
              max(stage) AS highest,
              max(CASE WHEN state IN ('opened', 'escalated') THEN id END) AS need_ack
-      FROM alerts
-      WHERE (CAST(?1 AS TEXT) IS NULL OR device_id = ?1) AND (CAST(?2 AS BIGINT) < 0 OR alarm_id = ?2)
+      FROM alerts WHERE {where}
       GROUP BY device_id, alarm_id) g
 JOIN alerts a ON a.id = g.last
 LEFT JOIN alarm_state s ON s.device_id = g.device_id AND s.alarm_id = g.alarm_id";
+
+/// [`STATUS`] of one alarm (`?1` the device, `?2` the alarm: the index finds its rows).
+static ONE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| STATUS.replace("{where}", "device_id = ?1 AND alarm_id = ?2"));
+/// [`STATUS`] of every alarm of device `?1`, or of all when NULL.
+static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    STATUS.replace("{where}", "CAST(?1 AS TEXT) IS NULL OR device_id = ?1")
+});
 
 /// An [`AlarmStatus`] from a row of [`STATUS`], at `now`.
 fn status_of(r: &Row, now: i64) -> Result<AlarmStatus, DbError> {
@@ -135,11 +141,27 @@ fn statuses(
     alarm: Option<u64>,
     now: i64,
 ) -> Result<Vec<AlarmStatus>, DbError> {
-    let alarm = alarm.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
-    c.rows(STATUS, &[Arg::Text(device), Arg::Int(alarm)])?
-        .iter()
-        .map(|r| status_of(r, now))
-        .collect()
+    let rows = match (device, alarm) {
+        (Some(device), Some(alarm)) => c.rows(
+            &ONE,
+            &[
+                Arg::Text(Some(device)),
+                Arg::Int(i64::try_from(alarm).unwrap_or(i64::MAX)),
+            ],
+        )?,
+        _ => c.rows(&MANY, &[Arg::Text(device)])?,
+    };
+    rows.iter().map(|r| status_of(r, now)).collect()
+}
+
+/// The state of `device`'s alarm `alarm` at `now`, if the device sent it.
+pub(crate) fn status(
+    c: &mut dyn Sql,
+    device: &str,
+    alarm: u64,
+    now: i64,
+) -> Result<Option<AlarmStatus>, DbError> {
+    Ok(statuses(c, Some(device), Some(alarm), now)?.pop())
 }
 
 /// Text a person typed, trimmed, within `max` characters; `what` names it in the error.

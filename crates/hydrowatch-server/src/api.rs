@@ -28,7 +28,8 @@ use axum::response::{IntoResponse, Response};
 use hydrowatch_protocol::check::prefix_error;
 use hydrowatch_protocol::{
     Accuracy, Acknowledged, AlarmHistory, AlarmRecord, AlarmStatus, AssignRequest, CommentRequest,
-    DeviceSummary, ErrorBody, ForecastBody, IngestRequest, NoteRequest, ShelveRequest,
+    DeviceSummary, ErrorBody, ForecastBody, IngestRequest, NoteRequest, RuleRecord, RuleRequest,
+    ShelveRequest,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -38,6 +39,7 @@ use crate::accounts::Role;
 use crate::alarms::{Action, ActionError};
 use crate::auth::{ApiCaller, CSRF_HEADER, Caller};
 use crate::db::{AlarmFilter, Db};
+use crate::notify::rules::RuleError;
 use crate::sql::DbError;
 use crate::state::{ApiError, AppState, bad_query};
 
@@ -352,3 +354,65 @@ action_handler!(
     AssignRequest,
     |r| Action::Assign(r.user)
 );
+
+/// `GET /api/v1/rules` (admins): the notification rules, without their secrets.
+pub async fn rules(
+    State(app): State<Arc<AppState>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<axum::Json<Vec<RuleRecord>>, ApiError> {
+    caller.require(Role::Admin)?;
+    let rules = tokio::task::block_in_place(|| app.db.rules())?;
+    Ok(axum::Json(rules.into_iter().map(|r| r.record).collect()))
+}
+
+/// `POST /api/v1/rules` (admins): adds a rule; 201 with it as stored, 409 a name taken, 422 a
+/// field out of bounds.
+pub async fn add_rule(
+    State(app): State<Arc<AppState>>,
+    ApiCaller(caller): ApiCaller,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    caller.check_csrf(headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))?;
+    let request: RuleRequest = body(&bytes)?;
+    let now = chrono::Utc::now().timestamp();
+    match tokio::task::block_in_place(|| app.db.add_rule(&request, now)) {
+        Ok(rule) => {
+            tracing::info!(
+                user = caller.user.name,
+                rule = rule.name,
+                "notification rule added"
+            );
+            Ok((StatusCode::CREATED, axum::Json(rule)).into_response())
+        }
+        Err(RuleError::Invalid(e)) => Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, e)),
+        Err(e @ RuleError::Exists(_)) => Err(ApiError(StatusCode::CONFLICT, e.to_string())),
+        Err(RuleError::Db(e)) => Err(e.into()),
+    }
+}
+
+/// `DELETE /api/v1/rules/{id}` (admins): removes a rule with what it has not sent yet; 204, or
+/// 404.
+pub async fn remove_rule(
+    State(app): State<Arc<AppState>>,
+    ApiCaller(caller): ApiCaller,
+    headers: HeaderMap,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    caller.check_csrf(headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))?;
+    let Ok(Path(id)) = path else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "no such rule".into()));
+    };
+    if tokio::task::block_in_place(|| app.db.remove_rule(id))? {
+        tracing::info!(
+            user = caller.user.name,
+            rule = id,
+            "notification rule removed"
+        );
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no rule {id}")))
+    }
+}

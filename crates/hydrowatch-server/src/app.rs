@@ -31,6 +31,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/alarms/{device}/{alarm_id}/unshelve"),
     ("post", "/api/v1/alarms/{device}/{alarm_id}/comment"),
     ("post", "/api/v1/alarms/{device}/{alarm_id}/assign"),
+    ("get", "/api/v1/rules"),
+    ("post", "/api/v1/rules"),
+    ("delete", "/api/v1/rules/{id}"),
     ("get", "/api/v1/openapi.json"),
 ];
 
@@ -89,6 +92,11 @@ pub fn router_with(db: Arc<Db>, settings: Settings) -> Router {
             "/api/v1/alarms/{device}/{alarm_id}/assign",
             post(api::assign),
         )
+        .route("/api/v1/rules", get(api::rules).post(api::add_rule))
+        .route(
+            "/api/v1/rules/{id}",
+            axum::routing::delete(api::remove_rule),
+        )
         .route("/api/v1/forecasts", get(api::forecasts))
         .route("/api/v1/accuracy", get(api::accuracy))
         .route(
@@ -99,14 +107,24 @@ pub fn router_with(db: Arc<Db>, settings: Settings) -> Router {
         .with_state(state)
 }
 
-/// The server on `listener`, run by a runtime of its own (two worker threads) until that
-/// runtime is dropped: for a server inside another program (the demo, benchmarks, tests).
+/// A server running inside another program: its runtime (serving) and its notifier, both
+/// stopped when this is dropped.
+pub struct Background {
+    /// Sends notifications (dropped first).
+    _notifier: crate::notify::Notifier,
+    /// Serves the routes.
+    pub runtime: tokio::runtime::Runtime,
+}
+
+/// The server on `listener` with its notifier, run by a runtime of its own (two worker
+/// threads) until dropped: for a server inside another program (the demo, benchmarks, tests).
 pub fn serve_in_background(
     db: Arc<Db>,
     settings: Settings,
     listener: std::net::TcpListener,
     limits: crate::Limits,
-) -> std::io::Result<tokio::runtime::Runtime> {
+    notify: crate::notify::NotifySettings,
+) -> std::io::Result<Background> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -116,6 +134,7 @@ pub fn serve_in_background(
         let _entered = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
+    let notifier = crate::notify::start(db.clone(), notify)?;
     let app = router_with(db, settings);
     runtime.spawn(crate::listen::serve(
         listener,
@@ -124,16 +143,19 @@ pub fn serve_in_background(
         None,
         std::future::pending(),
     ));
-    Ok(runtime)
+    Ok(Background {
+        _notifier: notifier,
+        runtime,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use hydrowatch_protocol::{
         Accuracy, Acknowledged, Actual, AlarmActionRecord, AlarmHistory, AlarmKind, AlarmRecord,
-        AlarmStatus, AlertBody, AssignRequest, CommentRequest, DeviceSummary, Direction, ErrorBody,
-        ForecastBody, ForecastPoint, HeartbeatBody, Kind, NoteRequest, OperatorAction,
-        ShelveRequest, Transition,
+        AlarmStatus, AlertBody, AssignRequest, Channel, CommentRequest, DeviceSummary, Direction,
+        ErrorBody, ForecastBody, ForecastPoint, HeartbeatBody, Kind, NoteRequest, Notification,
+        NotifiedAlarm, OperatorAction, RuleRecord, RuleRequest, ShelveRequest, Transition,
     };
     use serde::de::DeserializeOwned;
     use serde_json::{Value, json};
@@ -346,7 +368,61 @@ mod tests {
                 user: Some("ben".into()),
             },
         );
+        let rule = RuleRequest {
+            name: "on call".into(),
+            devices: vec!["dma-1".into()],
+            series: vec!["flow_rate".into()],
+            kinds: vec![AlarmKind::Outlier],
+            min_stage: 2,
+            channel: Channel::Webhook,
+            target: "https://example.org/hook".into(),
+            secret: Some("0123456789abcdef".into()),
+            remind_minutes: Some(30),
+            group_seconds: 60,
+        };
+        documented_as(&doc, "RuleRequest", rule);
+        documented_as(
+            &doc,
+            "RuleRecord",
+            RuleRecord {
+                id: 1,
+                name: "on call".into(),
+                devices: vec![],
+                series: vec![],
+                kinds: vec![],
+                min_stage: 2,
+                channel: Channel::Email,
+                target: "oncall@example.org".into(),
+                remind_minutes: Some(30),
+                group_seconds: 0,
+            },
+        );
+        let notified = NotifiedAlarm {
+            alarm_id: 1,
+            kind: AlarmKind::Outlier,
+            series: "flow_rate".into(),
+            stage: 3,
+            state: Transition::Opened,
+            time: "2024-07-01T09:00:00+09:00".into(),
+        };
+        documented_as(&doc, "NotifiedAlarm", notified.clone());
+        documented_as(
+            &doc,
+            "Notification",
+            Notification {
+                delivery: "hw-1".into(),
+                rule: "on call".into(),
+                device_id: "dma-1".into(),
+                kind: "alarms".into(),
+                count: 1,
+                alarms: vec![notified],
+            },
+        );
         let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["RuleRequest"]["properties"]["channel"]["enum"],
+            names(&Channel::ALL)
+        );
         assert_eq!(
             schemas["AlarmActionRecord"]["properties"]["action"]["enum"],
             names(&OperatorAction::ALL)

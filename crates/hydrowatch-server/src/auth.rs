@@ -8,12 +8,11 @@
 //! cookie carries the session's CSRF token (a form field, or the `X-CSRF-Token` header), so a
 //! page of another site cannot act in a person's name; the session cookie is HttpOnly,
 //! SameSite=Strict, and Secure when the server speaks TLS; failed logins are counted per name
-//! and per address, and past the limit refused without checking the password.
+//! and per address ([`crate::limit::LoginGuard`]), and past the limit refused without checking
+//! the password.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -250,65 +249,6 @@ pub fn peer(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-/// Failed logins tolerated per name, and per address, in [`LOGIN_WINDOW`].
-pub const MAX_FAILED_LOGINS: u32 = 5;
-/// Per address: more (several people may share one address).
-pub const MAX_FAILED_LOGINS_PER_ADDRESS: u32 = 20;
-/// The window failed logins are counted in.
-pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
-
-/// Failed logins per name and per address, in this process (each replica counts its own).
-#[derive(Debug, Default)]
-pub struct LoginGuard {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl LoginGuard {
-    fn keys(name: &str, from: Option<IpAddr>) -> [(String, u32); 2] {
-        [
-            (format!("name:{name}"), MAX_FAILED_LOGINS),
-            (
-                format!("addr:{}", from.map_or("?".into(), |a| a.to_string())),
-                MAX_FAILED_LOGINS_PER_ADDRESS,
-            ),
-        ]
-    }
-
-    /// None when `name` from `from` may try; else how long until it may.
-    pub fn blocked(&self, name: &str, from: Option<IpAddr>) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        Self::keys(name, from)
-            .iter()
-            .filter_map(|(key, max)| {
-                let (n, since) = failures.get(key)?;
-                let left = LOGIN_WINDOW.checked_sub(since.elapsed())?;
-                (*n >= *max).then_some(left)
-            })
-            .max()
-    }
-
-    /// Counts a failed login.
-    pub fn failed(&self, name: &str, from: Option<IpAddr>) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() > 100_000 {
-            failures.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
-        }
-        for (key, _) in Self::keys(name, from) {
-            let entry = failures.entry(key).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= LOGIN_WINDOW {
-                *entry = (0, Instant::now());
-            }
-            entry.0 += 1;
-        }
-    }
-
-    /// Forgets the failures of `name` (it logged in).
-    pub fn succeeded(&self, name: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.remove(&format!("name:{name}"));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,21 +260,6 @@ mod tests {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(url_escape("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");
-    }
-
-    #[test]
-    fn failed_logins_block_a_name_after_the_limit() {
-        let guard = LoginGuard::default();
-        let addr: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..MAX_FAILED_LOGINS {
-            assert!(guard.blocked("ana", Some(addr)).is_none());
-            guard.failed("ana", Some(addr));
-        }
-        assert!(guard.blocked("ana", Some(addr)).is_some());
-        // Another name from the same address still may (up to the address's own limit).
-        assert!(guard.blocked("ben", Some(addr)).is_none());
-        guard.succeeded("ana");
-        assert!(guard.blocked("ana", None).is_none());
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
     }
 }

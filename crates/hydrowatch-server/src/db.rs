@@ -23,10 +23,10 @@ use crate::sql::{Arg, PgManager, Row, Sql};
 
 type Result<T> = std::result::Result<T, DbError>;
 
-/// The schema's version: 3 adds people (users, sessions, operator tokens) and the alarms'
+/// The schema's version: 4 adds notification rules and the durable queue of notifications; 3 adds people (users, sessions, operator tokens) and the alarms'
 /// server-side state and audit records; 2 keys messages by (device, message id) (version 1,
 /// before it had no version table, keyed them by message id alone across the fleet).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// The schema of both databases; `{id}` is each one's auto-numbered key.
 const SCHEMA: &str = "
@@ -118,6 +118,48 @@ CREATE TABLE IF NOT EXISTS alarm_actions (
     assignee TEXT
 );
 CREATE INDEX IF NOT EXISTS alarm_actions_by_alarm ON alarm_actions (device_id, alarm_id, id);
+CREATE TABLE IF NOT EXISTS notification_rules (
+    id {id},
+    name TEXT NOT NULL UNIQUE,
+    devices TEXT NOT NULL,
+    series TEXT NOT NULL,
+    kinds TEXT NOT NULL,
+    min_stage BIGINT NOT NULL,
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    secret TEXT,
+    remind_minutes BIGINT,
+    group_seconds BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notifier_cursor (
+    name TEXT PRIMARY KEY,
+    position BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    id {id},
+    rule_id BIGINT NOT NULL,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    alarms TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    due_at BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    sent_at BIGINT,
+    failed_at BIGINT,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (sent_at, failed_at, due_at);
+CREATE INDEX IF NOT EXISTS notifications_gathering ON notifications (rule_id, device_id, sent_at);
+CREATE TABLE IF NOT EXISTS notified (
+    rule_id BIGINT NOT NULL,
+    device_id TEXT NOT NULL,
+    alarm_id BIGINT NOT NULL,
+    first_at BIGINT NOT NULL,
+    reminded_at BIGINT,
+    PRIMARY KEY (rule_id, device_id, alarm_id)
+);
 ";
 
 /// Version 1 to 2: the three tables keyed by message id are rebuilt keyed by (device, message
@@ -161,7 +203,7 @@ fn migrate(c: &mut dyn Sql, id: &str, has_table: &str) -> Result<()> {
     };
     match version {
         SCHEMA_VERSION => c.batch(&schema),
-        0..=2 => {
+        0..=3 => {
             if version == 1 {
                 tracing::info!(
                     "server database: keying messages by device and message id (schema version 2)"
@@ -413,7 +455,7 @@ impl Db {
                             &[
                                 Arg::Text(Some(&m.message_id)),
                                 Arg::Text(Some(device)),
-                                // Checked: at most 2^63 - 1.
+                                // Checked: below 2^62.
                                 Arg::Int(a.alarm_id as i64),
                                 Arg::Text(Some(&a.series)),
                                 Arg::Text(Some(a.kind.name())),

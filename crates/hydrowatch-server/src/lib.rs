@@ -17,11 +17,13 @@ pub mod dashboard;
 pub mod db;
 pub mod limit;
 pub mod listen;
+pub mod notify;
+pub mod silent;
 pub mod sql;
 pub mod state;
 
 pub use accounts::{Role, User};
-pub use app::{router, router_with, serve_in_background};
+pub use app::{Background, router, router_with, serve_in_background};
 pub use db::{Db, DbError};
 pub use limit::RateLimit;
 pub use listen::{Limits, serve, tls_config};

@@ -1,10 +1,12 @@
 //! Request rate limits per device: a token bucket each, refilled at `per_second` up to `burst`.
 //! A device's uplink sends one batch at a time, so only a misbehaving client meets the limit;
-//! it gets 429 with `Retry-After`, which the uplink treats as "try again later".
+//! it gets 429 with `Retry-After`, which the uplink treats as "try again later". Failed logins
+//! are limited too ([`LoginGuard`]), per name and per address. Both count in this process only.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A rate limit; `per_second` 0 turns it off.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,6 +72,65 @@ impl Limiter {
     }
 }
 
+/// Failed logins tolerated per name, and per address, in [`LOGIN_WINDOW`].
+pub const MAX_FAILED_LOGINS: u32 = 5;
+/// Per address: more (several people may share one address).
+pub const MAX_FAILED_LOGINS_PER_ADDRESS: u32 = 20;
+/// The window failed logins are counted in.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Failed logins per name and per address, in this process (each replica counts its own).
+#[derive(Debug, Default)]
+pub struct LoginGuard {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginGuard {
+    fn keys(name: &str, from: Option<IpAddr>) -> [(String, u32); 2] {
+        [
+            (format!("name:{name}"), MAX_FAILED_LOGINS),
+            (
+                format!("addr:{}", from.map_or("?".into(), |a| a.to_string())),
+                MAX_FAILED_LOGINS_PER_ADDRESS,
+            ),
+        ]
+    }
+
+    /// None when `name` from `from` may try; else how long until it may.
+    pub fn blocked(&self, name: &str, from: Option<IpAddr>) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::keys(name, from)
+            .iter()
+            .filter_map(|(key, max)| {
+                let (n, since) = failures.get(key)?;
+                let left = LOGIN_WINDOW.checked_sub(since.elapsed())?;
+                (*n >= *max).then_some(left)
+            })
+            .max()
+    }
+
+    /// Counts a failed login.
+    pub fn failed(&self, name: &str, from: Option<IpAddr>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() > 100_000 {
+            failures.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
+        }
+        for (key, _) in Self::keys(name, from) {
+            let entry = failures.entry(key).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= LOGIN_WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    /// Forgets the failures of `name` (it logged in).
+    pub fn succeeded(&self, name: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(&format!("name:{name}"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +149,20 @@ mod tests {
         assert!(l.take("a").is_ok());
         let off = Limiter::new(RateLimit::OFF);
         assert!((0..1000).all(|_| off.take("a").is_ok()));
+    }
+
+    #[test]
+    fn failed_logins_block_a_name_after_the_limit() {
+        let guard = LoginGuard::default();
+        let addr: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..MAX_FAILED_LOGINS {
+            assert!(guard.blocked("ana", Some(addr)).is_none());
+            guard.failed("ana", Some(addr));
+        }
+        assert!(guard.blocked("ana", Some(addr)).is_some());
+        // Another name from the same address still may (up to the address's own limit).
+        assert!(guard.blocked("ben", Some(addr)).is_none());
+        guard.succeeded("ana");
+        assert!(guard.blocked("ana", None).is_none());
     }
 }

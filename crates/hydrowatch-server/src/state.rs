@@ -9,9 +9,8 @@ use axum::response::{IntoResponse, Response};
 use hydrowatch_protocol::ErrorBody;
 use hydrowatch_protocol::check::prefix_error;
 
-use crate::auth::LoginGuard;
 use crate::db::Db;
-use crate::limit::{Limiter, RateLimit};
+use crate::limit::{Limiter, LoginGuard, RateLimit};
 
 /// How the server runs, beyond its database.
 #[derive(Debug, Clone, Copy)]

@@ -5,14 +5,16 @@
 
 mod common;
 
-use common::{On, alert, batch, browser_like, get, get_as, log_in, post, post_as, start, user};
+use common::{
+    On, alert, batch, browser_like, deliver, get, get_as, log_in, post, post_as, start, user,
+};
 use hydrowatch_server::Role;
 use serde_json::json;
 
 fn people_need_credentials_and_a_device_token_only_ingests(on: On) {
     let s = start(on);
     let device = s.db.create_token("dma-1", 0).unwrap();
-    assert_eq!(post(&s, Some(&device), batch("dma-1", vec![])).0, 200);
+    deliver(&s, &device, "dma-1", vec![]);
     for path in [
         "/api/v1/devices",
         "/api/v1/alarms",
@@ -180,12 +182,7 @@ fn the_alarm_workflow_through_the_api(on: On) {
 
     // The history: the device's transitions and every action, who and what, in order.
     let (_, history) = get_as(&s, Some(&s.reader), "/api/v1/alarms/dma-1/1");
-    let states: Vec<&str> = history["transitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["state"].as_str().unwrap())
-        .collect();
+    let states = common::transition_states(&history);
     assert_eq!(states, ["opened", "escalated", "de-escalated", "cleared"]);
     let actions: Vec<(String, String)> = history["actions"]
         .as_array()
@@ -235,14 +232,11 @@ on_both!(the_alarm_workflow_through_the_api);
 fn acknowledgements_at_once_record_one(on: On) {
     let s = start(on);
     let device = s.db.create_token("dma-1", 0).unwrap();
-    assert_eq!(
-        post(
-            &s,
-            Some(&device),
-            batch("dma-1", vec![alert("dma-1", "m1", 1, "opened", 4, 0)])
-        )
-        .0,
-        200
+    deliver(
+        &s,
+        &device,
+        "dma-1",
+        vec![alert("dma-1", "m1", 1, "opened", 4, 0)],
     );
     let tokens: Vec<String> = (0..8)
         .map(|i| user(&s, &format!("op{i}"), Role::Operator))
@@ -270,14 +264,11 @@ on_both!(acknowledgements_at_once_record_one);
 fn logins_sessions_and_their_limits(on: On) {
     let s = start(on);
     let device = s.db.create_token("dma-1", 0).unwrap();
-    assert_eq!(
-        post(
-            &s,
-            Some(&device),
-            batch("dma-1", vec![alert("dma-1", "m1", 1, "opened", 2, 0)])
-        )
-        .0,
-        200
+    deliver(
+        &s,
+        &device,
+        "dma-1",
+        vec![alert("dma-1", "m1", 1, "opened", 2, 0)],
     );
     user(&s, "ana", Role::Operator);
     let (code, cookie) = log_in(&s, "ana", "ana-password");

@@ -14,7 +14,7 @@ pub(crate) struct Server {
     pub reader: String,
     _dir: tempfile::TempDir,
     pub db: Arc<Db>,
-    _runtime: tokio::runtime::Runtime,
+    _runtime: hydrowatch_server::Background,
 }
 
 /// The database a test server runs on.
@@ -56,6 +56,25 @@ pub(crate) fn start_limited(
     limit: hydrowatch_server::RateLimit,
     limits: hydrowatch_server::Limits,
 ) -> Server {
+    start_full(on, limit, limits, Default::default())
+}
+
+/// A server whose notifier runs with `notify`.
+pub(crate) fn start_notifying(on: On, notify: hydrowatch_server::notify::NotifySettings) -> Server {
+    start_full(
+        on,
+        hydrowatch_server::RateLimit::default(),
+        hydrowatch_server::Limits::default(),
+        notify,
+    )
+}
+
+fn start_full(
+    on: On,
+    limit: hydrowatch_server::RateLimit,
+    limits: hydrowatch_server::Limits,
+    notify: hydrowatch_server::notify::NotifySettings,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(match on {
         On::Sqlite => Db::open(&dir.path().join("s.db")).unwrap(),
@@ -68,7 +87,8 @@ pub(crate) fn start_limited(
         ..hydrowatch_server::Settings::default()
     };
     let runtime =
-        hydrowatch_server::serve_in_background(db.clone(), settings, listener, limits).unwrap();
+        hydrowatch_server::serve_in_background(db.clone(), settings, listener, limits, notify)
+            .unwrap();
     db.add_user(
         "reader",
         hydrowatch_server::Role::Viewer,
@@ -223,6 +243,22 @@ pub(crate) fn csrf_of(s: &Server, session: &str) -> String {
     let needle = "name=\"csrf\" value=\"";
     let at = page.find(needle).expect("a form with the CSRF token") + needle.len();
     page[at..at + 48].to_string()
+}
+
+/// Delivers `messages` of `device` with its `token`; the server must take them (200).
+pub(crate) fn deliver(s: &Server, token: &str, device: &str, messages: Vec<Value>) {
+    let (code, body) = post(s, Some(token), batch(device, messages));
+    assert_eq!(code, 200, "{body}");
+}
+
+/// The states of the device's transitions in an alarm's history, oldest first.
+pub(crate) fn transition_states(history: &Value) -> Vec<String> {
+    history["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap().to_string())
+        .collect()
 }
 
 pub(crate) fn batch(device: &str, messages: Vec<Value>) -> String {

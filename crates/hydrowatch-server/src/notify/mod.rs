@@ -1,0 +1,150 @@
+//! Notifications: admins' [`rules`] say which alarms go to which webhook or e-mail address; a
+//! notifier thread raises and clears the server's own `device_silent` alarms
+//! ([`crate::silent`]), plans new alarm transitions into the durable [`queue`] in the server's
+//! database once a second, and [`send`]s what is due, retrying with backoff. Shelved alarms
+//! notify nobody; a burst of alarms of one device within a rule's window goes out as one message
+//! with its count; an alarm still unacknowledged after a rule's delay is notified once more.
+//!
+//! Invariants: nothing queued is lost across a restart (it is in the database until sent); a
+//! notification is sent at least once and carries one delivery id however often it is retried,
+//! so that a receiver keeps it once (a server killed after a receiver took it and before it was
+//! marked sent sends it again, with the same id). One notifier per database: with several
+//! server processes on one PostgreSQL (issue #19) it must be made to run in one of them.
+
+pub mod queue;
+pub mod rules;
+pub mod send;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hydrowatch_protocol::Notification;
+
+use crate::db::Db;
+use crate::sql::DbError;
+pub use send::Smtp;
+
+/// How the notifier runs.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// The e-mail relay (None: e-mail rules fail their attempts, logged).
+    pub smtp: Option<Smtp>,
+    /// Time between rounds.
+    pub every: Duration,
+    /// A device heard from last longer ago than this gets a `device_silent` alarm (None: never).
+    pub silent_after: Option<Duration>,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            smtp: None,
+            every: Duration::from_secs(1),
+            silent_after: Some(Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+/// The notifier's thread; stopped (after the round it is in) when dropped.
+#[derive(Debug)]
+pub struct Notifier {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the notifier over `db`.
+pub fn start(db: Arc<Db>, settings: NotifySettings) -> std::io::Result<Notifier> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("notifier".into())
+        .spawn(move || {
+            let http = reqwest::blocking::Client::builder()
+                .timeout(send::ATTEMPT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client without special settings builds");
+            while !stopping.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                if let Err(e) = round(&db, &http, &settings, &stopping) {
+                    tracing::error!("notifications: {e}");
+                }
+                while started.elapsed() < settings.every && !stopping.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })?;
+    Ok(Notifier {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// One round: plan, then send what is due (until `stop`).
+fn round(
+    db: &Db,
+    http: &reqwest::blocking::Client,
+    settings: &NotifySettings,
+    stop: &AtomicBool,
+) -> Result<(), DbError> {
+    let now = chrono::Utc::now().timestamp();
+    if let Some(span) = settings.silent_after {
+        db.watch_silence(now, i64::try_from(span.as_secs()).unwrap_or(i64::MAX))?;
+    }
+    let rules = db.rules()?;
+    db.plan_notifications(&rules, now)?;
+    for q in db.due_notifications(now, 50)? {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let Some(rule) = rules.iter().find(|r| r.record.id == q.rule_id) else {
+            continue;
+        };
+        let n = Notification {
+            delivery: format!("hw-{}", q.id),
+            rule: rule.record.name.clone(),
+            device_id: q.device_id.clone(),
+            kind: q.kind.clone(),
+            count: q.count,
+            alarms: q.alarms.clone(),
+        };
+        let now = chrono::Utc::now().timestamp();
+        match send::send(http, settings.smtp.as_ref(), rule, &n, now) {
+            Ok(()) => {
+                tracing::info!(
+                    delivery = n.delivery,
+                    rule = n.rule,
+                    device = n.device_id,
+                    "notified"
+                );
+                db.notification_sent(q.id, now)?;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    delivery = n.delivery,
+                    attempt = q.attempts + 1,
+                    "notification not delivered: {e}"
+                );
+                if db.notification_failed(&q, &e, now)? {
+                    tracing::error!(
+                        delivery = n.delivery,
+                        "notification given up after {} h: {e}",
+                        queue::GIVE_UP_AFTER / 3600
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! Notifications, on SQLite and PostgreSQL: a real webhook receiver gets each alarm of each
+//! matching rule once, signed, retried after a failure under the same delivery id; an SMTP sink
+//! gets the e-mail over STARTTLS; and the planning of the queue, at chosen times: a flood is one
+//! message, a shelved alarm notifies nobody, an unacknowledged alarm is reminded once.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::{On, alert, batch, deliver, post, post_as, start_notifying, user};
+use hydrowatch_server::notify::NotifySettings;
+use hydrowatch_server::{Db, Role, User};
+use hydrowatch_sinks::{SmtpSink, Webhook};
+use serde_json::{Value, json};
+
+fn until(what: &str, done: impl FnMut() -> bool) {
+    hydrowatch_sinks::wait_until(what, Duration::from_secs(30), done);
+}
+
+fn webhooks_get_each_alarm_of_each_rule_once_signed(on: On) {
+    let s = start_notifying(on, NotifySettings::default());
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    let admin = user(&s, "root", Role::Admin);
+    let operator = user(&s, "ana", Role::Operator);
+    // The first attempt at `a` fails: it is retried under the same delivery id.
+    let (a, b) = (
+        Webhook::start(1, Duration::ZERO),
+        Webhook::start(0, Duration::ZERO),
+    );
+    let rule = |name: &str, url: &str, secret: &str, more: Value| {
+        let mut r = json!({"name": name, "min_stage": 2, "channel": "webhook", "target": url, "secret": secret});
+        r.as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        r
+    };
+    // Only admins manage rules; a webhook needs its key.
+    assert_eq!(
+        post_as(
+            &s,
+            Some(&operator),
+            "/api/v1/rules",
+            rule("a", &a.url, "key-a-0123456789", json!({}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        post_as(
+            &s,
+            Some(&admin),
+            "/api/v1/rules",
+            rule("a", &a.url, "short", json!({}))
+        )
+        .0,
+        422
+    );
+    let (code, made) = post_as(
+        &s,
+        Some(&admin),
+        "/api/v1/rules",
+        rule("a", &a.url, "key-a-0123456789", json!({})),
+    );
+    assert_eq!(code, 201, "{made}");
+    assert_eq!(
+        post_as(
+            &s,
+            Some(&admin),
+            "/api/v1/rules",
+            rule("a", &a.url, "key-a-0123456789", json!({}))
+        )
+        .0,
+        409
+    );
+    let (code, _) = post_as(
+        &s,
+        Some(&admin),
+        "/api/v1/rules",
+        rule(
+            "b",
+            &b.url,
+            "key-b-0123456789",
+            json!({"devices": ["dma-1"], "min_stage": 3}),
+        ),
+    );
+    assert_eq!(code, 201);
+    let (code, listed) = common::get_as(&s, Some(&admin), "/api/v1/rules");
+    assert_eq!(code, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(
+        !listed.to_string().contains("key-a"),
+        "secrets are never read back: {listed}"
+    );
+
+    let messages = vec![
+        alert("dma-1", "m1", 1, "opened", 3, 0),
+        alert("dma-1", "m2", 2, "opened", 2, 1),
+        alert("dma-1", "m3", 1, "de-escalated", 2, 2),
+        alert("dma-1", "m4", 3, "opened", 1, 3),
+    ];
+    assert_eq!(post(&s, Some(&device), batch("dma-1", messages)).0, 200);
+    // a: alarms 1 and 2 (stage 2 and above), one failure first; b: alarm 1 (stage 3).
+    until("a's deliveries", || a.received().len() >= 3);
+    until("b's delivery", || !b.received().is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    let (got_a, got_b) = (a.received(), b.received());
+    assert_eq!(got_a.len(), 3, "one failure, two deliveries");
+    assert_eq!(got_b.len(), 1);
+    assert!(got_a.iter().all(|r| r.signed_with("key-a-0123456789")));
+    assert!(got_b[0].signed_with("key-b-0123456789"));
+    assert!(!got_b[0].signed_with("key-a-0123456789"));
+    // The failed delivery came again under its id; each alarm once otherwise.
+    let ids: Vec<&str> = got_a
+        .iter()
+        .map(|r| r.headers["x-hydrowatch-delivery"].as_str())
+        .collect();
+    assert_eq!(
+        ids.iter().filter(|&&id| id == ids[0]).count(),
+        2,
+        "the retry: {ids:?}"
+    );
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 2, "{ids:?}");
+    let mut alarms_of = HashMap::new();
+    for r in got_a.iter().skip(1) {
+        let n: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (
+                n["rule"].as_str(),
+                n["device_id"].as_str(),
+                n["kind"].as_str()
+            ),
+            (Some("a"), Some("dma-1"), Some("alarms"))
+        );
+        alarms_of.insert(
+            n["alarms"][0]["alarm_id"].as_u64().unwrap(),
+            n["count"].as_u64().unwrap(),
+        );
+    }
+    assert_eq!(alarms_of, HashMap::from([(1, 1), (2, 1)]));
+    let n: Value = serde_json::from_slice(&got_b[0].body).unwrap();
+    assert_eq!(n["alarms"][0]["alarm_id"], 1);
+    assert_eq!(n["alarms"][0]["stage"], 3);
+
+    // A removed rule sends nothing more.
+    let id = made["id"].as_i64().unwrap();
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/api/v1/rules/{id}", s.url))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    deliver(
+        &s,
+        &device,
+        "dma-1",
+        vec![alert("dma-1", "m5", 4, "opened", 4, 5)],
+    );
+    until("b's second delivery", || b.received().len() == 2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(a.received().len(), 3);
+}
+
+on_both!(webhooks_get_each_alarm_of_each_rule_once_signed);
+
+/// An e-mail rule: the SMTP sink gets one message per alarm, over STARTTLS.
+#[test]
+fn an_email_goes_out_over_starttls() {
+    let sink = SmtpSink::start();
+    let s = start_notifying(
+        On::Sqlite,
+        NotifySettings {
+            smtp: Some(hydrowatch_server::notify::Smtp {
+                url: format!("smtp://localhost:{}", sink.port),
+                from: "hydrowatch@utility.example".into(),
+                ca_pem: Some(sink.cert_pem.clone().into_bytes()),
+            }),
+            ..Default::default()
+        },
+    );
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    let admin = user(&s, "root", Role::Admin);
+    let rule = json!({"name": "night shift", "min_stage": 1, "channel": "email", "target": "oncall@utility.example"});
+    assert_eq!(post_as(&s, Some(&admin), "/api/v1/rules", rule).0, 201);
+    let bad = json!({"name": "x", "min_stage": 1, "channel": "email", "target": "not an address"});
+    assert_eq!(post_as(&s, Some(&admin), "/api/v1/rules", bad).0, 422);
+    deliver(
+        &s,
+        &device,
+        "dma-1",
+        vec![alert("dma-1", "m1", 7, "opened", 3, 0)],
+    );
+    until("the e-mail", || !sink.received().is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    let mail = sink.received();
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].tls, "sent after STARTTLS");
+    assert_eq!(mail[0].to, ["oncall@utility.example"]);
+    for needle in [
+        "Subject: [hydrowatch] dma-1: outlier opened at stage 3",
+        "alarm 7 outlier on flow_rate",
+        "From: hydrowatch@utility.example",
+    ] {
+        assert!(mail[0].data.contains(needle), "{needle}: {}", mail[0].data);
+    }
+}
+
+/// Stores `messages` of `device` as the ingest does.
+fn ingest(db: &Db, device: &str, messages: Vec<Value>, now: i64) {
+    let checked: Vec<_> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| hydrowatch_protocol::check(i, m, device, now).unwrap())
+        .collect();
+    db.ingest(device, &checked, now).unwrap();
+}
+
+fn the_queue_groups_a_flood_skips_the_shelved_and_reminds_once(on: On) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = match on {
+        On::Sqlite => Db::open(&dir.path().join("s.db")).unwrap(),
+        On::Postgres => Db::connect(&hydrowatch_pgtest::database()).unwrap(),
+    };
+    let t0 = chrono::Utc::now().timestamp();
+    db.add_user("ana", Role::Operator, "ana-password", 0)
+        .unwrap();
+    let ana = User {
+        name: "ana".into(),
+        role: Role::Operator,
+    };
+    let rule = |name: &str, device: &str, group: u32, remind: Option<u32>| {
+        db.add_rule(
+            &serde_json::from_value(json!({
+                "name": name, "devices": [device], "min_stage": 1, "channel": "webhook",
+                "target": "http://127.0.0.1:9/x", "secret": "0123456789abcdef",
+                "group_seconds": group, "remind_minutes": remind,
+            }))
+            .unwrap(),
+            0,
+        )
+        .unwrap()
+        .id
+    };
+    let (flood, remind, shelved) = (
+        rule("flood", "dma-f", 60, None),
+        rule("remind", "dma-r", 0, Some(30)),
+        rule("shelved", "dma-s", 0, None),
+    );
+    let rules = db.rules().unwrap();
+    // What is stored before the first round is history: nothing of it is notified.
+    ingest(
+        &db,
+        "dma-f",
+        vec![alert("dma-f", "old", 99, "opened", 4, 0)],
+        t0,
+    );
+    db.plan_notifications(&rules, t0).unwrap();
+    assert!(db.due_notifications(t0 + 3600, 100).unwrap().is_empty());
+
+    // A flood: 50 alarms in a minute, one message with all of them.
+    let flood_alarms: Vec<Value> = (1..=50)
+        .map(|k| alert("dma-f", &format!("f{k}"), k, "opened", 2, (k % 60) as i64))
+        .collect();
+    ingest(&db, "dma-f", flood_alarms, t0);
+    // Shelved before its transition is planned: nothing; its escalation: nothing either.
+    ingest(
+        &db,
+        "dma-s",
+        vec![alert("dma-s", "s1", 1, "opened", 2, 0)],
+        t0,
+    );
+    db.act(
+        "dma-s",
+        1,
+        &ana,
+        &hydrowatch_server::alarms::Action::Shelve {
+            reason: "pump trial".into(),
+            minutes: None,
+        },
+        t0,
+    )
+    .unwrap();
+    ingest(
+        &db,
+        "dma-s",
+        vec![alert("dma-s", "s2", 1, "escalated", 4, 1)],
+        t0,
+    );
+    // Three alarms for the rule with a reminder.
+    let r: Vec<Value> = (1..=3)
+        .map(|k| alert("dma-r", &format!("r{k}"), k, "opened", 3, k as i64))
+        .collect();
+    ingest(&db, "dma-r", r, t0);
+    db.plan_notifications(&rules, t0).unwrap();
+
+    let of = |rule: i64, now: i64| -> Vec<hydrowatch_server::notify::queue::Queued> {
+        db.due_notifications(now, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|q| q.rule_id == rule)
+            .collect()
+    };
+    assert!(of(flood, t0 + 59).is_empty(), "still gathering");
+    let grouped = of(flood, t0 + 60);
+    assert_eq!(grouped.len(), 1, "{grouped:?}");
+    assert_eq!((grouped[0].count, grouped[0].alarms.len()), (50, 50));
+    let ids: HashSet<u64> = grouped[0].alarms.iter().map(|a| a.alarm_id).collect();
+    assert_eq!(ids.len(), 50);
+    assert!(
+        of(shelved, t0 + 3600).is_empty(),
+        "a shelved alarm notifies nobody"
+    );
+
+    let first = of(remind, t0);
+    assert_eq!(first.len(), 3, "one message each without a window");
+    for q in &first {
+        db.notification_sent(q.id, t0).unwrap();
+    }
+    db.act(
+        "dma-r",
+        2,
+        &ana,
+        &hydrowatch_server::alarms::Action::Acknowledge(None),
+        t0 + 10,
+    )
+    .unwrap();
+    db.act(
+        "dma-r",
+        3,
+        &ana,
+        &hydrowatch_server::alarms::Action::Shelve {
+            reason: "crew on site".into(),
+            minutes: Some(60),
+        },
+        t0 + 10,
+    )
+    .unwrap();
+    db.plan_notifications(&rules, t0 + 30 * 60 - 1).unwrap();
+    assert!(of(remind, t0 + 30 * 60).is_empty(), "not yet");
+    db.plan_notifications(&rules, t0 + 30 * 60 + 1).unwrap();
+    let reminders = of(remind, t0 + 30 * 60 + 1);
+    assert_eq!(
+        reminders.len(),
+        1,
+        "only the unacknowledged, unshelved one: {reminders:?}"
+    );
+    assert_eq!(
+        (reminders[0].kind.as_str(), reminders[0].alarms[0].alarm_id),
+        ("reminder", 1)
+    );
+    db.notification_sent(reminders[0].id, t0 + 30 * 60 + 1)
+        .unwrap();
+    db.plan_notifications(&rules, t0 + 5 * 3600).unwrap();
+    assert!(of(remind, t0 + 5 * 3600).is_empty(), "reminded once");
+
+    // A failed attempt waits, then is tried again; after a day it is given up.
+    let q = &grouped[0];
+    assert!(
+        !db.notification_failed(q, "connection refused", t0 + 60)
+            .unwrap()
+    );
+    assert!(of(flood, t0 + 64).is_empty());
+    assert_eq!(of(flood, t0 + 65).len(), 1);
+    assert!(
+        db.notification_failed(q, "connection refused", t0 + 24 * 3600 + 1)
+            .unwrap()
+    );
+    assert!(of(flood, t0 + 48 * 3600).is_empty());
+    assert_eq!(db.notification_counts().unwrap(), (4, 0, 1));
+}
+
+on_both!(the_queue_groups_a_flood_skips_the_shelved_and_reminds_once);
+
+/// A device silent for longer than the span gets the server's `device_silent` alarm, notified
+/// like any; it clears when the device sends again.
+fn a_silent_device_raises_device_silent_which_clears_when_it_sends(on: On) {
+    let s = start_notifying(
+        on,
+        NotifySettings {
+            silent_after: Some(Duration::from_secs(2)),
+            ..Default::default()
+        },
+    );
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    s.db.create_token("dma-never", 0).unwrap();
+    let admin = user(&s, "root", Role::Admin);
+    let hook = Webhook::start(0, Duration::ZERO);
+    let rule = json!({"name": "silence", "kinds": ["device_silent"], "min_stage": 1, "channel": "webhook",
+                      "target": hook.url, "secret": "0123456789abcdef"});
+    assert_eq!(post_as(&s, Some(&admin), "/api/v1/rules", rule).0, 201);
+    let heartbeat = |id: &str| {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        json!({"device_id": "dma-1", "message_id": id, "kind": "heartbeat", "created_at": now, "body": {}})
+    };
+    deliver(&s, &device, "dma-1", vec![heartbeat("h1")]);
+    let silent = || -> Option<Value> {
+        common::get(&s, "/api/v1/alarms/active")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == "device_silent")
+            .cloned()
+    };
+    until("the silence alarm", || silent().is_some());
+    let alarm = silent().unwrap();
+    assert_eq!(
+        alarm["device_id"], "dma-1",
+        "a device never heard from is not silent"
+    );
+    assert_eq!(
+        (alarm["active"].clone(), alarm["stage"].clone()),
+        (json!(true), json!(3))
+    );
+    let id = alarm["alarm_id"].as_u64().unwrap();
+    assert!(id >= hydrowatch_protocol::SERVER_ALARM_IDS, "{id}");
+    until("its notification", || !hook.received().is_empty());
+    let n: Value = serde_json::from_slice(&hook.received()[0].body).unwrap();
+    assert_eq!(n["alarms"][0]["kind"], "device_silent");
+    // Heard again: cleared (and listed until acknowledged, as every cleared alarm).
+    deliver(&s, &device, "dma-1", vec![heartbeat("h2")]);
+    until("the clearing", || {
+        silent().is_some_and(|a| a["active"] == false)
+    });
+    let (code, history) = common::get_as(&s, Some(&admin), &format!("/api/v1/alarms/dma-1/{id}"));
+    assert_eq!(code, 200);
+    let states = common::transition_states(&history);
+    assert_eq!(states, ["opened", "cleared"]);
+    // (Silent again 2 s later, a new alarm may open: only this alarm's notifications count.)
+    let of_this = hook
+        .received()
+        .iter()
+        .filter(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["alarms"][0]["alarm_id"] == id
+        })
+        .count();
+    assert_eq!(of_this, 1, "the clearing notifies nobody");
+    // A device may not send the server's alarm, nor use its ids.
+    let mut forged = alert("dma-1", "f1", 1, "opened", 3, 0);
+    forged["body"]["kind"] = json!("device_silent");
+    assert_eq!(post(&s, Some(&device), batch("dma-1", vec![forged])).0, 422);
+    let mut high = alert("dma-1", "f2", 1, "opened", 3, 0);
+    high["body"]["alarm_id"] = json!(hydrowatch_protocol::SERVER_ALARM_IDS);
+    assert_eq!(post(&s, Some(&device), batch("dma-1", vec![high])).0, 422);
+}
+
+on_both!(a_silent_device_raises_device_silent_which_clears_when_it_sends);
