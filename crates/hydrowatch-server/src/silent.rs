@@ -41,11 +41,12 @@ fn record(
         state,
     };
     let text = serde_json::to_string(&body).unwrap_or_default();
+    let message_id = format!("server-{alarm}-{}", state.name());
     c.exec(
         "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
          VALUES (?1, ?2, ?3, ?4, 'device_silent', ?5, ?6, ?7, ?8)",
         &[
-            Arg::Text(Some(&format!("server-{alarm}-{}", state.name()))),
+            Arg::Text(Some(&message_id)),
             Arg::Text(Some(device)),
             Arg::Int(alarm),
             Arg::Text(Some(SERIES)),

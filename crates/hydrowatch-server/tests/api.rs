@@ -430,6 +430,13 @@ fn a_database_of_the_first_schema_is_migrated_keeping_what_it_held(on: On) {
     let alarms = db.alarms(&Default::default()).unwrap();
     assert_eq!(alarms.len(), 1, "{alarms:?}");
     assert_eq!(alarms[0].alert.alarm_id, 1);
+    // What the old server stored is history: a rule added now is not told of it.
+    let rule = serde_json::from_value(json!({"name": "all", "min_stage": 1, "channel": "webhook",
+        "target": "http://127.0.0.1:9/x", "secret": "0123456789abcdef"}))
+    .unwrap();
+    db.add_rule(&rule, 0).unwrap();
+    db.plan_notifications(&db.rules().unwrap(), 0).unwrap();
+    assert!(db.due_notifications(i64::MAX, 10).unwrap().is_empty());
     let token = db.create_token("dma-2", 0).unwrap();
     drop(db);
     // Opened again (already migrated), then served: dma-2 reuses the id m1.

@@ -247,16 +247,6 @@ fn the_queue_groups_a_flood_skips_the_shelved_and_reminds_once(on: On) {
         rule("shelved", "dma-s", 0, None),
     );
     let rules = db.rules().unwrap();
-    // What is stored before the first round is history: nothing of it is notified.
-    ingest(
-        &db,
-        "dma-f",
-        vec![alert("dma-f", "old", 99, "opened", 4, 0)],
-        t0,
-    );
-    db.plan_notifications(&rules, t0).unwrap();
-    assert!(db.due_notifications(t0 + 3600, 100).unwrap().is_empty());
-
     // A flood: 50 alarms in a minute, one message with all of them.
     let flood_alarms: Vec<Value> = (1..=50)
         .map(|k| alert("dma-f", &format!("f{k}"), k, "opened", 2, (k % 60) as i64))

@@ -3,10 +3,15 @@
 //! the rule's window) and queues reminders; [`Db::due_notifications`] hands out what is due;
 //! the sender marks each sent, or failed for now with its next attempt.
 //!
-//! Invariants: the transitions already planned are behind a cursor stored in the same
-//! transaction as the notifications they made, so a restart neither skips nor repeats one; a
+//! Invariants: each new alert row's id goes into `unplanned_alerts` in the transaction that
+//! stores the row (a trigger of the database), and planning takes it off in the same transaction as the notifications it made,
+//! so a restart neither skips nor repeats a transition, and a row that PostgreSQL commits after
+//! a row with a higher id (concurrent ingests) is planned all the same (a cursor over ids would
+//! step over it); a
 //! transition of a shelved alarm queues nothing; an (alarm, rule) pair is reminded at most once;
 //! a notification leaves the queue only when sent (or given up after [`GIVE_UP_AFTER`]).
+
+use std::collections::{BTreeMap, HashSet};
 
 use hydrowatch_protocol::{AlertBody, NotifiedAlarm, Transition};
 
@@ -19,8 +24,9 @@ pub const MAX_LISTED: usize = 50;
 /// A notification not delivered within this many seconds is given up (and logged).
 pub const GIVE_UP_AFTER: i64 = 24 * 3600;
 /// Transitions planned per transaction (a round takes batch after batch until it has caught up,
-/// so that the ingest's transactions interleave with it).
-const BATCH: i64 = 200;
+/// so that the ingest's transactions interleave with it; larger batches mean fewer commits, each
+/// a flush on SQLite).
+const BATCH: i64 = 1000;
 
 /// A queued notification.
 #[derive(Debug, Clone)]
@@ -128,22 +134,29 @@ fn insert(
     Ok(())
 }
 
-/// Whether `device`'s alarm `alarm` is shelved at `now` (the transition being planned is an
-/// opening or a rise, so the alarm is active and a shelving until it clears holds).
-fn shelved(c: &mut dyn Sql, device: &str, alarm: i64, now: i64) -> Result<bool, DbError> {
-    Ok(!c
-        .rows(
-            "SELECT 1 FROM alarm_state WHERE device_id = ?1 AND alarm_id = ?2 AND shelved_by IS NOT NULL
-             AND (shelved_until_clear = 1 OR shelved_until > ?3)",
-            &[Arg::Text(Some(device)), Arg::Int(alarm), Arg::Int(now)],
-        )?
-        .is_empty())
+/// The alarms shelved at `now`, as (device, alarm id): few, read once per batch. A shelving
+/// until the alarm clears holds for the transitions planned (openings and rises: the alarm is
+/// active).
+fn shelved_now(c: &mut dyn Sql, now: i64) -> Result<HashSet<(String, i64)>, DbError> {
+    c.rows(
+        "SELECT device_id, alarm_id FROM alarm_state WHERE shelved_by IS NOT NULL
+         AND (shelved_until_clear = 1 OR shelved_until > ?1)",
+        &[Arg::Int(now)],
+    )?
+    .iter()
+    .map(|r| Ok((r.text(0)?, r.int(1)?)))
+    .collect()
 }
 
 impl Db {
-    /// One round of planning at `now`: the transitions stored since the last round, batch after
-    /// batch, then the reminders due. Returns how many notifications were queued or grown.
+    /// One round of planning at `now`: the transitions not planned yet, batch after batch, then
+    /// the reminders due. Returns how many notifications were queued or grown.
     pub fn plan_notifications(&self, rules: &[Rule], now: i64) -> Result<usize, DbError> {
+        if rules.is_empty() {
+            // Nothing to notify of: what came is history for a rule added later.
+            self.write(|c| c.exec("DELETE FROM unplanned_alerts", &[]))?;
+            return Ok(0);
+        }
         let mut queued = 0;
         loop {
             let (n, more) = self.plan_batch(rules, now)?;
@@ -156,32 +169,32 @@ impl Db {
         Ok(queued)
     }
 
-    /// Plans at most [`BATCH`] transitions after the cursor; says whether there may be more.
+    /// Plans at most [`BATCH`] transitions not planned yet, oldest first, and takes them off
+    /// `unplanned_alerts`; says whether there may be more.
     fn plan_batch(&self, rules: &[Rule], now: i64) -> Result<(usize, bool), DbError> {
         self.write(|c| {
-            let cursor = c.rows("SELECT position FROM notifier_cursor WHERE name = 'alerts'", &[])?;
-            let cursor = match cursor.first() {
-                Some(r) => r.int(0)?,
-                None => {
-                    // The first start: what is stored already is history, not news.
-                    let newest = c.rows("SELECT coalesce(max(id), 0) FROM alerts", &[])?[0].int(0)?;
-                    c.exec(
-                        "INSERT INTO notifier_cursor(name, position) VALUES ('alerts', ?1)",
-                        &[Arg::Int(newest)],
-                    )?;
-                    newest
-                }
-            };
             let rows = c.rows(
-                "SELECT id, device_id, alarm_id, body, message_id FROM alerts WHERE id > ?1 ORDER BY id LIMIT ?2",
-                &[Arg::Int(cursor), Arg::Int(BATCH)],
+                "SELECT a.id, a.device_id, a.alarm_id, a.body, a.message_id
+                 FROM unplanned_alerts u JOIN alerts a ON a.id = u.alert_id ORDER BY u.alert_id LIMIT ?1",
+                &[Arg::Int(BATCH)],
             )?;
-            let mut last = cursor;
             // Per (rule, device), the alarms of this batch, in order.
-            let mut groups: std::collections::BTreeMap<(i64, String), Vec<NotifiedAlarm>> =
-                std::collections::BTreeMap::new();
+            let mut groups: BTreeMap<(i64, String), Vec<NotifiedAlarm>> = BTreeMap::new();
+            let shelved = shelved_now(c, now)?;
+            // Taken off by their ids, not by a range: on PostgreSQL a row of a lower id may
+            // commit after this read, and must stay to plan. Integers only: no text reaches the
+            // SQL.
+            let ids: Vec<String> = rows
+                .iter()
+                .map(|r| r.int(0).map(|id| id.to_string()))
+                .collect::<Result<_, _>>()?;
+            if !ids.is_empty() {
+                c.batch(&format!(
+                    "DELETE FROM unplanned_alerts WHERE alert_id IN ({})",
+                    ids.join(",")
+                ))?;
+            }
             for r in &rows {
-                last = r.int(0)?;
                 let (device, alarm_id) = (r.text(1)?, r.int(2)?);
                 let alert: AlertBody = stored(&r.text(3)?, &r.text(4)?)?;
                 if !matches!(alert.state, Transition::Opened | Transition::Escalated) {
@@ -193,7 +206,7 @@ impl Db {
                         rule.matches(&device, &alert.series, alert.kind, alert.outlier_stage)
                     })
                     .collect();
-                if matching.is_empty() || shelved(c, &device, alarm_id, now)? {
+                if matching.is_empty() || shelved.contains(&(device.clone(), alarm_id)) {
                     continue;
                 }
                 for rule in matching {
@@ -228,12 +241,6 @@ impl Db {
                     queued += alarms.len();
                     enqueue(c, rule, &device, alarms, now)?;
                 }
-            }
-            if last != cursor {
-                c.exec(
-                    "UPDATE notifier_cursor SET position = ?1 WHERE name = 'alerts'",
-                    &[Arg::Int(last)],
-                )?;
             }
             Ok((queued, rows.len() as i64 == BATCH))
         })
