@@ -241,28 +241,20 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 _ => None,
             };
             let nobody = db.users()?.is_empty();
-            let smtp = match (&args.smtp, &args.smtp_from) {
+            let mailer = match (&args.smtp, &args.smtp_from) {
                 (Some(url), Some(from)) => {
-                    anyhow::ensure!(
-                        url.starts_with("smtp://") || url.starts_with("smtps://"),
-                        "--smtp {}: expected smtp://host[:port] or smtps://host[:port]",
-                        without_password(url)
-                    );
-                    anyhow::ensure!(
-                        hydrowatch_server::notify::send::is_address(from),
-                        "--smtp-from {from:?}: not an e-mail address"
-                    );
                     let ca_pem = match &args.smtp_ca {
                         Some(path) => Some(std::fs::read(path).with_context(|| {
                             format!("--smtp-ca {}: cannot read", path.display())
                         })?),
                         None => None,
                     };
-                    Some(hydrowatch_server::notify::Smtp {
-                        url: url.clone(),
-                        from: from.clone(),
-                        ca_pem,
-                    })
+                    Some(
+                        hydrowatch_server::notify::Mailer::new(url, from, ca_pem.as_deref())
+                            .with_context(|| {
+                                format!("--smtp {} --smtp-from {from}", without_password(url))
+                            })?,
+                    )
                 }
                 _ => None,
             };
@@ -270,7 +262,7 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             let _notifier = hydrowatch_server::notify::start(
                 db.clone(),
                 hydrowatch_server::notify::NotifySettings {
-                    smtp,
+                    mailer,
                     silent_after: (args.silent_after > 0)
                         .then(|| std::time::Duration::from_secs(u64::from(args.silent_after) * 60)),
                     ..Default::default()

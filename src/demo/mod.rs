@@ -140,7 +140,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         devices.push(prepare(dma, &dir, &url, &token, &args)?);
     }
     // Someone to log in as: a password of this run only.
-    let (password, _) = hydrowatch_server::db::new_token();
+    let password = hydrowatch_server::db::random_token();
     let password = &password[..12];
     server_db.add_user(
         "demo",

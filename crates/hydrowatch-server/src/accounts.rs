@@ -10,7 +10,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngExt;
 
-use crate::db::{Db, hash, new_token};
+use crate::db::{Db, hash, new_token, random_token};
 use crate::sql::{Arg, DbError};
 
 /// What a person may do. Each role may do what the ones before it may.
@@ -217,7 +217,7 @@ impl Db {
         seconds: i64,
     ) -> Result<(String, Session), DbError> {
         let (token, hashed) = new_token();
-        let (csrf, _) = new_token();
+        let csrf = random_token();
         let expires_at = now + seconds;
         self.write(|c| {
             c.exec(

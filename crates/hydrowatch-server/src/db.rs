@@ -18,219 +18,11 @@ use hydrowatch_protocol::{
     Accuracy, AlarmRecord, AlertBody, Checked, CheckedBody, DeviceSummary, ForecastBody, seconds,
 };
 
+use crate::schema::{self, migrate};
 pub use crate::sql::DbError;
 use crate::sql::{Arg, PgManager, Row, Sql};
 
 type Result<T> = std::result::Result<T, DbError>;
-
-/// The schema's version: 4 adds notification rules, the durable queue of notifications and the
-/// alert rows the notifier has yet to plan (`unplanned_alerts`); 3 adds people (users, sessions, operator tokens) and the alarms'
-/// server-side state and audit records; 2 keys messages by (device, message id) (version 1,
-/// before it had no version table, keyed them by message id alone across the fleet).
-const SCHEMA_VERSION: i64 = 4;
-
-/// The schema of both databases; `{id}` is each one's auto-numbered key.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY,
-    token_hash TEXT NOT NULL UNIQUE,
-    created_at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    message_id TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    received_at BIGINT NOT NULL,
-    envelope TEXT NOT NULL,
-    PRIMARY KEY (device_id, message_id)
-);
-CREATE INDEX IF NOT EXISTS messages_by_device ON messages (device_id, received_at);
-CREATE TABLE IF NOT EXISTS alerts (
-    id {id},
-    message_id TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    alarm_id BIGINT NOT NULL,
-    series TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    stage BIGINT NOT NULL,
-    created_at BIGINT NOT NULL,
-    body TEXT NOT NULL,
-    UNIQUE (device_id, message_id)
-);
-CREATE INDEX IF NOT EXISTS alerts_by_alarm ON alerts (device_id, alarm_id, created_at);
-CREATE TABLE IF NOT EXISTS forecasts (
-    message_id TEXT NOT NULL,
-    device_id TEXT NOT NULL,
-    series TEXT NOT NULL,
-    issued_at BIGINT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (device_id, message_id)
-);
-CREATE INDEX IF NOT EXISTS forecasts_by_series ON forecasts (device_id, series, issued_at);
-CREATE TABLE IF NOT EXISTS actuals (
-    device_id TEXT NOT NULL,
-    series TEXT NOT NULL,
-    hour BIGINT NOT NULL,
-    value DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (device_id, series, hour)
-);
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    password_hash TEXT NOT NULL,
-    created_at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    token_hash TEXT PRIMARY KEY,
-    user_name TEXT NOT NULL,
-    csrf TEXT NOT NULL,
-    expires_at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS operator_tokens (
-    token_hash TEXT PRIMARY KEY,
-    user_name TEXT NOT NULL,
-    created_at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alarm_state (
-    device_id TEXT NOT NULL,
-    alarm_id BIGINT NOT NULL,
-    acked_through BIGINT,
-    acked_by TEXT,
-    acked_at BIGINT,
-    shelved_by TEXT,
-    shelved_until BIGINT,
-    shelved_until_clear BIGINT NOT NULL DEFAULT 0,
-    shelve_reason TEXT,
-    assigned_to TEXT,
-    PRIMARY KEY (device_id, alarm_id)
-);
-CREATE TABLE IF NOT EXISTS alarm_actions (
-    id {id},
-    device_id TEXT NOT NULL,
-    alarm_id BIGINT NOT NULL,
-    at BIGINT NOT NULL,
-    user_name TEXT NOT NULL,
-    action TEXT NOT NULL,
-    comment TEXT,
-    until BIGINT,
-    assignee TEXT
-);
-CREATE INDEX IF NOT EXISTS alarm_actions_by_alarm ON alarm_actions (device_id, alarm_id, id);
-CREATE TABLE IF NOT EXISTS notification_rules (
-    id {id},
-    name TEXT NOT NULL UNIQUE,
-    devices TEXT NOT NULL,
-    series TEXT NOT NULL,
-    kinds TEXT NOT NULL,
-    min_stage BIGINT NOT NULL,
-    channel TEXT NOT NULL,
-    target TEXT NOT NULL,
-    secret TEXT,
-    remind_minutes BIGINT,
-    group_seconds BIGINT NOT NULL,
-    created_at BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS unplanned_alerts (
-    alert_id BIGINT PRIMARY KEY
-);
-CREATE TABLE IF NOT EXISTS notifications (
-    id {id},
-    rule_id BIGINT NOT NULL,
-    device_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    alarms TEXT NOT NULL,
-    count BIGINT NOT NULL,
-    created_at BIGINT NOT NULL,
-    due_at BIGINT NOT NULL,
-    attempts BIGINT NOT NULL DEFAULT 0,
-    sent_at BIGINT,
-    failed_at BIGINT,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications (sent_at, failed_at, due_at);
-CREATE INDEX IF NOT EXISTS notifications_gathering ON notifications (rule_id, device_id, sent_at);
-CREATE TABLE IF NOT EXISTS notified (
-    rule_id BIGINT NOT NULL,
-    device_id TEXT NOT NULL,
-    alarm_id BIGINT NOT NULL,
-    first_at BIGINT NOT NULL,
-    reminded_at BIGINT,
-    PRIMARY KEY (rule_id, device_id, alarm_id)
-);
-";
-
-/// Version 1 to 2: the three tables keyed by message id are rebuilt keyed by (device, message
-/// id) (copied aside, dropped with their keys and indexes, created anew, copied back); alert rows
-/// keep their order.
-const MIGRATE_1_TO_2: &str = "
-CREATE TABLE messages_v1 AS SELECT * FROM messages;
-CREATE TABLE alerts_v1 AS SELECT * FROM alerts;
-CREATE TABLE forecasts_v1 AS SELECT * FROM forecasts;
-DROP TABLE messages;
-DROP TABLE alerts;
-DROP TABLE forecasts;
-{schema}
-INSERT INTO messages (message_id, device_id, kind, created_at, received_at, envelope)
-    SELECT message_id, device_id, kind, created_at, received_at, envelope FROM messages_v1;
-INSERT INTO alerts (message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
-    SELECT message_id, device_id, alarm_id, series, kind, state, stage, created_at, body
-    FROM alerts_v1 ORDER BY id;
-INSERT INTO forecasts (message_id, device_id, series, issued_at, body)
-    SELECT message_id, device_id, series, issued_at, body FROM forecasts_v1;
-DROP TABLE messages_v1;
-DROP TABLE alerts_v1;
-DROP TABLE forecasts_v1;
-";
-
-/// Creates the schema, or brings an older one to [`SCHEMA_VERSION`]; `id` is the backend's
-/// auto-numbered key, `has_table` the backend's query of whether a table exists, and
-/// `trigger` its statements that put each new alert row's id into `unplanned_alerts` (the only
-/// SQL the two databases cannot share: a trigger's body). The trigger is made last, after any
-/// copy of older rows, which are history.
-fn migrate(c: &mut dyn Sql, id: &str, has_table: &str, trigger: &str) -> Result<()> {
-    let schema = SCHEMA.replace("{id}", id);
-    let exists = |c: &mut dyn Sql, table: &str| -> Result<bool> {
-        Ok(c.rows(has_table, &[Arg::Text(Some(table))])?[0].int(0)? > 0)
-    };
-    let version = if exists(c, "schema_version")? {
-        c.rows("SELECT max(version) FROM schema_version", &[])?[0]
-            .int(0)
-            .unwrap_or(0)
-    } else if exists(c, "messages")? {
-        1
-    } else {
-        0
-    };
-    match version {
-        SCHEMA_VERSION => {
-            c.batch(&schema)?;
-            c.batch(trigger)
-        }
-        0..=3 => {
-            if version == 1 {
-                tracing::info!(
-                    "server database: keying messages by device and message id (schema version 2)"
-                );
-                c.batch(&MIGRATE_1_TO_2.replace("{schema}", &schema))?;
-            } else {
-                // What an older version stored is not in `unplanned_alerts`: history, nobody is
-                // notified of it now.
-                c.batch(&schema)?;
-            }
-            c.batch(trigger)?;
-            c.exec("DELETE FROM schema_version", &[])?;
-            c.exec(
-                "INSERT INTO schema_version (version) VALUES (?1)",
-                &[Arg::Int(SCHEMA_VERSION)],
-            )?;
-            Ok(())
-        }
-        newer => Err(DbError::Newer(newer, SCHEMA_VERSION)),
-    }
-}
 
 /// The server's database.
 pub struct Db {
@@ -260,10 +52,15 @@ pub struct AlarmFilter {
     pub until: Option<i64>,
 }
 
-/// A new random token (192 bits, hex) and its hash, the only thing of it stored.
-pub fn new_token() -> (String, String) {
+/// A new random token: 192 bits, hex.
+pub fn random_token() -> String {
     let bytes: [u8; 24] = rand::rng().random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random token and its hash, the only thing of it stored.
+pub(crate) fn new_token() -> (String, String) {
+    let token = random_token();
     let hashed = hash(&token);
     (token, hashed)
 }
@@ -294,15 +91,7 @@ impl Db {
         let db = Db {
             backend: Backend::Sqlite(Mutex::new(conn)),
         };
-        db.write(|c| {
-            migrate(
-                c,
-                "INTEGER PRIMARY KEY",
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                "CREATE TRIGGER IF NOT EXISTS alerts_unplanned AFTER INSERT ON alerts
-                 BEGIN INSERT INTO unplanned_alerts(alert_id) VALUES (NEW.id); END;",
-            )
-        })?;
+        db.write(|c| migrate(c, &schema::SQLITE))?;
         Ok(db)
     }
 
@@ -329,15 +118,7 @@ impl Db {
         db.write(|c| {
             // Two servers starting on one empty database must not both create the tables.
             c.batch("SELECT pg_advisory_xact_lock(7262)")?;
-            migrate(
-                c,
-                "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?1",
-                "CREATE OR REPLACE FUNCTION hydrowatch_alert_unplanned() RETURNS trigger LANGUAGE plpgsql
-                 AS $$ BEGIN INSERT INTO unplanned_alerts(alert_id) VALUES (NEW.id); RETURN NULL; END $$;
-                 CREATE OR REPLACE TRIGGER alerts_unplanned AFTER INSERT ON alerts
-                 FOR EACH ROW EXECUTE FUNCTION hydrowatch_alert_unplanned();",
-            )
+            migrate(c, &schema::POSTGRES)
         })?;
         Ok(db)
     }

@@ -18,6 +18,7 @@ pub mod db;
 pub mod limit;
 pub mod listen;
 pub mod notify;
+pub mod schema;
 pub mod silent;
 pub mod sql;
 pub mod state;

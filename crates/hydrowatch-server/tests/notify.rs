@@ -170,11 +170,14 @@ fn an_email_goes_out_over_starttls() {
     let s = start_notifying(
         On::Sqlite,
         NotifySettings {
-            smtp: Some(hydrowatch_server::notify::Smtp {
-                url: format!("smtp://localhost:{}", sink.port),
-                from: "hydrowatch@utility.example".into(),
-                ca_pem: Some(sink.cert_pem.clone().into_bytes()),
-            }),
+            mailer: Some(
+                hydrowatch_server::notify::Mailer::new(
+                    &format!("smtp://localhost:{}", sink.port),
+                    "hydrowatch@utility.example",
+                    Some(sink.cert_pem.as_bytes()),
+                )
+                .unwrap(),
+            ),
             ..Default::default()
         },
     );

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{Refresh, page_refreshing};
 use crate::auth::{LOGIN_COOKIE, PageCaller, SESSION_COOKIE, cookie, local_path, peer, set_cookie};
-use crate::db::new_token;
+use crate::db::random_token;
 use crate::state::{ApiError, AppState};
 
 /// Query of `GET /login`.
@@ -26,7 +26,7 @@ pub struct LoginQuery {
 
 /// The login page, with `problem` said above the form.
 fn login_page(app: &AppState, status: StatusCode, next: &str, problem: Option<&str>) -> Response {
-    let (csrf, _) = new_token();
+    let csrf = random_token();
     let body = html! {
         h1 { "hydrowatch: log in" }
         @if let Some(p) = problem { p.error #problem { (p) } }

@@ -24,13 +24,13 @@ use hydrowatch_protocol::Notification;
 
 use crate::db::Db;
 use crate::sql::DbError;
-pub use send::Smtp;
+pub use send::{Mailer, MailerError};
 
 /// How the notifier runs.
 #[derive(Debug, Clone)]
 pub struct NotifySettings {
     /// The e-mail relay (None: e-mail rules fail their attempts, logged).
-    pub smtp: Option<Smtp>,
+    pub mailer: Option<Mailer>,
     /// Time between rounds.
     pub every: Duration,
     /// A device heard from last longer ago than this gets a `device_silent` alarm (None: never).
@@ -40,7 +40,7 @@ pub struct NotifySettings {
 impl Default for NotifySettings {
     fn default() -> Self {
         NotifySettings {
-            smtp: None,
+            mailer: None,
             every: Duration::from_secs(1),
             silent_after: Some(Duration::from_secs(15 * 60)),
         }
@@ -120,7 +120,7 @@ fn round(
             alarms: q.alarms.clone(),
         };
         let now = chrono::Utc::now().timestamp();
-        match send::send(http, settings.smtp.as_ref(), rule, &n, now) {
+        match send::send(http, settings.mailer.as_ref(), rule, &n, now) {
             Ok(()) => {
                 tracing::info!(
                     delivery = n.delivery,

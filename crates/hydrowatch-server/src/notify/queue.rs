@@ -292,7 +292,7 @@ impl Db {
         Ok(give_up)
     }
 
-    /// Notifications of rule `rule_id` by state: (sent, waiting, given up).
+    /// Notifications by state, all rules: (sent, waiting, given up).
     pub fn notification_counts(&self) -> Result<(i64, i64, i64), DbError> {
         self.read(|c| {
             let r = &c.rows(

@@ -113,6 +113,9 @@ pub fn check(r: &RuleRequest) -> Result<(), RuleError> {
     Ok(())
 }
 
+/// Every column of [`rule_of`]'s rows.
+const SELECT_RULES: &str = "SELECT id, name, devices, series, kinds, min_stage, channel, target, secret, remind_minutes, group_seconds FROM notification_rules";
+
 fn list(text: &str) -> Vec<String> {
     text.split(',')
         .filter(|s| !s.is_empty())
@@ -183,26 +186,23 @@ impl Db {
             if added == 0 {
                 return Err(RuleError::Exists(name.to_string()));
             }
-            Ok(())
-        })?;
-        self.rules()?
-            .into_iter()
-            .find(|rule| rule.record.name == name)
-            .map(|rule| rule.record)
-            .ok_or_else(|| RuleError::Invalid("the rule was removed at once".into()))
+            let stored = c.rows(
+                &format!("{SELECT_RULES} WHERE name = ?1"),
+                &[Arg::Text(Some(name))],
+            )?;
+            // Inserted just above, in this transaction.
+            let row = stored.first().ok_or(DbError::Column(0, "the rule just added", "no row".into()))?;
+            Ok(rule_of(row)?.record)
+        })
     }
 
     /// Every rule, by id.
     pub fn rules(&self) -> Result<Vec<Rule>, DbError> {
         self.read(|c| {
-            c.rows(
-                "SELECT id, name, devices, series, kinds, min_stage, channel, target, secret, remind_minutes, group_seconds
-                 FROM notification_rules ORDER BY id",
-                &[],
-            )?
-            .iter()
-            .map(rule_of)
-            .collect()
+            c.rows(&format!("{SELECT_RULES} ORDER BY id"), &[])?
+                .iter()
+                .map(rule_of)
+                .collect()
         })
     }
 

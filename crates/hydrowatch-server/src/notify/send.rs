@@ -18,22 +18,72 @@ use super::rules::Rule;
 /// Time one attempt has (connecting included).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How the server sends e-mail.
-#[derive(Debug, Clone)]
-pub struct Smtp {
-    /// `smtp://[user:password@]host[:port]` (STARTTLS required; default port 587) or
-    /// `smtps://...` (TLS from the start; 465).
-    pub url: String,
-    /// The sender's address.
-    pub from: String,
-    /// A certificate (PEM) to trust besides the public roots: a relay with a certificate of its
-    /// own authority.
-    pub ca_pem: Option<Vec<u8>>,
+/// How the server sends e-mail: the relay's transport, checked and built once, and the sender.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: lettre::SmtpTransport,
+    from: lettre::message::Mailbox,
 }
 
-/// Whether `text` is an e-mail address.
-pub fn is_address(text: &str) -> bool {
-    text.parse::<lettre::Address>().is_ok()
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mailer from {}", self.from)
+    }
+}
+
+/// Why the e-mail settings cannot be used (the messages never repeat the relay's URL, which may
+/// hold a password).
+#[derive(Debug, thiserror::Error)]
+pub enum MailerError {
+    /// Not `smtp://` or `smtps://`, or unreadable.
+    #[error("expected smtp://[user:password@]host[:port] or smtps://...: {0}")]
+    Url(String),
+    /// The sender is not an e-mail address.
+    #[error("the sender {0:?} is not an e-mail address")]
+    From(String),
+    /// The extra certificate does not read.
+    #[error("the relay's certificate: {0}")]
+    Certificate(String),
+}
+
+impl Mailer {
+    /// A mailer through the relay at `url` (`smtp://[user:password@]host[:port]`: STARTTLS
+    /// required, port 587 by default; `smtps://...`: TLS from the start, 465), sending as
+    /// `from`, trusting `ca_pem` (a certificate, PEM) besides the public roots when given.
+    pub fn new(url: &str, from: &str, ca_pem: Option<&[u8]>) -> Result<Mailer, MailerError> {
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+            return Err(MailerError::Url("another scheme".into()));
+        }
+        let from = from
+            .parse()
+            .map_err(|_| MailerError::From(hydrowatch_core::prefix(from)))?;
+        let mut builder = lettre::SmtpTransport::from_url(url)
+            .map_err(|e| MailerError::Url(e.to_string()))?
+            .timeout(Some(ATTEMPT_TIMEOUT));
+        if let Some(pem) = ca_pem {
+            let host = reqwest::Url::parse(url)
+                .map_err(|e| MailerError::Url(e.to_string()))?
+                .host_str()
+                .unwrap_or_default()
+                .to_string();
+            let cert =
+                Certificate::from_pem(pem).map_err(|e| MailerError::Certificate(e.to_string()))?;
+            let tls = TlsParameters::builder(host)
+                .add_root_certificate(cert)
+                .build_rustls()
+                .map_err(|e| MailerError::Certificate(e.to_string()))?;
+            builder = builder.tls(if url.starts_with("smtps://") {
+                Tls::Wrapper(tls)
+            } else {
+                Tls::Required(tls)
+            });
+        }
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+        })
+    }
 }
 
 /// The signature header's value of `body` sent at `timestamp` under `secret`.
@@ -54,7 +104,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 /// Sends `n` by `rule`'s channel; the error says why it did not go.
 pub fn send(
     http: &reqwest::blocking::Client,
-    smtp: Option<&Smtp>,
+    mailer: Option<&Mailer>,
     rule: &Rule,
     n: &Notification,
     now: i64,
@@ -83,8 +133,8 @@ pub fn send(
             }
         }
         Channel::Email => {
-            let smtp = smtp.ok_or("e-mail rule, but the server has no --smtp relay")?;
-            email(smtp, &rule.record.target, n)
+            let mailer = mailer.ok_or("e-mail rule, but the server has no --smtp relay")?;
+            email(mailer, &rule.record.target, n)
         }
     }
 }
@@ -130,39 +180,17 @@ pub fn words(n: &Notification) -> (String, String) {
     (subject, text)
 }
 
-fn email(smtp: &Smtp, to: &str, n: &Notification) -> Result<(), String> {
+fn email(mailer: &Mailer, to: &str, n: &Notification) -> Result<(), String> {
     let (subject, text) = words(n);
     let message = lettre::Message::builder()
-        .from(
-            smtp.from
-                .parse()
-                .map_err(|e| format!("--smtp-from {}: {e}", smtp.from))?,
-        )
+        .from(mailer.from.clone())
         .to(to.parse().map_err(|e| format!("{to}: {e}"))?)
         .subject(subject)
         .header(lettre::message::header::ContentType::TEXT_PLAIN)
         .body(text)
         .map_err(|e| e.to_string())?;
-    let mut builder = lettre::SmtpTransport::from_url(&smtp.url)
-        .map_err(|e| format!("--smtp: {e}"))?
-        .timeout(Some(ATTEMPT_TIMEOUT));
-    if let Some(pem) = &smtp.ca_pem {
-        let url = reqwest::Url::parse(&smtp.url).map_err(|e| format!("--smtp: {e}"))?;
-        let host = url.host_str().unwrap_or_default().to_string();
-        let cert = lettre::transport::smtp::client::Certificate::from_pem(pem)
-            .map_err(|e| format!("--smtp-ca: {e}"))?;
-        let tls = lettre::transport::smtp::client::TlsParameters::builder(host)
-            .add_root_certificate(cert)
-            .build_rustls()
-            .map_err(|e| format!("--smtp-ca: {e}"))?;
-        builder = builder.tls(if smtp.url.starts_with("smtps://") {
-            lettre::transport::smtp::client::Tls::Wrapper(tls)
-        } else {
-            lettre::transport::smtp::client::Tls::Required(tls)
-        });
-    }
-    builder
-        .build()
+    mailer
+        .transport
         .send(&message)
         .map(drop)
         .map_err(|e| format!("e-mail to {to}: {e}"))
