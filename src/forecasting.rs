@@ -226,7 +226,7 @@ fn forecast_database(ctx: &Context, args: &ForecastArgs) -> anyhow::Result<()> {
         &ctx.config,
         &models,
         &holidays,
-        &train,
+        &|order| hydrowatch_ops::training::carry_out(order, &train),
         &|| false,
     );
     let mut failed = Vec::new();

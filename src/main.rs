@@ -21,6 +21,7 @@ mod serve;
 mod simulate;
 mod status;
 mod train;
+mod train_worker;
 mod upload;
 
 use std::process::ExitCode;
@@ -28,8 +29,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    keep_freed_memory();
     let cli = cli::Cli::parse();
+    if trains(&cli.command) {
+        keep_freed_memory();
+    } else if matches!(cli.command, cli::Command::Run(_)) {
+        one_arena();
+    }
     // The daemon says what it does (info); the commands only warn. HYDROWATCH_LOG overrides.
     let (level, json) = match &cli.command {
         cli::Command::Run(args) => ("info", args.log_json),
@@ -103,17 +108,50 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             command: BenchCommand::Daemon(args),
         } => bench::daemon::run(args),
         Command::BenchStorageStep(args) => bench::storage::run_step(args),
+        Command::TrainWorker => train_worker::run(),
     }
+}
+
+/// One allocator arena for the daemon's threads: glibc gives each thread that allocates its own
+/// arena, and the blocks freed in one are not reused by the others; with one arena the threads
+/// share them, and a daemon with a year of history holds 11 MB of anonymous memory instead of
+/// 21 MB (docs/BENCHMARKS.md, "A year-old device"). Its threads allocate little; they wait on
+/// the disk and the network, not on each other's allocations.
+fn one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// The commands that train networks in their own process (where [`keep_freed_memory`] pays).
+fn trains(command: &cli::Command) -> bool {
+    use cli::{BenchCommand, Command};
+    matches!(
+        command,
+        Command::Train(_)
+            | Command::Forecast(_)
+            | Command::Backtest(_)
+            | Command::TrainWorker
+            | Command::Bench {
+                command: BenchCommand::LstmStep(_)
+            }
+    )
 }
 
 /// Tells glibc's allocator to keep freed blocks of up to 256 MB for reuse instead of handing
 /// them back to the OS. By default it returns every large buffer of a training step with
 /// `munmap` and page-faults a fresh zeroed one in on the next step: that took half of the fused
 /// LSTM's step time (docs/BENCHMARKS.md). mimalloc fixed it as well but tripled the peak memory
-/// of a forecast (27 MB against 11 MB); this keeps it at 11 MB.
+/// of a forecast (27 MB against 11 MB); this keeps it at 11 MB. Measured again with windows
+/// made per batch: 21.1 against 25.1 ms a step, 3.5 MB more at the peak of a training. Only the
+/// commands that train set it ([`trains`]): a daemon that set it kept its training's memory for
+/// good, and the daemon trains in a child process (`train-worker`), which sets it and exits.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts
+    // (the command line is parsed on this thread only).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);

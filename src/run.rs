@@ -47,6 +47,7 @@ pub(crate) fn run(global: &Global, args: RunArgs) -> anyhow::Result<()> {
         until_sources_end: args.until_sources_end,
         drain: std::time::Duration::try_from_secs_f64(args.drain_seconds)
             .context("--drain-seconds: give a number of seconds, 0 or more")?,
+        worker: Some(std::env::current_exe().context("cannot find this program's own file")?),
     }
     .run()?;
     println!("{}", serde_json::to_string(&summary)?);

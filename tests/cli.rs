@@ -12,6 +12,8 @@ mod daemon;
 mod hardening;
 #[path = "cli/notify.rs"]
 mod notify;
+#[path = "cli/training.rs"]
+mod training;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hydrowatch"))

@@ -45,6 +45,7 @@ pub(super) fn replay(devices: &[Device], days: u32) -> anyhow::Result<(Duration,
                         db: d.db.clone(),
                         until_sources_end: true,
                         drain: Duration::from_secs(30),
+                        worker: std::env::current_exe().ok(),
                     }
                     .run()
                 })

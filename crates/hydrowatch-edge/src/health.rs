@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::latency::Latencies;
 use crate::sources::SourceCounters;
 
 /// Counters the daemon's threads update and the endpoint reads.
@@ -50,6 +51,23 @@ pub struct Metrics {
     pub job_failures: AtomicU64,
     /// The sources' counters.
     pub sources: Arc<SourceCounters>,
+    /// 1 while a training process runs, else 0.
+    pub training: AtomicU64,
+    /// Training processes that ended (however they ended).
+    pub training_runs: AtomicU64,
+    /// Epochs the training processes reported.
+    pub training_epochs: AtomicU64,
+    /// The last training process's peak resident memory, bytes.
+    pub training_peak_bytes: AtomicU64,
+    /// How long readings wait for their commit and their verdict.
+    pub latency: Latencies,
+}
+
+impl Metrics {
+    /// Whether a training process runs now.
+    pub fn training_now(&self) -> bool {
+        self.training.load(Ordering::Relaxed) != 0
+    }
 }
 
 impl Metrics {
@@ -103,6 +121,11 @@ impl Metrics {
             "delivered": g(&self.delivered),
             "last_forecast": t(&self.last_forecast),
             "job_failures": g(&self.job_failures),
+            "training": g(&self.training),
+            "training_runs": g(&self.training_runs),
+            "training_epochs": g(&self.training_epochs),
+            "training_peak_bytes": g(&self.training_peak_bytes),
+            "latency": self.latency.json(),
         })
     }
 
@@ -218,6 +241,31 @@ impl Metrics {
             "Scheduled jobs that failed.",
             g(&self.job_failures),
         );
+        metric(
+            "training",
+            "gauge",
+            "1 while a training process runs.",
+            g(&self.training),
+        );
+        metric(
+            "training_runs_total",
+            "counter",
+            "Training processes that ended.",
+            g(&self.training_runs),
+        );
+        metric(
+            "training_epochs_total",
+            "counter",
+            "Epochs the training processes reported.",
+            g(&self.training_epochs),
+        );
+        metric(
+            "training_peak_bytes",
+            "gauge",
+            "Peak resident memory of the last training process.",
+            g(&self.training_peak_bytes),
+        );
+        self.latency.prometheus(&mut out);
         out
     }
 }

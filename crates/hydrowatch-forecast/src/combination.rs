@@ -201,11 +201,16 @@ fn simplex(members: usize) -> Vec<Vec<f64>> {
     out
 }
 
-/// For each day ahead, the grid weights with the lowest mean absolute error of the weighted
-/// mean of `forecasts[origin][member]` against `actuals[origin]` (unknown hours left out); ties
-/// go to the weights nearest to equal.
-pub fn learn_weights(forecasts: &[Vec<Vec<f64>>], actuals: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let members = forecasts.first().map_or(1, Vec::len);
+/// For each day ahead, the weights of the `members` with the lowest mean absolute error of the
+/// weighted mean of `forecasts[origin][member]` against `actuals[origin]` (unknown hours left
+/// out), from a grid; ties go to the weights nearest to equal. Fewer than [`MIN_ORIGINS`]
+/// origins (none at all included) give equal weights.
+pub fn learn_weights(
+    members: usize,
+    forecasts: &[Vec<Vec<f64>>],
+    actuals: &[Vec<f64>],
+) -> Vec<Vec<f64>> {
+    let members = members.max(1);
     let equal = vec![1.0 / members as f64; members];
     if forecasts.len() < MIN_ORIGINS {
         return vec![equal; DAYS];
@@ -345,7 +350,7 @@ impl Combination {
         if forecasts.is_empty() {
             seasonal_blend_points(&WallClock::of(history, Some(PREDICT_TAIL))?.local)?;
         }
-        let weights = learn_weights(&forecasts, &actuals);
+        let weights = learn_weights(members.len(), &forecasts, &actuals);
         let combined: Vec<Vec<f64>> = forecasts.iter().map(|f| combine(&weights, f)).collect();
         let residuals: Vec<Vec<f64>> = combined
             .iter()
@@ -530,7 +535,7 @@ mod tests {
             (vec![a, b], truth.clone())
         };
         let (f, a): (Vec<_>, Vec<_>) = (0..10).map(origin).unzip();
-        let w = learn_weights(&f, &a);
+        let w = learn_weights(2, &f, &a);
         assert_eq!(w.len(), DAYS);
         for (day, w) in w.iter().enumerate() {
             if day < 3 {
@@ -540,7 +545,39 @@ mod tests {
             }
         }
         // Too few origins: equal weights.
-        let w = learn_weights(&f[..MIN_ORIGINS - 1], &a[..MIN_ORIGINS - 1]);
+        let w = learn_weights(2, &f[..MIN_ORIGINS - 1], &a[..MIN_ORIGINS - 1]);
         assert!(w.iter().all(|w| w == &vec![0.5, 0.5]));
+        // No origin at all: still one weight per member (a single one was saved once, and the
+        // model could not be read back).
+        let w = learn_weights(2, &[], &[]);
+        assert!(w.iter().all(|w| w == &vec![0.5, 0.5]));
+    }
+
+    /// 5-6 weeks of history: the blend can forecast, but no origin of the last 4 weeks has the
+    /// 5 weeks it needs before it, so nothing is learnt; the model is still saved and read back.
+    #[test]
+    fn a_combination_fitted_before_any_weighting_origin_is_saved_and_read_back() {
+        let history = climbing(6).until(5 * WEEK + 24);
+        let fitted = Combination::default().fit(&history).unwrap();
+        assert_eq!(fitted.report.origins, 0);
+        assert!(
+            fitted
+                .weights
+                .iter()
+                .all(|w| w.len() == fitted.members.len())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let context = crate::artifact::Context {
+            step: 3600,
+            timezone: history.timezone,
+            holidays: history.holidays.clone(),
+        };
+        let model = crate::Fitted::Combination(Box::new(fitted));
+        crate::artifact::save_fitted(&model, &context, &dir.path().join("m")).unwrap();
+        let (back, _) = crate::artifact::load_fitted(&dir.path().join("m")).unwrap();
+        assert_eq!(
+            back.predict(&history).unwrap().points,
+            model.predict(&history).unwrap().points
+        );
     }
 }

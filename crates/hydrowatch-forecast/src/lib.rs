@@ -118,6 +118,16 @@ impl History {
         }
     }
 
+    /// The last `n` intervals of the history (all of it when it is shorter).
+    pub fn last(&self, n: usize) -> History {
+        let len = self.series.values.len();
+        History {
+            series: self.series.slice(len.saturating_sub(n), len),
+            timezone: self.timezone,
+            holidays: self.holidays.clone(),
+        }
+    }
+
     /// The history up to (not including) interval `end`.
     pub fn until(&self, end: usize) -> History {
         History {

@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use hydrowatch_config::Config;
 use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::format_local;
-use hydrowatch_forecast::backtest::{Schedule, evaluate, origins};
+use hydrowatch_forecast::backtest::{Schedule, origins};
 use hydrowatch_forecast::calendar::{DeviceCalendar, device_calendar};
 use hydrowatch_forecast::forecaster::best_baseline;
 use hydrowatch_forecast::neural::FittedNeural;
@@ -26,6 +26,7 @@ use hydrowatch_forecast::{
 use hydrowatch_store::{ForecastPoint, Kept, OutboxLimits, Retrain, SeriesInfo, Store, StoreError};
 
 use crate::judge::Outbound;
+use crate::training::{Comparison, HistoryData, Order, Outcome, Training};
 
 /// Why a forecast or a retraining failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,9 @@ pub enum JobError {
         /// The database.
         db: String,
     },
+    /// The training process failed (killed, or it could not train).
+    #[error("{0}")]
+    Worker(String),
     /// The default forecaster recorded for a series is not one this program knows.
     #[error(
         "series {series}: unknown default forecaster {name:?} (run `hydrowatch backtest --select` again)"
@@ -151,43 +155,81 @@ pub fn network_of<'a>(model: &'a Fitted, dir: &Path) -> Option<(&'a FittedNeural
     }
 }
 
-/// Saves `model` (and its network's loss history) as the folder `dir`, replacing what was
-/// there in one rename.
-pub fn save_model(model: &Fitted, history: &History, dir: &Path) -> Result<(), JobError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| JobError::Io { path, source }
-    };
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError {
+    let path = path.to_path_buf();
+    move |source| JobError::Io { path, source }
+}
+
+/// `.<name>.<what>` beside the folder `dir`.
+fn beside(dir: &Path, what: &str) -> PathBuf {
     let name = dir
         .file_name()
         .map_or("model".into(), |n| n.to_string_lossy().into_owned());
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let fresh = parent.join(format!(".{name}.new"));
-    let old = parent.join(format!(".{name}.old"));
-    for leftover in [&fresh, &old] {
-        if leftover.exists() {
-            std::fs::remove_dir_all(leftover).map_err(io(leftover))?;
-        }
+    dir.parent()
+        .unwrap_or(Path::new("."))
+        .join(format!(".{name}.{what}"))
+}
+
+/// Where a new model for the folder `dir` is written before it is renamed into place:
+/// `.<name>.new` beside it.
+pub fn fresh_dir(dir: &Path) -> PathBuf {
+    beside(dir, "new")
+}
+
+/// Writes `model` (and its network's loss history) as the new folder `out` (removed first when
+/// a crash left one there).
+pub fn write_model(model: &Fitted, history: &History, out: &Path) -> Result<(), JobError> {
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(io_error(out))?;
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }
     let context = artifact::Context {
         step: 3600,
         timezone: history.timezone,
         holidays: history.holidays.clone(),
     };
-    artifact::save_fitted(model, &context, &fresh)?;
-    if let Some((net, folder)) = network_of(model, &fresh) {
+    artifact::save_fitted(model, &context, out)?;
+    if let Some((net, folder)) = network_of(model, out) {
         let path = folder.join("loss_history.csv");
-        write_loss_history(net, &path).map_err(io(&path))?;
-    }
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-    }
-    std::fs::rename(&fresh, dir).map_err(io(dir))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        write_loss_history(net, &path).map_err(io_error(&path))?;
     }
     Ok(())
+}
+
+/// Puts the model folder `fresh` in the place of `dir` by renaming (the old one moved aside
+/// first and removed after), so that a crash at any point leaves a whole model in `dir` or
+/// none, never half of one.
+pub fn install(fresh: &Path, dir: &Path) -> Result<(), JobError> {
+    let old = beside(dir, "old");
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
+    }
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io_error(dir))?;
+    }
+    std::fs::rename(fresh, dir).map_err(io_error(dir))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
+    }
+    Ok(())
+}
+
+/// Saves `model` as the folder `dir`, replacing what was there in one rename.
+pub fn save_model(model: &Fitted, history: &History, dir: &Path) -> Result<(), JobError> {
+    let fresh = fresh_dir(dir);
+    write_model(model, history, &fresh)?;
+    install(&fresh, dir)
+}
+
+/// Removes what a training left in `fresh` (nothing to do when it left nothing).
+fn clear(fresh: &Path) {
+    if fresh.exists()
+        && let Err(e) = std::fs::remove_dir_all(fresh)
+    {
+        tracing::warn!("cannot remove {}: {e}", fresh.display());
+    }
 }
 
 /// The forecast's points as the store keeps them.
@@ -231,7 +273,7 @@ pub struct SeriesForecast {
 }
 
 /// Forecasts `series` with its forecaster ([`series_forecaster`]): a baseline directly; a
-/// trained forecaster from the model saved in `models/<series>` (trained with `train` and saved
+/// trained forecaster from the model saved in `models/<series>` (trained by `training` and put
 /// there when missing, of another kind or unreadable); the best baseline when it cannot forecast
 /// or no model can be trained yet.
 pub fn forecast_series(
@@ -239,7 +281,7 @@ pub fn forecast_series(
     series: &SeriesInfo,
     models: &Path,
     holidays: &Holidays,
-    train: Trainer<'_>,
+    training: Training<'_>,
 ) -> Result<SeriesForecast, JobError> {
     let history = db_history(store, &series.name, holidays)?;
     let forecaster = series_forecaster(store, series)?;
@@ -275,9 +317,22 @@ pub fn forecast_series(
             Err(e) => baseline(&e),
         };
     }
-    match train(&forecaster, &history) {
+    let fresh = fresh_dir(&dir);
+    let order = Order {
+        series: series.name.clone(),
+        forecaster: forecaster.name(),
+        history: HistoryData::from(&history),
+        train_until: None,
+        compare: None,
+        out: fresh.clone(),
+    };
+    let trained = training(&order).and_then(|_| {
+        install(&fresh, &dir)?;
+        Ok(artifact::load_fitted(&dir)?.0)
+    });
+    clear(&fresh);
+    match trained {
         Ok(model) => {
-            save_model(&model, &history, &dir)?;
             let how = if chosen { "chosen" } else { "default" };
             Ok(SeriesForecast {
                 forecast: model.predict(&history)?,
@@ -318,9 +373,9 @@ pub fn forecast_and_record(
     config: &Config,
     models: &Path,
     holidays: &Holidays,
-    train: Trainer<'_>,
+    training: Training<'_>,
 ) -> Result<Recorded, JobError> {
-    let made = forecast_series(store, series, models, holidays, train)?;
+    let made = forecast_series(store, series, models, holidays, training)?;
     let fc = &made.forecast;
     if store.latest_forecast(series.id)? == Some(fc.start) {
         return Ok(Recorded::AlreadyStored(made));
@@ -374,7 +429,7 @@ pub fn forecast_all(
     config: &Config,
     models: &Path,
     holidays: &Holidays,
-    train: Trainer<'_>,
+    training: Training<'_>,
     stop: &dyn Fn() -> bool,
 ) -> PerSeries<Recorded> {
     let mut done = Vec::with_capacity(series.len());
@@ -382,7 +437,7 @@ pub fn forecast_all(
         if stop() {
             break;
         }
-        let recorded = forecast_and_record(store, s, config, models, holidays, train);
+        let recorded = forecast_and_record(store, s, config, models, holidays, training);
         done.push((s.name.clone(), recorded));
     }
     done
@@ -406,7 +461,7 @@ fn write_csv_copy(dir: &Path, series: &str, fc: &Forecast, tz: Tz) -> std::io::R
 
 /// The model saved in `dir` if it is the forecaster `forecaster` names and can be read; a
 /// folder that cannot be read is logged (and replaced by the caller).
-fn saved_model(dir: &Path, forecaster: &Forecaster) -> Option<Fitted> {
+pub(crate) fn saved_model(dir: &Path, forecaster: &Forecaster) -> Option<Fitted> {
     let saved = dir.join("model.json").is_file() || dir.join("combination.json").is_file();
     if !saved {
         return None;
@@ -426,7 +481,7 @@ pub fn retrain_all(
     store: &Store,
     models: &Path,
     holidays: &Holidays,
-    train: Trainer<'_>,
+    training: Training<'_>,
     now: Timestamp,
     stop: &dyn Fn() -> bool,
 ) -> Result<PerSeries<Option<Retrain>>, StoreError> {
@@ -435,7 +490,7 @@ pub fn retrain_all(
         if stop() {
             break;
         }
-        let retrained = retrain_series(store, &s, models, holidays, train, now);
+        let retrained = retrain_series(store, &s, models, holidays, training, now);
         done.push((s.name, retrained));
     }
     Ok(done)
@@ -444,16 +499,17 @@ pub fn retrain_all(
 /// Weeks of recent history on which the model in use and a new one are compared.
 pub const RETRAIN_WEEKS: usize = 2;
 
-/// Retrains the forecaster of `series`: a candidate is fitted on the history before the last
-/// [`RETRAIN_WEEKS`] weeks, both it and the model in use forecast from every local midnight of
-/// those weeks, and the candidate replaces the model only when its mean PI1 + PI3 is lower. Both
-/// scores are recorded. Series whose forecaster is a baseline are left alone (`None`).
+/// Retrains the forecaster of `series` through `training`: a candidate is fitted on the history
+/// before the last [`RETRAIN_WEEKS`] weeks, both it and the model in use forecast from every
+/// local midnight of those weeks, and the candidate replaces the model (by renaming) only when
+/// its mean PI1 + PI3 is lower. Both scores are recorded. Series whose forecaster is a baseline
+/// are left alone (`None`).
 pub fn retrain_series(
     store: &Store,
     series: &SeriesInfo,
     models: &Path,
     holidays: &Holidays,
-    train: Trainer<'_>,
+    training: Training<'_>,
     now: Timestamp,
 ) -> Result<Option<Retrain>, JobError> {
     let forecaster = series_forecaster(store, series)?;
@@ -471,24 +527,30 @@ pub fn retrain_series(
         .into());
     };
     let dir = models.join(&series.name);
-    let score = |m: &Fitted| {
-        evaluate(m, &history, &days)
-            .ok()
-            .map(|r| r.scores.selection())
-            .filter(|s| s.is_finite())
+    let fresh = fresh_dir(&dir);
+    let order = Order {
+        series: series.name.clone(),
+        forecaster: forecaster.name(),
+        history: HistoryData::from(&history),
+        train_until: Some(first),
+        compare: Some(Comparison {
+            current: dir.clone(),
+            origins: days,
+        }),
+        out: fresh.clone(),
     };
-    let current = saved_model(&dir, &forecaster);
-    let current_score = current.as_ref().and_then(score);
-    let candidate = train(&forecaster, &history.until(first))?;
-    let candidate_score = score(&candidate);
-    let better = match (candidate_score, current_score) {
-        (Some(new), Some(old)) => new < old,
-        (Some(_), None) => true,
-        (None, _) => current.is_none(),
-    };
-    if better {
-        save_model(&candidate, &history, &dir)?;
-    }
+    let outcome = training(&order).and_then(|o| {
+        if o.keep {
+            install(&fresh, &dir)?;
+        }
+        Ok(o)
+    });
+    clear(&fresh);
+    let Outcome {
+        current_score,
+        candidate_score,
+        keep: better,
+    } = outcome?;
     let record = Retrain {
         at: now,
         model: forecaster.name(),

@@ -12,7 +12,9 @@
 //! - [`history`]: a CSV file as an hourly history, a model's day-ahead forecasts over it;
 //! - [`retention`]: what is older than the configured days leaves the database;
 //! - [`envelope`]: the messages to the central server (hydrowatch-protocol's types).
-//! - [`import`]: CSV files into the database, all or nothing.
+//! - [`import`]: CSV files into the database, all or nothing;
+//! - [`training`]: a model's training as plain data in and out, to run in this process or in a
+//!   child process whose memory returns when it exits.
 //!
 //! Invariants: nothing here keeps state between calls but the database and the model folders;
 //! every write of a result is one transaction or a rename, so a crash leaves the old state.
@@ -26,3 +28,4 @@ pub mod import;
 pub mod judge;
 pub mod labels;
 pub mod retention;
+pub mod training;

@@ -4,6 +4,7 @@
 use hydrowatch_core::Reading;
 use hydrowatch_forecast::{Fit, Fitted, ForecastError, Forecaster, History, Holidays};
 use hydrowatch_ops::forecasting::{forecast_series, retrain_series};
+use hydrowatch_ops::training::{Order, carry_out};
 use hydrowatch_store::{Kept, Store};
 
 /// The forecaster with a small, quick network (the test is about the job, not the model).
@@ -19,6 +20,13 @@ fn quick(forecaster: &Forecaster, history: &History) -> Result<Fitted, ForecastE
         c.train.epochs = 2;
     }
     f.fit(history)
+}
+
+/// Training in this process with [`quick`].
+fn here(
+    order: &Order,
+) -> Result<hydrowatch_ops::training::Outcome, hydrowatch_ops::forecasting::JobError> {
+    carry_out(order, &quick)
 }
 
 #[test]
@@ -50,7 +58,7 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
     let series = store.series().unwrap().remove(0);
     let holidays = Holidays::default();
 
-    let made = forecast_series(&store, &series, &models, &holidays, &quick).unwrap();
+    let made = forecast_series(&store, &series, &models, &holidays, &here).unwrap();
     assert!(made.trained, "{}", made.note);
     assert_eq!(made.forecast.points.len(), 168);
     assert!(
@@ -62,14 +70,14 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
     assert!(models.join("flow_rate/network/model.json").is_file());
     assert!(models.join("flow_rate/network/loss_history.csv").is_file());
     // The saved model is used the next time.
-    let again = forecast_series(&store, &series, &models, &holidays, &quick).unwrap();
+    let again = forecast_series(&store, &series, &models, &holidays, &here).unwrap();
     assert!(
         !again.trained && again.note.contains("from"),
         "{}",
         again.note
     );
 
-    let r = retrain_series(&store, &series, &models, &holidays, &quick, 42)
+    let r = retrain_series(&store, &series, &models, &holidays, &here, 42)
         .unwrap()
         .unwrap();
     assert_eq!(r.model, "combination");
@@ -84,7 +92,7 @@ fn a_missing_model_is_trained_and_a_retraining_keeps_the_better_one_recording_bo
 
     // A damaged model in use: the candidate replaces it.
     std::fs::write(models.join("flow_rate/combination.json"), "{").unwrap();
-    let r = retrain_series(&store, &series, &models, &holidays, &quick, 43)
+    let r = retrain_series(&store, &series, &models, &holidays, &here, 43)
         .unwrap()
         .unwrap();
     assert_eq!((r.current_score, r.kept), (None, Kept::Candidate));

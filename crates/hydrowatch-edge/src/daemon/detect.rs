@@ -12,6 +12,7 @@ use hydrowatch_ops::judge::{DatabaseDetector, JudgeError, observe_row};
 use hydrowatch_store::Store;
 
 use super::{Shared, record, refresh_outbox};
+use crate::latency::Stage;
 
 /// Judges what is committed; after the ingest thread finished, one last pass.
 pub(super) fn detect_thread(
@@ -24,11 +25,23 @@ pub(super) fn detect_thread(
     loop {
         let last = shared.ingest_done.load(Ordering::Acquire);
         let clock = shared.clock.detection_now();
+        // Committed before this pass starts, so judged by it.
+        let waiting =
+            std::mem::take(&mut *shared.waiting.lock().unwrap_or_else(|e| e.into_inner()));
         let result = detector.judge(store, floor, Timestamp::MAX, clock, &mut |r, ts, v| {
             Ok::<_, JudgeError>(observe_row(r, ts, v))
         });
         match result {
             Ok(rec) => {
+                let training = m.training_now();
+                for w in waiting {
+                    m.latency.record(
+                        Stage::Verdict,
+                        w.training || training,
+                        w.arrived,
+                        w.readings,
+                    );
+                }
                 m.alarm_transitions
                     .fetch_add(rec.transitions as u64, Ordering::Relaxed);
                 if rec.transitions > 0 {
@@ -59,6 +72,12 @@ pub(super) fn detect_thread(
                 }
             }
             Err(e) => {
+                // Judged by a later pass: they wait on.
+                shared
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(waiting);
                 m.job_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("detection failed: {e}; trying again");
                 shared.sleep(Duration::from_secs(1));

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::Shared;
 use crate::clock::Clock;
+use crate::latency::{Stage, Waiting};
 use crate::sources::{Batch, Fate};
 
 /// Most readings committed in one transaction.
@@ -148,6 +149,7 @@ pub(super) fn ingest_thread(
             fates.push(f);
         }
         let outcomes = commit(shared, &mut store, &rows);
+        let mut inserted = vec![0u64; batches.len()];
         let mut newest = i64::MIN;
         for (((b, i), outcome), (_, r)) in slots.iter().zip(outcomes).zip(&rows) {
             let batch = &batches[*b];
@@ -155,6 +157,7 @@ pub(super) fn ingest_thread(
             fates[*b][*i] = match outcome {
                 Outcome::Inserted => {
                     m.readings_ingested.fetch_add(1, Ordering::Relaxed);
+                    inserted[*b] += 1;
                     newest = newest.max(r.ts);
                     shared.newest.stored(series, r.ts);
                     Fate::Stored
@@ -180,6 +183,20 @@ pub(super) fn ingest_thread(
             m.last_reading.fetch_max(newest, Ordering::Relaxed);
             shared.clock.committed(newest);
         }
+        let training = m.training_now();
+        let mut waiting = shared.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        for (batch, &readings) in batches.iter().zip(&inserted) {
+            m.latency
+                .record(Stage::Commit, training, batch.arrived, readings);
+            if readings > 0 {
+                waiting.push(Waiting {
+                    arrived: batch.arrived,
+                    readings,
+                    training,
+                });
+            }
+        }
+        drop(waiting);
         for (batch, f) in batches.into_iter().zip(fates) {
             if let Some(reply) = batch.reply {
                 let _ = reply.send(f);

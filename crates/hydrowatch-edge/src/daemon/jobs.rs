@@ -1,6 +1,7 @@
 //! The scheduled jobs: the forecast, the retention and the weekly retraining, each run when due
 //! ([`crate::schedule`]) by one thread at low priority. Each job calls the same operation as its
-//! command (`hydrowatch forecast` on the database: [`forecast_all`]) and reports per series.
+//! command (`hydrowatch forecast` on the database: [`forecast_all`]) and reports per series; a
+//! model is trained in a child process ([`super::training`]) when the daemon has a worker.
 //!
 //! Invariants: a job's run is recorded (time, success, what it did) whether it succeeded or not;
 //! a series whose history is still too short is a normal state ("not yet"), not a failure.
@@ -15,6 +16,7 @@ use hydrowatch_core::Timestamp;
 use hydrowatch_forecast::{Fit, Fitted, ForecastError, Forecaster, History};
 use hydrowatch_ops::forecasting::{JobError, PerSeries, Recorded, forecast_all, retrain_all};
 use hydrowatch_ops::judge::time_of_day;
+use hydrowatch_ops::training::{Order, Outcome, carry_out};
 use hydrowatch_store::{JobRun, Store, StoreError};
 
 use super::{Shared, record, refresh_outbox};
@@ -181,6 +183,14 @@ fn train(forecaster: &Forecaster, history: &History) -> Result<Fitted, ForecastE
     forecaster.fit(history)
 }
 
+/// Carries out a training order: in a child process of the daemon's worker program, or here.
+fn training(shared: &Shared, order: &Order) -> Result<Outcome, JobError> {
+    match &shared.worker {
+        Some(exe) => super::training::in_child(shared, exe, order),
+        None => carry_out(order, &train),
+    }
+}
+
 /// Forecasts every configured series, records each forecast with its message to the server.
 fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<Done, JobFailed> {
     let series: Vec<_> = store
@@ -194,7 +204,7 @@ fn forecast_job(shared: &Shared, store: &mut Store, now: Timestamp) -> Result<Do
         &shared.config,
         &shared.config.daemon.models_dir,
         &shared.holidays,
-        &train,
+        &|order| training(shared, order),
         &|| shared.stopping(),
     );
     let done = per_series(results, |name, recorded| match recorded {
@@ -234,7 +244,7 @@ fn retrain_job(shared: &Shared, store: &Store, now: Timestamp) -> Result<Done, J
         store,
         &shared.config.daemon.models_dir,
         &shared.holidays,
-        &train,
+        &|order| training(shared, order),
         now,
         &|| shared.stopping(),
     )?;

@@ -19,6 +19,7 @@ mod delivery;
 mod detect;
 mod ingest;
 mod jobs;
+mod training;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -38,9 +39,11 @@ use tokio::sync::{mpsc, watch};
 pub use delivery::{Delivery, DeliverySettings, Flushed, Next, Phase, Stopped};
 pub use ingest::Admission;
 pub use jobs::{Job, JobFailed};
+pub use training::WORKER_COMMAND;
 
 use crate::clock::Clock;
 use crate::health::Metrics;
+use crate::latency::Waiting;
 use crate::sources::{self, Batch, Intake, Newest, SourceCounters};
 use crate::uplink::{Uplink, UplinkConfig};
 
@@ -75,6 +78,9 @@ pub struct Daemon {
     pub until_sources_end: bool,
     /// How long a finishing daemon keeps trying to deliver the outbox.
     pub drain: Duration,
+    /// The program whose [`WORKER_COMMAND`] trains models in a child process (`hydrowatch`
+    /// itself), so that training's memory returns when it ends; `None` trains in this process.
+    pub worker: Option<PathBuf>,
 }
 
 /// What a run did, printed when it stops.
@@ -117,6 +123,8 @@ struct Shared {
     /// The forecasters' days off: the national calendar and the listed days.
     holidays: Holidays,
     drain: Duration,
+    /// See [`Daemon::worker`].
+    worker: Option<PathBuf>,
     metrics: Arc<Metrics>,
     clock: Clock,
     /// The newest reading stored of each series (the line sources place the repeated autumn
@@ -131,6 +139,8 @@ struct Shared {
     detect_bell: Bell,
     jobs_bell: Bell,
     uplink_bell: Bell,
+    /// Readings committed and not judged yet, with their arrival (for the verdict's wait).
+    waiting: Mutex<Vec<Waiting>>,
 }
 
 impl Shared {
@@ -218,6 +228,7 @@ impl Daemon {
             tz,
             holidays: calendar.holidays,
             drain: self.drain,
+            worker: self.worker.clone(),
             metrics: metrics.clone(),
             clock,
             newest,
@@ -228,6 +239,7 @@ impl Daemon {
             detect_bell: Bell::default(),
             jobs_bell: Bell::default(),
             uplink_bell: Bell::default(),
+            waiting: Mutex::new(Vec::new()),
             config,
         });
         refresh_outbox(&store, &metrics);

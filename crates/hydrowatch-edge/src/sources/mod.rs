@@ -53,6 +53,8 @@ pub struct Batch {
     pub readings: Vec<Incoming>,
     /// Answered once they are committed.
     pub reply: Option<oneshot::Sender<Vec<Fate>>>,
+    /// When the source handed them over (their waits are measured from here).
+    pub arrived: std::time::Instant,
 }
 
 /// The newest reading stored of each configured series, kept by the ingest thread and read by
@@ -130,6 +132,7 @@ impl Intake {
                 origin: origin.into(),
                 readings,
                 reply: None,
+                arrived: std::time::Instant::now(),
             })
             .await
             .is_ok()
@@ -143,6 +146,7 @@ impl Intake {
                 origin: origin.into(),
                 readings,
                 reply: Some(reply),
+                arrived: std::time::Instant::now(),
             })
             .await
             .ok()?;

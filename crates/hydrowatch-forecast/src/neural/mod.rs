@@ -17,7 +17,7 @@ pub mod train;
 
 use std::time::Instant;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use hydrowatch_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,10 @@ const LAGS: usize = BLEND_WEEKS + BLEND_DAYS;
 /// not carry into the next season (docs/FORECASTING.md, "What was tried"): the equal-weight
 /// combination, not tuned, takes 1.2 points off PI3 over the 10 DMAs and leaves PI1 as it was.
 const LATER_DAYS_SHARE: f32 = 0.5;
+/// The most history a network trains on: the last two years (docs/BENCHMARKS.md, "Training at
+/// any age"). Windows are made a batch at a time, so memory does not grow with the history; the
+/// time of an epoch does, and a third year added 50% to it without a season the two before lack.
+pub const MAX_TRAINING_HOURS: usize = 2 * 365 * 24;
 /// How far back a window reads: its input (and a week before it), or its oldest seasonal lag.
 fn lookback(window: usize) -> usize {
     (window + WEEK).max(BLEND_WEEKS * WEEK)
@@ -298,6 +302,33 @@ fn sample(
     (seq, lags)
 }
 
+/// The training windows at origins `os` of `values`, the network's output block starting `offset`
+/// hours after each, made a batch at a time.
+fn windows<'a>(
+    values: &'a [f64],
+    calendar: Calendar<'a>,
+    os: &'a [usize],
+    window: usize,
+    offset: usize,
+    outputs: usize,
+) -> Dataset<'a> {
+    Dataset::new(
+        [window, FEATURES, LAGS * outputs, outputs],
+        os.len(),
+        move |i, seq, lags, target| {
+            let o = os[i];
+            let (s, l) = sample(values, calendar, o, window, offset, outputs);
+            seq.extend_from_slice(&s);
+            lags.extend_from_slice(&l);
+            target.extend(
+                values[o + offset..o + offset + outputs]
+                    .iter()
+                    .map(|v| *v as f32),
+            );
+        },
+    )
+}
+
 /// One network's outputs for the window at `origin` of `values`.
 fn run_net(
     config: &NeuralConfig,
@@ -310,15 +341,10 @@ fn run_net(
 ) -> Vec<f64> {
     let (outputs, _) = config.strategy.layout();
     let (seq, lags) = sample(values, calendar, origin, config.window, offset, outputs);
-    let mut one = Dataset {
-        window: config.window,
-        features: FEATURES,
-        n_lags: lags.len(),
-        outputs,
-        ..Dataset::default()
-    };
-    one.push(&seq, &lags, &vec![0.0; outputs]);
-    let (s, l) = one.inputs(&[0], device);
+    let (s, l) = (
+        Tensor::from_data(TensorData::new(seq, [1, config.window, FEATURES]), device),
+        Tensor::from_data(TensorData::new(lags, [1, LAGS * outputs]), device),
+    );
     let out = net
         .forward(s, l)
         .into_data()
@@ -378,6 +404,7 @@ impl NeuralConfig {
         mut progress: impl FnMut(usize, &EpochLog),
     ) -> Result<FittedNeural, ForecastError> {
         let started = Instant::now();
+        let real = &real.last(MAX_TRAINING_HOURS);
         let clock = WallClock::of(real, None)?;
         let history = &clock.local;
         if self.kind == ModelKind::Transformer && !self.units.is_multiple_of(self.heads.max(1)) {
@@ -421,33 +448,15 @@ impl NeuralConfig {
         let prep = prepare(history, self.gaps, &scaler, HORIZON);
         let net_config = self.net_config();
         let (outputs, nets_needed) = self.strategy.layout();
-        let dataset = |os: &[usize], offset: usize| {
-            let mut d = Dataset {
-                window: self.window,
-                features: FEATURES,
-                n_lags: LAGS * outputs,
+        let dataset = |os, offset| {
+            windows(
+                &prep.scaled,
+                prep.calendar(),
+                os,
+                self.window,
+                offset,
                 outputs,
-                ..Dataset::default()
-            };
-            for &o in os {
-                let (seq, lags) = sample(
-                    &prep.scaled,
-                    prep.calendar(),
-                    o,
-                    self.window,
-                    offset,
-                    outputs,
-                );
-                d.push(
-                    &seq,
-                    &lags,
-                    &prep.scaled[o + offset..o + offset + outputs]
-                        .iter()
-                        .map(|v| *v as f32)
-                        .collect::<Vec<_>>(),
-                );
-            }
-            d
+            )
         };
         let mut nets = Vec::with_capacity(nets_needed);
         let mut log = Vec::with_capacity(nets_needed);
