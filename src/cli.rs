@@ -61,9 +61,8 @@ pub(crate) enum Command {
     /// Internal: one measured step of `bench storage`, in a fresh process.
     #[command(hide = true)]
     BenchStorageStep(crate::bench::storage::StepArgs),
-    /// Internal: one training order of the daemon, in a child process (hydrowatch-edge's
-    /// `WORKER_COMMAND`).
-    #[command(hide = true, name = "train-worker")]
+    /// Internal: one training order of the daemon, in a child process.
+    #[command(hide = true, name = hydrowatch_edge::daemon::WORKER_COMMAND)]
     TrainWorker,
 }
 

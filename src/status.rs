@@ -93,6 +93,21 @@ pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
             health["delivered"],
             health["job_failures"]
         );
+        let waits = |stage: &str| {
+            let idle = &health["latency"][stage]["idle"];
+            format!("{}/{} ms", idle["p50_ms"], idle["p99_ms"])
+        };
+        println!(
+            "daemon: readings wait {} for their commit, {} for their verdict (p50/p99, no training running); {} training processes ended, {}",
+            waits("commit"),
+            waits("verdict"),
+            health["training_runs"],
+            if health["training"] == 1 {
+                "one runs now"
+            } else {
+                "none runs now"
+            }
+        );
         if let Some(reason) = health["reason"].as_str() {
             println!(
                 "daemon: DEGRADED: {reason} ({} failed commits so far)",

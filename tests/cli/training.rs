@@ -37,9 +37,9 @@ fn simulate(d: &Path, days: u32, split: [usize; 2]) {
     }
 }
 
-fn config(replay: &str) -> String {
+fn config(replay: &str, health: &str) -> String {
     format!(
-        "[device]\nid = \"dma-3\"\ntimezone = \"Asia/Seoul\"\n\n[daemon]\nhealth_listen = \"\"\n\n[[source]]\nkind = \"csv_replay\"\npath = \"{replay}\"\nspeed = 0\n"
+        "[device]\nid = \"dma-3\"\ntimezone = \"Asia/Seoul\"\n\n[daemon]\nhealth_listen = \"{health}\"\n\n[[source]]\nkind = \"csv_replay\"\npath = \"{replay}\"\nspeed = 0\n"
     )
 }
 
@@ -149,8 +149,10 @@ fn a_retraining_killed_halfway_keeps_the_model_in_use_and_the_next_run_trains_ag
     // 100 days train the combination's network; the 10 after them pass a Sunday 02:00 (the
     // weekly retraining); the last 5 move the clock past the retry.
     simulate(d, 115, [100, 10]);
-    write(d, "one.toml", &config("replay1.csv"));
-    write(d, "two.toml", &config("replay2.csv"));
+    let health = format!("127.0.0.1:{}", super::daemon::unused_port());
+    write(d, "one.toml", &config("replay1.csv", ""));
+    write(d, "two.toml", &config("replay2.csv", ""));
+    write(d, "three.toml", &config("replay2.csv", &health));
     ok(run(d, &["--config", "one.toml", "import", "history.csv"]));
     let model = d.join("models/flow_rate");
 
@@ -208,7 +210,7 @@ fn a_retraining_killed_halfway_keeps_the_model_in_use_and_the_next_run_trains_ag
 
     // Run 3: the retraining runs again to its end; the daemon's memory afterwards is what it
     // was before it (training's memory went with its process).
-    let mut third = daemon(d, "two.toml", false);
+    let mut third = daemon(d, "three.toml", false);
     let pid = third.id();
     let started = Instant::now();
     let mut before = 0;
@@ -229,6 +231,28 @@ fn a_retraining_killed_halfway_keeps_the_model_in_use_and_the_next_run_trains_ag
     }
     std::thread::sleep(Duration::from_secs(1));
     let after = rss_kib(pid);
+    // The training processes and the readings' waits are on /metrics and in `status`.
+    let metrics = super::daemon::http_get(&health, "/metrics");
+    assert!(
+        metrics.contains("hydrowatch_training 0\n")
+            && metrics.contains("hydrowatch_training_runs_total 2\n"),
+        "{metrics}"
+    );
+    let epochs = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hydrowatch_training_epochs_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(epochs.is_some_and(|n| n > 0), "{metrics}");
+    assert!(
+        metrics.contains("hydrowatch_reading_commit_seconds_count{training=\"0\"}"),
+        "{metrics}"
+    );
+    let status = super::stdout(&ok(run(d, &["--config", "three.toml", "status"])));
+    assert!(
+        status.contains("training processes ended, none runs now")
+            && status.contains("for their commit"),
+        "{status}"
+    );
     // SAFETY: SIGTERM to this test's own daemon.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(third.wait().unwrap().success(), "{}", log(d));

@@ -43,8 +43,8 @@ const LAGS: usize = BLEND_WEEKS + BLEND_DAYS;
 /// not carry into the next season (docs/FORECASTING.md, "What was tried"): the equal-weight
 /// combination, not tuned, takes 1.2 points off PI3 over the 10 DMAs and leaves PI1 as it was.
 const LATER_DAYS_SHARE: f32 = 0.5;
-/// The most history a network trains on: the last two years (docs/BENCHMARKS.md, "Training at
-/// any age"). Windows are made a batch at a time, so memory does not grow with the history; the
+/// The most history a network trains on: the last two years (docs/BENCHMARKS.md, "A year-old
+/// device"). Windows are made a batch at a time, so memory does not grow with the history; the
 /// time of an epoch does, and a third year added 50% to it without a season the two before lack.
 pub const MAX_TRAINING_HOURS: usize = 2 * 365 * 24;
 /// How far back a window reads: its input (and a week before it), or its oldest seasonal lag.
