@@ -21,7 +21,6 @@ mod serve;
 mod simulate;
 mod status;
 mod train;
-mod train_worker;
 mod upload;
 
 use std::process::ExitCode;
@@ -108,7 +107,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             command: BenchCommand::Daemon(args),
         } => bench::daemon::run(args),
         Command::BenchStorageStep(args) => bench::storage::run_step(args),
-        Command::TrainWorker => train_worker::run(),
+        Command::TrainWorker => Ok(hydrowatch_edge::daemon::worker()?),
     }
 }
 

@@ -172,13 +172,13 @@ fn beside(dir: &Path, what: &str) -> PathBuf {
 
 /// Where a new model for the folder `dir` is written before it is renamed into place:
 /// `.<name>.new` beside it.
-pub fn fresh_dir(dir: &Path) -> PathBuf {
+pub(crate) fn fresh_dir(dir: &Path) -> PathBuf {
     beside(dir, "new")
 }
 
 /// Writes `model` (and its network's loss history) as the new folder `out` (removed first when
 /// a crash left one there).
-pub fn write_model(model: &Fitted, history: &History, out: &Path) -> Result<(), JobError> {
+pub(crate) fn write_model(model: &Fitted, history: &History, out: &Path) -> Result<(), JobError> {
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(io_error(out))?;
     }
@@ -201,7 +201,7 @@ pub fn write_model(model: &Fitted, history: &History, out: &Path) -> Result<(), 
 /// Puts the model folder `fresh` in the place of `dir` by renaming (the old one moved aside
 /// first and removed after), so that a crash at any point leaves a whole model in `dir` or
 /// none, never half of one.
-pub fn install(fresh: &Path, dir: &Path) -> Result<(), JobError> {
+pub(crate) fn install(fresh: &Path, dir: &Path) -> Result<(), JobError> {
     let old = beside(dir, "old");
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(io_error(&old))?;

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 pub use delivery::{Delivery, DeliverySettings, Flushed, Next, Phase, Stopped};
 pub use ingest::Admission;
 pub use jobs::{Job, JobFailed};
-pub use training::WORKER_COMMAND;
+pub use training::{WORKER_COMMAND, worker};
 
 use crate::clock::Clock;
 use crate::health::Metrics;

@@ -1,6 +1,6 @@
-//! Training in a child process: the jobs thread hands each [`Order`] to `hydrowatch
-//! train-worker` (the program in `Daemon::worker`) on its stdin and reads the [`Answer`] from its
-//! stdout. The child trains at the lowest priority on one thread, never opens the database, and
+//! Training in a child process, both halves: the jobs thread hands each [`Order`] to `hydrowatch
+//! train-worker` (the program in `Daemon::worker`, which calls [`worker`]) on its stdin and reads
+//! the [`Answer`] from its stdout. The child trains at the lowest priority on one thread, never opens the database, and
 //! writes only the order's fresh folder, which the jobs thread renames into place; its memory
 //! (up to 90 MB for two years of history) returns to the system when it exits, where a daemon that
 //! trained itself kept 160-200 MB for good.
@@ -16,8 +16,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use hydrowatch_forecast::neural::{EpochLog, MAX_TRAINING_HOURS};
+use hydrowatch_forecast::{Forecaster, History};
 use hydrowatch_ops::forecasting::JobError;
-use hydrowatch_ops::training::{Answer, Order, Outcome};
+use hydrowatch_ops::training::{Answer, Order, Outcome, carry_out};
 
 use super::Shared;
 
@@ -26,6 +28,9 @@ pub const WORKER_COMMAND: &str = "train-worker";
 
 /// The most a worker's answer may hold (it is a few hundred bytes).
 const ANSWER_LIMIT: u64 = 1 << 20;
+
+/// The largest order a worker reads (ten years of hourly values take 2 MB).
+const ORDER_LIMIT: u64 = 64 << 20;
 
 /// How a child ended.
 struct Ended {
@@ -150,5 +155,56 @@ fn wait(shared: &Shared, pid: libc::pid_t) -> std::io::Result<Ended> {
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The worker (`hydrowatch train-worker`): at the lowest priority and bound to die with its
+/// parent, reads one order on stdin, carries it out with one line per epoch on stderr, and
+/// writes the answer on stdout. An order that cannot be read is an error (exit status 1).
+pub fn worker() -> Result<(), JobError> {
+    follow_parent();
+    let mut text = String::new();
+    std::io::stdin()
+        .take(ORDER_LIMIT)
+        .read_to_string(&mut text)
+        .map_err(|e| JobError::Worker(format!("cannot read the training order on stdin: {e}")))?;
+    let order: Order = serde_json::from_str(&text).map_err(|e| {
+        JobError::Worker(format!(
+            "the training order on stdin cannot be read: {e}: {:?}",
+            text.chars().take(40).collect::<String>()
+        ))
+    })?;
+    let train = |f: &Forecaster, h: &History| {
+        let hours = h.series.values.len().min(MAX_TRAINING_HOURS);
+        eprintln!("training {} on {hours} hours", f.name());
+        f.fit_with_progress(h, |net, e: &EpochLog| {
+            eprintln!(
+                "net {} epoch {}: train {:.5} val {:.5} lr {:.1e}",
+                net + 1,
+                e.epoch,
+                e.train_loss,
+                e.val_loss,
+                e.learning_rate
+            );
+        })
+    };
+    let answer = serde_json::to_string(&Answer::from(carry_out(&order, &train)))
+        .map_err(|e| JobError::Worker(e.to_string()))?;
+    println!("{answer}");
+    Ok(())
+}
+
+/// The lowest priority (nice 19), and death with the parent (`PR_SET_PDEATHSIG`): a daemon
+/// killed mid-training leaves no orphan training on.
+fn follow_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl and setpriority on this process only, with no pointers; getppid reads.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The parent may have died before prctl: then this process was handed to init.
+        if libc::getppid() == 1 {
+            std::process::exit(1);
+        }
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
