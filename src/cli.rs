@@ -47,7 +47,7 @@ pub(crate) enum Command {
     /// Run the device daemon: sources, detection, daily forecasts, retraining, uplink.
     Run(crate::run::RunArgs),
     /// Run the central server (ingest from devices, read API), or issue a device token.
-    Serve(crate::serve::ServeArgs),
+    Serve(Box<crate::serve::ServeArgs>),
     /// Check or print the device configuration.
     Config {
         #[command(subcommand)]
@@ -91,4 +91,8 @@ pub(crate) enum BenchCommand {
     /// The daemon: a week of minute data replayed through `hydrowatch run` (ingest, detection,
     /// daily jobs, upload to a local test server); readings per second and memory.
     Daemon(crate::bench::daemon::BenchArgs),
+    /// A fleet: N simulated devices, each with its own outbox, delivering over HTTPS or MQTT to
+    /// `hydrowatch serve` processes (started here, or given); delivered, lost and duplicated
+    /// messages, latency, the servers', broker's and database's CPU and memory.
+    Fleet(crate::bench::fleet::FleetArgs),
 }

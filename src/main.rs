@@ -87,7 +87,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Status => status::run(&global),
         Command::Upload => upload::run(&global),
         Command::Run(args) => run::run(&global, args),
-        Command::Serve(args) => serve::run(&global, args),
+        Command::Serve(args) => serve::run(&global, *args),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_cmd::check(&global, file),
@@ -100,6 +100,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::LstmStep(args),
         } => bench::lstm::run(args),
+        Command::Bench {
+            command: BenchCommand::Fleet(args),
+        } => bench::fleet::run(args),
         Command::Bench {
             command: BenchCommand::Detect(args),
         } => bench::detect::run(&global, args),

@@ -16,6 +16,7 @@ use crate::global::Global;
 hydrowatch serve token create dma-017        (prints the device's token once; put it in its [server] token)\n  \
 hydrowatch serve user add ana --role operator   (asks for her password)\n  \
 hydrowatch serve token create --operator ana   (an API token acting as ana, for scripts)\n  \
+hydrowatch serve --mqtt mqtts://broker:8883 --mqtt-client-id hw-a --mqtt-password-file pw   (also ingest over MQTT)\n  \
 hydrowatch serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  \
 curl -H \"Authorization: Bearer $ADMIN_TOKEN\" -H 'content-type: application/json' -d '{\"name\": \"on call\", \
 \"min_stage\": 3, \"channel\": \"email\", \"target\": \"oncall@utility.example\", \"remind_minutes\": 30, \
@@ -77,6 +78,86 @@ pub(crate) struct ServeArgs {
     /// How long a login lasts, in hours.
     #[arg(long, default_value_t = 12, value_name = "H", value_parser = clap::value_parser!(u32).range(1..=720))]
     pub session_hours: u32,
+    #[command(flatten)]
+    pub mqtt: MqttArgs,
+}
+
+/// `serve --mqtt`: ingest from an MQTT broker besides HTTPS.
+#[derive(Debug, Args)]
+pub(crate) struct MqttArgs {
+    /// Also take the devices' messages from this MQTT broker: mqtts://host:8883 (or
+    /// mqtt://host:1883 on a trusted network), through the shared subscription
+    /// $share/hydrowatch/hydrowatch/v1/+/+ so that several servers split them. Each is stored,
+    /// then acknowledged to the broker.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// The client id, which names this server's persistent session at the broker: one per
+    /// replica, the same across its restarts (messages routed to it while it is down wait for
+    /// it). Default: hydrowatch-server-HOSTNAME.
+    #[arg(long, value_name = "ID", requires = "mqtt")]
+    pub mqtt_client_id: Option<String>,
+    /// The user name at the broker.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "hydrowatch-server",
+        requires = "mqtt"
+    )]
+    pub mqtt_user: String,
+    /// A file whose first line is the password at the broker (`hydrowatch serve mqtt-user`
+    /// makes one); without it, no credentials are sent.
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    pub mqtt_password_file: Option<PathBuf>,
+    /// "5" or "3.1.1" (brokers without MQTT 5).
+    #[arg(long, value_name = "VERSION", default_value = "5", requires = "mqtt")]
+    pub mqtt_version: String,
+    /// CA certificates (PEM) to check an mqtts:// broker against (default: the system's roots).
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    pub mqtt_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for brokers that authenticate by certificate.
+    #[arg(long, value_name = "FILE", requires_all = ["mqtt", "mqtt_key"])]
+    pub mqtt_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["mqtt", "mqtt_cert"])]
+    pub mqtt_key: Option<PathBuf>,
+}
+
+impl MqttArgs {
+    /// The broker settings, when --mqtt is given.
+    fn settings(&self) -> anyhow::Result<Option<hydrowatch_mqtt::BrokerSettings>> {
+        let Some(url) = &self.mqtt else {
+            return Ok(None);
+        };
+        let client_id = match &self.mqtt_client_id {
+            Some(id) => id.clone(),
+            None => format!(
+                "hydrowatch-server-{}",
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .unwrap_or_default()
+                    .trim()
+            ),
+        };
+        let mut s = hydrowatch_mqtt::BrokerSettings::from_url(url, &client_id)
+            .with_context(|| "--mqtt".to_string())?;
+        s.version =
+            hydrowatch_mqtt::Version::parse(&self.mqtt_version).context("--mqtt-version")?;
+        if let Some(file) = &self.mqtt_password_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--mqtt-password-file {}: cannot read", file.display()))?;
+            let password = text.lines().next().unwrap_or("").trim_end().to_string();
+            anyhow::ensure!(
+                !password.is_empty(),
+                "--mqtt-password-file {}: the first line is empty",
+                file.display()
+            );
+            s.credentials = Some((self.mqtt_user.clone(), password));
+        }
+        s.ca_file = self.mqtt_ca.clone();
+        s.client_cert = self.mqtt_cert.clone().zip(self.mqtt_key.clone());
+        // The broker's in-flight window to this server.
+        s.inflight = 100;
+        Ok(Some(s))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +172,23 @@ pub(crate) enum ServeCommand {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// A broker user for the servers themselves (`serve --mqtt-user`): a new password, put into
+    /// Mosquitto's password file and printed once (save it where --mqtt-password-file reads it).
+    MqttUser {
+        /// The user name.
+        #[arg(default_value = "hydrowatch-server")]
+        name: String,
+        /// Mosquitto's password file.
+        #[arg(long, value_name = "FILE")]
+        mqtt_passwd: PathBuf,
+    },
+    /// Print Mosquitto's ACL for a fleet: the servers' user reads every device's topics, each
+    /// device (its id as user name) publishes only under its own id.
+    MqttAcl {
+        /// The servers' user name at the broker.
+        #[arg(long, value_name = "NAME", default_value = "hydrowatch-server")]
+        server_user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +202,11 @@ pub(crate) enum TokenCommand {
         /// Instead: an API token for scripts acting as this user.
         #[arg(long, value_name = "NAME")]
         operator: Option<String>,
+        /// Also put the device into Mosquitto's password file FILE (user name: the device id,
+        /// password: the token), for devices with `transport = "mqtt"`; Mosquitto reads it
+        /// again on SIGHUP.
+        #[arg(long, value_name = "FILE", conflicts_with = "operator")]
+        mqtt_passwd: Option<PathBuf>,
     },
 }
 
@@ -210,11 +313,27 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Some(ServeCommand::MqttUser { name, mqtt_passwd }) => {
+            let password = hydrowatch_server::db::random_token();
+            hydrowatch_server::mqtt::set_mosquitto_password(&mqtt_passwd, &name, &password)
+                .with_context(|| format!("--mqtt-passwd {}", mqtt_passwd.display()))?;
+            println!("{password}");
+            eprintln!(
+                "password of {name} at the broker (shown once), now in {}: send Mosquitto SIGHUP to read it",
+                mqtt_passwd.display()
+            );
+            Ok(())
+        }
+        Some(ServeCommand::MqttAcl { server_user }) => {
+            print!("{}", hydrowatch_server::mqtt::mosquitto_acl(&server_user));
+            Ok(())
+        }
         Some(ServeCommand::Token {
             command:
                 TokenCommand::Create {
                     device_id,
                     operator: None,
+                    mqtt_passwd,
                 },
         }) => {
             let device_id = device_id.context("name the device (or --operator NAME)")?;
@@ -226,6 +345,14 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 "device id {device_id:?}: use 1 to 64 letters, digits, '_', '-' or '.' (as in the device's [device] id)"
             );
             let token = db.create_token(&device_id, chrono::Utc::now().timestamp())?;
+            if let Some(file) = &mqtt_passwd {
+                hydrowatch_server::mqtt::set_mosquitto_password(file, &device_id, &token)
+                    .with_context(|| format!("--mqtt-passwd {}", file.display()))?;
+                eprintln!(
+                    "{device_id} is in {} (send Mosquitto SIGHUP to read it)",
+                    file.display()
+                );
+            }
             println!("{token}");
             eprintln!(
                 "token for {device_id} (shown once; the server keeps only its hash): put it in the device's [server] token"
@@ -258,7 +385,20 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
+            let mqtt = args.mqtt.settings()?;
             let db = Arc::new(db);
+            let mqtt = match mqtt {
+                Some(settings) => {
+                    eprintln!(
+                        "taking the devices' MQTT messages from {} as {} (shared subscription {})",
+                        settings.address(),
+                        settings.client_id,
+                        hydrowatch_mqtt::SHARED_SUBSCRIPTION
+                    );
+                    Some(hydrowatch_server::mqtt::start(db.clone(), settings).context("--mqtt")?)
+                }
+                None => None,
+            };
             let _notifier = hydrowatch_server::notify::start(
                 db.clone(),
                 hydrowatch_server::notify::NotifySettings {
@@ -314,6 +454,9 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     },
                 )
                 .await;
+                if let Some(mqtt) = mqtt {
+                    mqtt.stop();
+                }
                 Ok(())
             })
         }

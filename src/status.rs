@@ -108,6 +108,19 @@ pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
                 "none runs now"
             }
         );
+        if let Some(server) = &ctx.config.server {
+            println!(
+                "daemon: {:.1} kB of messages sent{}",
+                health["uplink_bytes"].as_f64().unwrap_or(0.0) / 1e3,
+                match server.bandwidth_kbps {
+                    0 => String::new(),
+                    kbps => format!(
+                        "; held back {} times by the bandwidth cap of {kbps} kbit/s",
+                        health["uplink_capped"]
+                    ),
+                }
+            );
+        }
         if let Some(reason) = health["reason"].as_str() {
             println!(
                 "daemon: DEGRADED: {reason} ({} failed commits so far)",
@@ -150,6 +163,36 @@ pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
             dropped.join(", ")
         }
     );
+    if let Some(server) = &ctx.config.server {
+        let ttl: Vec<String> = server
+            .ttl_hours
+            .iter()
+            .map(|(k, h)| format!("{k} {h} h"))
+            .collect();
+        let expired: Vec<String> = outbox
+            .expired
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        println!(
+            "outbox: delivered over {} to {}, alerts first; time to live: {}; expired: {}",
+            match server.transport {
+                hydrowatch_config::Transport::Https => "HTTPS",
+                hydrowatch_config::Transport::Mqtt => "MQTT",
+            },
+            server.url,
+            if ttl.is_empty() {
+                "none".into()
+            } else {
+                ttl.join(", ")
+            },
+            if expired.is_empty() {
+                "none".into()
+            } else {
+                expired.join(", ")
+            }
+        );
+    }
     if outbox.set_aside > 0 {
         println!(
             "outbox: {} messages set aside: the server holds their ids with other content (table outbox_set_aside)",

@@ -17,20 +17,24 @@ pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
         );
     };
     let mut store = ctx.open_existing_store("import or record readings first")?;
-    let uplink = Uplink::new(UplinkConfig {
-        url: server.url.clone(),
-        token: server.token.clone(),
-        device_id: ctx.config.device.id.clone(),
+    let mut uplink = Uplink::new(UplinkConfig {
         batch: 100,
         timeout: Duration::from_secs(30),
+        ..UplinkConfig::of(server, &ctx.config.device.id)
     })?;
     let result = uplink.flush(&mut store);
     let waiting = store.outbox_stats()?.rows;
     match result {
         Ok(sent) => {
             println!(
-                "{sent} messages delivered to {}; {waiting} waiting",
-                server.url
+                "{} messages ({:.1} kB) delivered to {}; {waiting} waiting{}",
+                sent.delivered,
+                sent.bytes as f64 / 1000.0,
+                server.url,
+                match sent.capped {
+                    Some(_) => " (held back by the bandwidth cap: run it again later)",
+                    None => "",
+                }
             );
             Ok(())
         }

@@ -10,6 +10,8 @@ use hydrowatch_store::{ForecastPoint, Store};
 mod daemon;
 #[path = "cli/hardening.rs"]
 mod hardening;
+#[path = "cli/mqtt.rs"]
+mod mqtt;
 #[path = "cli/notify.rs"]
 mod notify;
 #[path = "cli/training.rs"]
@@ -1537,7 +1539,7 @@ fn upload_delivers_the_outbox_to_the_server_and_keeps_it_when_the_server_is_down
     write(d, "up.toml", &config(&url));
     let out = stdout(&ok(run(d, &["--config", "up.toml", "upload"])));
     assert!(
-        out.contains(&format!("{waiting} messages delivered")),
+        out.contains(&format!("{waiting} messages (")) && out.contains("delivered"),
         "{out}"
     );
     let (stored, repeats) = (server.messages().len(), server.repeats());

@@ -5,6 +5,7 @@
 mod csv_store;
 pub(crate) mod daemon;
 pub(crate) mod detect;
+pub(crate) mod fleet;
 pub(crate) mod lstm;
 pub(crate) mod storage;
 

@@ -619,7 +619,7 @@ fn http_get_status(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// GET `path` from `addr`, with `token` as `Authorization: Bearer` when given.
-fn http_get_as(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn http_get_as(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(

@@ -126,11 +126,54 @@ impl Config {
             ));
         }
         if let Some(server) = &self.server {
-            if !(server.url.starts_with("http://") || server.url.starts_with("https://")) {
-                p.push(format!(
-                    "server.url = {:?}: must start with https:// (or http:// on a trusted network)",
+            let https = server.url.starts_with("http://") || server.url.starts_with("https://");
+            let mqtt = server.url.starts_with("mqtt://") || server.url.starts_with("mqtts://");
+            match server.transport {
+                crate::Transport::Https if !https => p.push(format!(
+                    "server.url = {:?}: must start with https:// (or http:// on a trusted network){}",
+                    server.url,
+                    if mqtt { "; for a broker set transport = \"mqtt\"" } else { "" }
+                )),
+                crate::Transport::Mqtt if !mqtt => p.push(format!(
+                    "server.url = {:?}: with transport = \"mqtt\" it is the broker's, mqtts://host:8883 (or mqtt://host:1883 on a trusted network)",
                     server.url
+                )),
+                _ => {}
+            }
+            if !matches!(server.mqtt_version.as_str(), "5" | "3.1.1") {
+                p.push(format!(
+                    "server.mqtt_version = {:?}: \"5\" or \"3.1.1\"",
+                    server.mqtt_version
                 ));
+            }
+            for (kind, hours) in &server.ttl_hours {
+                if !matches!(kind.as_str(), "alert" | "forecast" | "heartbeat") {
+                    p.push(format!(
+                        "server.ttl_hours.{kind}: the kinds are alert, forecast and heartbeat"
+                    ));
+                }
+                if !(1..=87_600).contains(hours) {
+                    p.push(format!(
+                        "server.ttl_hours.{kind} = {hours}: must be 1 to 87600 (leave the kind out to keep its messages until delivered)"
+                    ));
+                }
+            }
+            if server.bandwidth_kbps > 10_000_000 {
+                p.push(format!(
+                    "server.bandwidth_kbps = {}: at most 10000000 (0: no cap)",
+                    server.bandwidth_kbps
+                ));
+            }
+            if server.client_cert.is_some() != server.client_key.is_some() {
+                p.push("server.client_cert and server.client_key go together".into());
+            }
+            if server.transport == crate::Transport::Https
+                && (server.ca_file.is_some() || server.client_cert.is_some())
+            {
+                p.push(
+                    "server.ca_file, client_cert and client_key are for transport = \"mqtt\""
+                        .into(),
+                );
             }
             if server.token.trim().is_empty() {
                 p.push("server.token is empty: issue one with `hydrowatch serve token create DEVICE_ID`".into());

@@ -187,10 +187,29 @@ pub struct ScheduleConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Base URL of the central server, e.g. `https://hydrowatch.example.org`.
+    /// How messages travel: HTTPS to the server (the default) or MQTT through a broker.
+    #[serde(default)]
+    pub transport: Transport,
+    /// Base URL of the central server, e.g. `https://hydrowatch.example.org`; with MQTT the
+    /// broker's, `mqtts://broker.example.org:8883`.
     pub url: String,
-    /// Bearer token issued for this device by `hydrowatch serve token create`.
+    /// Token issued for this device by `hydrowatch serve token create`: the bearer token over
+    /// HTTPS, the password (the user name being the device id) over MQTT.
     pub token: String,
+    /// MQTT only: the protocol version, "5" (default) or "3.1.1" for brokers without 5.
+    #[serde(default = "default_mqtt_version")]
+    pub mqtt_version: String,
+    /// MQTT only: CA certificates (PEM) to check an `mqtts://` broker against (default: the
+    /// system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// MQTT only: a client certificate (PEM) for brokers that authenticate by certificate; needs
+    /// `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// MQTT only: the client certificate's private key (PEM).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     /// Most messages kept for the server while it is unreachable.
     #[serde(default = "default_outbox_rows")]
     pub outbox_rows: u64,
@@ -207,23 +226,56 @@ pub struct ServerConfig {
     /// the waits start at 1 s and double, with jitter.
     #[serde(default = "default_retry_max_seconds")]
     pub retry_max_seconds: u32,
+    /// Hours a message of each kind may wait in the outbox before it is removed (and counted):
+    /// a kind not named never expires. Default: heartbeats 24 h; alerts and forecasts (which
+    /// carry the actuals the server scores forecasts with) never.
+    #[serde(default = "default_ttl_hours")]
+    pub ttl_hours: std::collections::BTreeMap<String, u32>,
+    /// Most kilobits per second of messages sent on average (bursts of a minute's worth), for
+    /// links paid by the byte; 0 (default): no cap.
+    #[serde(default)]
+    pub bandwidth_kbps: u32,
 }
 
 impl ServerConfig {
     /// The server at `url` with this device's `token`, every other setting its default.
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> ServerConfig {
         ServerConfig {
+            transport: Transport::Https,
             url: url.into(),
             token: token.into(),
+            mqtt_version: default_mqtt_version(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
             outbox_rows: default_outbox_rows(),
             outbox_megabytes: default_outbox_megabytes(),
             batch_messages: default_batch_messages(),
             timeout_seconds: default_timeout_seconds(),
             retry_max_seconds: default_retry_max_seconds(),
+            ttl_hours: default_ttl_hours(),
+            bandwidth_kbps: 0,
         }
     }
 }
 
+/// How a device's messages travel to the central server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// `POST /api/v1/ingest`, acknowledged by the server.
+    #[default]
+    Https,
+    /// Published at QoS 1 on `hydrowatch/v1/{device}/{kind}`, acknowledged by the broker.
+    Mqtt,
+}
+
+fn default_ttl_hours() -> std::collections::BTreeMap<String, u32> {
+    [("heartbeat".to_string(), 24)].into()
+}
+fn default_mqtt_version() -> String {
+    "5".into()
+}
 fn default_outbox_rows() -> u64 {
     100_000
 }

@@ -38,6 +38,12 @@ pub struct Metrics {
     pub outbox_dropped: AtomicU64,
     /// Messages the server refused for good, set aside.
     pub outbox_set_aside: AtomicU64,
+    /// Messages removed when their kind's time to live ran out, since the database was created.
+    pub outbox_expired: AtomicU64,
+    /// Bytes of message bodies sent since start.
+    pub uplink_bytes: AtomicU64,
+    /// Times the bandwidth cap held delivery back since start.
+    pub uplink_capped: AtomicU64,
     /// Commits of readings that failed since start (each is tried again).
     pub commit_failures: AtomicU64,
     /// Why the last commit of readings failed, while they keep failing (`None`: the last one
@@ -118,6 +124,9 @@ impl Metrics {
             "outbox_depth": g(&self.outbox_depth),
             "outbox_dropped": g(&self.outbox_dropped),
             "outbox_set_aside": g(&self.outbox_set_aside),
+            "outbox_expired": g(&self.outbox_expired),
+            "uplink_bytes": g(&self.uplink_bytes),
+            "uplink_capped": g(&self.uplink_capped),
             "delivered": g(&self.delivered),
             "last_forecast": t(&self.last_forecast),
             "job_failures": g(&self.job_failures),
@@ -204,6 +213,24 @@ impl Metrics {
             "gauge",
             "Messages the central server refused for good, set aside.",
             g(&self.outbox_set_aside),
+        );
+        metric(
+            "outbox_expired_total",
+            "counter",
+            "Messages removed when their kind's time to live ran out.",
+            g(&self.outbox_expired),
+        );
+        metric(
+            "uplink_bytes_total",
+            "counter",
+            "Bytes of messages sent to the central server or broker.",
+            g(&self.uplink_bytes),
+        );
+        metric(
+            "uplink_capped_total",
+            "counter",
+            "Times the bandwidth cap held delivery back.",
+            g(&self.uplink_capped),
         );
         metric(
             "commit_failures_total",

@@ -19,4 +19,4 @@ pub mod sources;
 pub mod uplink;
 
 pub use daemon::{Daemon, DaemonError};
-pub use uplink::{Backoff, Uplink, UplinkConfig, UplinkError};
+pub use uplink::{Backoff, Sent, Uplink, UplinkConfig, UplinkError};

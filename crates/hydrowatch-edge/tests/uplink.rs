@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hydrowatch_config::ServerConfig;
 use hydrowatch_edge::{Uplink, UplinkConfig, UplinkError};
 use hydrowatch_store::{OutboxLimits, OutboxMessage, Store};
 
@@ -103,11 +104,9 @@ fn store_with(n: usize) -> (tempfile::TempDir, Store) {
 
 fn uplink(url: &str) -> Uplink {
     Uplink::new(UplinkConfig {
-        url: url.to_string(),
-        token: "secret".into(),
-        device_id: "dma-1".into(),
         batch: 100,
         timeout: Duration::from_secs(5),
+        ..UplinkConfig::of(&ServerConfig::new(url, "secret"), "dma-1")
     })
     .unwrap()
 }
@@ -116,7 +115,7 @@ fn uplink(url: &str) -> Uplink {
 fn the_outbox_goes_oldest_first_in_batches_and_leaves_only_when_acknowledged() {
     let (url, seen) = server(acknowledge_all);
     let (_dir, mut store) = store_with(250);
-    assert_eq!(uplink(&url).flush(&mut store).unwrap(), 250);
+    assert_eq!(uplink(&url).flush(&mut store).unwrap().delivered, 250);
     assert_eq!(store.outbox_stats().unwrap().rows, 0);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3, "batches of 100");
@@ -215,7 +214,7 @@ fn messages_the_server_refuses_for_good_are_set_aside_and_the_rest_delivered() {
         }
     });
     let (_dir, mut store) = store_with(5);
-    assert_eq!(uplink(&url).flush(&mut store).unwrap(), 3);
+    assert_eq!(uplink(&url).flush(&mut store).unwrap().delivered, 3);
     let stats = store.outbox_stats().unwrap();
     assert_eq!((stats.rows, stats.set_aside), (0, 2));
     let seen = seen.lock().unwrap();

@@ -24,6 +24,9 @@ use crate::sql::{Arg, PgManager, Row, Sql};
 
 type Result<T> = std::result::Result<T, DbError>;
 
+/// The key of the advisory lock of [`Db::write_alone`] ("hydrowat" in ASCII).
+const ALONE_LOCK: i64 = 0x6879_6472_6f77_6174;
+
 /// The server's database.
 pub struct Db {
     backend: Backend,
@@ -162,6 +165,56 @@ impl Db {
             }
             Backend::Postgres(pool) => pool.get().map_err(DbError::from)?.write(f),
         }
+    }
+
+    /// Runs `f` in a transaction that no other server process on this database runs at the
+    /// same time as another `write_alone` (the work that must happen once per database: raising
+    /// silent-device alarms, planning notifications). On PostgreSQL a transaction-level advisory
+    /// lock, released at commit or rollback, also by a process that dies; on SQLite the write
+    /// lock `BEGIN IMMEDIATE` takes already does it.
+    pub(crate) fn write_alone<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let postgres = self.is_postgres();
+        self.write(|c| {
+            if postgres {
+                c.exec("SELECT pg_advisory_xact_lock(?1)", &[Arg::Int(ALONE_LOCK)])?;
+            }
+            f(c)
+        })
+    }
+
+    /// Whether this is PostgreSQL (some statements differ).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The ids of the messages received at or after `since` (Unix seconds) whose id starts with
+    /// `prefix`: what arrived lately (the fleet bench watches its messages arrive with it).
+    pub fn message_ids_received_since(&self, since: i64, prefix: &str) -> Result<Vec<String>> {
+        let pattern = format!("{}%", prefix.replace(['%', '_', '\\'], ""));
+        self.read(|c| {
+            c.rows(
+                "SELECT message_id FROM messages WHERE received_at >= ?1 AND message_id LIKE ?2",
+                &[Arg::Int(since), Arg::Text(Some(&pattern))],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
+        })
+    }
+
+    /// The stored messages whose id starts with `prefix`: rows, and distinct (device, id) pairs.
+    pub fn message_counts(&self, prefix: &str) -> Result<(u64, u64)> {
+        let pattern = format!("{}%", prefix.replace(['%', '_', '\\'], ""));
+        self.read(|c| {
+            let r = c.rows(
+                "SELECT count(*), count(DISTINCT device_id || ' ' || message_id) FROM messages WHERE message_id LIKE ?1",
+                &[Arg::Text(Some(&pattern))],
+            )?;
+            Ok((r[0].int(0)? as u64, r[0].int(1)? as u64))
+        })
     }
 
     /// Issues a new token for `device` (replacing its old one) and returns it; only its hash is

@@ -17,6 +17,7 @@ pub mod dashboard;
 pub mod db;
 pub mod limit;
 pub mod listen;
+pub mod mqtt;
 pub mod notify;
 pub mod schema;
 pub mod silent;

@@ -9,11 +9,12 @@ use crate::sql::{Arg, DbError, Sql};
 
 type Result<T> = std::result::Result<T, DbError>;
 
-/// The schema's version: 4 adds notification rules, the durable queue of notifications and the
+/// The schema's version: 5 adds the MQTT messages refused for good (`refused_messages`) and the
+/// messages' index by arrival (retention, monitoring); 4 adds notification rules, the durable queue of notifications and the
 /// alert rows the notifier has yet to plan (`unplanned_alerts`); 3 adds people (users, sessions, operator tokens) and the alarms'
 /// server-side state and audit records; 2 keys messages by (device, message id) (version 1,
 /// before it had no version table, keyed them by message id alone across the fleet).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The schema of both databases; `{id}` is each one's auto-numbered key.
 const SCHEMA: &str = "
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (device_id, message_id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_device ON messages (device_id, received_at);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (received_at);
 CREATE TABLE IF NOT EXISTS alerts (
     id {id},
     message_id TEXT NOT NULL,
@@ -146,6 +148,15 @@ CREATE TABLE IF NOT EXISTS notified (
     reminded_at BIGINT,
     PRIMARY KEY (rule_id, device_id, alarm_id)
 );
+CREATE TABLE IF NOT EXISTS refused_messages (
+    id {id},
+    device_id TEXT NOT NULL,
+    message_id TEXT,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload_prefix TEXT NOT NULL,
+    received_at BIGINT NOT NULL
+);
 ";
 
 /// Version 1 to 2: the three tables keyed by message id are rebuilt keyed by (device, message
@@ -222,7 +233,7 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect) -> Result<()> {
             c.batch(&schema)?;
             c.batch(trigger)
         }
-        0..=3 => {
+        0..=4 => {
             if version == 1 {
                 tracing::info!(
                     "server database: keying messages by device and message id (schema version 2)"

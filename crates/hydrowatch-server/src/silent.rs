@@ -64,7 +64,7 @@ impl Db {
     /// before `now`, and clears the open ones of devices heard from since. Returns (opened,
     /// cleared).
     pub fn watch_silence(&self, now: i64, span: i64) -> Result<(usize, usize), DbError> {
-        self.write(|c| {
+        self.write_alone(|c| {
             let devices = c.rows(
                 "SELECT d.id, (SELECT max(received_at) FROM messages m WHERE m.device_id = d.id) FROM devices d",
                 &[],

@@ -437,3 +437,98 @@ fn a_silent_device_raises_device_silent_which_clears_when_it_sends(on: On) {
 }
 
 on_both!(a_silent_device_raises_device_silent_which_clears_when_it_sends);
+
+/// Two server processes' notifiers on one PostgreSQL (each with its own connections, as two
+/// replicas have): every alarm is notified once, every delivery id arrives once, and a silent
+/// device gets one `device_silent` alarm, not one per replica.
+#[test]
+fn two_replicas_notify_each_alarm_once_and_raise_one_silence_alarm() {
+    let url = hydrowatch_pgtest::database();
+    let db = std::sync::Arc::new(Db::connect(&url).unwrap());
+    let hook = Webhook::start(0, Duration::ZERO);
+    let rule = serde_json::from_value(json!({"name": "all", "min_stage": 1, "channel": "webhook",
+        "target": hook.url, "secret": "0123456789abcdef", "group_seconds": 0}))
+    .unwrap();
+    db.add_rule(&rule, 0).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    // A device heard from an hour ago: silent.
+    db.create_token("dma-quiet", 0).unwrap();
+    let heartbeat = json!({"device_id": "dma-quiet", "message_id": "h", "kind": "heartbeat",
+        "created_at": hydrowatch_protocol::rfc3339(now - 3600), "body": {}});
+    ingest(&db, "dma-quiet", vec![heartbeat], now - 3600);
+    let settings = NotifySettings {
+        every: Duration::from_millis(100),
+        silent_after: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    let replicas: Vec<_> = (0..2)
+        .map(|_| {
+            let db = std::sync::Arc::new(Db::connect(&url).unwrap());
+            hydrowatch_server::notify::start(db, settings.clone()).unwrap()
+        })
+        .collect();
+    // 5 devices, 40 alarms each, arriving in 8 batches while both notifiers run.
+    for d in 0..5 {
+        db.create_token(&format!("dma-{d}"), 0).unwrap();
+    }
+    for round in 0..8 {
+        for d in 0..5 {
+            let device = format!("dma-{d}");
+            let messages: Vec<Value> = (0..5)
+                .map(|k| {
+                    let alarm = round * 5 + k + 1;
+                    let mut m = alert(&device, &format!("m{alarm}"), alarm, "opened", 3, 0);
+                    m["created_at"] = json!(hydrowatch_protocol::rfc3339(now));
+                    m
+                })
+                .collect();
+            ingest(&db, &device, messages, now);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let notified = || -> Vec<(String, u64)> {
+        hook.received()
+            .iter()
+            .flat_map(|r| {
+                let n: Value = serde_json::from_slice(&r.body).unwrap();
+                n["alarms"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| {
+                        (
+                            n["device_id"].as_str().unwrap().to_string(),
+                            a["alarm_id"].as_u64().unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    until("201 alarms notified", || notified().len() >= 201);
+    std::thread::sleep(Duration::from_secs(1));
+    drop(replicas);
+    let all = notified();
+    let distinct: HashSet<&(String, u64)> = all.iter().collect();
+    assert_eq!(all.len(), 201, "each alarm once (200 and the silence)");
+    assert_eq!(distinct.len(), 201);
+    let deliveries: Vec<String> = hook
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["delivery"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let unique: HashSet<&String> = deliveries.iter().collect();
+    assert_eq!(unique.len(), deliveries.len(), "a delivery id sent twice");
+    let silent: Vec<_> = db
+        .alarms(&Default::default())
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.alert.kind == hydrowatch_protocol::AlarmKind::DeviceSilent)
+        .collect();
+    assert_eq!(silent.len(), 1, "{silent:?}");
+}

@@ -131,6 +131,10 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         set_aside_at INTEGER NOT NULL
     );",
+    // 5: when each message was queued by the wall clock (for its time to live; older rows
+    // have none and never expire), and the order of delivery: alerts first, oldest first.
+    "ALTER TABLE outbox ADD COLUMN enqueued_at INTEGER;
+    CREATE INDEX outbox_alerts_first ON outbox ((kind != 'alert'), id);",
 ];
 
 /// The schema version this program writes.

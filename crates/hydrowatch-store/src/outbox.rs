@@ -1,8 +1,12 @@
 //! The outbox: messages for the central server, kept until the server acknowledges them
-//! (design.md, Delivery). Rows leave only by [`Store::outbox_ack`] or by the drop policy: when
-//! the outbox exceeds its limits, the oldest forecasts and heartbeats go first and alerts last,
-//! each drop counted per kind (`meta('outbox_dropped_<kind>')`). Messages are enqueued in the
-//! same transaction as what produced them (see [`Store::record_detection`]).
+//! (design.md, Delivery). They are delivered alerts first (oldest first), then the rest oldest
+//! first, so that alarms are not stuck behind days of forecasts when a link returns. Rows leave
+//! only by [`Store::outbox_ack`], by the drop policy (when the outbox exceeds its limits, the
+//! oldest forecasts and heartbeats go first and alerts last) or by their kind's time to live
+//! ([`Store::outbox_expire`], by the wall clock at which they were queued); each drop and each
+//! expiry is counted per kind (`meta('outbox_dropped_<kind>')`, `meta('outbox_expired_<kind>')`).
+//! Messages are enqueued in the same transaction as what produced them (see
+//! [`Store::record_detection`]).
 
 use hydrowatch_core::Timestamp;
 use rusqlite::{OptionalExtension, Transaction};
@@ -59,6 +63,16 @@ pub struct OutboxStats {
     pub dropped: Vec<(String, u64)>,
     /// Messages the server refused for good, set aside (see [`Store::outbox_set_aside`]).
     pub set_aside: u64,
+    /// Messages removed when their time to live ran out, since the database was created, per
+    /// kind.
+    pub expired: Vec<(String, u64)>,
+}
+
+/// The wall clock in Unix seconds (a message's time to live runs by it, not by the data's).
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Enqueues `messages` inside `tx`, then drops by policy until the limits hold.
@@ -67,10 +81,12 @@ pub(crate) fn enqueue(
     messages: &[OutboxMessage],
     limits: OutboxLimits,
 ) -> rusqlite::Result<()> {
+    let now = wall_clock();
     for m in messages {
         tx.execute(
-            "INSERT INTO outbox(message_id, kind, created_at, body) VALUES (?1, ?2, ?3, ?4)",
-            (&m.message_id, &m.kind, m.created_at, &m.body),
+            "INSERT INTO outbox(message_id, kind, created_at, body, enqueued_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            (&m.message_id, &m.kind, m.created_at, &m.body, now),
         )?;
     }
     if messages.is_empty() {
@@ -118,12 +134,13 @@ impl Store {
         tx.commit().map_err(&wrap)
     }
 
-    /// Up to `limit` waiting messages, oldest first.
+    /// Up to `limit` waiting messages in the order of delivery: alerts first, oldest first.
     pub fn outbox_batch(&self, limit: usize) -> Result<Vec<OutboxRow>> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, message_id, kind, created_at, body FROM outbox ORDER BY id LIMIT ?1",
+                "SELECT id, message_id, kind, created_at, body FROM outbox
+                 ORDER BY (kind != 'alert'), id LIMIT ?1",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -183,6 +200,39 @@ impl Store {
         Ok(moved)
     }
 
+    /// Removes the messages of each `(kind, seconds)` of `ttl` queued more than `seconds`
+    /// before `now` (Unix seconds, the wall clock), counting them per kind; returns how many of
+    /// each kind went (kinds with none left out).
+    pub fn outbox_expire(&mut self, ttl: &[(String, i64)], now: i64) -> Result<Vec<(String, u64)>> {
+        let wrap = self.wrapper();
+        let tx = self.conn.transaction().map_err(&wrap)?;
+        let mut expired = Vec::new();
+        for (kind, seconds) in ttl {
+            let n = tx
+                .execute(
+                    "DELETE FROM outbox WHERE kind = ?1 AND enqueued_at < ?2",
+                    rusqlite::params![kind, now.saturating_sub(*seconds)],
+                )
+                .map_err(&wrap)?;
+            if n > 0 {
+                tx.execute(
+                    "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + excluded.value",
+                    rusqlite::params![format!("outbox_expired_{kind}"), n as i64],
+                )
+                .map_err(&wrap)?;
+                tracing::warn!(
+                    kind,
+                    n,
+                    "outbox: {n} {kind} messages outlived their time to live and were removed"
+                );
+                expired.push((kind.clone(), n as u64));
+            }
+        }
+        tx.commit().map_err(&wrap)?;
+        Ok(expired)
+    }
+
     /// The outbox's size and drops.
     pub fn outbox_stats(&self) -> Result<OutboxStats> {
         let (rows, bytes): (i64, i64) = self
@@ -204,6 +254,17 @@ impl Store {
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
             .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT substr(key, 16), CAST(value AS INTEGER) FROM meta
+                 WHERE key LIKE 'outbox_expired_%' ORDER BY key",
+            )
+            .map_err(|e| self.err(e))?;
+        let expired = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
         let set_aside: i64 = self
             .conn
             .query_row("SELECT count(*) FROM outbox_set_aside", [], |r| r.get(0))
@@ -213,6 +274,7 @@ impl Store {
             bytes: bytes as u64,
             dropped,
             set_aside: set_aside as u64,
+            expired,
         })
     }
 }
@@ -263,7 +325,7 @@ mod tests {
             .iter()
             .map(|r| r.message.message_id.as_str())
             .collect();
-        assert_eq!(ids, ["a1", "f1"]);
+        assert_eq!(ids, ["a1", "a2"], "alerts first");
         assert_eq!(store.outbox_ack(&["a1".into(), "zz".into()]).unwrap(), 1);
 
         // Three rows at most: a fourth and fifth drop the forecast first, then the oldest alert.
@@ -278,7 +340,7 @@ mod tests {
             )
             .unwrap();
         let left = waiting(&store);
-        assert_eq!(left, ["a2", "h1", "a3"]);
+        assert_eq!(left, ["a2", "a3", "h1"]);
         store.enqueue(&[message("a4", "alert", 10)], tight).unwrap();
         store.enqueue(&[message("a5", "alert", 10)], tight).unwrap();
         let left = waiting(&store);
@@ -302,5 +364,49 @@ mod tests {
             .enqueue(&[message("f2", "forecast", 5)], small)
             .unwrap();
         assert!(store.outbox_stats().unwrap().bytes <= 25);
+    }
+
+    #[test]
+    fn messages_outlive_their_kinds_time_to_live_by_the_wall_clock_and_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("o.db"), chrono_tz::UTC).unwrap();
+        // Created long ago by the data's clock (a replay), queued now by the wall clock.
+        store
+            .enqueue(
+                &[
+                    message("h1", "heartbeat", 10),
+                    message("f1", "forecast", 10),
+                    message("a1", "alert", 10),
+                ],
+                OutboxLimits::UNBOUNDED,
+            )
+            .unwrap();
+        let now = wall_clock();
+        let ttl = [
+            ("heartbeat".to_string(), 3600),
+            ("forecast".to_string(), 7200),
+        ];
+        assert!(
+            store.outbox_expire(&ttl, now).unwrap().is_empty(),
+            "queued just now"
+        );
+        assert_eq!(
+            store.outbox_expire(&ttl, now + 3601).unwrap(),
+            [("heartbeat".to_string(), 1)]
+        );
+        assert_eq!(
+            store.outbox_expire(&ttl, now + 7201).unwrap(),
+            [("forecast".to_string(), 1)]
+        );
+        assert_eq!(waiting(&store), ["a1"], "alerts have no time to live here");
+        store
+            .enqueue(&[message("h2", "heartbeat", 10)], OutboxLimits::UNBOUNDED)
+            .unwrap();
+        store.outbox_expire(&ttl, now + 99_999).unwrap();
+        let stats = store.outbox_stats().unwrap();
+        assert_eq!(
+            stats.expired,
+            [("forecast".to_string(), 1), ("heartbeat".to_string(), 2)]
+        );
     }
 }

@@ -67,6 +67,11 @@ pub enum Flushed {
         /// Messages still waiting.
         left: u64,
     },
+    /// The bandwidth cap holds the rest back for this long.
+    Capped {
+        /// Until the next batch may go.
+        wait: Duration,
+    },
     /// Delivery failed; `transient` when waiting may help (unreachable, 5xx, 429).
     Failed {
         /// Whether to back off and retry soon.
@@ -142,6 +147,12 @@ impl Delivery {
                     _ => Next::WaitForMessages(self.settings.idle),
                 }
             }
+            Flushed::Capped { wait } => {
+                // Not a failure: the link works, the cap paces it.
+                self.backoff.reset();
+                self.failing_since = None;
+                Next::Sleep(wait)
+            }
             Flushed::Failed { transient } => {
                 let wait = if transient {
                     self.backoff.next_delay()
@@ -170,7 +181,7 @@ impl Delivery {
 pub(super) fn uplink_thread(
     shared: &Shared,
     mut store: Store,
-    uplink: Uplink,
+    mut uplink: Uplink,
     settings: DeliverySettings,
 ) {
     let m = &shared.metrics;
@@ -193,10 +204,18 @@ pub(super) fn uplink_thread(
         let result = uplink.flush(&mut store);
         refresh_outbox(&store, m);
         let flushed = match &result {
-            Ok(n) => {
-                m.delivered.fetch_add(*n as u64, Ordering::Relaxed);
-                Flushed::Delivered {
-                    left: m.outbox_depth.load(Ordering::Relaxed),
+            Ok(sent) => {
+                m.delivered
+                    .fetch_add(sent.delivered as u64, Ordering::Relaxed);
+                m.uplink_bytes.fetch_add(sent.bytes, Ordering::Relaxed);
+                match sent.capped {
+                    Some(wait) => {
+                        m.uplink_capped.fetch_add(1, Ordering::Relaxed);
+                        Flushed::Capped { wait }
+                    }
+                    None => Flushed::Delivered {
+                        left: m.outbox_depth.load(Ordering::Relaxed),
+                    },
                 }
             }
             Err(e) => Flushed::Failed {
@@ -328,6 +347,28 @@ mod tests {
         assert_eq!(
             d.after(at(0), Phase::Finishing, Flushed::Delivered { left: 0 }),
             Next::Stop(Stopped::Delivered)
+        );
+    }
+
+    #[test]
+    fn the_bandwidth_cap_paces_delivery_without_counting_as_a_failure() {
+        let t0 = Instant::now();
+        let mut d = Delivery::new(settings(), t0);
+        let wait = Duration::from_millis(700);
+        for phase in [Phase::Running, Phase::Finishing] {
+            assert_eq!(
+                d.after(t0, phase, Flushed::Capped { wait }),
+                Next::Sleep(wait)
+            );
+        }
+        // A finishing run paced for longer than `drain` is not given up.
+        assert_eq!(
+            d.after(
+                t0 + Duration::from_secs(60),
+                Phase::Finishing,
+                Flushed::Capped { wait }
+            ),
+            Next::Sleep(wait)
         );
     }
 

@@ -291,14 +291,8 @@ impl Daemon {
         };
         let uplink = match &shared.config.server {
             Some(server) => {
-                let uplink = Uplink::new(UplinkConfig {
-                    url: server.url.clone(),
-                    token: server.token.clone(),
-                    device_id: shared.config.device.id.clone(),
-                    batch: server.batch_messages,
-                    timeout: Duration::from_secs(u64::from(server.timeout_seconds)),
-                })
-                .map_err(|e| DaemonError::Setup(e.to_string()))?;
+                let uplink = Uplink::new(UplinkConfig::of(server, &shared.config.device.id))
+                    .map_err(|e| DaemonError::Setup(e.to_string()))?;
                 let settings = DeliverySettings {
                     idle: Duration::from_secs(30),
                     heartbeat_every: Duration::from_secs(
@@ -445,6 +439,10 @@ fn refresh_outbox(store: &Store, metrics: &Metrics) {
         metrics
             .outbox_set_aside
             .store(stats.set_aside, Ordering::Relaxed);
+        metrics.outbox_expired.store(
+            stats.expired.iter().map(|(_, n)| n).sum(),
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -8,8 +8,10 @@
 //! Invariants: nothing queued is lost across a restart (it is in the database until sent); a
 //! notification is sent at least once and carries one delivery id however often it is retried,
 //! so that a receiver keeps it once (a server killed after a receiver took it and before it was
-//! marked sent sends it again, with the same id). One notifier per database: with several
-//! server processes on one PostgreSQL (issue #19) it must be made to run in one of them.
+//! marked sent sends it again, with the same id). Any number of server processes may share a
+//! database: what must happen once (raising silent-device alarms, planning) runs under
+//! [`Db::write_alone`]'s lock, and each due notification is taken by one process for
+//! [`LEASE_SECONDS`] before it is sent.
 
 pub mod queue;
 pub mod rules;
@@ -25,6 +27,11 @@ use hydrowatch_protocol::Notification;
 use crate::db::Db;
 use crate::sql::DbError;
 pub use send::{Mailer, MailerError};
+
+/// How long a notification taken for sending is left to the process that took it, in seconds
+/// (longer than an attempt's time limit): one taken by a server that dies is sent by another
+/// (or by it, restarted) this much later.
+pub const LEASE_SECONDS: i64 = 30;
 
 /// How the notifier runs.
 #[derive(Debug, Clone)]
@@ -104,10 +111,15 @@ fn round(
     }
     let rules = db.rules()?;
     db.plan_notifications(&rules, now)?;
-    for q in db.due_notifications(now, 50)? {
+    // One at a time, so that a notification is never held longer than its own attempt.
+    for _ in 0..50 {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        let now = chrono::Utc::now().timestamp();
+        let Some(q) = db.take_due_notifications(now, 1, LEASE_SECONDS)?.pop() else {
+            break;
+        };
         let Some(rule) = rules.iter().find(|r| r.record.id == q.rule_id) else {
             continue;
         };

@@ -1,6 +1,6 @@
 //! The durable queue of notifications, in the server's database. [`Db::plan_notifications`]
 //! turns new alarm transitions into queued notifications (grouped per rule and device within
-//! the rule's window) and queues reminders; [`Db::due_notifications`] hands out what is due;
+//! the rule's window) and queues reminders; [`Db::take_due_notifications`] hands out what is due;
 //! the sender marks each sent, or failed for now with its next attempt.
 //!
 //! Invariants: each new alert row's id goes into `unplanned_alerts` in the transaction that
@@ -48,6 +48,11 @@ pub struct Queued {
     /// When it was queued.
     pub created_at: i64,
 }
+
+/// The notifications due at `?1`, at most `?2`, oldest first.
+const DUE: &str =
+    "SELECT id, rule_id, device_id, kind, alarms, count, attempts, created_at FROM notifications
+     WHERE sent_at IS NULL AND failed_at IS NULL AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2";
 
 fn queued_of(r: &Row) -> Result<Queued, DbError> {
     let id = r.int(0)?;
@@ -154,7 +159,7 @@ impl Db {
     pub fn plan_notifications(&self, rules: &[Rule], now: i64) -> Result<usize, DbError> {
         if rules.is_empty() {
             // Nothing to notify of: what came is history for a rule added later.
-            self.write(|c| c.exec("DELETE FROM unplanned_alerts", &[]))?;
+            self.write_alone(|c| c.exec("DELETE FROM unplanned_alerts", &[]))?;
             return Ok(0);
         }
         let mut queued = 0;
@@ -165,14 +170,14 @@ impl Db {
                 break;
             }
         }
-        queued += self.write(|c| remind(c, rules, now))?;
+        queued += self.write_alone(|c| remind(c, rules, now))?;
         Ok(queued)
     }
 
     /// Plans at most [`BATCH`] transitions not planned yet, oldest first, and takes them off
     /// `unplanned_alerts`; says whether there may be more.
     fn plan_batch(&self, rules: &[Rule], now: i64) -> Result<(usize, bool), DbError> {
-        self.write(|c| {
+        self.write_alone(|c| {
             let rows = c.rows(
                 "SELECT a.id, a.device_id, a.alarm_id, a.body, a.message_id
                  FROM unplanned_alerts u JOIN alerts a ON a.id = u.alert_id ORDER BY u.alert_id LIMIT ?1",
@@ -246,17 +251,48 @@ impl Db {
         })
     }
 
-    /// Notifications due at `now` (at most `limit`), oldest first.
+    /// Notifications due at `now` (at most `limit`), oldest first, left where they are.
     pub fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<Queued>, DbError> {
         self.read(|c| {
-            c.rows(
-                "SELECT id, rule_id, device_id, kind, alarms, count, attempts, created_at FROM notifications
-                 WHERE sent_at IS NULL AND failed_at IS NULL AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
-                &[Arg::Int(now), Arg::Int(limit)],
-            )?
-            .iter()
-            .map(queued_of)
-            .collect()
+            c.rows(DUE, &[Arg::Int(now), Arg::Int(limit)])?
+                .iter()
+                .map(queued_of)
+                .collect()
+        })
+    }
+
+    /// Takes the notifications due at `now` (at most `limit`, oldest first) for this process to
+    /// send: each is due again only `lease` seconds later, so that another server process on
+    /// the database does not send it meanwhile, and one that dies with it in hand leaves it to
+    /// the others after the lease (sent again with the same delivery id). On PostgreSQL the rows
+    /// another process is taking are skipped, not waited for.
+    pub fn take_due_notifications(
+        &self,
+        now: i64,
+        limit: i64,
+        lease: i64,
+    ) -> Result<Vec<Queued>, DbError> {
+        let skip_locked = if self.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        self.write(|c| {
+            let taken: Vec<Queued> = c
+                .rows(
+                    &format!("{DUE}{skip_locked}"),
+                    &[Arg::Int(now), Arg::Int(limit)],
+                )?
+                .iter()
+                .map(queued_of)
+                .collect::<Result<_, _>>()?;
+            for q in &taken {
+                c.exec(
+                    "UPDATE notifications SET due_at = ?2 WHERE id = ?1",
+                    &[Arg::Int(q.id), Arg::Int(now.saturating_add(lease))],
+                )?;
+            }
+            Ok(taken)
         })
     }
 
