@@ -18,6 +18,7 @@ hydrowatch serve user add ana --role operator   (asks for her password)\n  \
 hydrowatch serve token create --operator ana   (an API token acting as ana, for scripts)\n  \
 hydrowatch serve --mqtt mqtts://broker:8883 --mqtt-client-id hw-a --mqtt-password-file pw   (also ingest over MQTT)\n  \
 hydrowatch serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  \
+hydrowatch serve --retention-days 90 retention   (remove what is older than 90 days now)\n  \
 curl -H \"Authorization: Bearer $ADMIN_TOKEN\" -H 'content-type: application/json' -d '{\"name\": \"on call\", \
 \"min_stage\": 3, \"channel\": \"email\", \"target\": \"oncall@utility.example\", \"remind_minutes\": 30, \
 \"group_seconds\": 60}' https://server:8443/api/v1/rules   (a notification rule)\n\n\
@@ -75,6 +76,12 @@ pub(crate) struct ServeArgs {
     /// included) for this many minutes; 0: never.
     #[arg(long, default_value_t = 15, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(0..=10_080))]
     pub silent_after: u32,
+    /// Keep messages (by arrival), forecasts (by issue) and actual values (by hour) this many
+    /// days; 0: keep everything. Alarm transitions, their acknowledgements and audit records are
+    /// always kept. On PostgreSQL a month's partition is dropped once all of it is older, so rows
+    /// may stay up to a month longer. Checked every hour (and by `serve retention` at once).
+    #[arg(long, default_value_t = 400, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub retention_days: u32,
     /// How long a login lasts, in hours.
     #[arg(long, default_value_t = 12, value_name = "H", value_parser = clap::value_parser!(u32).range(1..=720))]
     pub session_hours: u32,
@@ -182,6 +189,9 @@ pub(crate) enum ServeCommand {
         #[arg(long, value_name = "FILE")]
         mqtt_passwd: PathBuf,
     },
+    /// Apply --retention-days now (every running server also does it each hour) and say what
+    /// was removed; on PostgreSQL also make the months ahead's partitions.
+    Retention,
     /// Print Mosquitto's ACL for a fleet: the servers' user reads every device's topics, each
     /// device (its id as user name) publishes only under its own id.
     MqttAcl {
@@ -324,6 +334,25 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(ServeCommand::Retention) => {
+            let done = db.retain(
+                chrono::Utc::now().timestamp(),
+                keep_days(args.retention_days),
+            )?;
+            println!(
+                "kept {}; {} rows deleted, {} partitions dropped{}, {} made{}",
+                match args.retention_days {
+                    0 => "everything".to_string(),
+                    days => format!("the last {days} days"),
+                },
+                done.rows_deleted,
+                done.partitions_dropped.len(),
+                listed(&done.partitions_dropped),
+                done.partitions_made.len(),
+                listed(&done.partitions_made),
+            );
+            Ok(())
+        }
         Some(ServeCommand::MqttAcl { server_user }) => {
             print!("{}", hydrowatch_server::mqtt::mosquitto_acl(&server_user));
             Ok(())
@@ -399,6 +428,8 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            let _retention =
+                hydrowatch_server::retention::start(db.clone(), keep_days(args.retention_days))?;
             let _notifier = hydrowatch_server::notify::start(
                 db.clone(),
                 hydrowatch_server::notify::NotifySettings {
@@ -479,6 +510,20 @@ fn without_password(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// `--retention-days` as the library takes it (0: keep everything).
+fn keep_days(days: u32) -> Option<u32> {
+    (days > 0).then_some(days)
+}
+
+/// ` (a, b)` for a non-empty list of names.
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
     }
 }
 

@@ -305,5 +305,47 @@ fn bench_fleet_starts_what_it_needs_and_ends_with_the_contract_line() {
             "{transport}: {text}"
         );
         assert!(fields["p50_ms"] <= fields["p99_ms"], "{text}");
+        assert!(
+            text.contains(", 0 still in the outboxes at the end,"),
+            "{text}"
+        );
     }
+}
+
+/// `serve retention` applies --retention-days at once and says what it removed; a span out of
+/// range is refused by name.
+#[test]
+fn serve_retention_says_what_it_kept_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("server.db");
+    let db = db.to_str().unwrap();
+    ok(run(
+        dir.path(),
+        &["--db", db, "serve", "token", "create", "dma-1"],
+    ));
+    let out = ok(run(
+        dir.path(),
+        &["--db", db, "serve", "--retention-days", "30", "retention"],
+    ));
+    assert_eq!(
+        super::stdout(&out).trim(),
+        "kept the last 30 days; 0 rows deleted, 0 partitions dropped, 0 made"
+    );
+    let out = ok(run(
+        dir.path(),
+        &["--db", db, "serve", "--retention-days", "0", "retention"],
+    ));
+    assert!(super::stdout(&out).starts_with("kept everything;"));
+    let e = super::fails(run(
+        dir.path(),
+        &[
+            "--db",
+            db,
+            "serve",
+            "--retention-days",
+            "40000",
+            "retention",
+        ],
+    ));
+    assert!(e.contains("--retention-days") && e.contains("40000"), "{e}");
 }

@@ -1,7 +1,8 @@
 //! The MQTT uplink against a real Mosquitto (started here on a free port): the outbox semantics
 //! of the HTTPS uplink's tests (oldest first, only what the broker acknowledged leaves, in order;
 //! a link cut in the middle of a batch; the broker down and back) and what only MQTT has (no
-//! subscriber, a publish the broker's ACL refuses, MQTT 3.1.1).
+//! subscriber, a publish the broker's ACL refuses, MQTT 3.1.1, a client certificate as the
+//! device's identity).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -54,7 +55,12 @@ fn uplink(url: &str, version: &str, token: &str, batch: usize) -> Uplink {
 fn subscriber(url: &str, credentials: Option<(&str, &str)>) -> Arc<Mutex<Vec<(String, String)>>> {
     let mut s = BrokerSettings::from_url(url, "test-subscriber").unwrap();
     s.credentials = credentials.map(|(u, p)| (u.to_string(), p.to_string()));
-    let link = Link::open(&s, true, false).unwrap();
+    subscriber_with(&s)
+}
+
+/// [`subscriber`] with `settings` of its own.
+fn subscriber_with(settings: &BrokerSettings) -> Arc<Mutex<Vec<(String, String)>>> {
+    let link = Link::open(settings, true, false).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -291,6 +297,17 @@ fn password_file(dir: &std::path::Path, users: &[(&str, &str)]) -> std::path::Pa
     file
 }
 
+/// Flushes until the outbox is through: Mosquitto closes the connection after each publish its
+/// ACL refuses, so each flush sets one aside and fails (transiently), the next goes on.
+fn flush_past_refusals(up: &mut Uplink, store: &mut Store, broker: &Broker) {
+    let mut failures = 0;
+    while let Err(e) = up.flush(store) {
+        assert!(e.is_transient(), "{e}");
+        failures += 1;
+        assert!(failures < 10, "{e}\n{}", broker.log());
+    }
+}
+
 #[test]
 fn what_the_brokers_acl_refuses_is_set_aside_and_the_rest_delivered() {
     let dir = tempfile::tempdir().unwrap();
@@ -321,12 +338,7 @@ fn what_the_brokers_acl_refuses_is_set_aside_and_the_rest_delivered() {
     // Mosquitto answers a refused publish with PUBACK "not authorised" and then closes the
     // connection: each flush sets one aside and delivers what came before it; the next goes on.
     let mut up = uplink(&broker.url(), "5", "right", 100);
-    let mut failures = 0;
-    while let Err(e) = up.flush(&mut store) {
-        assert!(e.is_transient(), "{e}");
-        failures += 1;
-        assert!(failures < 10, "{e}\n{}", broker.log());
-    }
+    flush_past_refusals(&mut up, &mut store, &broker);
     let stats = store.outbox_stats().unwrap();
     assert_eq!((stats.rows, stats.set_aside), (0, 3));
     let ids = received_ids(&seen, 3);
@@ -429,4 +441,100 @@ fn alerts_go_before_older_messages_expired_ones_never_go_and_the_cap_paces_the_r
     std::thread::sleep(wait);
     let more = up.flush(&mut store).unwrap();
     assert!((1..=3).contains(&more.delivered), "{more:?}");
+}
+
+/// A CA (`ca.pem`), the broker's certificate for localhost signed by it (`broker.pem`,
+/// `broker.key`), and one signed for each of `clients` with the name as its common name
+/// (`NAME.pem`, `NAME.key`), which Mosquitto's `use_identity_as_username` makes the user name.
+fn certificates(dir: &std::path::Path, clients: &[&str]) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name
+        .push(DnType::CommonName, "hydrowatch test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let names = std::iter::once(("broker", vec!["localhost".to_string()]))
+        .chain(clients.iter().map(|c| (*c, Vec::new())));
+    for (name, alt_names) in names {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(alt_names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+#[test]
+fn a_client_certificate_is_the_devices_identity_at_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certificates(d, &["dma-1", "dma-2", "reader"]);
+    let acl = d.join("acl");
+    std::fs::write(
+        &acl,
+        "user reader\ntopic read hydrowatch/v1/#\n\npattern write hydrowatch/v1/%u/+\n",
+    )
+    .unwrap();
+    let broker = Broker::start(&Setup {
+        tls: Some((d.join("broker.pem"), d.join("broker.key"))),
+        require_certificate: Some(d.join("ca.pem")),
+        acl_file: Some(acl),
+        ..Setup::default()
+    })
+    .unwrap();
+    let mut reader = BrokerSettings::from_url(&broker.url(), "test-subscriber").unwrap();
+    reader.ca_file = Some(d.join("ca.pem"));
+    reader.client_cert = Some((d.join("reader.pem"), d.join("reader.key")));
+    let seen = subscriber_with(&reader);
+    // The device dma-1 with `certificate`'s certificate and key (None: none).
+    let device = |certificate: Option<&str>| {
+        let mut server = ServerConfig::new(broker.url(), "unused-token");
+        server.transport = Transport::Mqtt;
+        server.ca_file = Some(d.join("ca.pem"));
+        server.client_cert = certificate.map(|c| d.join(format!("{c}.pem")));
+        server.client_key = certificate.map(|c| d.join(format!("{c}.key")));
+        Uplink::new(UplinkConfig {
+            timeout: Duration::from_secs(5),
+            ..UplinkConfig::of(&server, "dma-1")
+        })
+        .unwrap()
+    };
+
+    // Without a certificate the broker refuses the connection: nothing leaves.
+    let (_d1, mut store) = store_with(4, &["alert", "heartbeat"]);
+    assert!(device(None).flush(&mut store).is_err());
+    assert_eq!(store.outbox_stats().unwrap().rows, 4);
+
+    // With another device's certificate it is dma-2 at the broker, whose ACL does not let it
+    // write under dma-1: each message is refused and set aside, none reaches the reader.
+    let mut up = device(Some("dma-2"));
+    flush_past_refusals(&mut up, &mut store, &broker);
+    let stats = store.outbox_stats().unwrap();
+    assert_eq!((stats.rows, stats.set_aside), (0, 4));
+
+    // With its own, all of it is delivered on its topics.
+    let (_d2, mut store) = store_with(4, &["alert", "heartbeat"]);
+    let sent = device(Some("dma-1")).flush(&mut store).unwrap();
+    assert_eq!(sent.delivered, 4);
+    assert_eq!(
+        received_ids(&seen, 4),
+        ["m-0000", "m-0001", "m-0002", "m-0003"]
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|(topic, _)| topic.starts_with("hydrowatch/v1/dma-1/")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
 }

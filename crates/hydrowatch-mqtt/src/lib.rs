@@ -89,7 +89,8 @@ pub struct BrokerSettings {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Keep-alive interval.
     pub keep_alive: Duration,
-    /// Most messages published and not yet acknowledged.
+    /// Most messages published and not yet acknowledged, each way (ours to the broker; over
+    /// MQTT 5 also the broker's to us, as our receive maximum).
     pub inflight: u16,
 }
 

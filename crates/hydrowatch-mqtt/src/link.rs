@@ -1,10 +1,17 @@
 //! One connection to a broker. rumqttc's synchronous client runs its event loop only while
 //! someone iterates its `Connection`, so a thread does that for the link's whole life (keeping
 //! the keep-alive pings going while the owner waits) and hands every event over a channel.
+//!
+//! Invariants: the link's thread never waits for its owner (the channel is unbounded), since the
+//! owner may be waiting for it: a publish or an acknowledgement goes through rumqttc's bounded
+//! request channel, which only that thread empties. What the channel can hold is bounded by MQTT's
+//! flow control instead: at most `inflight` publishes of ours unacknowledged, and (MQTT 5's
+//! receive maximum, the broker's `max_inflight_messages` over 3.1.1) at most `inflight` of the
+//! broker's unacknowledged.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -105,8 +112,9 @@ impl Link {
         } else {
             None
         };
-        // Bounded: a link whose owner stopped reading stops reading the socket too.
-        let (tx, events) = mpsc::sync_channel(4096);
+        // Unbounded (see the invariants): a bounded one filled by a backlog the broker sent at
+        // once left this thread and an owner acknowledging waiting for each other for good.
+        let (tx, events) = mpsc::channel();
         let name = format!("mqtt {}", settings.client_id);
         let (client, thread) = match settings.version {
             Version::V5 => {
@@ -120,6 +128,8 @@ impl Link {
                     // Never expires: messages for an absent server wait for it.
                     .set_session_expiry_interval(Some(u32::MAX))
                     .set_outgoing_inflight_upper_limit(settings.inflight)
+                    // Else the broker may send 65,535 messages before the first is acknowledged.
+                    .set_receive_maximum(Some(settings.inflight))
                     .set_manual_acks(manual_acks)
                     .set_max_packet_size(Some(8 << 20));
                 if let Some((user, password)) = &settings.credentials {
@@ -293,7 +303,7 @@ type Step = Option<Result<Option<Event>, (String, Vec<Event>)>>;
 /// Hands the events on until the owner goes away (or, without `reconnect`, the first error).
 /// The events read just before a failure (a PUBACK followed by the broker closing the
 /// connection, as Mosquitto does after refusing a publish) are handed on before it.
-fn run_loop(mut step: impl FnMut() -> Step, tx: &SyncSender<Event>, reconnect: bool) {
+fn run_loop(mut step: impl FnMut() -> Step, tx: &Sender<Event>, reconnect: bool) {
     let mut wait = Duration::from_secs(1);
     while let Some(n) = step() {
         match n {

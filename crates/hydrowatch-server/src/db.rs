@@ -5,7 +5,9 @@
 //! read API queries.
 //!
 //! Invariants: a batch is one transaction (stored whole or not at all); a message id is stored
-//! at most once, also when two requests carry it at the same moment (the primary key decides).
+//! at most once, also when two requests carry it at the same moment: a device's batches take
+//! turns (SQLite's write lock; on PostgreSQL, whose partitioned messages are keyed with their
+//! arrival, a transaction lock per device), and each looks for the id before storing it.
 
 use hydrowatch_core::time::DAY;
 use std::path::Path;
@@ -26,6 +28,13 @@ type Result<T> = std::result::Result<T, DbError>;
 
 /// The key of the advisory lock of [`Db::write_alone`] ("hydrowat" in ASCII).
 const ALONE_LOCK: i64 = 0x6879_6472_6f77_6174;
+
+/// Every device and when it was heard from last (Unix seconds; NULL: never): its newest message
+/// stored, or the newest that retention removed (not a column every request of a device would
+/// update: concurrent requests would queue on that row).
+pub(crate) const LAST_SEEN: &str = "SELECT d.id,
+    coalesce((SELECT max(received_at) FROM messages m WHERE m.device_id = d.id), d.seen_before)
+    FROM devices d";
 
 /// The server's database.
 pub struct Db {
@@ -94,7 +103,7 @@ impl Db {
         let db = Db {
             backend: Backend::Sqlite(Mutex::new(conn)),
         };
-        db.write(|c| migrate(c, &schema::SQLITE))?;
+        db.write(|c| migrate(c, &schema::SQLITE, chrono::Utc::now().timestamp()))?;
         Ok(db)
     }
 
@@ -121,7 +130,7 @@ impl Db {
         db.write(|c| {
             // Two servers starting on one empty database must not both create the tables.
             c.batch("SELECT pg_advisory_xact_lock(7262)")?;
-            migrate(c, &schema::POSTGRES)
+            migrate(c, &schema::POSTGRES, chrono::Utc::now().timestamp())
         })?;
         Ok(db)
     }
@@ -265,35 +274,41 @@ impl Db {
     /// with the same content is not stored again. Returns the number stored now; an id stored
     /// before with other content fails the whole batch with [`DbError::Conflict`].
     pub fn ingest(&self, device: &str, messages: &[Checked], now: i64) -> Result<usize> {
+        let postgres = self.is_postgres();
         self.write(|c| {
+            if postgres {
+                // Released at commit or rollback; the first key ("hw") keeps these apart from
+                // other advisory locks.
+                c.exec(
+                    "SELECT pg_advisory_xact_lock(26743, hashtext(?1))",
+                    &[Arg::Text(Some(device))],
+                )?;
+            }
             let mut stored = 0;
             let mut conflicts = Vec::new();
             for m in messages {
-                let envelope = m.envelope.to_string();
-                let inserted = c.exec(
+                let before = c.rows(
+                    "SELECT envelope FROM messages WHERE device_id = ?1 AND message_id = ?2",
+                    &[Arg::Text(Some(device)), Arg::Text(Some(&m.message_id))],
+                )?;
+                if let Some(row) = before.first() {
+                    if json(&row.text(0)?) != m.envelope {
+                        conflicts.push(m.message_id.clone());
+                    }
+                    continue;
+                }
+                c.exec(
                     "INSERT INTO messages(message_id, device_id, kind, created_at, received_at, envelope)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(device_id, message_id) DO NOTHING",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     &[
                         Arg::Text(Some(&m.message_id)),
                         Arg::Text(Some(device)),
                         Arg::Text(Some(m.kind().name())),
                         Arg::Int(m.created_at),
                         Arg::Int(now),
-                        Arg::Text(Some(&envelope)),
+                        Arg::Text(Some(&m.envelope.to_string())),
                     ],
                 )?;
-                if inserted == 0 {
-                    let before = c.rows(
-                        "SELECT envelope FROM messages WHERE device_id = ?1 AND message_id = ?2",
-                        &[Arg::Text(Some(device)), Arg::Text(Some(&m.message_id))],
-                    )?;
-                    if before.first().map(|r| r.text(0)).transpose()?.map(|t| json(&t)).as_ref()
-                        != Some(&m.envelope)
-                    {
-                        conflicts.push(m.message_id.clone());
-                    }
-                    continue;
-                }
                 stored += 1;
                 let body_text = m.envelope["body"].to_string();
                 match &m.body {
@@ -355,13 +370,7 @@ impl Db {
     pub fn devices(&self) -> Result<Vec<DeviceSummary>> {
         self.read(|c| {
             let mut devices = c
-                .rows(
-                    // Last seen: the newest message stored (not a column every request of a
-                    // device would update: concurrent requests would queue on that row).
-                    "SELECT id, (SELECT max(received_at) FROM messages m WHERE m.device_id = d.id)
-                     FROM devices d ORDER BY id",
-                    &[],
-                )?
+                .rows(&format!("{LAST_SEEN} ORDER BY id"), &[])?
                 .iter()
                 .map(|r| {
                     Ok(DeviceSummary {

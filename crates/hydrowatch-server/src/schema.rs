@@ -5,16 +5,19 @@
 //! not recreate and copy back; what an older version stored is history to the notifier (it is
 //! never put in `unplanned_alerts`).
 
+use crate::partitions::{self, PARTITIONED};
 use crate::sql::{Arg, DbError, Sql};
 
 type Result<T> = std::result::Result<T, DbError>;
 
-/// The schema's version: 5 adds the MQTT messages refused for good (`refused_messages`) and the
+/// The schema's version: 6 adds retention (the devices' `seen_before`, the arrival of the newest
+/// message retention removed; the forecasts' and actuals' indexes by time) and, on PostgreSQL,
+/// partitions messages, forecasts and actuals by month ([`crate::partitions`]); 5 adds the MQTT messages refused for good (`refused_messages`) and the
 /// messages' index by arrival (retention, monitoring); 4 adds notification rules, the durable queue of notifications and the
 /// alert rows the notifier has yet to plan (`unplanned_alerts`); 3 adds people (users, sessions, operator tokens) and the alarms'
 /// server-side state and audit records; 2 keys messages by (device, message id) (version 1,
 /// before it had no version table, keyed them by message id alone across the fleet).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// The schema of both databases; `{id}` is each one's auto-numbered key.
 const SCHEMA: &str = "
@@ -22,7 +25,8 @@ CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY,
     token_hash TEXT NOT NULL UNIQUE,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    seen_before BIGINT
 );
 CREATE TABLE IF NOT EXISTS messages (
     message_id TEXT NOT NULL,
@@ -31,8 +35,8 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at BIGINT NOT NULL,
     received_at BIGINT NOT NULL,
     envelope TEXT NOT NULL,
-    PRIMARY KEY (device_id, message_id)
-);
+    PRIMARY KEY (device_id, message_id{with:messages})
+){partition:messages};
 CREATE INDEX IF NOT EXISTS messages_by_device ON messages (device_id, received_at);
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (received_at);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -55,16 +59,18 @@ CREATE TABLE IF NOT EXISTS forecasts (
     series TEXT NOT NULL,
     issued_at BIGINT NOT NULL,
     body TEXT NOT NULL,
-    PRIMARY KEY (device_id, message_id)
-);
+    PRIMARY KEY (device_id, message_id{with:forecasts})
+){partition:forecasts};
 CREATE INDEX IF NOT EXISTS forecasts_by_series ON forecasts (device_id, series, issued_at);
+CREATE INDEX IF NOT EXISTS forecasts_by_time ON forecasts (issued_at);
 CREATE TABLE IF NOT EXISTS actuals (
     device_id TEXT NOT NULL,
     series TEXT NOT NULL,
     hour BIGINT NOT NULL,
     value DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (device_id, series, hour)
-);
+){partition:actuals};
+CREATE INDEX IF NOT EXISTS actuals_by_hour ON actuals (hour);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
@@ -182,7 +188,31 @@ DROP TABLE alerts_v1;
 DROP TABLE forecasts_v1;
 ";
 
+/// Versions 1 to 5 to 6 on PostgreSQL: the plain tables that are partitioned now are copied aside and
+/// dropped; [`migrate`] copies them back once the partitions of their months are made.
+const SET_ASIDE_5: &str = "
+CREATE TABLE messages_v5 AS SELECT * FROM messages;
+CREATE TABLE forecasts_v5 AS SELECT * FROM forecasts;
+CREATE TABLE actuals_v5 AS SELECT * FROM actuals;
+DROP TABLE messages;
+DROP TABLE forecasts;
+DROP TABLE actuals;
+";
+
+/// Versions 1 to 5 to 6 on PostgreSQL: the rows set aside copied back, into their months' partitions.
+const COPY_BACK_5: &str = "
+INSERT INTO messages (message_id, device_id, kind, created_at, received_at, envelope)
+    SELECT message_id, device_id, kind, created_at, received_at, envelope FROM messages_v5;
+INSERT INTO forecasts (message_id, device_id, series, issued_at, body)
+    SELECT message_id, device_id, series, issued_at, body FROM forecasts_v5;
+INSERT INTO actuals (device_id, series, hour, value) SELECT device_id, series, hour, value FROM actuals_v5;
+DROP TABLE messages_v5;
+DROP TABLE forecasts_v5;
+DROP TABLE actuals_v5;
+";
+
 /// What the schema needs of a database beyond the SQL both accept.
+#[derive(Clone, Copy)]
 pub(crate) struct Dialect {
     /// Its auto-numbered key.
     id: &'static str,
@@ -191,6 +221,8 @@ pub(crate) struct Dialect {
     /// Its statements that put each new alert row's id into `unplanned_alerts` (a trigger's body
     /// is the only SQL the two cannot share).
     trigger: &'static str,
+    /// Whether the large tables are partitioned by month ([`crate::partitions`]).
+    pub(crate) partitioned: bool,
 }
 
 /// SQLite's.
@@ -199,6 +231,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     has_table: "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
     trigger: "CREATE TRIGGER IF NOT EXISTS alerts_unplanned AFTER INSERT ON alerts
               BEGIN INSERT INTO unplanned_alerts(alert_id) VALUES (NEW.id); END;",
+    partitioned: false,
 };
 
 /// PostgreSQL's (`CREATE OR REPLACE TRIGGER`: PostgreSQL 14 or newer).
@@ -209,13 +242,37 @@ pub(crate) const POSTGRES: Dialect = Dialect {
               AS $$ BEGIN INSERT INTO unplanned_alerts(alert_id) VALUES (NEW.id); RETURN NULL; END $$;
               CREATE OR REPLACE TRIGGER alerts_unplanned AFTER INSERT ON alerts
               FOR EACH ROW EXECUTE FUNCTION hydrowatch_alert_unplanned();",
+    partitioned: true,
 };
 
-/// Creates the schema, or brings an older one to [`SCHEMA_VERSION`], in `dialect`. The trigger
-/// is made last, after any copy of older rows, which are history.
-pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect) -> Result<()> {
-    let (id, has_table, trigger) = (dialect.id, dialect.has_table, dialect.trigger);
-    let schema = SCHEMA.replace("{id}", id);
+/// The schema in `dialect`: partitioned tables (a partition's key must hold the column it is
+/// partitioned by) with their default partitions, or plain ones.
+fn schema(dialect: &Dialect) -> String {
+    let mut schema = SCHEMA.replace("{id}", dialect.id);
+    for (table, column) in PARTITIONED {
+        let (with, partition) = if dialect.partitioned {
+            (
+                format!(", {column}"),
+                format!(
+                    " PARTITION BY RANGE ({column});\nCREATE TABLE IF NOT EXISTS {table}_default PARTITION OF {table} DEFAULT"
+                ),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        schema = schema
+            .replace(&format!("{{with:{table}}}"), &with)
+            .replace(&format!("{{partition:{table}}}"), &partition);
+    }
+    schema
+}
+
+/// Creates the schema, or brings an older one to [`SCHEMA_VERSION`], in `dialect`; on
+/// PostgreSQL the missing monthly partitions are made (through those ahead of `now`). The
+/// trigger is made last, after any copy of older rows, which are history.
+pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect, now: i64) -> Result<()> {
+    let (has_table, trigger) = (dialect.has_table, dialect.trigger);
+    let schema = schema(dialect);
     let exists = |c: &mut dyn Sql, table: &str| -> Result<bool> {
         Ok(c.rows(has_table, &[Arg::Text(Some(table))])?[0].int(0)? > 0)
     };
@@ -231,18 +288,49 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect) -> Result<()> {
     match version {
         SCHEMA_VERSION => {
             c.batch(&schema)?;
+            if dialect.partitioned {
+                partitions::make(c, now, now)?;
+            }
             c.batch(trigger)
         }
-        0..=4 => {
+        0..=5 => {
+            // The schema without partitions: an older version's, with any table it lacked.
+            let plain = self::schema(&Dialect {
+                partitioned: false,
+                ..*dialect
+            });
             if version == 1 {
                 tracing::info!(
                     "server database: keying messages by device and message id (schema version 2)"
                 );
-                c.batch(&MIGRATE_1_TO_2.replace("{schema}", &schema))?;
+                c.batch(&MIGRATE_1_TO_2.replace("{schema}", &plain))?;
+            }
+            if version > 0 && dialect.partitioned {
+                tracing::info!(
+                    "server database: partitioning messages, forecasts and actuals by month (schema version 6)"
+                );
+                c.batch(&plain)?;
+                c.batch(SET_ASIDE_5)?;
+                c.batch(&schema)?;
+                let oldest = c.rows(
+                    "SELECT min(t) FROM (SELECT min(received_at) AS t FROM messages_v5
+                     UNION ALL SELECT min(issued_at) FROM forecasts_v5 UNION ALL SELECT min(hour) FROM actuals_v5) AS o",
+                    &[],
+                )?[0]
+                    .opt_int(0)?
+                    .unwrap_or(now);
+                partitions::make(c, oldest, now)?;
+                c.batch(COPY_BACK_5)?;
             } else {
                 // What an older version stored is not in `unplanned_alerts`: history, nobody is
                 // notified of it now.
                 c.batch(&schema)?;
+            }
+            if version > 0 {
+                c.batch("ALTER TABLE devices ADD COLUMN seen_before BIGINT")?;
+            }
+            if dialect.partitioned {
+                partitions::make(c, now, now)?;
             }
             c.batch(trigger)?;
             c.exec("DELETE FROM schema_version", &[])?;

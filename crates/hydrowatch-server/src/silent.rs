@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use hydrowatch_protocol::{AlarmKind, AlertBody, Direction, SERVER_ALARM_IDS, Transition};
 
-use crate::db::Db;
+use crate::db::{Db, LAST_SEEN};
 use crate::sql::{Arg, DbError, Sql};
 
 /// The series name of the server's own alarms.
@@ -65,10 +65,7 @@ impl Db {
     /// cleared).
     pub fn watch_silence(&self, now: i64, span: i64) -> Result<(usize, usize), DbError> {
         self.write_alone(|c| {
-            let devices = c.rows(
-                "SELECT d.id, (SELECT max(received_at) FROM messages m WHERE m.device_id = d.id) FROM devices d",
-                &[],
-            )?;
+            let devices = c.rows(LAST_SEEN, &[])?;
             let mut open: HashMap<String, (i64, i64)> = HashMap::new();
             for r in c.rows(
                 "SELECT device_id, alarm_id, created_at FROM alerts a WHERE kind = 'device_silent' AND state != 'cleared'

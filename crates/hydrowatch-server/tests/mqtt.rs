@@ -229,3 +229,48 @@ on_both!(
     messages_are_checked_stored_once_and_the_refused_recorded,
     two_replicas_split_one_devices_messages_and_store_each_once,
 );
+
+/// A replica back to 6,000 messages waiting in its session stores them all. Before, the broker
+/// sent the whole backlog at once (no receive maximum), the link's channel filled, and the
+/// link's thread and the ingest acknowledging waited for each other for good (found by
+/// `bench fleet` at 5,000 messages a second).
+#[test]
+fn a_replica_back_to_a_backlog_larger_than_its_channel_stores_it_all() {
+    let s = common::start(On::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, tokens) = broker(dir.path(), &s.db, &["dma-1"]);
+    // The replica's session subscribes, then the replica goes.
+    let a = ingest(s.db.clone(), &broker, "replica-a");
+    std::thread::sleep(Duration::from_millis(500));
+    a.stop();
+    let link = device(&broker, "dma-1", &tokens[0]);
+    let n = 6_000;
+    let heartbeats: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            on(
+                "dma-1",
+                "heartbeat",
+                &serde_json::json!({
+                    "device_id": "dma-1", "message_id": format!("h{i}"), "kind": "heartbeat",
+                    "created_at": "2024-07-01T00:00:00Z", "body": {"version": "1", "outbox_depth": 0}
+                }),
+            )
+        })
+        .collect();
+    // As a device does: a batch at a time, each acknowledged before the next.
+    for batch in heartbeats.chunks(200) {
+        assert_eq!(publish_all(&link, batch), vec![Acked::Stored; batch.len()]);
+    }
+    let a = ingest(s.db.clone(), &broker, "replica-a");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while a.counters.stored.load(Ordering::Relaxed) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} stored",
+            a.counters.stored.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.db.message_counts("h").unwrap(), (n, n));
+    a.stop();
+}

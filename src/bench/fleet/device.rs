@@ -92,7 +92,8 @@ impl Device {
 
     /// The oldest message was acknowledged: it leaves the outbox.
     fn acknowledged(&mut self, fleet: &Fleet) {
-        if self.outbox.pop_front().is_some() {
+        if let Some((message_id, _, _)) = self.outbox.pop_front() {
+            fleet.pending.left_outbox(&message_id);
             self.sent_once = self.sent_once.saturating_sub(1);
             fleet.waiting.fetch_sub(1, Ordering::Relaxed);
         }

@@ -1,6 +1,8 @@
 //! `hydrowatch bench fleet`: N simulated devices, each with its own outbox, deliver to running
 //! servers over HTTPS or through an MQTT broker for S seconds (then deliver what is left); the
-//! bench reports what was delivered, lost and duplicated, the latency from a device's enqueue
+//! bench reports what was delivered, lost (acknowledged to a device, so gone from its outbox,
+//! and never stored) and duplicated, what was still in the outboxes when the drain ended, the
+//! latency from a device's enqueue
 //! to the message seen stored, and the CPU and memory of the servers, the broker and the
 //! database. It starts what it is not given: `--replicas` `hydrowatch serve` processes (HTTPS
 //! with a certificate of its own) on a SQLite file or `--database`, and a Mosquitto with TLS, a
@@ -444,12 +446,13 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
 
     let enqueued = pending.enqueued.load(Ordering::Relaxed);
     let stored = pending.stored.load(Ordering::Relaxed);
-    let lost = pending.missing();
+    let lost = pending.lost();
+    let unsent = pending.missing() - lost;
     let (rows, distinct) = db.message_counts(&run_id)?;
     let duplicated = rows.saturating_sub(distinct);
     let (p50, p99) = (pending.quantile_ms(0.5), pending.quantile_ms(0.99));
     println!(
-        "{} devices over {}, {} s of messages, {} server(s) on {}: {enqueued} messages enqueued ({:.1}/s), {stored} stored, {} resent after failures, {} failed sends",
+        "{} devices over {}, {} s of messages, {} server(s) on {}: {enqueued} messages enqueued ({:.1}/s), {stored} stored, {unsent} still in the outboxes at the end, {} resent after failures, {} failed sends",
         args.devices,
         if mqtt { "MQTT" } else { "HTTPS" },
         args.seconds,

@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-/// The messages enqueued and not yet seen stored, and the latencies of those seen.
+/// The messages enqueued and not yet seen stored, those that left their outbox, and the
+/// latencies of those seen.
 pub(super) struct Pending {
     waiting: Mutex<HashMap<String, Instant>>,
     seen: Mutex<HashSet<String>>,
+    /// Acknowledged (by the server or the broker): gone from their outbox.
+    left: Mutex<HashSet<String>>,
     latencies: Mutex<Histogram<u64>>,
     /// Messages enqueued on the devices.
     pub(super) enqueued: AtomicU64,
@@ -25,6 +28,7 @@ impl Pending {
         Pending {
             waiting: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashSet::new()),
+            left: Mutex::new(HashSet::new()),
             latencies: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000, 3).expect("valid histogram bounds"),
             ),
@@ -51,9 +55,24 @@ impl Pending {
         }
     }
 
+    /// A message acknowledged: it left its outbox.
+    pub(super) fn left_outbox(&self, message_id: &str) {
+        lock(&self.left).insert(message_id.to_string());
+    }
+
     /// Messages enqueued and not seen stored.
     pub(super) fn missing(&self) -> u64 {
         lock(&self.waiting).len() as u64
+    }
+
+    /// Messages lost: acknowledged (gone from their outbox) and not seen stored. The others
+    /// missing are still in an outbox.
+    pub(super) fn lost(&self) -> u64 {
+        let left = lock(&self.left);
+        lock(&self.waiting)
+            .keys()
+            .filter(|id| left.contains(*id))
+            .count() as u64
     }
 
     /// The latency quantile `q` in milliseconds.

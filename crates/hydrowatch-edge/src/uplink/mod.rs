@@ -1,5 +1,6 @@
-//! Store and forward: the outbox is sent oldest first, in batches; a message leaves the outbox
-//! only once it is acknowledged (by the server over HTTPS, by the broker over MQTT), so a crash,
+//! Store and forward: the outbox is sent in its order (alerts first, then the rest, each oldest
+//! first), in batches, within an optional bandwidth cap, after what outlived its kind's time to
+//! live is removed; a message leaves the outbox only once it is acknowledged (by the server over HTTPS, by the broker over MQTT), so a crash,
 //! a kill -9 or a link that is down loses nothing and, since the server stores each id once,
 //! duplicates nothing.
 //!

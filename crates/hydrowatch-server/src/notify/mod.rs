@@ -19,12 +19,12 @@ pub mod send;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hydrowatch_protocol::Notification;
 
 use crate::db::Db;
+use crate::periodic::Periodic;
 use crate::sql::DbError;
 pub use send::{Mailer, MailerError};
 
@@ -55,46 +55,22 @@ impl Default for NotifySettings {
 }
 
 /// The notifier's thread; stopped (after the round it is in) when dropped.
-#[derive(Debug)]
-pub struct Notifier {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Notifier {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub type Notifier = Periodic;
 
 /// Starts the notifier over `db`.
 pub fn start(db: Arc<Db>, settings: NotifySettings) -> std::io::Result<Notifier> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopping = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("notifier".into())
-        .spawn(move || {
-            let http = reqwest::blocking::Client::builder()
+    let mut http = None;
+    Periodic::start("notifier", settings.every, move |stopping| {
+        let http = http.get_or_insert_with(|| {
+            reqwest::blocking::Client::builder()
                 .timeout(send::ATTEMPT_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .expect("an HTTP client without special settings builds");
-            while !stopping.load(Ordering::Relaxed) {
-                let started = Instant::now();
-                if let Err(e) = round(&db, &http, &settings, &stopping) {
-                    tracing::error!("notifications: {e}");
-                }
-                while started.elapsed() < settings.every && !stopping.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        })?;
-    Ok(Notifier {
-        stop,
-        thread: Some(thread),
+                .expect("an HTTP client without special settings builds")
+        });
+        if let Err(e) = round(&db, http, &settings, stopping) {
+            tracing::error!("notifications: {e}");
+        }
     })
 }
 
