@@ -1,9 +1,9 @@
 //! Server-side retention: messages (by arrival), forecasts (by issue) and actual values (by
 //! hour) older than the days kept are removed; alarm transitions, their state and audit records,
 //! people and rules are kept. On PostgreSQL a month's partition is dropped once all of it is
-//! older than that ([`crate::partitions`]), so a row may outlive the days kept by up to a month;
+//! older than that (`partitions.rs`), so a row may outlive the days kept by up to a month;
 //! on SQLite the rows are deleted. Every server process runs [`start`]: the work is done under
-//! [`Db::write_alone`]'s lock, once per round, whichever process gets there.
+//! `Db::write_alone`'s lock, once per round, whichever process gets there.
 //!
 //! Invariants: a device whose every message was removed is still known as heard from (its
 //! newest removed message's arrival is kept in `devices.seen_before`), so the silent-device

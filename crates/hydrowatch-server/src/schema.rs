@@ -1,5 +1,6 @@
-//! The server's schema, the same on SQLite and PostgreSQL but for each one's auto-numbered key
-//! and the body of one trigger, and the migration of older versions to it.
+//! The server's schema, the same on SQLite and PostgreSQL but for each one's auto-numbered key,
+//! the body of one trigger and PostgreSQL's partitions of the large tables, and the migration of
+//! older versions to it.
 //!
 //! Invariants: [`migrate`] runs in one transaction (the caller's); it never drops a table it does
 //! not recreate and copy back; what an older version stored is history to the notifier (it is
@@ -12,14 +13,15 @@ type Result<T> = std::result::Result<T, DbError>;
 
 /// The schema's version: 6 adds retention (the devices' `seen_before`, the arrival of the newest
 /// message retention removed; the forecasts' and actuals' indexes by time) and, on PostgreSQL,
-/// partitions messages, forecasts and actuals by month ([`crate::partitions`]); 5 adds the MQTT messages refused for good (`refused_messages`) and the
-/// messages' index by arrival (retention, monitoring); 4 adds notification rules, the durable queue of notifications and the
+/// partitions messages, forecasts and actuals by month ([`crate::partitions`]); 5 adds the MQTT
+/// messages refused for good (`refused_messages`) and the messages' index by arrival (retention, monitoring); 4 adds notification rules, the durable queue of notifications and the
 /// alert rows the notifier has yet to plan (`unplanned_alerts`); 3 adds people (users, sessions, operator tokens) and the alarms'
 /// server-side state and audit records; 2 keys messages by (device, message id) (version 1,
 /// before it had no version table, keyed them by message id alone across the fleet).
 const SCHEMA_VERSION: i64 = 6;
 
-/// The schema of both databases; `{id}` is each one's auto-numbered key.
+/// The schema of both databases; `{id}` is each one's auto-numbered key, `{with:TABLE}` and
+/// `{partition:TABLE}` its partitioning of TABLE (see [`schema`]).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
