@@ -150,6 +150,22 @@ fn simulate_split(d: &Path, days: u32, seed: u32, start: &str, first_days: usize
 }
 
 /// Readings of flow_rate and pressure stored in the default database of `d`.
+/// Runs the daemon on `config` until its sources end, without waiting to deliver: what it could
+/// not send stays in the outbox.
+pub(super) fn run_without_delivery_wait(d: &Path, config: &str) {
+    ok(run(
+        d,
+        &[
+            "--config",
+            config,
+            "run",
+            "--until-sources-end",
+            "--drain-seconds",
+            "0",
+        ],
+    ));
+}
+
 fn stored_readings(d: &Path) -> u64 {
     let s = store(d);
     ["flow_rate", "pressure"]
@@ -929,17 +945,7 @@ fn server_killed_and_restarted(postgres: bool) {
     };
     // 12 days while the server is down.
     write(d, "a.toml", &device("a.csv", 0));
-    ok(run(
-        d,
-        &[
-            "--config",
-            "a.toml",
-            "run",
-            "--until-sources-end",
-            "--drain-seconds",
-            "0",
-        ],
-    ));
+    run_without_delivery_wait(d, "a.toml");
     assert!(store(d).outbox_stats().unwrap().rows > 0);
     // The server comes up, is killed while the device delivers and replays 2 more days, and
     // comes back: the device retries with backoff.

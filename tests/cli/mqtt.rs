@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use hydrowatch_mosquitto::{Broker, Setup};
 use serde_json::Value;
 
-use super::daemon::{http_get_as, operator_token, unused_port, wait_listening};
+use super::daemon::{
+    http_get_as, operator_token, run_without_delivery_wait, unused_port, wait_listening,
+};
 use super::{bin, ok, run, store, write};
 
 /// `hydrowatch serve` on `database`, listening on `port`, taking MQTT from `broker` as `id`.
@@ -147,17 +149,7 @@ fn over_mqtt_every_alarm_reaches_two_replicas_once_across_kill_9_broker_restart_
         &device("none.csv", 0).replace("batch_messages = 5", "batch_messages = 50"),
     );
     broker.stop();
-    ok(run(
-        d,
-        &[
-            "--config",
-            "a.toml",
-            "run",
-            "--until-sources-end",
-            "--drain-seconds",
-            "0",
-        ],
-    ));
+    run_without_delivery_wait(d, "a.toml");
     let waiting = store(d).outbox_stats().unwrap().rows;
     assert!(waiting > 5, "{waiting}");
 

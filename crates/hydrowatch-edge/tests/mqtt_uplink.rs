@@ -85,21 +85,25 @@ fn subscriber_with(settings: &BrokerSettings) -> Arc<Mutex<Vec<(String, String)>
     seen
 }
 
+/// The message ids of what a subscriber received, in the order received.
+fn ids_in_order(seen: &Mutex<Vec<(String, String)>>) -> Vec<String> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| {
+            serde_json::from_str::<serde_json::Value>(p).unwrap()["message_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 /// The message ids a subscriber received (each once), waiting until `n` arrived.
 fn received_ids(seen: &Mutex<Vec<(String, String)>>, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let mut ids: Vec<String> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, p)| {
-                serde_json::from_str::<serde_json::Value>(p).unwrap()["message_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let mut ids = ids_in_order(seen);
         ids.sort();
         ids.dedup();
         if ids.len() >= n || Instant::now() > deadline {
@@ -421,17 +425,7 @@ fn alerts_go_before_older_messages_expired_ones_never_go_and_the_cap_paces_the_r
     assert_eq!(stats.rows as usize, 102 - sent.delivered);
     let ids = received_ids(&seen, sent.delivered);
     assert_eq!(ids.len(), sent.delivered);
-    let order: Vec<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, p)| {
-            serde_json::from_str::<serde_json::Value>(p).unwrap()["message_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let order = ids_in_order(&seen);
     assert_eq!(&order[..3], ["a1", "a2", "f000"], "alerts first");
     assert!(
         !order.iter().any(|id| id.starts_with('h')),

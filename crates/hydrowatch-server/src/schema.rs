@@ -327,12 +327,12 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect, now: i64) -> Result<()
                 // What an older version stored is not in `unplanned_alerts`: history, nobody is
                 // notified of it now.
                 c.batch(&schema)?;
+                if dialect.partitioned {
+                    partitions::make(c, now, now)?;
+                }
             }
             if version > 0 {
                 c.batch("ALTER TABLE devices ADD COLUMN seen_before BIGINT")?;
-            }
-            if dialect.partitioned {
-                partitions::make(c, now, now)?;
             }
             c.batch(trigger)?;
             c.exec("DELETE FROM schema_version", &[])?;

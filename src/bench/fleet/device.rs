@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use hydrowatch_edge::Backoff;
 use rand::RngExt;
 use serde_json::json;
 use tokio::time::sleep_until;
@@ -35,8 +36,6 @@ pub(super) struct Fleet {
     pub(super) resent: AtomicU64,
     /// Sends (requests or connections) that failed.
     pub(super) failures: AtomicU64,
-    /// Messages waiting in all the outboxes.
-    pub(super) waiting: AtomicU64,
 }
 
 /// One device's identity and outbox.
@@ -77,7 +76,6 @@ impl Device {
             "body": body,
         });
         fleet.pending.add(&message_id, Instant::now());
-        fleet.waiting.fetch_add(1, Ordering::Relaxed);
         self.outbox
             .push_back((message_id, kind, envelope.to_string()));
     }
@@ -95,7 +93,6 @@ impl Device {
         if let Some((message_id, _, _)) = self.outbox.pop_front() {
             fleet.pending.left_outbox(&message_id);
             self.sent_once = self.sent_once.saturating_sub(1);
-            fleet.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -185,15 +182,9 @@ fn exponential(mean: f64) -> Duration {
     Duration::from_secs_f64((-u.ln() * mean).min(1e9))
 }
 
-/// The backoff of a device whose sends fail: 1 s doubling to 30 s, full jitter.
-struct Backoff(u32);
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let cap = Duration::from_secs(1 << self.0.min(5)).min(Duration::from_secs(30));
-        self.0 += 1;
-        cap.mul_f64(rand::rng().random_range(0.1..1.0))
-    }
+/// The backoff of a device whose sends fail, the daemon's: 1 s doubling to 30 s, full jitter.
+fn backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(30))
 }
 
 /// Most messages per request (HTTPS) or in flight (MQTT).
@@ -212,7 +203,7 @@ pub(super) async fn https(
     tokio::time::sleep_until(start.into()).await;
     let mut schedule = Schedule::new(&fleet, Instant::now());
     let mut server = first;
-    let mut backoff = Backoff(0);
+    let mut backoff = backoff();
     let mut retry_at = Instant::now();
     while !fleet.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -250,13 +241,13 @@ pub(super) async fn https(
                     for _ in 0..n {
                         device.acknowledged(&fleet);
                     }
-                    backoff = Backoff(0);
+                    backoff.reset();
                     continue;
                 }
                 _ => {
                     fleet.failures.fetch_add(1, Ordering::Relaxed);
                     server = (server + 1) % servers.len();
-                    retry_at = Instant::now() + backoff.next();
+                    retry_at = Instant::now() + backoff.next_delay();
                 }
             }
         }
@@ -286,7 +277,7 @@ pub(super) async fn mqtt(
 
     tokio::time::sleep_until(start.into()).await;
     let mut schedule = Schedule::new(&fleet, Instant::now());
-    let mut backoff = Backoff(0);
+    let mut backoff = backoff();
     'connection: while !fleet.stop.load(Ordering::Relaxed) {
         let (client, mut eventloop) = AsyncClient::new(options.clone(), BATCH * 2);
         let mut connected = false;
@@ -321,7 +312,7 @@ pub(super) async fn mqtt(
                 event = eventloop.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         connected = true;
-                        backoff = Backoff(0);
+                        backoff.reset();
                     }
                     Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
                         if let Some(slot) = in_flight.iter_mut().find(|(p, _)| p.is_none()) {
@@ -351,7 +342,7 @@ pub(super) async fn mqtt(
                     Err(_) => {
                         fleet.failures.fetch_add(1, Ordering::Relaxed);
                         // What was in flight is sent again on a new connection.
-                        tokio::time::sleep(backoff.next()).await;
+                        tokio::time::sleep(backoff.next_delay()).await;
                         continue 'connection;
                     }
                 },

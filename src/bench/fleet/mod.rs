@@ -264,7 +264,6 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
         pending: pending.clone(),
         resent: AtomicU64::new(0),
         failures: AtomicU64::new(0),
-        waiting: AtomicU64::new(0),
     });
     let observer = {
         let (db, pending, fleet, prefix) =
@@ -387,7 +386,7 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
         bar.set_message(format!(
             "{} stored, {} waiting in the outboxes, {} failed sends",
             pending.stored.load(Ordering::Relaxed),
-            fleet.waiting.load(Ordering::Relaxed),
+            pending.in_outboxes(),
             fleet.failures.load(Ordering::Relaxed)
         ));
         if let Some(at) = args.kill_replica_at
@@ -420,10 +419,7 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
             eprintln!("bench fleet: broker restarted at {elapsed} s");
         }
         let now = Instant::now();
-        if now >= produce_until
-            && fleet.waiting.load(Ordering::Relaxed) == 0
-            && pending.missing() == 0
-        {
+        if now >= produce_until && pending.in_outboxes() == 0 && pending.missing() == 0 {
             break;
         }
         if now >= drain_until {

@@ -60,6 +60,11 @@ impl Pending {
         lock(&self.left).insert(message_id.to_string());
     }
 
+    /// Messages in the outboxes: enqueued and not yet acknowledged.
+    pub(super) fn in_outboxes(&self) -> u64 {
+        self.enqueued.load(Ordering::Relaxed) - lock(&self.left).len() as u64
+    }
+
     /// Messages enqueued and not seen stored.
     pub(super) fn missing(&self) -> u64 {
         lock(&self.waiting).len() as u64
