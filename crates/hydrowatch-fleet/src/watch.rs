@@ -11,20 +11,20 @@ use hdrhistogram::Histogram;
 
 /// The messages enqueued and not yet seen stored, those that left their outbox, and the
 /// latencies of those seen.
-pub(super) struct Pending {
+pub struct Pending {
     waiting: Mutex<HashMap<String, Instant>>,
     seen: Mutex<HashSet<String>>,
     /// Acknowledged (by the server or the broker): gone from their outbox.
     left: Mutex<HashSet<String>>,
     latencies: Mutex<Histogram<u64>>,
     /// Messages enqueued on the devices.
-    pub(super) enqueued: AtomicU64,
+    pub enqueued: AtomicU64,
     /// Messages seen stored.
-    pub(super) stored: AtomicU64,
+    pub stored: AtomicU64,
 }
 
-impl Pending {
-    pub(super) fn new() -> Pending {
+impl Default for Pending {
+    fn default() -> Pending {
         Pending {
             waiting: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashSet::new()),
@@ -36,9 +36,11 @@ impl Pending {
             stored: AtomicU64::new(0),
         }
     }
+}
 
+impl Pending {
     /// A message enqueued at `at`.
-    pub(super) fn add(&self, message_id: &str, at: Instant) {
+    pub fn add(&self, message_id: &str, at: Instant) {
         self.enqueued.fetch_add(1, Ordering::Relaxed);
         lock(&self.waiting).insert(message_id.to_string(), at);
     }
@@ -56,23 +58,23 @@ impl Pending {
     }
 
     /// A message acknowledged: it left its outbox.
-    pub(super) fn left_outbox(&self, message_id: &str) {
+    pub fn left_outbox(&self, message_id: &str) {
         lock(&self.left).insert(message_id.to_string());
     }
 
     /// Messages in the outboxes: enqueued and not yet acknowledged.
-    pub(super) fn in_outboxes(&self) -> u64 {
+    pub fn in_outboxes(&self) -> u64 {
         self.enqueued.load(Ordering::Relaxed) - lock(&self.left).len() as u64
     }
 
     /// Messages enqueued and not seen stored.
-    pub(super) fn missing(&self) -> u64 {
+    pub fn missing(&self) -> u64 {
         lock(&self.waiting).len() as u64
     }
 
     /// Messages lost: acknowledged (gone from their outbox) and not seen stored. The others
     /// missing are still in an outbox.
-    pub(super) fn lost(&self) -> u64 {
+    pub fn lost(&self) -> u64 {
         let left = lock(&self.left);
         lock(&self.waiting)
             .keys()
@@ -81,7 +83,7 @@ impl Pending {
     }
 
     /// The latency quantile `q` in milliseconds.
-    pub(super) fn quantile_ms(&self, q: f64) -> u64 {
+    pub fn quantile_ms(&self, q: f64) -> u64 {
         lock(&self.latencies).value_at_quantile(q)
     }
 }
@@ -92,7 +94,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Polls `db` every 100 ms for the messages of this run stored in the last seconds, until
 /// `stop`.
-pub(super) fn observe(
+pub fn observe(
     db: &hydrowatch_server::Db,
     prefix: &str,
     pending: &Pending,
@@ -107,7 +109,7 @@ pub(super) fn observe(
                     pending.stored(&id, now);
                 }
             }
-            Err(e) => eprintln!("bench fleet: cannot poll the server's database: {e}"),
+            Err(e) => tracing::warn!("bench fleet: cannot poll the server's database: {e}"),
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -115,18 +117,18 @@ pub(super) fn observe(
 
 /// CPU seconds and peak memory of a group of processes.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Usage {
+pub struct Usage {
     /// CPU seconds (user + system) over the run.
-    pub(super) cpu_seconds: f64,
+    pub cpu_seconds: f64,
     /// The largest sum of the group's proportional set sizes (shared pages split among their
     /// users), bytes.
-    pub(super) peak_bytes: u64,
+    pub peak_bytes: u64,
     last_ticks: HashMap<u32, u64>,
 }
 
 impl Usage {
     /// Samples `pids`: adds the CPU used since the last sample, raises the peak.
-    pub(super) fn sample(&mut self, pids: &[u32]) {
+    pub fn sample(&mut self, pids: &[u32]) {
         let tick = clock_ticks();
         let mut bytes = 0;
         for &pid in pids {
@@ -167,7 +169,7 @@ fn pss_bytes(pid: u32) -> Option<u64> {
 }
 
 /// The processes named `name` (their `comm`), e.g. every process of a local PostgreSQL.
-pub(super) fn processes_named(name: &str) -> Vec<u32> {
+pub fn processes_named(name: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()

@@ -1,16 +1,12 @@
-//! `hydrowatch bench fleet`: N simulated devices, each with its own outbox, deliver to running
-//! servers over HTTPS or through an MQTT broker for S seconds (then deliver what is left); the
-//! bench reports what was delivered, lost (acknowledged to a device, so gone from its outbox,
-//! and never stored) and duplicated, what was still in the outboxes when the drain ended, the
-//! latency from a device's enqueue
-//! to the message seen stored, and the CPU and memory of the servers, the broker and the
-//! database. It starts what it is not given: `--replicas` `hydrowatch serve` processes (HTTPS
+//! `hydrowatch bench fleet`: N simulated devices (hydrowatch-fleet), each with its own outbox,
+//! deliver to running servers over HTTPS or through an MQTT broker for S seconds (then deliver
+//! what is left); the bench reports what was delivered, lost (acknowledged to a device, so gone
+//! from its outbox, and never stored) and duplicated, what was still in the outboxes when the
+//! drain ended, the latency from a device's enqueue to the message seen stored, and the CPU and
+//! memory of the servers, the broker and the database. It starts what it is not given: `--replicas` `hydrowatch serve` processes (HTTPS
 //! with a certificate of its own) on a SQLite file or `--database`, and a Mosquitto with TLS, a
 //! password file (every device's token) and the fleet's ACL. The last line is the contract:
 //! `delivered=D lost=L duplicated=U p50_ms=A p99_ms=B`.
-
-mod device;
-mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 
-use device::{Device, Fleet};
-use watch::{Pending, Usage};
+use hydrowatch_fleet::device::{self, Device, Fleet};
+use hydrowatch_fleet::watch::{self, Pending, Usage};
 
 /// `hydrowatch bench fleet`
 #[derive(Debug, Args)]
@@ -252,7 +248,7 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(2));
     }
 
-    let pending = Arc::new(Pending::new());
+    let pending = Arc::new(Pending::default());
     let produce_until = Instant::now() + Duration::from_secs(args.seconds);
     let fleet = Arc::new(Fleet {
         run: run_id.clone(),

@@ -14,36 +14,36 @@ use rand::RngExt;
 use serde_json::json;
 use tokio::time::sleep_until;
 
-use super::watch::Pending;
+use crate::watch::Pending;
 
 /// What every device shares.
-pub(super) struct Fleet {
+pub struct Fleet {
     /// This run's prefix of message ids (runs on one database do not collide).
-    pub(super) run: String,
+    pub run: String,
     /// Seconds between heartbeats.
-    pub(super) heartbeat: Duration,
+    pub heartbeat: Duration,
     /// Mean seconds between alarm transitions of one device.
-    pub(super) alarm_every: f64,
+    pub alarm_every: f64,
     /// Mean seconds between forecasts of one device.
-    pub(super) forecast_every: f64,
+    pub forecast_every: f64,
     /// When the devices stop producing (they go on delivering).
-    pub(super) produce_until: Instant,
+    pub produce_until: Instant,
     /// Set when everything is to stop.
-    pub(super) stop: AtomicBool,
+    pub stop: AtomicBool,
     /// Messages not yet seen stored, with their enqueue time.
-    pub(super) pending: Arc<Pending>,
+    pub pending: Arc<Pending>,
     /// Messages sent again after a failure or a lost acknowledgement.
-    pub(super) resent: AtomicU64,
+    pub resent: AtomicU64,
     /// Sends (requests or connections) that failed.
-    pub(super) failures: AtomicU64,
+    pub failures: AtomicU64,
 }
 
 /// One device's identity and outbox.
-pub(super) struct Device {
+pub struct Device {
     /// Its id.
-    pub(super) id: String,
+    pub id: String,
     /// Its token (its password at the broker).
-    pub(super) token: String,
+    pub token: String,
     /// (message id, kind, envelope), oldest first.
     outbox: VecDeque<(String, &'static str, String)>,
     /// How many messages at the front of the outbox were sent at least once.
@@ -55,7 +55,7 @@ pub(super) struct Device {
 
 impl Device {
     /// A device with an empty outbox.
-    pub(super) fn new(id: String, token: String) -> Device {
+    pub fn new(id: String, token: String) -> Device {
         Device {
             id,
             token,
@@ -192,7 +192,7 @@ const BATCH: usize = 50;
 
 /// A device delivering over HTTPS to `servers` (starting with `first`, moving to the next
 /// after a failure, as a load balancer would), from `start`.
-pub(super) async fn https(
+pub async fn https(
     fleet: Arc<Fleet>,
     mut device: Device,
     client: reqwest::Client,
@@ -265,7 +265,7 @@ pub(super) async fn https(
 
 /// A device delivering over MQTT 5 to the broker of `options` (its persistent session, QoS 1 on
 /// `hydrowatch/v1/{device}/{kind}`), from `start`.
-pub(super) async fn mqtt(
+pub async fn mqtt(
     fleet: Arc<Fleet>,
     mut device: Device,
     options: rumqttc::v5::MqttOptions,
