@@ -18,7 +18,9 @@ use hydrowatch_detect::{Alert, Detector, Refit, Runner, SeriesSettings, Verdict}
 use hydrowatch_ops::judge::{DatabaseDetector, series_settings, time_of_day};
 
 use crate::context::{Context, parse_local_time};
-use crate::detect_report::{Tally, Verdicts, alarms_writer, print_scores, write_alerts};
+use crate::detect_report::{
+    Tally, Verdicts, alarms_writer, print_scores, print_twin, write_alerts,
+};
 use crate::global::Global;
 use crate::output::Output;
 
@@ -63,6 +65,12 @@ pub(crate) struct DetectArgs {
     /// the detection against them.
     #[arg(long, value_name = "LABELS.csv")]
     pub labels: Option<PathBuf>,
+    /// The scenario's leak-free twin (the same readings without the labelled events, in the
+    /// same form as --input): judged the same way; its alarms give the false alarms a week and
+    /// the chance of each find (with --labels: a find is credible when chance alone would have
+    /// made it as early with a probability under 0.1).
+    #[arg(long, value_name = "TWIN.csv", requires = "input")]
+    pub twin: Option<PathBuf>,
     /// Database: judge the stored readings from this time on (default: from the last one
     /// judged, or only the newest minute on a first run).
     #[arg(long, value_name = "T", conflicts_with = "input")]
@@ -126,8 +134,13 @@ impl Judging {
         Ok(alerts)
     }
 
-    /// Flushes the files and prints the summary (and the scores, with labels).
-    fn finish(mut self, detector: &Detector) -> anyhow::Result<()> {
+    /// Flushes the files and prints the summary (and the scores, with labels; with a twin's
+    /// scorer and span, its false alarms and each find's credibility).
+    fn finish(
+        mut self,
+        detector: &Detector,
+        twin: Option<(&Scorer, (Timestamp, Timestamp))>,
+    ) -> anyhow::Result<()> {
         if let Some(v) = self.verdicts.take() {
             v.out.finish()?;
         }
@@ -138,9 +151,16 @@ impl Judging {
         for (i, settings) in detector.settings().iter().enumerate() {
             let learned = detector.criteria(i).and_then(|c| c.limits.as_ref());
             println!("{}: {}", settings.name, settings.describe_checks(learned));
+            if let Some(line) = detector.describe_states(i) {
+                println!("{}: {line}", settings.name);
+            }
+        }
+        if let Some((scorer, span)) = twin {
+            println!();
+            print_twin(scorer, span, self.tz);
         }
         if let Some(s) = &self.scorer {
-            print_scores(s, self.span, self.tz);
+            print_scores(s, self.span, self.tz, twin);
         }
         Ok(())
     }
@@ -167,34 +187,77 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
     let Some(output) = &args.output else {
         anyhow::bail!("--output OUT.csv is required with --input (the per-reading verdicts)");
     };
+    let labels = args
+        .labels
+        .as_deref()
+        .map(|p| hydrowatch_ops::labels::read_labels(p, tz))
+        .transpose()?;
+    let judging = Judging {
+        names: Vec::new(),
+        tz,
+        machine: ctx.config.device.machine_number,
+        tally: Tally::default(),
+        verdicts: Some(Verdicts::create(output)?),
+        alarms: alarms_writer(args.alarms.as_ref())?,
+        scorer: labels.as_deref().map(Scorer::new),
+        span: None,
+    };
+    let (judging, detector) =
+        judge_file(ctx, args, input, judging).with_context(|| output.display().to_string())?;
+    let twin = match &args.twin {
+        Some(path) => {
+            let quiet = Judging {
+                names: Vec::new(),
+                tz,
+                machine: ctx.config.device.machine_number,
+                tally: Tally::default(),
+                verdicts: None,
+                alarms: None,
+                scorer: Some(Scorer::new(&[])),
+                span: None,
+            };
+            let (twin, _) = judge_file(ctx, args, path, quiet)?;
+            anyhow::ensure!(
+                twin.names == judging.names,
+                "{}: series {:?}, but {} has {:?}: a twin has the same columns",
+                path.display(),
+                twin.names,
+                input.display(),
+                judging.names
+            );
+            Some(twin)
+        }
+        None => None,
+    };
+    let twin_scores = twin
+        .as_ref()
+        .and_then(|t| Some((t.scorer.as_ref()?, t.span?)));
+    judging.finish(&detector, twin_scores)
+}
+
+/// Judges the file `input` row by row through a new runner, into `judging` (its series names
+/// set from the file's header).
+fn judge_file(
+    ctx: &Context,
+    args: &DetectArgs,
+    input: &Path,
+    mut judging: Judging,
+) -> anyhow::Result<(Judging, Detector)> {
+    let tz = judging.tz;
     let options = ReadOptions {
         timezone: tz,
         series: None,
         clock: None,
     };
     let mut file = ReadingsCsv::open(input, &options)?;
-    let names: Vec<String> = file.series().map(str::to_string).collect();
-    let settings: Vec<SeriesSettings> = names
+    judging.names = file.series().map(str::to_string).collect();
+    let settings: Vec<SeriesSettings> = judging
+        .names
         .iter()
         .map(|n| series_settings(&ctx.config, n, None))
         .collect();
     let detector = Detector::new(tz, settings)?;
     let mut engine = Runner::new(detector, tz, refit_policy(ctx, args, tz)?);
-    let scorer = args
-        .labels
-        .as_deref()
-        .map(|p| hydrowatch_ops::labels::read_labels(p, tz).map(|l| Scorer::new(&l)))
-        .transpose()?;
-    let mut judging = Judging {
-        names,
-        tz,
-        machine: ctx.config.device.machine_number,
-        tally: Tally::default(),
-        verdicts: Some(Verdicts::create(output)?),
-        alarms: alarms_writer(args.alarms.as_ref())?,
-        scorer,
-        span: None,
-    };
     let mut previous: Option<(Timestamp, u64)> = None;
     while let Some(row) = file.next_row() {
         let row = row?;
@@ -211,11 +274,9 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
             );
         }
         previous = Some((row.ts, row.line));
-        judging
-            .row(&mut engine, row.ts, Some(row.time), row.values)
-            .with_context(|| output.display().to_string())?;
+        judging.row(&mut engine, row.ts, Some(row.time), row.values)?;
     }
-    judging.finish(&engine.detector)
+    Ok((judging, engine.detector))
 }
 
 fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
@@ -266,7 +327,7 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         "recorded: {} alarm transitions ({} queued for the server), {} criteria fits, {} nights",
         recorded.transitions, recorded.queued, recorded.criteria, recorded.nights
     );
-    judging.finish(&detector.runner.detector)?;
+    judging.finish(&detector.runner.detector, None)?;
     let open = store.alarms(true)?;
     println!("open alarms in {}: {}", ctx.db.display(), open.len());
     for a in open.iter().take(20) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::format_local;
-use hydrowatch_detect::score::Scorer;
+use hydrowatch_detect::score::{AlarmLoad, Scorer};
 use hydrowatch_detect::{AlarmKind, Alert, Judgement, Transition, Verdict};
 
 use crate::output::Output;
@@ -72,13 +72,21 @@ impl Tally {
     }
 }
 
-/// The scores against the labels: each event, each kind, the false alarms, per reading.
-pub(crate) fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz: Tz) {
+/// The scores against the labels: each event, each kind, the false alarms, per reading; with
+/// the leak-free twin's scorer and span, each find's chance and the twin's false alarms.
+pub(crate) fn print_scores(
+    s: &Scorer,
+    span: Option<(Timestamp, Timestamp)>,
+    tz: Tz,
+    twin: Option<(&Scorer, (Timestamp, Timestamp))>,
+) {
     let weeks = span.map_or(0.0, |(a, b)| (b - a) as f64 / (7.0 * DAY as f64));
+    let credibility = twin.map(|(t, (a, b))| s.credibility(t, (b - a) as f64 / (7.0 * DAY as f64)));
+    let credible = |i: usize| credibility.as_ref().is_none_or(|c| c[i].credible());
     println!();
-    println!("| event | start | series | detected by | stage | delay |");
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for e in s.events() {
+    println!("| event | start | series | detected by | stage | delay | chance | credible |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (i, e) in s.events().iter().enumerate() {
         let (by, stage, delay) = match e.detected {
             Some((_, kind, stage)) => (
                 kind.name().to_string(),
@@ -87,22 +95,45 @@ pub(crate) fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz:
             ),
             None => ("**missed**".into(), String::new(), String::new()),
         };
+        let (chance, verdict) = match credibility.as_ref().map(|c| c[i]) {
+            Some(c) => (
+                c.chance.map_or(String::new(), |p| format!("{p:.3}")),
+                match (e.detected.is_some(), c.credible()) {
+                    (false, _) => "",
+                    (true, true) => "yes",
+                    (true, false) => "**no**",
+                },
+            ),
+            None => (String::new(), ""),
+        };
         println!(
-            "| {} | {} | {} | {by} | {stage} | {delay} |",
+            "| {} | {} | {} | {by} | {stage} | {delay} | {chance} | {verdict} |",
             e.kind,
             format_local(e.start, tz),
             e.series.join(" "),
         );
     }
     println!();
-    println!("| kind | events | detected | median delay | longest delay |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| kind | events | detected | credible | median delay | longest delay |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     let mut kinds: Vec<&str> = s.events().iter().map(|e| e.kind.as_str()).collect();
     kinds.sort_unstable();
     kinds.dedup();
     for kind in kinds {
-        let events: Vec<_> = s.events().iter().filter(|e| e.kind == kind).collect();
-        let mut delays: Vec<f64> = events.iter().filter_map(|e| e.delay_minutes()).collect();
+        let events: Vec<(usize, &hydrowatch_detect::score::EventScore)> = s
+            .events()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == kind)
+            .collect();
+        let mut delays: Vec<f64> = events
+            .iter()
+            .filter_map(|(_, e)| e.delay_minutes())
+            .collect();
+        let credible_finds = events
+            .iter()
+            .filter(|(i, e)| e.detected.is_some() && credible(*i))
+            .count();
         delays.sort_by(f64::total_cmp);
         let median = delays.get(delays.len() / 2).map_or(String::new(), |d| {
             hydrowatch_core::time::for_people(60.0 * *d)
@@ -110,8 +141,13 @@ pub(crate) fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz:
         let longest = delays.last().map_or(String::new(), |d| {
             hydrowatch_core::time::for_people(60.0 * *d)
         });
+        let credible_column = if credibility.is_some() {
+            credible_finds.to_string()
+        } else {
+            "(no twin)".to_string()
+        };
         println!(
-            "| {kind} | {} | {} | {median} | {longest} |",
+            "| {kind} | {} | {} | {credible_column} | {median} | {longest} |",
             events.len(),
             delays.len()
         );
@@ -124,6 +160,7 @@ pub(crate) fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz:
         false_alarms.len(),
         false_alarms.len() as f64 / weeks.max(1e-9)
     );
+    print_load("alarm load", &s.load(), weeks);
     for (t, series, kind) in false_alarms.iter().take(20) {
         println!(
             "  false alarm: {} {series} {}",
@@ -143,6 +180,40 @@ pub(crate) fn print_scores(s: &Scorer, span: Option<(Timestamp, Timestamp)>, tz:
         c.precision(),
         c.recall(),
         c.f1()
+    );
+}
+
+/// The leak-free twin's alarms (every one false): a week, by kind, and its alarm load.
+pub(crate) fn print_twin(twin: &Scorer, (a, b): (Timestamp, Timestamp), tz: Tz) {
+    let weeks = (b - a) as f64 / (7.0 * DAY as f64);
+    let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (_, _, kind) in twin.false_alarms() {
+        *kinds.entry(kind.name()).or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "leak-free twin: false alarms {} over {weeks:.1} weeks = {:.2} per week ({})",
+        twin.false_alarms().len(),
+        twin.false_alarms().len() as f64 / weeks.max(1e-9),
+        kinds.join(", ")
+    );
+    print_load("twin alarm load", &twin.load(), weeks);
+    for (t, series, kind) in twin.false_alarms().iter().take(10) {
+        println!(
+            "  twin false alarm: {} {series} {}",
+            format_local(*t, tz),
+            kind.name()
+        );
+    }
+}
+
+/// One line of ISA-18.2 alarm-load figures.
+fn print_load(what: &str, load: &AlarmLoad, weeks: f64) {
+    println!(
+        "{what}: {:.2} alarms a day, {} chattering (opened again within an hour of clearing), {} standing (open a day or more)",
+        load.opened as f64 / (7.0 * weeks).max(1e-9),
+        load.chattering,
+        load.standing
     );
 }
 

@@ -20,7 +20,16 @@ pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
         store.schema_version()?
     );
     println!("series:");
-    for s in store.series()? {
+    // The detector as the daemon left it: what it learned of each series' states.
+    let all = store.series()?;
+    let detector = store.detector_state()?.and_then(|state| {
+        let settings = all
+            .iter()
+            .map(|s| hydrowatch_ops::judge::series_settings(&ctx.config, &s.name, Some(&s.unit)))
+            .collect();
+        hydrowatch_detect::Detector::restore(tz, settings, &state).ok()
+    });
+    for (index, s) in all.iter().enumerate() {
         // Imported without a configuration, a series has no stored unit: the configuration's.
         let unit = match (s.unit.as_str(), ctx.config.series(&s.name)) {
             ("", Some(c)) => c.unit.clone(),
@@ -64,6 +73,9 @@ pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
             "      checks: {}",
             settings.describe_checks(criteria.as_ref().and_then(|c| c.limits.as_ref()))
         );
+        if let Some(states) = detector.as_ref().and_then(|d| d.describe_states(index)) {
+            println!("      {states}");
+        }
         println!("      default forecaster: {forecaster}; newest forecast {forecast}");
         if let Some(r) = store.retrains(s.id)?.last() {
             let score = |x: Option<f64>| x.map_or("none".into(), |x| format!("{x:.3}"));

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Scores hydrowatch's detector on every scenario wntr_corpus.py wrote into DIR: for each,
-# `hydrowatch detect --labels` with the scenario's configuration, its per-kind table and false
-# alarms a week; the full reports go to DIR/<scenario>.score.txt.
+# `hydrowatch detect --labels` with the scenario's configuration and, where it was written, its
+# leak-free twin (`--twin`): the per-kind table (found, and found earlier than chance would
+# explain), false alarms a week on the twin and the alarm load. Full reports go to
+# DIR/<scenario>.score.txt.
 #   corpus/detection/score.sh DIR [zone]
 # With `zone`, the zone-only configurations (every series setting at hydrowatch's defaults).
 # HYDROWATCH names the binary (default: hydrowatch on the PATH).
@@ -12,10 +14,13 @@ SUFFIX="toml"
 BIN="${HYDROWATCH:-hydrowatch}"
 for labels in "$DIR"/*.labels.csv; do
     name="$(basename "$labels" .labels.csv)"
+    twin=()
+    [ -f "$DIR/$name.twin.csv" ] && twin=(--twin "$DIR/$name.twin.csv")
     echo "== $name ($SUFFIX)"
     "$BIN" --config "$DIR/$name.$SUFFIX" detect --input "$DIR/$name.csv" \
         --output "$DIR/$name.judged.csv" --alarms "$DIR/$name.alarms.jsonl" \
-        --labels "$labels" > "$DIR/$name.score.txt" 2>&1 || { cat "$DIR/$name.score.txt"; continue; }
+        --labels "$labels" "${twin[@]}" > "$DIR/$name.score.txt" 2>&1 || { cat "$DIR/$name.score.txt"; continue; }
     sed -n '/^| kind |/,/^$/p' "$DIR/$name.score.txt"
-    grep -E '^alarms opened:.*false alarms' "$DIR/$name.score.txt"
+    grep -E '^(alarms opened:.*false alarms|leak-free twin:|alarm load:|twin alarm load:)' "$DIR/$name.score.txt"
+    grep -E 'changes of state learned|smallest leak' "$DIR/$name.score.txt" || true
 done

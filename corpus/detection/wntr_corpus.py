@@ -103,7 +103,72 @@ def pumped_dma(seed):
     return wn, "pump", critical
 
 
-def diurnal(hours, local_hour, rng):
+def pumped_town(seed, rows=8, cols=10):
+    """A town zone of rows x cols looped junctions fed from two reservoirs through two inlet
+    mains (two inflow meters), about 190 m3/h in all, with a booster pump at the zone's edge that
+    lifts water from the town's mains into an elevated tank on a hill; the tank feeds a high
+    district of 12 junctions by gravity. The pump runs on the tank's level (on below 2 m, off
+    above 5.5 m), so it switches at times that move from day to day, and its flow passes
+    through both inflow meters."""
+    rng = np.random.default_rng(seed)
+    wn = wntr.network.WaterNetworkModel()
+    wn.add_reservoir("R1", base_head=92.0)
+    wn.add_reservoir("R2", base_head=90.0)
+    low = rows * cols
+    for r in range(rows):
+        for c in range(cols):
+            elev = 20.0 + 1.5 * r + 1.0 * c + rng.uniform(-2, 2)
+            wn.add_junction(f"J{r}_{c}", base_demand=150.0 / 3600 / low, elevation=elev)
+    for r in range(rows):
+        for c in range(cols):
+            if c + 1 < cols:
+                wn.add_pipe(f"P{r}_{c}h", f"J{r}_{c}", f"J{r}_{c + 1}", length=200.0,
+                            diameter=0.2 if r in (0, rows - 1) else 0.15, roughness=100.0)
+            if r + 1 < rows:
+                wn.add_pipe(f"P{r}_{c}v", f"J{r}_{c}", f"J{r + 1}_{c}", length=200.0,
+                            diameter=0.2 if c in (0, cols - 1) else 0.15, roughness=100.0)
+    wn.add_pipe("inlet_a", "R1", "J0_0", length=1500.0, diameter=0.3, roughness=110.0)
+    wn.add_pipe("inlet_b", "R2", f"J{rows - 1}_{cols - 1}", length=1200.0, diameter=0.3,
+                roughness=110.0)
+    # The high district and its tank.
+    for r in range(3):
+        for c in range(4):
+            wn.add_junction(f"H{r}_{c}", base_demand=40.0 / 3600 / 12,
+                            elevation=62.0 + 2.0 * r + c + rng.uniform(-1, 1))
+            if c > 0:
+                wn.add_pipe(f"Q{r}_{c}h", f"H{r}_{c - 1}", f"H{r}_{c}", length=150.0,
+                            diameter=0.1, roughness=100.0)
+            if r > 0:
+                wn.add_pipe(f"Q{r}_{c}v", f"H{r - 1}_{c}", f"H{r}_{c}", length=150.0,
+                            diameter=0.1, roughness=100.0)
+    wn.add_tank("T", elevation=90.0, init_level=3.5, min_level=0.3, max_level=6.5,
+                diameter=16.0)
+    wn.add_pipe("tankmain", "T", "H0_0", length=400.0, diameter=0.2, roughness=110.0)
+    wn.add_junction("PS", base_demand=0.0, elevation=25.0)
+    wn.add_pipe("suction", f"J0_{cols - 1}", "PS", length=20.0, diameter=0.25, roughness=120.0)
+    wn.add_junction("PD", base_demand=0.0, elevation=25.0)
+    wn.add_curve("boost", "HEAD", [(100.0 / 3600, 40.0)])
+    wn.add_pump("pump", "PS", "PD", pump_type="HEAD", pump_parameter="boost")
+    wn.add_pipe("riser", "PD", "T", length=600.0, diameter=0.2, roughness=110.0)
+    tank, pump = wn.get_node("T"), wn.get_link("pump")
+    C = wntr.network.controls
+    wn.add_control("pump_on", C.Control(C.ValueCondition(tank, "level", "<", 2.0),
+                                        C.ControlAction(pump, "status", 1)))
+    wn.add_control("pump_off", C.Control(C.ValueCondition(tank, "level", ">", 5.5),
+                                         C.ControlAction(pump, "status", 0)))
+    sensors = {
+        "inflow_a": ("flow", "inlet_a", "m3/h"),
+        "inflow_b": ("flow", "inlet_b", "m3/h"),
+        "pressure_a": ("pressure", f"J{rows - 1}_0", "m"),
+        "pressure_b": ("pressure", f"J{rows // 2}_{cols // 2}", "m"),
+        "pressure_c": ("pressure", "H2_3", "m"),
+        "tank_level": ("level", "T", "m"),
+        "pump_flow": ("flow", "pump", "m3/h"),
+    }
+    return wn, sensors
+
+
+def diurnal(hours, local_hour, rng, seasonal=False):
     """Hourly demand multipliers of the simulation's hours (`local_hour(h)`: the local wall-clock
     time of hour h, so demand follows the clock across daylight-saving changes): a morning and
     an evening peak, weekends later and flatter, each day scaled by a random factor (weather,
@@ -120,13 +185,61 @@ def diurnal(hours, local_hour, rng):
             # Persistent day factors: warm spells last days.
             factor = 0.7 * factor + 0.3 * rng.normal(1.0, 0.12)
         shape = weekend if t.weekday() >= 5 else weekday
-        out[h] = max(0.05, shape[t.hour] * factor)
+        season = 1.0 + 0.15 * math.sin(2 * math.pi * (t.timetuple().tm_yday - 100) / 365.0) \
+            if seasonal else 1.0
+        out[h] = max(0.05, shape[t.hour] * factor * season)
     return out
 
 
-def simulate(spec, out_dir, rng):
-    """Runs one scenario and writes its files."""
-    wn, inlet, critical = spec["network"](spec["seed"])
+def sensors_of(built):
+    """The network and its sensors {series: (quantity, element, unit)} of a network builder's
+    answer: the older builders give (network, inlet link, critical node)."""
+    if len(built) == 2:
+        return built
+    wn, inlet, critical = built
+    return wn, {"flow_rate": ("flow", inlet, "m3/h"), "pressure": ("pressure", critical, "m")}
+
+
+def plan_events(spec, days, mean_flow, junctions, rng):
+    """Every event of a scenario, drawn from `rng` in a fixed order (so that the leak-free twin,
+    which draws the same numbers and applies none, shares every other random draw)."""
+    events_from = spec.get("learn_days", 14) * 86400
+    bursts, leaks = [], []
+    year = spec.get("plan") == "year"
+    burst_sizes = [0.1, 0.2, 0.5, 0.15, 0.3, 0.1, 0.25, 0.12] if year else \
+        [0.05, 0.1, 0.2, 0.5, 0.1, 0.3, 0.05, 0.15]
+    for k in range(spec["bursts"]):
+        node = junctions[rng.integers(len(junctions))]
+        t0 = events_from + k * ((days * 86400 - events_from) // (spec["bursts"] + 1))
+        # A different hour each time, to the minute.
+        t0 += int(rng.integers(0, 24)) * 3600 + int(rng.integers(0, 60)) * 60
+        length = int(rng.integers(2, 9)) * 3600
+        bursts.append(dict(node=node, size=burst_sizes[k % len(burst_sizes)], t0=t0,
+                           length=length))
+    for k in range(spec["leaks"]):
+        node = junctions[rng.integers(len(junctions))]
+        if year:
+            # 2-20% of the mean inflow, abrupt or incipient (growing over 1-3 weeks), repaired
+            # after 1-4 months or never; spaced so that their first days do not overlap.
+            share = [0.02, 0.05, 0.1, 0.03, 0.08, 0.2, 0.05, 0.04][k % 8]
+            gap = (days * 86400 - events_from) // (spec["leaks"] + 1) // 3600
+            t0h = events_from // 3600 + k * gap + gap // 2 + int(rng.integers(0, 24))
+            grow = 1 if k % 2 == 0 else int(rng.integers(7, 22)) * 24
+            repaired = int(rng.integers(30, 121)) * 24 if k % 3 == 1 else None
+        else:
+            share = [0.04, 0.08, 0.03][k % 3]
+            t0h = (events_from // 3600) + 24 * (3 + 9 * k) + int(rng.integers(0, 24))
+            grow = 72
+            repaired = grow + int(rng.integers(3, 6)) * 24
+        leaks.append(dict(node=node, size=share * mean_flow, share=share, t0h=t0h, grow=grow,
+                          repaired=repaired, incipient=grow > 1 and year))
+    return bursts, leaks
+
+
+def simulate(spec, out_dir, rng, twin=False):
+    """Runs one scenario and writes its files; `twin`: the same draws without any event (the
+    leak-free twin, `<name>.twin.csv`), to measure false alarms and chance on."""
+    wn, sensors = sensors_of(spec["network"](spec["seed"]))
     tz = ZoneInfo(spec["timezone"])
     # The simulation runs on real seconds from local midnight of the start day.
     start = spec["start"].replace(tzinfo=tz).astimezone(timezone.utc)
@@ -143,129 +256,172 @@ def simulate(spec, out_dir, rng):
     wn.options.time.pattern_timestep = 3600
     wn.options.time.quality_timestep = 0
     wn.options.hydraulic.demand_model = "DD"
-    demand = diurnal(hours, lambda h: at(h * 3600), rng)
+    demand = diurnal(hours, lambda h: at(h * 3600), rng, spec.get("seasonal", False))
     wn.add_pattern("diurnal", demand.tolist())
     for name, j in wn.junctions():
         if j.demand_timeseries_list and j.demand_timeseries_list[0].base_value > 0:
             j.demand_timeseries_list[0].pattern_name = "diurnal"
+    inflows = [n for n, (q, _, _) in sensors.items() if q == "flow"][:spec.get("inflows", 1)]
     # The mean inflow without events, for sizing them.
     probe = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=os.path.join(out_dir, "probe"))
-    mean_flow = float(np.abs(probe.link["flowrate"][inlet]).mean())  # m3/s
+    mean_flow = sum(float(np.abs(probe.link["flowrate"][sensors[n][1]]).mean())
+                    for n in inflows)  # m3/s
     mean_pressure = probe.node["pressure"].mean()
+    junctions = [n for n, j in wn.junctions() if n not in ("PS", "PD")]
+    bursts, leaks = plan_events(spec, days, mean_flow, junctions, rng)
+    pressures = [n for n, (q, _, _) in sensors.items() if q == "pressure"]
     labels = []
-    events_from = 14 * 86400
-    junctions = [n for n, j in wn.junctions() if n not in ("PS",)]
-
     # Bursts: a closed pipe to an emitter node, opened and closed by time controls.
-    for k in range(spec["bursts"]):
-        size = [0.05, 0.1, 0.2, 0.5, 0.1, 0.3, 0.05, 0.15][k % 8]
-        node = junctions[rng.integers(len(junctions))]
-        p = max(float(mean_pressure[node]), 5.0)
-        t0 = events_from + k * ((days * 86400 - events_from) // (spec["bursts"] + 1))
-        # A different hour each time, to the minute.
-        t0 += int(rng.integers(0, 24)) * 3600 + int(rng.integers(0, 60)) * 60
-        length = int(rng.integers(2, 9)) * 3600
+    for k, e in enumerate(bursts):
         b = f"burst{k}"
-        j = wn.get_node(node)
+        for series in inflows + pressures:
+            labels.append((at(e["t0"]), at(e["t0"] + e["length"]), "burst", series))
+        if twin:
+            continue
+        p = max(float(mean_pressure[e["node"]]), 5.0)
+        j = wn.get_node(e["node"])
         wn.add_junction(b, base_demand=0.0, elevation=j.elevation)
-        wn.get_node(b).emitter_coefficient = size * mean_flow / math.sqrt(p)
-        wn.add_pipe(f"{b}pipe", node, b, length=1.0, diameter=0.3, roughness=120.0,
+        wn.get_node(b).emitter_coefficient = e["size"] * mean_flow / math.sqrt(p)
+        wn.add_pipe(f"{b}pipe", e["node"], b, length=1.0, diameter=0.3, roughness=120.0,
                     initial_status="CLOSED")
         pipe = wn.get_link(f"{b}pipe")
-        for name, status, when in ((f"{b}open", 1, t0), (f"{b}close", 0, t0 + length)):
+        for name, status, when in ((f"{b}open", 1, e["t0"]), (f"{b}close", 0, e["t0"] + e["length"])):
             c = wntr.network.controls.Control._time_control(wn, when, "SIM_TIME", False,
                                                             wntr.network.controls.ControlAction(pipe, "status", status))
             wn.add_control(name, c)
-        for series in ("flow_rate", "pressure"):
-            labels.append((at(t0), at(t0 + length), "burst", series))
-    # Slow leaks: a demand growing hour by hour over 3 days, steady until repaired.
-    for k in range(spec["leaks"]):
-        node = junctions[rng.integers(len(junctions))]
-        size = [0.04, 0.08, 0.03][k % 3] * mean_flow
-        t0h = (events_from // 3600) + 24 * (3 + 9 * k) + int(rng.integers(0, 24))
-        grow, hold = 72, int(rng.integers(3, 6)) * 24
+    # Leaks: a demand at a junction, at once or growing hour by hour, until repaired (or the
+    # end). An incipient leak is labelled from the hour it reaches 5% of the mean inflow (or its
+    # full size, if smaller), the moment from which it is to be found within 3 days.
+    for k, e in enumerate(leaks):
+        t0h, grow = e["t0h"], e["grow"]
+        end_h = hours if e["repaired"] is None else min(hours, t0h + e["repaired"])
+        reach = min(1.0, 0.05 / e["share"]) if e["incipient"] else 0.0
+        label_h = t0h + max(0, math.ceil(reach * grow) - 1)
+        for series in inflows:
+            labels.append((at(label_h * 3600), at(end_h * 3600), "leak", series))
+        if twin:
+            continue
         pattern = np.zeros(hours)
-        for h in range(t0h, min(hours, t0h + grow + hold)):
+        for h in range(t0h, end_h):
             pattern[h] = min(1.0, (h - t0h + 1) / grow)
         wn.add_pattern(f"leak{k}", pattern.tolist())
-        wn.get_node(node).add_demand(size, f"leak{k}")
-        end_h = min(hours, t0h + grow + hold)
-        labels.append((at(t0h * 3600), at(end_h * 3600), "leak", "flow_rate"))
+        wn.get_node(e["node"]).add_demand(e["size"], f"leak{k}")
     results = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=os.path.join(out_dir, "sim"))
     for f in os.listdir(out_dir):
         if f.startswith(("probe.", "sim.")):
             os.remove(os.path.join(out_dir, f))
     secs = results.link["flowrate"].index.to_numpy().astype(np.int64)
-    flow = np.abs(results.link["flowrate"][inlet].to_numpy()) * 3600.0  # m3/h
-    pressure = results.node["pressure"][critical].to_numpy()  # m
     keep = secs < days * 86400
-    secs, flow, pressure = secs[keep], flow[keep], pressure[keep]
-    # Measurement noise and quantisation.
-    flow = flow * (1 + rng.normal(0, 0.01, flow.size))
-    pressure = pressure + rng.normal(0, 0.1, pressure.size)
+    secs = secs[keep]
+    values = {}
+    for name, (quantity, element, _) in sensors.items():
+        if quantity == "flow":
+            v = np.abs(results.link["flowrate"][element].to_numpy()) * 3600.0  # m3/h
+        elif quantity == "level":
+            v = results.node["pressure"][element].to_numpy()  # a tank's pressure is its level
+        else:
+            v = results.node["pressure"][element].to_numpy()  # m
+        values[name] = v[keep]
+    # Measurement noise and quantisation (flow 1%, head 0.1 m, a level 1 cm).
+    for name, (quantity, _, _) in sensors.items():
+        v = values[name]
+        if quantity == "flow":
+            values[name] = v * (1 + rng.normal(0, 0.01, v.size))
+        elif quantity == "level":
+            values[name] = v + rng.normal(0, 0.01, v.size)
+        else:
+            values[name] = v + rng.normal(0, 0.1, v.size)
     present = np.ones(secs.size, dtype=bool)
     n_per_min = max(1, 60 // step)
 
     def span(t0, minutes):
         return (secs >= t0) & (secs < t0 + minutes * 60)
 
-    fault_days = list(range(16, days - 1))
+    flow_series, pressure_series = inflows[0], pressures[0]
+    fault_days = list(range(spec.get("learn_days", 14) + 2, days - 1))
     rng.shuffle(fault_days)
     faults = spec["faults"]
     for i, kind in enumerate(faults):
         day = fault_days[i % len(fault_days)]
         t0 = day * 86400 + int(rng.integers(1, 23)) * 3600 + int(rng.integers(0, 60)) * 60
-        series = "flow_rate" if kind in ("unit_change",) else ("pressure" if i % 2 else "flow_rate")
-        values = flow if series == "flow_rate" else pressure
+        series = flow_series if kind in ("unit_change",) else (pressure_series if i % 2 else flow_series)
+        v = values[series]
         if kind == "stuck":
             m = span(t0, 45)
             first = np.argmax(m)
-            values[m] = values[first]
+            if not twin:
+                v[m] = v[first]
             labels.append((at(t0), at(t0 + 45 * 60), "stuck", series))
         elif kind == "silent":
             m = span(t0, 40)
-            present &= ~m
-            labels.append((at(t0), at(t0 + 40 * 60), "silent", "flow_rate"))
-            labels.append((at(t0), at(t0 + 40 * 60), "silent", "pressure"))
+            if not twin:
+                present &= ~m
+            labels.append((at(t0), at(t0 + 40 * 60), "silent", flow_series))
+            labels.append((at(t0), at(t0 + 40 * 60), "silent", pressure_series))
         elif kind == "spike":
             m = np.flatnonzero(span(t0, 1 + int(rng.integers(0, 3))))
-            values[m] = values[m] * (3.0 if series == "flow_rate" else 0.3)
+            if not twin:
+                v[m] = v[m] * (3.0 if series == flow_series else 0.3)
             end = t0 + (len(m) // n_per_min + 1) * 60
             labels.append((at(t0), at(end), "spike", series))
         elif kind == "drift":
             m = span(t0, 4 * 24 * 60)
-            pressure[m] += 0.5 * (secs[m] - t0) / 86400.0
-            labels.append((at(t0), at(t0 + 4 * 86400), "drift", "pressure"))
+            if not twin:
+                values[pressure_series][m] += 0.5 * (secs[m] - t0) / 86400.0
+            labels.append((at(t0), at(t0 + 4 * 86400), "drift", pressure_series))
         elif kind == "unit_change":
             m = span(t0, 6 * 60)
-            flow[m] = flow[m] / 3.6
-            labels.append((at(t0), at(t0 + 6 * 3600), "unit_change", "flow_rate"))
-    flow = np.round(flow, 2)
-    pressure = np.round(pressure, 2)
+            if not twin:
+                v[m] = v[m] / 3.6
+            labels.append((at(t0), at(t0 + 6 * 3600), "unit_change", flow_series))
     fmt = "%Y-%m-%d %H:%M" if step % 60 == 0 else "%Y-%m-%d %H:%M:%S"
     times = [at(s).strftime(fmt) for s in secs[present]]
-    pd.DataFrame({"time": times, "flow_rate": flow[present], "pressure": pressure[present]}).to_csv(
-        os.path.join(out_dir, f"{spec['name']}.csv"), index=False)
-    labels.sort()
-    with open(os.path.join(out_dir, f"{spec['name']}.labels.csv"), "w") as f:
-        f.write("start,end,kind,series\n")
-        for s, e, k, series in labels:
-            f.write(f"{s.strftime('%Y-%m-%d %H:%M:%S')},{e.strftime('%Y-%m-%d %H:%M:%S')},{k},{series}\n")
-    with open(os.path.join(out_dir, f"{spec['name']}.zone.toml"), "w") as f:
-        f.write(f'[device]\nid = "{spec["name"]}"\ntimezone = "{spec["timezone"]}"\n')
-    with open(os.path.join(out_dir, f"{spec['name']}.toml"), "w") as f:
-        f.write(
-            f'# {spec["name"]}: {spec["about"]}\n'
-            f'[device]\nid = "{spec["name"]}"\ntimezone = "{spec["timezone"]}"\n\n'
-            '[[series]]\nname = "flow_rate"\nunit = "m3/h"\n\n'
-            '[[series]]\nname = "pressure"\nunit = "m"\n')
-    return len(times), mean_flow * 3600, float(np.mean(pressure))
+    for variant, columns in spec.get("variants", {"": list(sensors)}).items():
+        name = spec["name"] + variant
+        frame = {"time": times}
+        for c in columns:
+            frame[c] = np.round(values[c][present], 2)
+        csv = f"{name}.twin.csv" if twin else f"{name}.csv"
+        pd.DataFrame(frame).to_csv(os.path.join(out_dir, csv), index=False)
+        if twin:
+            continue
+        labels.sort()
+        with open(os.path.join(out_dir, f"{name}.labels.csv"), "w") as f:
+            f.write("start,end,kind,series\n")
+            for s, e, k, series in labels:
+                if series in columns:
+                    f.write(f"{s.strftime('%Y-%m-%d %H:%M:%S')},{e.strftime('%Y-%m-%d %H:%M:%S')},{k},{series}\n")
+        with open(os.path.join(out_dir, f"{name}.zone.toml"), "w") as f:
+            f.write(f'[device]\nid = "{name}"\ntimezone = "{spec["timezone"]}"\n')
+        with open(os.path.join(out_dir, f"{name}.toml"), "w") as f:
+            f.write(f'# {name}: {spec["about"]}\n'
+                    f'[device]\nid = "{name}"\ntimezone = "{spec["timezone"]}"\n')
+            for c in columns:
+                f.write(f'\n[[series]]\nname = "{c}"\nunit = "{sensors[c][2]}"\n')
+    return len(times), mean_flow * 3600, float(np.mean(values[pressure_series]))
 
 
-def scenarios(weeks, seed):
+def scenarios(weeks, seed, holdout=False):
+    """The development scenarios, or (`holdout`) the hold-out ones: other seeds, another town's
+    size, interval and zone, never used to choose a default."""
     days = weeks * 7
     monday = datetime(2024, 3, 4)
     faults = ["stuck", "silent", "spike", "stuck", "silent", "spike", "drift", "unit_change"]
+    meters = ["inflow_a", "inflow_b", "pressure_a", "pressure_b", "pressure_c"]
+    town_variants = {"": meters, "-tank": meters + ["tank_level", "pump_flow"]}
+    town = dict(about="a town of 92 junctions fed through two inflow meters, a booster pump "
+                "refilling a hill tank on its level, seasonal demand, a year",
+                start=datetime(2024, 1, 1), days=365, bursts=8, leaks=8, plan="year",
+                learn_days=56, seasonal=True, inflows=2, variants=town_variants,
+                faults=faults[:6])
+    if holdout:
+        return [
+            dict(town, name="holdout-town-10min", network=lambda s: pumped_town(s, 10, 12),
+                 seed=seed + 100, interval_s=600, timezone="America/Denver"),
+            dict(name="holdout-gravity-dma-1min", about="a gravity-fed looped DMA, another seed",
+                 network=small_dma, seed=seed + 102, start=monday, days=days, interval_s=60,
+                 bursts=8, leaks=2, faults=faults, timezone="Asia/Seoul"),
+        ]
     return [
         dict(name="wntr-net1-1min", about="EPANET example Net1: a pump, a tank, 1-minute data",
              network=lambda s: (wntr.network.WaterNetworkModel(library("Net1")), "9", "32"),
@@ -281,25 +437,35 @@ def scenarios(weeks, seed):
         dict(name="wntr-pumped-dma-5min", about="a pumped DMA with a tank, 5-minute data",
              network=pumped_dma, seed=seed + 3, start=monday, days=days, interval_s=300,
              bursts=8, leaks=2, faults=faults, timezone="Australia/Perth"),
+        dict(town, name="town-pumped-5min", network=pumped_town, seed=seed + 4, interval_s=300,
+             timezone="Europe/Madrid"),
+        dict(town, name="town-pumped-15min", network=pumped_town, seed=seed + 5,
+             interval_s=900, timezone="America/Sao_Paulo"),
     ]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--weeks", type=int, default=6, help="weeks simulated (the first 2 hold no event)")
+    ap.add_argument("--weeks", type=int, default=6,
+                    help="weeks simulated by the short scenarios (the first 2 hold no event)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--only", help="one scenario by name")
+    ap.add_argument("--only", help="scenarios whose name starts with this")
+    ap.add_argument("--holdout", action="store_true",
+                    help="the hold-out scenarios (score them; never tune on them)")
     args = ap.parse_args()
     if args.weeks < 4:
         sys.exit("--weeks: at least 4 (2 to learn, 2 with events)")
     os.makedirs(args.out, exist_ok=True)
-    for spec in scenarios(args.weeks, args.seed):
-        if args.only and spec["name"] != args.only:
+    for spec in scenarios(args.weeks, args.seed, args.holdout):
+        if args.only and not spec["name"].startswith(args.only):
             continue
-        rng = np.random.default_rng(spec["seed"])
-        rows, q, p = simulate(spec, args.out, rng)
-        print(f"{spec['name']}: {rows} rows, mean inflow {q:.1f} m3/h, mean pressure {p:.1f} m")
+        for twin in (False, True):
+            rng = np.random.default_rng(spec["seed"])
+            rows, q, p = simulate(spec, args.out, rng, twin)
+            what = "leak-free twin" if twin else "with events"
+            print(f"{spec['name']} ({what}): {rows} rows, mean inflow {q:.1f} m3/h, "
+                  f"mean pressure {p:.1f} m", flush=True)
 
 
 if __name__ == "__main__":

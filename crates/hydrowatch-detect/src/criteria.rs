@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Limits;
 use crate::checks::LocalClock;
+use crate::switches::{self, Recent, Switch};
 
 /// How finely the criteria are resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +81,10 @@ pub struct Criteria {
     /// The plausible range, change and resting values learned from the same readings.
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// The steps of a change of state (a pump, a valve) that recur in the history: taken as
+    /// the new state's level, not judged (see the switches module).
+    #[serde(default)]
+    pub switches: Vec<Switch>,
 }
 
 const MAD_SCALE: f64 = 1.4826;
@@ -134,7 +139,7 @@ pub(crate) fn follow_level(
     }
     deviation - before
 }
-const HOUR_OF_WEEK_DAYS: i64 = 14;
+const HOUR_OF_WEEK_DAYS: i64 = 21;
 const HOUR_OF_DAY_DAYS: i64 = 2;
 const GLOBAL_MIN_READINGS: usize = 30;
 /// Cells need this many readings each at their level, or the next coarser level is used.
@@ -200,6 +205,7 @@ impl Criteria {
             samples: values.len(),
             days: u32::try_from(days).unwrap_or(u32::MAX),
             limits: Limits::learn(&finite, &minutes, spacing),
+            switches: Vec::new(),
         };
         let by_cell = |level: Level| -> Option<Criteria> {
             let n = level.period() / 60;
@@ -221,19 +227,64 @@ impl Criteria {
                 ),
                 ..global.clone()
             };
-            let (steps, expected) = steps_of(&c, &minutes, &values);
+            let (steps, mut expected) = steps_of(&c, &minutes, &values);
             c.steps = steps;
+            let times: Vec<Timestamp> = finite.iter().map(|r| r.0).collect();
+            let cell = |m: u32| level.cell(m, step);
+            let scheduled: Vec<bool> = (0..minutes.len())
+                .map(|i| {
+                    i > 0
+                        && cell(minutes[i]) != cell(minutes[i - 1])
+                        && c.steps.get(cell(minutes[i])).copied().unwrap_or(false)
+                })
+                .collect();
+            let (learned, noise) = switches::learn(&times, &values, &scheduled, spacing);
+            c.switches = learned;
+            // A series that rests at one value most of the time (a pump's 0) has a spread of
+            // nearly nothing there: its other state's noise is still ordinary.
+            let floor = if c.switches.is_empty() {
+                floor
+            } else {
+                floor.max(noise)
+            };
+            // A series that switches between states (a pump through its meter): the
+            // expectations are of its base, without the states' offsets (each reading less the
+            // sum of the switches taken before it), so that they never blend two states; the
+            // detector takes each switch as the new level, here as on the device.
+            let base = if c.switches.is_empty() {
+                None
+            } else {
+                let base = switches::base(&c.switches, &times, &values, 3 * spacing);
+                let mut buckets = vec![Vec::new(); c.expected.len()];
+                for (m, v) in minutes.iter().zip(&base) {
+                    buckets[cell(*m)].push(*v);
+                }
+                c.expected = buckets.iter_mut().map(|b| median_of(b)).collect();
+                let (steps, on_base) = steps_of(&c, &minutes, &base);
+                c.steps = steps;
+                expected = on_base;
+                Some(base)
+            };
             let period = level.period() as u32;
             // The residuals the detector will judge: deviation from expected, less its level;
             // `expected`: each reading's expectation (computed once: the passes below share it).
+            // A switch is taken as the new level here as the detector will take it.
             let residuals_of = |c: &Criteria, from: usize, expected: &[f64]| {
                 let mut level_state = None;
+                let mut recent = Recent::default();
                 finite[from..]
                     .iter()
                     .zip(&minutes[from..])
                     .zip(expected)
                     .map(|((&(ts, v), m), e)| {
                         let d = c.deviation(v, *e);
+                        if !c.switches.is_empty()
+                            && recent
+                                .switched(&c.switches, ts, (v, *e), 3 * spacing)
+                                .is_some()
+                        {
+                            level_state = Some((ts, d));
+                        }
                         (
                             *m,
                             c.in_units(follow_level(&mut level_state, ts, d, true), *e),
@@ -297,9 +348,9 @@ impl Criteria {
             // tomorrow (in-sample residuals are smaller: the medians have seen them).
             let split = last - CALIBRATION_DAYS * DAY;
             let mut early = vec![Vec::new(); c.expected.len()];
-            for ((ts, v), m) in finite.iter().zip(&minutes) {
+            for (i, ((ts, v), m)) in finite.iter().zip(&minutes).enumerate() {
                 if *ts < split {
-                    early[level.cell(*m, step)].push(*v);
+                    early[level.cell(*m, step)].push(base.as_ref().map_or(*v, |b| b[i]));
                 }
             }
             let held_out = if days >= HOUR_OF_WEEK_DAYS + CALIBRATION_DAYS
@@ -359,6 +410,16 @@ impl Criteria {
             value / expected - 1.0
         } else {
             value - expected
+        }
+    }
+
+    /// A residual in the value's unit at `expected`, as a deviation of these criteria (a share
+    /// of `expected` for a relative level).
+    pub(crate) fn deviation_of_units(&self, units: f64, expected: f64) -> f64 {
+        if self.relative {
+            units / expected
+        } else {
+            units
         }
     }
 
@@ -575,7 +636,7 @@ mod tests {
         let day = Criteria::fit(&series(3), tz, 0).unwrap();
         assert_eq!(day.level, Level::HourOfDay);
         assert!((day.at(7 * 60).0 - 7.0).abs() < 0.05);
-        let week = Criteria::fit(&series(15), tz, 0).unwrap();
+        let week = Criteria::fit(&series(22), tz, 0).unwrap();
         assert_eq!(week.level, Level::HourOfWeek);
         // 1970-01-01 was a Thursday (weekday 3): its hour 5 carries 0.00 of weekday variation.
         assert!((week.at(3 * 1440 + 5 * 60).0 - 5.0).abs() < 1e-9);

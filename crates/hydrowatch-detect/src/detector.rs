@@ -14,6 +14,7 @@ use crate::criteria::{follow_level, minute_of_week};
 use crate::lifecycle::{LifecycleSettings, Machine, Taken};
 use crate::nightflow::{NightFlow, NightResult};
 use crate::residual::{self, HourForecast, HourSum};
+use crate::switches::Recent;
 use crate::{AlarmKind, Alert, Criteria, DetectError, Direction, SeriesSettings, Transition};
 
 /// Whether a reading could be judged.
@@ -71,6 +72,9 @@ struct SeriesState {
     /// The hour being summed for the forecast-residual check.
     #[serde(default)]
     hour_sum: HourSum,
+    /// The last deviations, to recognise a switch (see the switches module).
+    #[serde(default)]
+    recent: Recent,
 }
 
 /// The part of a detector that is saved across restarts.
@@ -161,6 +165,7 @@ impl Detector {
                 night: s.night_flow.as_ref().map(|_| NightFlow::new()),
                 level: None,
                 hour_sum: HourSum::default(),
+                recent: Recent::default(),
             })
             .collect();
         let n = settings.len();
@@ -238,12 +243,26 @@ impl Detector {
     }
 
     /// Replaces the criteria of series `series` (a level in other terms starts afresh).
+    ///
+    /// The level is carried into the new criteria's terms: the last reading keeps the residual
+    /// it had (new expectations, a state's offset learned or forgotten, a relative level or
+    /// one in units, change the deviation the level follows, not what the reading was).
     pub fn set_criteria(&mut self, series: usize, criteria: Option<Criteria>) {
+        let minute = self.saved.series[series]
+            .checks
+            .last
+            .map(|(ts, value)| (minute_of_week(self.clock.local(ts)), value));
         let state = &mut self.saved.series[series];
-        let relative = |c: &Option<Criteria>| c.as_ref().is_some_and(|c| c.relative);
-        if relative(&state.criteria) != relative(&criteria) {
-            state.level = None;
-        }
+        state.level = match (&state.criteria, &criteria, state.level, minute) {
+            (Some(old), Some(new), Some((at, level)), Some((minute, value))) => {
+                let (before, _) = old.at(minute);
+                let (after, _) = new.at(minute);
+                let residual = old.in_units(old.deviation(value, before) - level, before);
+                let level = new.deviation(value, after) - new.deviation_of_units(residual, after);
+                level.is_finite().then_some((at, level))
+            }
+            _ => None,
+        };
         state.criteria = criteria;
     }
 
@@ -291,6 +310,41 @@ impl Detector {
         std::mem::take(&mut self.nights)
     }
 
+    /// The smallest leak series `series` can see (a flow with night flow judged): the
+    /// persistent rise of its night minimum found within 3 nights, in its unit, and the
+    /// baseline night minimum it is a rise over; `None` before enough nights.
+    pub fn detectable_leak(&self, series: usize) -> Option<(f64, f64)> {
+        self.saved.series[series].night.as_ref()?.detectable()
+    }
+
+    /// What the detector learned of series `series`'s states and the smallest leak it can see,
+    /// for a person (`hydrowatch detect`'s summary, `hydrowatch status`): the switches taken
+    /// as changes of state, and the night test's smallest leak; `None` when neither is known.
+    pub fn describe_states(&self, series: usize) -> Option<String> {
+        let unit = &self.settings[series].unit;
+        let mut parts = Vec::new();
+        if let Some(c) = self.criteria(series)
+            && !c.switches.is_empty()
+        {
+            let sizes: Vec<String> = c
+                .switches
+                .iter()
+                .map(|s| format!("{:+.3}..{:+.3} ({} seen)", s.low, s.high, s.seen))
+                .collect();
+            parts.push(format!(
+                "changes of state learned (a pump or valve switching: the new level is taken, not judged): {} {unit}",
+                sizes.join(", ")
+            ));
+        }
+        if let Some((rise, baseline)) = self.detectable_leak(series) {
+            parts.push(format!(
+                "smallest leak it sees: a persistent rise of {rise:.3} {unit} ({:.1}% of the night minimum {baseline:.3}) is found within 3 nights",
+                100.0 * rise / baseline
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
     /// Open alarms: (series, kind, direction, stage, alarm id).
     pub fn open_alarms(&self) -> Vec<(&str, AlarmKind, Direction, u8, u64)> {
         self.saved
@@ -336,6 +390,17 @@ impl Detector {
         let mut z_abs = 0.0;
         if let Some(c) = &state.criteria {
             let (expected, spread) = c.at(minute);
+            // A step of a size the series takes when something changes state (a pump) is the
+            // new state: the level jumps to it.
+            if !c.switches.is_empty() {
+                let gap = 3 * state.checks.interval().unwrap_or(60);
+                let switched = state
+                    .recent
+                    .switched(&c.switches, ts, (value, expected), gap);
+                if switched.is_some() {
+                    state.level = Some((ts, c.deviation(value, expected)));
+                }
+            }
             let level = state.level.map_or(0.0, |(_, l)| l);
             let deviation = c.deviation(value, expected);
             let z = c.in_units(
@@ -346,7 +411,12 @@ impl Detector {
             let percentile = 100.0 * phi(z_abs);
             // A value the series rests at (a pump off) is a state it is often in, not an
             // outlier, whatever the hour.
-            let stage = if resting {
+            // While the criteria are coarser than the hour of the week (a short history), a
+            // reading is staged only when it is a gross deviation: a short history cannot say
+            // whether a few spreads are unusual, and a verdict of "normal, still learning" is
+            // more honest than a guess. Resting values (a pump off) are a state, at any hour.
+            let learning = c.level != crate::Level::HourOfWeek && z.abs() < LEARNING_Z;
+            let stage = if resting || learning {
                 0
             } else {
                 settings.stage_of(percentile)
@@ -468,7 +538,9 @@ impl Detector {
                 (AlarmKind::Forecast, _) => -1,
                 _ => continue,
             };
-            let stage = if judged.side == side { 3 } else { 0 };
+            // Open: kept open while the hours stay outside the band on its side (hysteresis).
+            let kept = machine.open.is_some() && judged.outside == side;
+            let stage = if judged.side == side || kept { 3 } else { 0 };
             if let Some(transition) = machine.step(stage, 100.0, &lifecycle, next_id, None) {
                 alerts.push(alert(
                     settings,

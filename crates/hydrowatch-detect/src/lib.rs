@@ -25,6 +25,7 @@ mod residual;
 mod runner;
 pub mod score;
 mod settings;
+mod switches;
 
 pub use criteria::{Criteria, Level};
 pub use detector::{Detector, Judgement, Verdict};
@@ -35,6 +36,7 @@ pub use nightflow::{NightResult, NightSettings};
 pub use residual::HourForecast;
 pub use runner::{Refit, Runner};
 pub use settings::SeriesSettings;
+pub use switches::Switch;
 
 /// Bad settings or state.
 #[derive(Debug, thiserror::Error)]

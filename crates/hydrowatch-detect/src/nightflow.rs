@@ -1,13 +1,23 @@
 //! Minimum night flow, the classic leak indicator: at night consumption is lowest and most of
-//! the flow is leakage, so a leak that grows over days shows as a night minimum that creeps up.
+//! the flow is leakage, so a leak shows as a night minimum that rises and stays up.
 //!
 //! Each night, the readings inside the local window (default 01:00-05:00) are averaged per
 //! 10-minute slot; the night's minimum flow is the lowest slot mean (slots need half their
 //! readings, for minute data; a night needs half its slots). When the window has passed, the
-//! minimum is compared with the median of up to `nights` earlier normal nights: a rise by
-//! `rise` or more is stage 2, twice that stage 3, three times stage 4, where `rise` is at
-//! least twice the nights' own relative spread (real nights vary by 5-10% by themselves). Nights that raised the
-//! indicator do not join the baseline, so a leak does not become the new normal.
+//! minimum is compared with the median of up to `nights` earlier normal nights, in spreads of
+//! those nights (their robust relative spread, at least half of `rise`), and the rises are
+//! accumulated night after night by a one-sided CUSUM (reference [`CUSUM_K`] spreads): a
+//! persistent rise too small to see on one night adds up over a few. One night's rise alone
+//! also counts (2 spreads, at least `rise`, is stage 2, as before the CUSUM), so a leak that
+//! starts large is seen on its first night. The statistic's threshold is set from a false-alarm budget (one alarm in
+//! [`BUDGET_NIGHTS`] nights under normal noise), raised to what the statistic reached on the
+//! series' own earlier nights judged out of sample (real nights are not independent: a warm
+//! spell lasts days). At the threshold the night is stage 2; larger single rises raise the
+//! stage (below). Nights with evidence (the statistic above half its threshold) do not join the
+//! baseline, so a leak does not become the new normal.
+//!
+//! The smallest persistent rise found within [`DETECT_NIGHTS`] nights follows from the
+//! threshold and the spread ([`NightResult::detectable`]): the device states it.
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
@@ -92,6 +102,17 @@ pub struct NightResult {
     pub baseline: Option<f64>,
     /// Stage 0-4.
     pub stage: u8,
+    /// The accumulated evidence of a rise (CUSUM, in spreads) after this night, and the
+    /// threshold it alarms at (0 and `None` while too few nights).
+    #[serde(default)]
+    pub evidence: f64,
+    /// The threshold of `evidence`.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// The smallest persistent rise of the night minimum (the series' unit) found within
+    /// [`DETECT_NIGHTS`] nights, as the baseline and spread stand now.
+    #[serde(default)]
+    pub detectable: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,21 +131,91 @@ pub(crate) struct NightFlow {
     current: Option<Accumulating>,
     /// Earlier nights: minimum, and whether it was abnormal; newest last.
     history: Vec<(NaiveDate, f64, bool)>,
+    /// The CUSUM of the nights' rises, in spreads.
+    #[serde(default)]
+    evidence: f64,
+    /// After the last night judged: the smallest persistent rise found within
+    /// [`DETECT_NIGHTS`] nights (the series' unit) and the baseline it is a rise over.
+    #[serde(default)]
+    detectable: Option<(f64, f64)>,
 }
 
 const SLOT_MINUTES: i64 = 10;
-/// The rise that is abnormal is at least this many robust spreads of the baseline nights
-/// (relative to their median): 2 keeps the own simulator's slow leaks within 3 nights and
-/// halves the real DMAs' night alarms (3 would cut them by 4 but find leaks after 7 nights).
-const NOISE_SPREADS: f64 = 2.0;
 const HISTORY_KEPT: usize = 60;
+/// The CUSUM's reference value, in spreads: half the shift it is quickest to find (1 spread).
+pub(crate) const CUSUM_K: f64 = 0.5;
+/// The false-alarm budget of the accumulated night test: one alarm in this many normal nights
+/// (a year; a leak-free year raises none, and the one-night rule's own rate is unchanged).
+pub(crate) const BUDGET_NIGHTS: f64 = 365.0;
+/// The leak the device states it can see is found within this many nights.
+pub(crate) const DETECT_NIGHTS: f64 = 3.0;
+/// One night alone is stage 2 at this many spreads (at least `rise`: the spread's floor is half
+/// of it), stage 3 at twice, stage 4 at three times: 2 keeps the own simulator's slow leaks
+/// within 3 nights and halves the real DMAs' night alarms against 1 (3 found leaks after 7).
+const ONE_NIGHT_SPREADS: f64 = 2.0;
+/// One night's rise counts at most this many spreads (a single odd night, a fire hydrant
+/// opened, cannot alone carry the statistic past three thresholds).
+const MAX_NIGHT_SPREADS: f64 = 8.0;
+/// The statistic is kept below this many thresholds, so that it falls back under the threshold
+/// within 2-3 normal nights of a repair (and a second leak opens an alarm of its own).
+const MAX_THRESHOLDS: f64 = 1.5;
+
+/// The threshold for a one-sided CUSUM of unit-variance normal steps with reference `k` whose
+/// average run length under no change is `budget` (Siegmund's approximation, solved by
+/// bisection).
+pub(crate) fn cusum_threshold(k: f64, budget: f64) -> f64 {
+    let arl = |h: f64| {
+        let b = 2.0 * k * (h + 1.166);
+        (b.exp() - b - 1.0) / (2.0 * k * k)
+    };
+    let (mut lo, mut hi) = (0.0, 50.0);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if arl(mid) < budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// Median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The baseline (median) of `normal` nights and their relative spread, at least `floor`.
+fn baseline_of(normal: &[f64], floor: f64) -> Option<(f64, f64)> {
+    let b = median(&mut normal.to_vec());
+    if b.is_nan() || b <= 0.0 {
+        return None;
+    }
+    let mut deviations: Vec<f64> = normal.iter().map(|m| (m / b - 1.0).abs()).collect();
+    let spread = 1.4826 * median(&mut deviations);
+    Some((b, spread.max(floor)))
+}
 
 impl NightFlow {
     pub(crate) fn new() -> NightFlow {
         NightFlow {
             current: None,
             history: Vec::new(),
+            evidence: 0.0,
+            detectable: None,
         }
+    }
+
+    /// The smallest persistent rise of the night minimum found within [`DETECT_NIGHTS`] nights
+    /// (the series' unit) and the baseline night minimum, as of the last night judged.
+    pub(crate) fn detectable(&self) -> Option<(f64, f64)> {
+        self.detectable
     }
 
     /// Adds a reading at local time `local`; returns the night that ended before it, if any.
@@ -193,56 +284,96 @@ impl NightFlow {
                 minimum: f64::NAN,
                 baseline: None,
                 stage: 0,
+                evidence: self.evidence,
+                threshold: None,
+                detectable: None,
             };
         }
         let minimum = full.iter().copied().fold(f64::INFINITY, f64::min);
-        let mut normal: Vec<f64> = self
-            .history
-            .iter()
-            .rev()
-            .filter(|(_, _, abnormal)| !abnormal)
-            .take(settings.nights)
-            .map(|(_, m, _)| *m)
-            .collect();
-        let baseline = (normal.len() >= settings.min_nights).then(|| {
-            normal.sort_by(f64::total_cmp);
-            let n = normal.len();
-            if n % 2 == 1 {
-                normal[n / 2]
-            } else {
-                (normal[n / 2 - 1] + normal[n / 2]) / 2.0
+        let floor = settings.rise / 2.0;
+        let normal: Vec<f64> = self.normal_before(self.history.len(), settings.nights);
+        let judged = (normal.len() >= settings.min_nights)
+            .then(|| baseline_of(&normal, floor))
+            .flatten();
+        let (stage, threshold, detectable) = match judged {
+            Some((b, spread)) => {
+                let threshold = cusum_threshold(CUSUM_K, BUDGET_NIGHTS)
+                    .max(1.1 * self.reached_out_of_sample(settings, floor));
+                let rise = ((minimum / b - 1.0) / spread).min(MAX_NIGHT_SPREADS);
+                self.evidence =
+                    (self.evidence + rise - CUSUM_K).clamp(0.0, MAX_THRESHOLDS * threshold);
+                // The accumulated evidence, and one night's rise alone: a leak that starts large
+                // is seen on its first night (a rise of ONE_NIGHT_SPREADS, at least `rise`).
+                let accumulated = if self.evidence >= threshold { 2 } else { 0 };
+                let alone = match rise / ONE_NIGHT_SPREADS {
+                    x if x >= 3.0 => 4,
+                    x if x >= 2.0 => 3,
+                    x if x >= 1.0 => 2,
+                    _ => 0,
+                };
+                let stage = accumulated.max(alone);
+                // A persistent rise of d spreads passes the threshold in (h + 1.166)/(d - k)
+                // nights (the same approximation); one of ONE_NIGHT_SPREADS on its first night.
+                let spreads =
+                    (CUSUM_K + (threshold + 1.166) / DETECT_NIGHTS).min(ONE_NIGHT_SPREADS);
+                (stage, Some(threshold), Some(spreads * spread * b))
             }
-        });
-        let stage = match baseline {
-            Some(b) if b > 0.0 => {
-                let rise = minimum / b - 1.0;
-                // Nights that vary by themselves (real demand at night) need a larger rise.
-                let mut deviations: Vec<f64> = normal.iter().map(|m| (m / b - 1.0).abs()).collect();
-                deviations.sort_by(f64::total_cmp);
-                let spread = 1.4826 * deviations[deviations.len() / 2];
-                let r = settings.rise.max(NOISE_SPREADS * spread);
-                if rise >= 3.0 * r {
-                    4
-                } else if rise >= 2.0 * r {
-                    3
-                } else if rise >= r {
-                    2
-                } else {
-                    0
-                }
-            }
-            _ => 0,
+            None => (0, None, None),
         };
-        self.history.push((acc.night, minimum, stage > 0));
+        if let (Some(d), Some((b, _))) = (detectable, judged) {
+            self.detectable = Some((d, b));
+        }
+        let suspect = threshold.is_some_and(|h| self.evidence > h / 2.0);
+        self.history
+            .push((acc.night, minimum, stage > 0 || suspect));
         if self.history.len() > HISTORY_KEPT {
             self.history.remove(0);
         }
         NightResult {
             night: acc.night,
             minimum,
-            baseline,
+            baseline: judged.map(|(b, _)| b),
             stage,
+            evidence: self.evidence,
+            threshold,
+            detectable,
         }
+    }
+
+    /// Up to `count` normal nights' minima before history index `end`, newest first.
+    fn normal_before(&self, end: usize, count: usize) -> Vec<f64> {
+        self.history[..end]
+            .iter()
+            .rev()
+            .filter(|(_, _, abnormal)| !abnormal)
+            .take(count)
+            .map(|(_, m, _)| *m)
+            .collect()
+    }
+
+    /// The largest the statistic reached over the normal nights of the history, each judged
+    /// against the nights before it (out of sample), leaving out the last [`DETECT_NIGHTS`]
+    /// (a rise starting now is not the history's noise).
+    fn reached_out_of_sample(&self, settings: &NightSettings, floor: f64) -> f64 {
+        let end = self.history.len().saturating_sub(DETECT_NIGHTS as usize);
+        let mut evidence: f64 = 0.0;
+        let mut highest: f64 = 0.0;
+        for i in 0..end {
+            let (_, minimum, abnormal) = self.history[i];
+            if abnormal || !minimum.is_finite() {
+                continue;
+            }
+            let normal = self.normal_before(i, settings.nights);
+            if normal.len() < settings.min_nights {
+                continue;
+            }
+            if let Some((b, spread)) = baseline_of(&normal, floor) {
+                let rise = ((minimum / b - 1.0) / spread).min(MAX_NIGHT_SPREADS);
+                evidence = (evidence + rise - CUSUM_K).max(0.0);
+                highest = highest.max(evidence);
+            }
+        }
+        highest
     }
 }
 
@@ -278,25 +409,51 @@ mod tests {
     }
 
     #[test]
-    fn a_rise_over_the_median_of_normal_nights_is_staged() {
+    fn a_persistent_rise_adds_up_over_nights_and_a_large_one_is_seen_at_once() {
         let s = NightSettings::default();
+        let h = cusum_threshold(CUSUM_K, BUDGET_NIGHTS);
+        assert!((3.5..4.5).contains(&h), "{h}");
         let mut nf = NightFlow::new();
         for day in 1..=5 {
             let r = night(&mut nf, &s, day, 10.0);
             assert_eq!((r.stage, r.baseline), (0, None), "too few nights to judge");
             assert!((r.minimum - 10.0).abs() < 1e-9);
         }
-        let r = night(&mut nf, &s, 6, 10.7);
-        assert_eq!((r.stage, r.baseline), (0, Some(10.0)), "7% is normal");
+        // 7.8% above identical nights: 1.95 spreads of the floor (half of `rise`, 4%). Not on
+        // one night, but on three in a row.
+        let stages: Vec<u8> = (6..=8)
+            .map(|d| night(&mut nf, &s, d, 10.78).stage)
+            .collect();
+        assert_eq!(stages, vec![0, 0, 2]);
+        let r = night(&mut nf, &s, 9, 10.78);
+        assert_eq!(r.baseline, Some(10.0), "nights with evidence stay out");
+        // The device states what it sees within 3 nights: the accumulated test's
+        // (k + (h + 1.166) / 3) spreads, or one night's 2, whichever is smaller.
+        let d = r.detectable.unwrap();
+        let spreads = (CUSUM_K + (h + 1.166) / 3.0).min(ONE_NIGHT_SPREADS);
+        assert!((d - spreads * 0.04 * 10.0).abs() < 1e-9, "{d}");
+        assert_eq!(nf.detectable(), Some((d, 10.0)));
+
+        let mut nf = NightFlow::new();
+        for day in 1..=5 {
+            night(&mut nf, &s, day, 10.0);
+        }
         assert_eq!(
-            night(&mut nf, &s, 7, 11.05).stage,
-            2,
-            "10.5% above 10.0 is stage 2"
+            night(&mut nf, &s, 6, 12.5).stage,
+            4,
+            "25%: 6 spreads on one night"
         );
-        assert_eq!(night(&mut nf, &s, 8, 11.7).stage, 3);
-        assert_eq!(night(&mut nf, &s, 9, 12.5).stage, 4);
-        // The abnormal nights stay out of the baseline.
-        assert_eq!(night(&mut nf, &s, 10, 11.0).baseline, Some(10.0));
+    }
+
+    #[test]
+    fn nights_that_vary_by_themselves_raise_nothing() {
+        let s = NightSettings::default();
+        let mut nf = NightFlow::new();
+        for day in 1..=28 {
+            let level = if day % 2 == 0 { 10.3 } else { 9.7 };
+            let level = level + if day % 5 == 0 { 0.4 } else { 0.0 };
+            assert_eq!(night(&mut nf, &s, day, level).stage, 0, "night {day}");
+        }
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! mean of a series is compared with the day-ahead forecast of that hour (its 10-90% band, which
 //! the caller supplies from the forecasts it stores); a mean beyond the band by more than
 //! [`MARGIN`] of its width is abnormal, and [`HOURS`] such hours in a row on the same side open
-//! a `forecast` alarm (stage 3, high or low); [`CLEAR_HOURS`] hours back inside clear it. An
-//! hour without a forecast is not judged: with no forecasts at all the check is off.
+//! a `forecast` alarm (stage 3, high or low). With hysteresis: an open alarm stays open while the
+//! hours stay outside the band itself on its side, and [`CLEAR_HOURS`] hours back inside the band
+//! clear it (a persistent change whose hours hover about the widened band's edge is one alarm,
+//! not one every few hours). An hour without a forecast is not judged: with no forecasts at all
+//! the check is off.
 //!
 //! A slow change the minute checks cannot see (a leak growing by day, a valve left half open,
 //! a meter drifting) moves the hourly means away from what the forecaster expected yesterday.
@@ -46,6 +49,8 @@ pub(crate) struct JudgedHour {
     pub forecast: HourForecast,
     /// 1 above the widened band, -1 below, 0 inside.
     pub side: i8,
+    /// 1 above the band itself, -1 below, 0 inside (what keeps an open alarm open).
+    pub outside: i8,
 }
 
 /// The hour being summed, saved across restarts.
@@ -110,11 +115,19 @@ pub(crate) fn judge_hour(
     } else {
         0
     };
+    let outside = if mean > forecast.upper {
+        1
+    } else if mean < forecast.lower {
+        -1
+    } else {
+        0
+    };
     Some(JudgedHour {
         hour,
         mean,
         forecast,
         side,
+        outside,
     })
 }
 
@@ -141,13 +154,10 @@ mod tests {
         let judged = judge_hour(&forecasts, closed, 60).unwrap();
         assert_eq!(judged.side, 1);
         assert!((judged.mean - 120.5).abs() < 1e-9);
-        // Inside the widened band (114); and no forecast, no judgement; too few readings neither.
-        assert_eq!(
-            judge_hour(&forecasts, (3600, 114.0 * 60.0, 60), 60)
-                .unwrap()
-                .side,
-            0
-        );
+        assert_eq!(judged.outside, 1);
+        // Inside the widened band (114), outside the band; and no forecast, no judgement; too few readings neither.
+        let hovering = judge_hour(&forecasts, (3600, 114.0 * 60.0, 60), 60).unwrap();
+        assert_eq!((hovering.side, hovering.outside), (0, 1));
         assert!(judge_hour(&forecasts, (7200, 100.0, 1), 60).is_none());
         assert!(judge_hour(&forecasts, (3600, 120.0 * 10.0, 10), 60).is_none());
     }

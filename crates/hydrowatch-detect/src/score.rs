@@ -7,10 +7,21 @@
 //! - `stuck`: by a `stuck` alarm; `silent`: by a `stale` alarm;
 //! - `spike` and any other kind: by any alarm of its series;
 //!
-//! counting alarms that open or escalate from the event's start until `GRACE` after its end. An
-//! opened alarm is a false alarm when no event of its series spans it (with the same grace).
-//! Per reading, a reading is predicted abnormal when an alarm of its series is open after it,
-//! and actually abnormal when it lies inside an event of its series.
+//! counting alarms that open or escalate from the event's start until `GRACE` after its end (a
+//! leak: only in its first [`LEAK_WINDOW`], since leaks run for months and the goal is to find
+//! them within days). An opened alarm is a false alarm when no event of its series spans it
+//! (with the same grace). Per reading, a reading is predicted abnormal when an alarm of its
+//! series is open after it, and actually abnormal when it lies inside an event of its series.
+//!
+//! Credibility: a run on the scenario's leak-free twin (the same draws without any event) gives
+//! the rate at which alarms that would qualify for an event appear by chance. A find is credible
+//! when the probability that such an alarm falls between the event's start and the find,
+//! `1 - exp(-rate * delay)`, is under [`CREDIBLE`]: a detector that alarms often "finds" every
+//! long event by chance, and that is no find.
+//!
+//! Alarm load (ISA-18.2): alarms opened per day, chattering (an alarm of the same series, kind
+//! and direction opening again within [`CHATTER_SECONDS`] of its clearing) and standing alarms
+//! (open for [`STANDING_SECONDS`] or more).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +33,18 @@ use crate::{AlarmKind, Alert, Transition};
 /// Alarms this long after an event's end still belong to it (they clear with hysteresis, and a
 /// repaired leak changes the night after).
 pub const GRACE: i64 = 6 * 3600;
+
+/// A leak is scored on its first days only: found within this long of its start, or missed.
+pub const LEAK_WINDOW: i64 = 3 * 86_400;
+
+/// A find is credible when chance alone would have made it with a probability under this.
+pub const CREDIBLE: f64 = 0.1;
+
+/// An alarm opening again this soon after it cleared is chattering.
+pub const CHATTER_SECONDS: i64 = 3600;
+
+/// An alarm open this long is a standing alarm.
+pub const STANDING_SECONDS: i64 = 86_400;
 
 /// One labelled span on one series.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +119,31 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
+/// Whether an alarm of `kind` reaching `stage` finds an event of `event_kind`.
+fn qualifies(event_kind: &str, kind: AlarmKind, stage: u8) -> bool {
+    match event_kind {
+        "burst" => stage >= 3,
+        "leak" => kind == AlarmKind::NightFlow,
+        "stuck" => kind == AlarmKind::Stuck,
+        "silent" => kind == AlarmKind::Stale,
+        _ => true,
+    }
+}
+
+/// The alarm load of a run (ISA-18.2's figures).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct AlarmLoad {
+    /// Alarms opened.
+    pub opened: usize,
+    /// Openings within [`CHATTER_SECONDS`] of the same alarm's clearing.
+    pub chattering: usize,
+    /// Alarms open for [`STANDING_SECONDS`] or more (counted when they clear, or at the end).
+    pub standing: usize,
+}
+
+/// An alarm that opened or escalated: time, series, kind, stage, alarm id.
+type Raised = (Timestamp, String, AlarmKind, u8, u64);
+
 /// Accumulates the scores of one run.
 #[derive(Debug, Clone)]
 pub struct Scorer {
@@ -109,6 +157,29 @@ pub struct Scorer {
     false_alarms: Vec<(Timestamp, String, AlarmKind)>,
     opened: usize,
     confusion: Confusion,
+    /// Every alarm that opened or escalated.
+    raised: Vec<Raised>,
+    /// Per (series, kind, direction): when it opened, when it last cleared.
+    lifecycle:
+        BTreeMap<(String, AlarmKind, crate::Direction), (Option<Timestamp>, Option<Timestamp>)>,
+    load: AlarmLoad,
+    last: Timestamp,
+}
+
+/// How credible one find is, against a leak-free twin's chance alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Credibility {
+    /// Qualifying alarms a week on the twin (for this event's kind and series).
+    pub chance_per_week: f64,
+    /// The probability that chance alone makes the find as early (`None`: not found).
+    pub chance: Option<f64>,
+}
+
+impl Credibility {
+    /// Found, and earlier than chance would explain.
+    pub fn credible(&self) -> bool {
+        self.chance.is_some_and(|p| p < CREDIBLE)
+    }
 }
 
 impl Scorer {
@@ -145,7 +216,51 @@ impl Scorer {
             false_alarms: Vec::new(),
             opened: 0,
             confusion: Confusion::default(),
+            raised: Vec::new(),
+            lifecycle: BTreeMap::new(),
+            load: AlarmLoad::default(),
+            last: Timestamp::MIN,
         }
+    }
+
+    /// The alarm load so far (alarms still open for [`STANDING_SECONDS`] at the last alert or
+    /// reading count as standing).
+    pub fn load(&self) -> AlarmLoad {
+        let mut load = self.load;
+        load.standing += self
+            .lifecycle
+            .values()
+            .filter(|(open, _)| open.is_some_and(|t| self.last - t >= STANDING_SECONDS))
+            .count();
+        load
+    }
+
+    /// How credible each event's find is, given `twin`: the scorer of a run on the leak-free
+    /// twin over `twin_weeks` (its every alarm is false).
+    pub fn credibility(&self, twin: &Scorer, twin_weeks: f64) -> Vec<Credibility> {
+        self.events
+            .iter()
+            .map(|e| {
+                let mut ids: Vec<u64> = twin
+                    .raised
+                    .iter()
+                    .filter(|(_, series, kind, stage, _)| {
+                        qualifies(&e.kind, *kind, *stage) && e.series.contains(series)
+                    })
+                    .map(|r| r.4)
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let per_week = ids.len() as f64 / twin_weeks.max(1e-9);
+                let chance = e
+                    .delay_minutes()
+                    .map(|minutes| 1.0 - (-per_week * minutes / (7.0 * 1440.0)).exp());
+                Credibility {
+                    chance_per_week: per_week,
+                    chance,
+                }
+            })
+            .collect()
     }
 
     fn inside(&self, series: &str, ts: Timestamp, grace: i64) -> bool {
@@ -158,6 +273,30 @@ impl Scorer {
     /// Records the alerts of one reading or tick.
     pub fn alerts(&mut self, alerts: &[Alert]) {
         for a in alerts {
+            self.last = self.last.max(a.time);
+            let key = (a.series.clone(), a.kind, a.direction);
+            let (opened_at, cleared_at) = self.lifecycle.entry(key).or_default();
+            match a.state {
+                Transition::Opened => {
+                    self.load.opened += 1;
+                    if cleared_at.is_some_and(|c| a.time - c < CHATTER_SECONDS) {
+                        self.load.chattering += 1;
+                    }
+                    *opened_at = Some(a.time);
+                }
+                Transition::Cleared => {
+                    if opened_at.is_some_and(|o| a.time - o >= STANDING_SECONDS) {
+                        self.load.standing += 1;
+                    }
+                    *opened_at = None;
+                    *cleared_at = Some(a.time);
+                }
+                _ => {}
+            }
+            if matches!(a.state, Transition::Opened | Transition::Escalated) {
+                self.raised
+                    .push((a.time, a.series.clone(), a.kind, a.stage, a.alarm_id));
+            }
             let open = self.open.entry(a.series.clone()).or_default();
             match a.state {
                 Transition::Opened => *open += 1,
@@ -174,18 +313,16 @@ impl Scorer {
                 continue;
             }
             for e in &mut self.events {
-                let qualifies = match e.kind.as_str() {
-                    "burst" => a.stage >= 3,
-                    "leak" => a.kind == AlarmKind::NightFlow,
-                    "stuck" => a.kind == AlarmKind::Stuck,
-                    "silent" => a.kind == AlarmKind::Stale,
-                    _ => true,
+                let until = if e.kind == "leak" {
+                    (e.start + LEAK_WINDOW).min(e.end + GRACE)
+                } else {
+                    e.end + GRACE
                 };
                 if e.detected.is_none()
-                    && qualifies
+                    && qualifies(&e.kind, a.kind, a.stage)
                     && e.series.contains(&a.series)
                     && e.start <= a.time
-                    && a.time < e.end + GRACE
+                    && a.time < until
                 {
                     e.detected = Some((a.time, a.kind, a.stage));
                 }
@@ -195,6 +332,7 @@ impl Scorer {
 
     /// Records one judged reading of `series` (after its alerts were recorded).
     pub fn reading(&mut self, series: &str, ts: Timestamp) {
+        self.last = self.last.max(ts);
         let predicted = self.open.get(series).is_some_and(|n| *n > 0);
         let actual = self.inside(series, ts, 0);
         let c = &mut self.confusion;
