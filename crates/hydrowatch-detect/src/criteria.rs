@@ -20,7 +20,7 @@
 //! spread is at least what its residuals reach on a fifth of the days (a pump switching at a
 //! different time each day is normal there; a burst on a day or two in the history is not).
 //!
-//! Levels, chosen by the history available: hour of week (168 cells) from 14 days on, hour of
+//! Levels, chosen by the history available: hour of week (168 cells) from 21 days on, hour of
 //! day (24) from 2 days, one global cell from 30 readings; with less, no criteria (readings are
 //! not staged yet). Each cell's spread has a floor of a tenth of the global spread, so a cell of
 //! near-identical values cannot turn ordinary noise into a critical stage.
@@ -139,7 +139,12 @@ pub(crate) fn follow_level(
     }
     deviation - before
 }
+/// Hour-of-week criteria from three weeks of history: with two, each cell is the mean of two
+/// days, and the corpora's leak-free twins drew most of their false alarms in the third week.
 const HOUR_OF_WEEK_DAYS: i64 = 21;
+/// Tails are calibrated out of sample from this much history on (two weeks to fit on, the last
+/// week judged).
+const CALIBRATION_MIN_DAYS: i64 = 14 + CALIBRATION_DAYS;
 const HOUR_OF_DAY_DAYS: i64 = 2;
 const GLOBAL_MIN_READINGS: usize = 30;
 /// Cells need this many readings each at their level, or the next coarser level is used.
@@ -353,7 +358,7 @@ impl Criteria {
                     early[level.cell(*m, step)].push(base.as_ref().map_or(*v, |b| b[i]));
                 }
             }
-            let held_out = if days >= HOUR_OF_WEEK_DAYS + CALIBRATION_DAYS
+            let held_out = if days >= CALIBRATION_MIN_DAYS
                 && early.iter().all(|b| b.len() >= MIN_PER_CELL)
             {
                 let before = Criteria {
