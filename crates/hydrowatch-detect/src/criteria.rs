@@ -358,22 +358,21 @@ impl Criteria {
                     early[level.cell(*m, step)].push(base.as_ref().map_or(*v, |b| b[i]));
                 }
             }
-            let held_out = if days >= CALIBRATION_MIN_DAYS
-                && early.iter().all(|b| b.len() >= MIN_PER_CELL)
-            {
-                let before = Criteria {
-                    expected: early.iter_mut().map(|b| median_of(b)).collect(),
-                    ..c.clone()
+            let held_out =
+                if days >= CALIBRATION_MIN_DAYS && early.iter().all(|b| b.len() >= MIN_PER_CELL) {
+                    let before = Criteria {
+                        expected: early.iter_mut().map(|b| median_of(b)).collect(),
+                        ..c.clone()
+                    };
+                    let from = finite.partition_point(|(ts, _)| *ts < split);
+                    let expected: Vec<f64> = minutes[from..]
+                        .iter()
+                        .map(|m| before.expected_at(*m % period, &before.steps))
+                        .collect();
+                    residuals_of(&before, from, &expected)
+                } else {
+                    all
                 };
-                let from = finite.partition_point(|(ts, _)| *ts < split);
-                let expected: Vec<f64> = minutes[from..]
-                    .iter()
-                    .map(|m| before.expected_at(*m % period, &before.steps))
-                    .collect();
-                residuals_of(&before, from, &expected)
-            } else {
-                all
-            };
             c.calibrate(&held_out);
             Some(c)
         };

@@ -177,7 +177,7 @@ fn hours_outside_the_day_ahead_band_open_a_forecast_alarm_that_clears() {
         let mut d = Detector::new(chrono_tz::UTC, settings).unwrap();
         if forecasts {
             // A flat day-ahead forecast of 100 m3/h, band 95-105, for 12 hours.
-            let hours: Vec<HourForecast> = (0..12)
+            let hours: Vec<HourForecast> = (0..16)
                 .map(|h| HourForecast {
                     hour: START + h * 3600,
                     value: 100.0,
@@ -189,22 +189,22 @@ fn hours_outside_the_day_ahead_band_open_a_forecast_alarm_that_clears() {
         }
         // Hours 4-7 run at 117 (beyond the band by more than its width).
         let mut alerts = Vec::new();
-        for m in 0..12 * 60 {
+        for m in 0..16 * 60 {
             let ts = START + m * 60;
             let high = (4..8).contains(&(m / 60));
             let value = if high { 117.0 } else { 100.0 } + (m % 3) as f64 * 0.1;
             alerts.extend(d.tick(ts));
             alerts.extend(d.observe(0, ts, value).1);
         }
-        alerts.extend(d.tick(START + 12 * 3600));
+        alerts.extend(d.tick(START + 16 * 3600));
         alerts
             .into_iter()
             .filter(|a| a.kind == AlarmKind::Forecast)
             .map(|a| (a.state, a.direction, a.time, a.value.map(f64::round)))
             .collect::<Vec<_>>()
     };
-    // Opened when the third high hour ended, with that hour's mean; cleared after two normal
-    // hours.
+    // Opened when the third high hour ended, with that hour's mean; cleared after six hours
+    // back inside the band.
     assert_eq!(
         run(true),
         vec![
@@ -217,7 +217,7 @@ fn hours_outside_the_day_ahead_band_open_a_forecast_alarm_that_clears() {
             (
                 Transition::Cleared,
                 Direction::High,
-                START + 10 * 3600,
+                START + 14 * 3600,
                 Some(100.0)
             ),
         ]
