@@ -14,7 +14,7 @@ use crate::criteria::{follow_level, minute_of_week};
 use crate::lifecycle::{LifecycleSettings, Machine, Taken};
 use crate::nightflow::{NightFlow, NightResult};
 use crate::residual::{self, HourForecast, HourSum};
-use crate::switches::Recent;
+use crate::switches::{Offset, Recent};
 use crate::{AlarmKind, Alert, Criteria, DetectError, Direction, SeriesSettings, Transition};
 
 /// Whether a reading could be judged.
@@ -72,9 +72,13 @@ struct SeriesState {
     /// The hour being summed for the forecast-residual check.
     #[serde(default)]
     hour_sum: HourSum,
-    /// The last deviations, to recognise a switch (see the switches module).
+    /// The last readings, to recognise a switch (see the switches module).
     #[serde(default)]
     recent: Recent,
+    /// The state's offset from the starting one: the night test judges the series less it (a
+    /// pump running through the night is not a leak).
+    #[serde(default)]
+    offset: Offset,
 }
 
 /// The part of a detector that is saved across restarts.
@@ -166,6 +170,7 @@ impl Detector {
                 level: None,
                 hour_sum: HourSum::default(),
                 recent: Recent::default(),
+                offset: Offset::default(),
             })
             .collect();
         let n = settings.len();
@@ -263,6 +268,10 @@ impl Detector {
             }
             _ => None,
         };
+        // Without switches there are no states: the night test judges the series itself.
+        if criteria.as_ref().is_none_or(|c| c.switches.is_empty()) {
+            state.offset = Offset::default();
+        }
         state.criteria = criteria;
     }
 
@@ -397,7 +406,8 @@ impl Detector {
                 let switched = state
                     .recent
                     .switched(&c.switches, ts, (value, expected), gap);
-                if switched.is_some() {
+                if let Some(step) = switched {
+                    state.offset.take(&c.switches, step);
                     state.level = Some((ts, c.deviation(value, expected)));
                 }
             }
@@ -451,7 +461,7 @@ impl Detector {
             }
         }
         let night = match (&mut state.night, &settings.night_flow) {
-            (Some(nf), Some(ns)) => nf.observe(ns, local, value),
+            (Some(nf), Some(ns)) => nf.observe(ns, local, value - state.offset.value()),
             _ => None,
         };
         if let Some(n) = &night {

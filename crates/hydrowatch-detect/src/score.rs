@@ -144,6 +144,12 @@ pub struct AlarmLoad {
 /// An alarm that opened or escalated: time, series, kind, stage, alarm id.
 type Raised = (Timestamp, String, AlarmKind, u8, u64);
 
+/// One alarm's machine: series, kind, direction.
+type AlarmKey = (String, AlarmKind, crate::Direction);
+
+/// When an alarm opened (while open) and when it last cleared.
+type OpenedCleared = (Option<Timestamp>, Option<Timestamp>);
+
 /// Accumulates the scores of one run.
 #[derive(Debug, Clone)]
 pub struct Scorer {
@@ -160,8 +166,7 @@ pub struct Scorer {
     /// Every alarm that opened or escalated.
     raised: Vec<Raised>,
     /// Per (series, kind, direction): when it opened, when it last cleared.
-    lifecycle:
-        BTreeMap<(String, AlarmKind, crate::Direction), (Option<Timestamp>, Option<Timestamp>)>,
+    lifecycle: BTreeMap<AlarmKey, OpenedCleared>,
     load: AlarmLoad,
     last: Timestamp,
 }
@@ -411,5 +416,71 @@ mod tests {
         s.reading("flow_rate", 3000);
         let c = s.confusion();
         assert_eq!((c.true_positive, c.false_positive), (1, 1));
+    }
+
+    #[test]
+    fn a_find_is_credible_only_when_earlier_than_the_twins_chance_alarms_explain() {
+        const WEEK: i64 = 7 * 86_400;
+        let labels = vec![Label {
+            start: 0,
+            end: 40 * 86_400,
+            kind: "leak".into(),
+            series: "flow_rate".into(),
+        }];
+        // A night-flow alarm 2 days in (within the leak's first 3 days).
+        let mut s = Scorer::new(&labels);
+        s.alerts(&[alert(
+            2 * 86_400,
+            AlarmKind::NightFlow,
+            2,
+            Transition::Opened,
+        )]);
+        // Twin A: one night-flow alarm in 10 weeks (and an outlier, which cannot find a leak).
+        let mut quiet = Scorer::new(&[]);
+        quiet.alerts(&[alert(WEEK, AlarmKind::NightFlow, 2, Transition::Opened)]);
+        quiet.alerts(&[alert(2 * WEEK, AlarmKind::Outlier, 4, Transition::Opened)]);
+        let c = s.credibility(&quiet, 10.0)[0];
+        assert!((c.chance_per_week - 0.1).abs() < 1e-12);
+        assert!(c.credible(), "{c:?}");
+        // Twin B: three a week: chance finds a leak within 2 days more often than not.
+        let mut noisy = Scorer::new(&[]);
+        for k in 0..30 {
+            let mut a = alert(k * WEEK / 3, AlarmKind::NightFlow, 2, Transition::Opened);
+            a.alarm_id = k as u64;
+            noisy.alerts(&[a]);
+        }
+        let c = s.credibility(&noisy, 10.0)[0];
+        assert!(c.chance.unwrap() > 0.5 && !c.credible(), "{c:?}");
+        // A leak is scored on its first 3 days: an alarm on day 5 is no find.
+        let mut late = Scorer::new(&labels);
+        late.alerts(&[alert(
+            5 * 86_400,
+            AlarmKind::NightFlow,
+            2,
+            Transition::Opened,
+        )]);
+        assert!(late.events()[0].detected.is_none());
+    }
+
+    #[test]
+    fn the_alarm_load_counts_chattering_and_standing_alarms() {
+        let mut s = Scorer::new(&[]);
+        s.alerts(&[alert(0, AlarmKind::Outlier, 4, Transition::Opened)]);
+        s.alerts(&[alert(600, AlarmKind::Outlier, 0, Transition::Cleared)]);
+        // Again 20 minutes after it cleared: chattering.
+        s.alerts(&[alert(1800, AlarmKind::Outlier, 4, Transition::Opened)]);
+        s.alerts(&[alert(2400, AlarmKind::Outlier, 0, Transition::Cleared)]);
+        // A night-flow alarm open for two days, and one still open at the end after a day.
+        s.alerts(&[alert(10_000, AlarmKind::NightFlow, 2, Transition::Opened)]);
+        s.alerts(&[alert(
+            10_000 + 2 * 86_400,
+            AlarmKind::NightFlow,
+            0,
+            Transition::Cleared,
+        )]);
+        s.alerts(&[alert(300_000, AlarmKind::Jump, 3, Transition::Opened)]);
+        s.reading("flow_rate", 300_000 + 86_400);
+        let load = s.load();
+        assert_eq!((load.opened, load.chattering, load.standing), (4, 1, 2));
     }
 }

@@ -161,42 +161,53 @@ pub(crate) fn matches(switches: &[Switch], step: f64) -> bool {
     })
 }
 
-/// The series without its states' offsets: each of `values` less the sum of the switches taken
-/// before it (at most the largest state's size either way, and back to exactly 0 when it comes
-/// within half the smallest switch of it, so that neither a switch missed once nor the noise of
-/// each step shifts every reading after it).
-pub(crate) fn base(switches: &[Switch], times: &[Timestamp], values: &[f64], gap: i64) -> Vec<f64> {
-    let largest: f64 = switches
-        .iter()
-        .filter(|s| s.high > 0.0)
-        .map(|s| s.high)
-        .sum::<f64>()
-        .max(
+/// The offset of a series' current state from its starting one: the sum of the switches taken
+/// (at most the largest state's size either way, and back to exactly 0 when it comes within half
+/// the smallest switch of it, so that neither a switch missed once nor the noise of each step
+/// shifts every reading after it). The series less it is its base.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Offset(f64);
+
+impl Offset {
+    /// Takes a switch's `step`.
+    pub(crate) fn take(&mut self, switches: &[Switch], step: f64) {
+        let sum = |sign: f64| {
             switches
                 .iter()
-                .filter(|s| s.high < 0.0)
-                .map(|s| -s.high)
-                .sum::<f64>(),
-        );
-    let smallest = switches
-        .iter()
-        .map(|s| s.low.abs())
-        .fold(f64::INFINITY, f64::min);
+                .filter(|s| s.high * sign > 0.0)
+                .map(|s| s.high.abs())
+                .sum::<f64>()
+        };
+        let largest = sum(1.0).max(sum(-1.0));
+        let smallest = switches
+            .iter()
+            .map(|s| s.low.abs())
+            .fold(f64::INFINITY, f64::min);
+        self.0 = (self.0 + step).clamp(-largest, largest);
+        if self.0.abs() < smallest / 2.0 {
+            self.0 = 0.0;
+        }
+    }
+
+    /// The offset.
+    pub(crate) fn value(self) -> f64 {
+        self.0
+    }
+}
+
+/// The series without its states' offsets: each of `values` less the [`Offset`] of the switches
+/// taken up to it.
+pub(crate) fn base(switches: &[Switch], times: &[Timestamp], values: &[f64], gap: i64) -> Vec<f64> {
     let mut recent = Recent::default();
-    let mut offset: f64 = 0.0;
+    let mut offset = Offset::default();
     times
         .iter()
         .zip(values)
         .map(|(&ts, &v)| {
             if let Some(step) = recent.switched(switches, ts, (v, 0.0), gap) {
-                offset = (offset + step).clamp(-largest, largest);
-                // Back near where it started: the starting state, exactly (the noise of each
-                // step would otherwise add up, switch after switch).
-                if offset.abs() < smallest / 2.0 {
-                    offset = 0.0;
-                }
+                offset.take(switches, step);
             }
-            v - offset
+            v - offset.value()
         })
         .collect()
 }
