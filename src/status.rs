@@ -20,7 +20,8 @@ pub(crate) fn run(global: &Global) -> anyhow::Result<()> {
         store.schema_version()?
     );
     println!("series:");
-    // The detector as the daemon left it: what it learned of each series' states.
+    // The detector as the daemon left it: what it learned of each series' states (a state
+    // saved for other series, before a configuration changed, has nothing to say of these).
     let all = store.series()?;
     let detector = store.detector_state()?.and_then(|state| {
         let settings = all

@@ -5,31 +5,48 @@ a critical node (metres of head, as EPANET gives it). Nothing here is tuned to h
 hydraulics decide how a burst moves flow and pressure.
 
 Each scenario writes into OUT:
-  <name>.csv          time,flow_rate,pressure (local times, to the second where the interval
-                      is shorter than a minute)
+  <name>.csv          time,<series>... (local times, to the second where the interval is
+                      shorter than a minute)
+  <name>.twin.csv     its leak-free twin: the same random draws (demand, noise, the timing of
+                      everything) simulated without any event, to measure false alarms and the
+                      chance of a find on (`hydrowatch detect --twin`); EPANET's solution of
+                      the two networks (one holds the closed burst pipes) differs in the last
+                      digit, so a tank's level controls may switch a report step apart
   <name>.labels.csv   start,end,kind,series (what `hydrowatch detect --labels` scores)
   <name>.toml         the device configuration a utility would write: the zone, the series'
                       names and units, nothing else
   <name>.zone.toml    the zone alone (every series setting at hydrowatch's defaults)
 
+The scenarios: four of 6 weeks (EPANET's Net1 and Net3, a gravity DMA and a pumped DMA of our
+own: inflow in m3/h and the pressure at a critical node in metres), and a pumped town of our own
+for a year at 5 and at 15 minutes (two inflow meters, three pressures, and in its `-tank` variant
+the hill tank's level and the booster pump's flow; the pump runs on the tank's level, so it
+switches at times that move from day to day, and its flow passes through both inflow meters).
+With --holdout, the hold-out scenarios instead (the town at 10x12 junctions every 10 minutes, the
+gravity DMA with another seed): score them, never choose a default on them.
+
 What a scenario holds (seeded, reproducible):
   - demand: every junction follows a realistic diurnal pattern in hourly steps (EPANET's
     pattern step: the flow and pressure step every hour), weekends later and flatter, each day
-    scaled by its own random factor (weather), over the network's own patterns where it has
-    pumps and tanks switching by their controls;
+    scaled by its own persistent random factor (weather) and, for the town, by the season
+    (+-15%), over the network's own patterns where it has pumps and tanks switching by their
+    controls;
   - bursts: a pipe opened to an emitter at a junction (its flow depends on the pressure there),
-    5-50% of the mean inflow, at different hours, open for 2-8 hours;
-  - slow leaks: extra demand at a junction growing over 3 days to 3-8% of the mean inflow, then
-    steady until repaired 3-5 days later;
+    5-50% of the mean inflow (the town: 10-50%), at different hours, open for 2-8 hours;
+  - leaks: the 6-week scenarios' slow leaks grow over 3 days to 3-8% of the mean inflow and are
+    repaired 3-5 days later; the town's 8 are 2-20% of the mean inflow, abrupt or incipient
+    (growing over 1-3 weeks, labelled from the hour they reach 5% or their full size), a third
+    repaired after 1-4 months, the rest never;
   - sensor faults, applied to the measured values: stuck (the last value repeated for 45
     minutes), silent (no reading for 40 minutes), spikes (1-3 readings), drift (pressure
     creeping 0.5 m a day for 4 days), a unit change (the flow meter reports L/s instead of
     m3/h for 6 hours);
-  - measurement noise (flow 1%, pressure 0.1 m) and quantisation (flow 0.01, pressure 0.01).
-The first two weeks hold no event: the detector learns the network then.
+  - measurement noise (flow 1%, pressure 0.1 m, a tank's level 1 cm) and quantisation (0.01).
+The first two weeks (the town: eight) hold no event: the detector learns the network then.
 
     corpus/detection/setup.sh ~/.cache/hydrowatch-wntr-venv
     ~/.cache/hydrowatch-wntr-venv/bin/python corpus/detection/wntr_corpus.py --out corpus-out
+    ~/.cache/hydrowatch-wntr-venv/bin/python corpus/detection/wntr_corpus.py --out corpus-holdout --holdout
 """
 import argparse
 import math

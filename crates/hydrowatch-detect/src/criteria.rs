@@ -20,6 +20,10 @@
 //! spread is at least what its residuals reach on a fifth of the days (a pump switching at a
 //! different time each day is normal there; a burst on a day or two in the history is not).
 //!
+//! A series that switches between states (a pump through its meter, see the switches module)
+//! has its expectations fitted on its base, the readings less the switches taken before them,
+//! and its residuals with each switch taken as the new level, as the detector takes them.
+//!
 //! Levels, chosen by the history available: hour of week (168 cells) from 21 days on, hour of
 //! day (24) from 2 days, one global cell from 30 readings; with less, no criteria (readings are
 //! not staged yet). Each cell's spread has a floor of a tenth of the global spread, so a cell of

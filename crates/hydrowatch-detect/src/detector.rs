@@ -247,7 +247,7 @@ impl Detector {
         self.saved.series[series].criteria.as_ref()
     }
 
-    /// Replaces the criteria of series `series` (a level in other terms starts afresh).
+    /// Replaces the criteria of series `series`.
     ///
     /// The level is carried into the new criteria's terms: the last reading keeps the residual
     /// it had (new expectations, a state's offset learned or forgotten, a relative level or
@@ -419,8 +419,6 @@ impl Detector {
             ) / spread;
             z_abs = z.abs();
             let percentile = 100.0 * phi(z_abs);
-            // A value the series rests at (a pump off) is a state it is often in, not an
-            // outlier, whatever the hour.
             // While the criteria are coarser than the hour of the week (a short history), a
             // reading is staged only when it is a gross deviation: a short history cannot say
             // whether a few spreads are unusual, and a verdict of "normal, still learning" is

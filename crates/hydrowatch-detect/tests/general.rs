@@ -6,18 +6,8 @@ use hydrowatch_detect::{
     AlarmKind, Alert, Detector, Direction, HourForecast, Refit, Runner, SeriesSettings, Transition,
 };
 
-/// 2024-01-01 00:00 UTC, a Monday.
-const START: Timestamp = 1_704_067_200;
-const DAY: i64 = 86_400;
-
-/// Deterministic noise in [-1, 1).
-fn noise(ts: Timestamp, salt: u64) -> f64 {
-    let mut x = (ts as u64) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^= x >> 33;
-    (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-}
+mod common;
+use common::{DAY, START, noise};
 
 /// Pressure at a DMA's critical node in bar: a night high and a day low in hourly pattern steps
 /// (EPANET's), a pump that adds 0.4 bar from 05:00 to 06:00 every day, a little sensor noise.
@@ -256,4 +246,69 @@ fn a_pump_off_at_an_unusual_hour_is_a_state_where_the_pump_rests_and_an_alarm_wh
         "{resting:?}"
     );
     assert!(kinds(&run(false)).contains(&AlarmKind::Outlier));
+}
+
+#[test]
+fn a_short_history_says_learning_rather_than_guessing_and_still_flags_plain_faults() {
+    // A 1-second test rig: flow and pressure with a pump's ripple and sensor noise; criteria
+    // fitted on the first 400 readings; then 800 normal seconds, then a jump of the flow, its
+    // stop, and a pressure drifting away.
+    let flow =
+        |t: i64| 10.0 + 0.3 * (t as f64 / 120.0 * std::f64::consts::TAU).sin() + 0.05 * noise(t, 3);
+    let pressure =
+        |t: i64| 3.0 + 0.02 * (t as f64 / 90.0 * std::f64::consts::TAU).cos() + 0.005 * noise(t, 4);
+    let settings = vec![
+        SeriesSettings::new("flow_rate", "L/s", false),
+        SeriesSettings::new("pressure", "bar", false),
+    ];
+    let tz = chrono_tz::UTC;
+    let mut runner = Runner::new(
+        Detector::new(tz, settings).unwrap(),
+        tz,
+        Refit::Once(START + 400),
+    );
+    let mut normal = (0, 0);
+    let mut flagged_faults = [false; 3];
+    for t in 0..1600 {
+        let ts = START + t;
+        let (mut f, mut p) = (flow(t), pressure(t));
+        let fault = match t {
+            1200..1260 => {
+                f *= 1.3;
+                Some(0)
+            }
+            1300..1360 => {
+                f = 0.0;
+                Some(1)
+            }
+            1400..1600 => {
+                p += 0.01 * (t - 1400) as f64;
+                (t >= 1500).then_some(2)
+            }
+            _ => None,
+        };
+        runner.advance(ts);
+        let stages = [
+            runner.observe(0, ts, f).0.stage,
+            runner.observe(1, ts, p).0.stage,
+        ];
+        match fault {
+            Some(k) => flagged_faults[k] |= stages.iter().any(|s| *s >= 1),
+            None if (400..1200).contains(&t) => {
+                normal.0 += stages.iter().filter(|s| **s >= 1).count();
+                normal.1 += 2;
+            }
+            None => {}
+        }
+    }
+    let share = normal.0 as f64 / normal.1 as f64;
+    assert!(
+        share < 0.15,
+        "{:.1}% of the normal readings at stage 1 or more",
+        100.0 * share
+    );
+    assert_eq!(
+        flagged_faults, [true; 3],
+        "a jump, a stop, a drift of many spreads"
+    );
 }

@@ -7,18 +7,8 @@
 use hydrowatch_core::Timestamp;
 use hydrowatch_detect::{AlarmKind, Alert, Detector, Refit, Runner, SeriesSettings, Transition};
 
-/// 2024-01-01 00:00 UTC, a Monday.
-const START: Timestamp = 1_704_067_200;
-const DAY: i64 = 86_400;
-
-/// Deterministic noise in [-1, 1).
-fn noise(x: i64, salt: u64) -> f64 {
-    let mut x = (x as u64) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x = (x ^ (x >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^= x >> 33;
-    (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-}
+mod common;
+use common::{DAY, START, noise};
 
 /// Demand in m3/h: a daily cycle scaled by a factor that drifts from day to day (its own value
 /// each noon), 1% noise.
