@@ -202,8 +202,7 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
         scorer: labels.as_deref().map(Scorer::new),
         span: None,
     };
-    let (judging, detector) =
-        judge_file(ctx, args, input, judging).with_context(|| output.display().to_string())?;
+    let (judging, detector) = judge_file(ctx, args, input, Some(output), judging)?;
     let twin = match &args.twin {
         Some(path) => {
             let quiet = Judging {
@@ -216,7 +215,7 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
                 scorer: Some(Scorer::new(&[])),
                 span: None,
             };
-            let (twin, _) = judge_file(ctx, args, path, quiet)?;
+            let (twin, _) = judge_file(ctx, args, path, None, quiet)?;
             anyhow::ensure!(
                 twin.names == judging.names,
                 "{}: series {:?}, but {} has {:?}: a twin has the same columns",
@@ -236,11 +235,12 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
 }
 
 /// Judges the file `input` row by row through a new runner, into `judging` (its series names
-/// set from the file's header).
+/// set from the file's header); `output` names the verdicts' file in a failure to write it.
 fn judge_file(
     ctx: &Context,
     args: &DetectArgs,
     input: &Path,
+    output: Option<&Path>,
     mut judging: Judging,
 ) -> anyhow::Result<(Judging, Detector)> {
     let tz = judging.tz;
@@ -274,7 +274,11 @@ fn judge_file(
             );
         }
         previous = Some((row.ts, row.line));
-        judging.row(&mut engine, row.ts, Some(row.time), row.values)?;
+        let judged = judging.row(&mut engine, row.ts, Some(row.time), row.values);
+        match output {
+            Some(path) => judged.with_context(|| path.display().to_string())?,
+            None => judged?,
+        };
     }
     Ok((judging, engine.detector))
 }

@@ -9,11 +9,11 @@
 //! accumulated night after night by a one-sided CUSUM (reference [`CUSUM_K`] spreads): a
 //! persistent rise too small to see on one night adds up over a few. One night's rise alone
 //! also counts (2 spreads, at least `rise`, is stage 2, as before the CUSUM), so a leak that
-//! starts large is seen on its first night. The statistic's threshold is set from a false-alarm budget (one alarm in
-//! [`BUDGET_NIGHTS`] nights under normal noise), raised to what the statistic reached on the
-//! series' own earlier nights judged out of sample (real nights are not independent: a warm
-//! spell lasts days). At the threshold the night is stage 2; larger single rises raise the
-//! stage (below). Nights with evidence (the statistic above half its threshold) do not join the
+//! starts large is seen on its first night. The statistic's threshold is set from a
+//! false-alarm budget (one alarm in [`BUDGET_NIGHTS`] nights under normal noise), raised to
+//! what the statistic reached on the series' own earlier nights judged out of sample (real
+//! nights are not independent: a warm spell lasts days). At the threshold the night is stage
+//! 2; larger single rises raise the stage. Nights with evidence (the statistic above half its threshold) do not join the
 //! baseline, so a leak does not become the new normal.
 //!
 //! The smallest persistent rise found within [`DETECT_NIGHTS`] nights follows from the
@@ -102,11 +102,10 @@ pub struct NightResult {
     pub baseline: Option<f64>,
     /// Stage 0-4.
     pub stage: u8,
-    /// The accumulated evidence of a rise (CUSUM, in spreads) after this night, and the
-    /// threshold it alarms at (0 and `None` while too few nights).
+    /// The accumulated evidence of a rise (CUSUM, in spreads) after this night.
     #[serde(default)]
     pub evidence: f64,
-    /// The threshold of `evidence`.
+    /// The threshold `evidence` alarms at (`None` while too few nights).
     #[serde(default)]
     pub threshold: Option<f64>,
     /// The smallest persistent rise of the night minimum (the series' unit) found within
@@ -153,8 +152,8 @@ pub(crate) const DETECT_NIGHTS: f64 = 3.0;
 /// of it), stage 3 at twice, stage 4 at three times: 2 keeps the own simulator's slow leaks
 /// within 3 nights and halves the real DMAs' night alarms against 1 (3 found leaks after 7).
 const ONE_NIGHT_SPREADS: f64 = 2.0;
-/// One night's rise counts at most this many spreads (a single odd night, a fire hydrant
-/// opened, cannot alone carry the statistic past three thresholds).
+/// One night's rise counts at most this many spreads in the statistic (a single odd night, a
+/// fire hydrant opened, is the one-night rule's to judge, not months of evidence).
 const MAX_NIGHT_SPREADS: f64 = 8.0;
 /// The statistic is kept below this many thresholds, so that it falls back under the threshold
 /// within 2-3 normal nights of a repair (and a second leak opens an alarm of its own).

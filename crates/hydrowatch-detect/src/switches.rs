@@ -1,8 +1,8 @@
 //! Switches: the steps a series makes when something it depends on changes state (a pump
 //! starting or stopping, a valve, a booster), learned from the series' own history as the sizes
-//! of the steps between its readings that recur on several days. A step of a learned
-//! size is a change of state, normal at any hour: the level jumps to the new state instead of
-//! judging the step as an outlier. A pump switching when the tank says so, at a different time
+//! of the steps between its readings that recur on several days. A step of a learned size is
+//! a change of state, normal at any hour: the level jumps to the new state instead of judging
+//! the step as an outlier. A pump switching when the tank says so, at a different time
 //! each day, is then no alarm; a burst, whose step is of no recurring size, still is.
 //!
 //! Invariants: sizes are in the value's unit and signed (a pump starting and stopping are two
@@ -46,10 +46,11 @@ const MAX_SPACING: i64 = 900;
 /// of state.
 const SAME_MINUTE: f64 = 0.5;
 
-/// Learns the recurring steps of `values` at `times` (sorted), and the ordinary noise of one reading (the robust spread of the changes between
-/// readings that changed at all, over the square root of 2; 0 where none is seen); consecutive readings further apart than twice `spacing` make no step, nor do those
-/// where `scheduled` is true for the later one (a boundary where the expectation itself steps:
-/// a schedule, a demand pattern's hourly step, already expected there).
+/// Learns the recurring steps of `values` at `times` (sorted), and the ordinary noise of one
+/// reading (the robust spread of the changes between readings that changed at all, over the
+/// square root of 2; 0 where none is seen). Consecutive readings further apart than twice
+/// `spacing` make no step, nor do those where `scheduled` is true for the later one (a boundary
+/// where the expectation itself steps: a schedule, a demand pattern's hourly step).
 pub(crate) fn learn(
     times: &[Timestamp],
     values: &[f64],
