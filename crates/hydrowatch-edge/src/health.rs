@@ -67,6 +67,9 @@ pub struct Metrics {
     pub training_peak_bytes: AtomicU64,
     /// How long readings wait for their commit and their verdict.
     pub latency: Latencies,
+    /// The smallest leak each flow series' night test finds within 3 nights, as of the last
+    /// night judged (sent with the heartbeat).
+    pub detectable_leaks: std::sync::Mutex<Vec<hydrowatch_protocol::DetectableLeak>>,
 }
 
 impl Metrics {
@@ -89,6 +92,13 @@ impl Metrics {
             outbox_depth: g(&self.outbox_depth),
             outbox_dropped: g(&self.outbox_dropped),
             last_reading: (last != 0).then(|| hydrowatch_protocol::rfc3339(last)),
+            detectable_leaks: {
+                let leaks = self
+                    .detectable_leaks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                (!leaks.is_empty()).then(|| leaks.clone())
+            },
         }
     }
 
@@ -130,6 +140,7 @@ impl Metrics {
             "delivered": g(&self.delivered),
             "last_forecast": t(&self.last_forecast),
             "job_failures": g(&self.job_failures),
+            "detectable_leaks": self.detectable_leaks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             "training": g(&self.training),
             "training_runs": g(&self.training_runs),
             "training_epochs": g(&self.training_epochs),
@@ -321,4 +332,23 @@ async fn prometheus(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         m.prometheus(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_states_the_smallest_leaks_once_there_are_some() {
+        let m = Metrics::default();
+        assert_eq!(m.heartbeat(10).detectable_leaks, None);
+        let leak = hydrowatch_protocol::DetectableLeak {
+            series: "flow_rate".into(),
+            rise: 3.8,
+            night_minimum: 47.5,
+        };
+        *m.detectable_leaks.lock().unwrap() = vec![leak.clone()];
+        assert_eq!(m.heartbeat(10).detectable_leaks, Some(vec![leak]));
+        assert_eq!(m.json()["detectable_leaks"][0]["rise"], 3.8);
+    }
 }

@@ -24,6 +24,8 @@ pub const MAX_ACTUALS: usize = 31 * 24;
 pub const MAX_MESSAGE_ID: usize = 100;
 /// Longest text field of a body (series, unit, model...).
 pub const MAX_TEXT: usize = 200;
+/// Most smallest-leak statements in one heartbeat (one per flow series).
+pub const MAX_DETECTABLE_LEAKS: usize = 64;
 
 /// A message the server refuses: where it is, and what is wrong with which field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -209,7 +211,9 @@ pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Checked,
             if !body.is_object() {
                 return Err(fail("body: must be an object".into()));
             }
-            CheckedBody::Heartbeat(typed(body, "body").map_err(fail)?)
+            let b: HeartbeatBody = typed(body, "body").map_err(fail)?;
+            check_heartbeat(&b).map_err(fail)?;
+            CheckedBody::Heartbeat(b)
         }
     };
     Ok(Checked {
@@ -218,6 +222,31 @@ pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Checked,
         body,
         envelope: m.clone(),
     })
+}
+
+/// A heartbeat's bounded parts: at most [`MAX_DETECTABLE_LEAKS`] stated leaks, each a series'
+/// name and two finite numbers.
+fn check_heartbeat(b: &HeartbeatBody) -> Result<(), String> {
+    let Some(leaks) = &b.detectable_leaks else {
+        return Ok(());
+    };
+    if leaks.len() > MAX_DETECTABLE_LEAKS {
+        return Err(format!(
+            "body.detectable_leaks: {} entries; at most {MAX_DETECTABLE_LEAKS}",
+            leaks.len()
+        ));
+    }
+    for (i, leak) in leaks.iter().enumerate() {
+        text(&leak.series, &format!("body.detectable_leaks[{i}].series"))?;
+        for (name, x) in [("rise", leak.rise), ("night_minimum", leak.night_minimum)] {
+            if !x.is_finite() || x < 0.0 {
+                return Err(format!(
+                    "body.detectable_leaks[{i}].{name}: {x} must be a finite number, 0 or more"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_alert(b: &AlertBody) -> Result<(), String> {
@@ -316,4 +345,56 @@ fn check_forecast(b: &ForecastBody, created_at: i64) -> Result<(i64, Vec<(i64, f
         }
     }
     Ok((issued_at, actuals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn heartbeat(body: Value) -> Result<Checked, Invalid> {
+        let m = json!({
+            "device_id": "dma-1",
+            "message_id": "m1",
+            "kind": "heartbeat",
+            "created_at": "2024-07-01T00:00:00Z",
+            "body": body,
+        });
+        check(0, &m, "dma-1", 1_719_792_000)
+    }
+
+    #[test]
+    fn a_heartbeat_states_the_smallest_leaks_within_bounds() {
+        let leak = json!({"series": "flow_rate", "rise": 3.8, "night_minimum": 47.5});
+        let ok = heartbeat(json!({"detectable_leaks": [leak]})).unwrap();
+        let CheckedBody::Heartbeat(b) = ok.body else {
+            panic!("a heartbeat");
+        };
+        assert_eq!(b.detectable_leaks.unwrap()[0].rise, 3.8);
+        let many: Vec<Value> = (0..=MAX_DETECTABLE_LEAKS).map(|_| leak.clone()).collect();
+        let e = heartbeat(json!({ "detectable_leaks": many })).unwrap_err();
+        assert!(
+            e.problem.starts_with("body.detectable_leaks: 65 entries"),
+            "{e:?}"
+        );
+        let e = heartbeat(
+            json!({"detectable_leaks": [{"series": "", "rise": 1.0, "night_minimum": 2.0}]}),
+        )
+        .unwrap_err();
+        assert!(
+            e.problem.starts_with("body.detectable_leaks[0].series"),
+            "{e:?}"
+        );
+        let e = heartbeat(
+            json!({"detectable_leaks": [{"series": "f", "rise": -1.0, "night_minimum": 2.0}]}),
+        )
+        .unwrap_err();
+        assert!(
+            e.problem.starts_with("body.detectable_leaks[0].rise"),
+            "{e:?}"
+        );
+        let e = heartbeat(json!({"detectable_leaks": [{"series": "f", "rise": 1.0, "night_minimum": 2.0, "x": 1}]}))
+            .unwrap_err();
+        assert!(e.problem.contains("unknown field"), "{e:?}");
+    }
 }

@@ -17,9 +17,10 @@ pub use api::{
     Notification, NotifiedAlarm, OperatorAction, RuleRecord, RuleRequest, ShelveRequest,
 };
 pub use check::{
-    Checked, CheckedBody, FORECAST_POINTS, Invalid, MAX_ACTUALS, MAX_MESSAGE_ID, check,
+    Checked, CheckedBody, FORECAST_POINTS, Invalid, MAX_ACTUALS, MAX_DETECTABLE_LEAKS,
+    MAX_MESSAGE_ID, check,
 };
 pub use message::{
-    Actual, AlarmKind, AlertBody, Body, Direction, Envelope, ForecastBody, ForecastPoint,
-    HeartbeatBody, Kind, SERVER_ALARM_IDS, Transition, rfc3339, seconds,
+    Actual, AlarmKind, AlertBody, Body, DetectableLeak, Direction, Envelope, ForecastBody,
+    ForecastPoint, HeartbeatBody, Kind, SERVER_ALARM_IDS, Transition, rfc3339, seconds,
 };

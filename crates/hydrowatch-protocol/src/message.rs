@@ -257,6 +257,22 @@ pub struct HeartbeatBody {
     pub outbox_dropped: Option<u64>,
     /// Its newest reading, RFC 3339.
     pub last_reading: Option<String>,
+    /// Per flow series with nights judged, the smallest leak its night test finds within 3
+    /// nights (refreshed each night).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detectable_leaks: Option<Vec<DetectableLeak>>,
+}
+
+/// The smallest leak a series' night test finds within 3 nights, as the device states it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectableLeak {
+    /// The series.
+    pub series: String,
+    /// The persistent rise of its night minimum found within 3 nights, in its unit.
+    pub rise: f64,
+    /// The night minimum it is a rise over (the median of the recent normal nights).
+    pub night_minimum: f64,
 }
 
 /// A message's body, tagged on the wire by its kind.

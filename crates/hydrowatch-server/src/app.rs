@@ -244,6 +244,11 @@ mod tests {
                 actuals: Some(vec![actual]),
             },
         );
+        let leak = hydrowatch_protocol::DetectableLeak {
+            series: "flow_rate".into(),
+            rise: 3.8,
+            night_minimum: 47.5,
+        };
         documented_as(
             &doc,
             "HeartbeatBody",
@@ -255,8 +260,10 @@ mod tests {
                 outbox_depth: Some(0),
                 outbox_dropped: Some(0),
                 last_reading: Some("2024-07-01T00:00:00Z".into()),
+                detectable_leaks: Some(vec![leak.clone()]),
             },
         );
+        documented_as(&doc, "DetectableLeak", leak);
         documented_as(
             &doc,
             "Acknowledged",

@@ -22,6 +22,7 @@ pub(super) fn detect_thread(
     floor: Timestamp,
 ) {
     let m = &shared.metrics;
+    publish_leaks(m, &detector);
     loop {
         let last = shared.ingest_done.load(Ordering::Acquire);
         let clock = shared.clock.detection_now();
@@ -62,6 +63,7 @@ pub(super) fn detect_thread(
                     );
                 }
                 if rec.nights > 0 {
+                    publish_leaks(m, &detector);
                     record(
                         store,
                         "night_flow",
@@ -88,4 +90,21 @@ pub(super) fn detect_thread(
         }
         shared.detect_bell.wait(Duration::from_secs(1));
     }
+}
+
+/// Puts the smallest leak each flow series' night test finds within 3 nights where the
+/// heartbeat and `/health` read it.
+fn publish_leaks(m: &crate::health::Metrics, detector: &DatabaseDetector) {
+    let d = &detector.runner.detector;
+    let leaks = (0..d.settings().len())
+        .filter_map(|i| {
+            let (rise, night_minimum) = d.detectable_leak(i)?;
+            Some(hydrowatch_protocol::DetectableLeak {
+                series: d.settings()[i].name.clone(),
+                rise,
+                night_minimum,
+            })
+        })
+        .collect();
+    *m.detectable_leaks.lock().unwrap_or_else(|e| e.into_inner()) = leaks;
 }
