@@ -488,7 +488,7 @@ impl Detector {
                     .map_or(0, |c| c.2),
             };
             let lifecycle = lifecycle_of(machine.kind, settings);
-            // Until the criteria resolve the hour of the week (14 days of history), outlier
+            // Until the criteria resolve the hour of the week (21 days of history), outlier
             // alarms open only for gross deviations: the coarser criteria know nothing of
             // weekends, so an ordinary Saturday morning would look abnormal; before a whole
             // week has been seen, none open (the system checks still judge).
