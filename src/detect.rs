@@ -94,6 +94,27 @@ struct Judging {
 }
 
 impl Judging {
+    /// A run in zone `tz` for device `machine`, writing the verdicts and alert messages asked
+    /// for, scoring with `scorer` (the series' names are set when the input is opened).
+    fn new(
+        tz: Tz,
+        machine: u32,
+        verdicts: Option<Verdicts>,
+        alarms: Option<Output>,
+        scorer: Option<Scorer>,
+    ) -> Judging {
+        Judging {
+            names: Vec::new(),
+            tz,
+            machine,
+            tally: Tally::default(),
+            verdicts,
+            alarms,
+            scorer,
+            span: None,
+        }
+    }
+
     /// Judges the readings `values` (one per series, `None`: missing) at `ts`, written `time` in
     /// the input (the verdicts repeat it, so that each joins back to its reading); returns the
     /// row's alarm transitions (the tick's first).
@@ -192,29 +213,18 @@ fn run_file(ctx: &Context, args: &DetectArgs, input: &Path) -> anyhow::Result<()
         .as_deref()
         .map(|p| hydrowatch_ops::labels::read_labels(p, tz))
         .transpose()?;
-    let judging = Judging {
-        names: Vec::new(),
+    let machine = ctx.config.device.machine_number;
+    let judging = Judging::new(
         tz,
-        machine: ctx.config.device.machine_number,
-        tally: Tally::default(),
-        verdicts: Some(Verdicts::create(output)?),
-        alarms: alarms_writer(args.alarms.as_ref())?,
-        scorer: labels.as_deref().map(Scorer::new),
-        span: None,
-    };
+        machine,
+        Some(Verdicts::create(output)?),
+        alarms_writer(args.alarms.as_ref())?,
+        labels.as_deref().map(Scorer::new),
+    );
     let (judging, detector) = judge_file(ctx, args, input, Some(output), judging)?;
     let twin = match &args.twin {
         Some(path) => {
-            let quiet = Judging {
-                names: Vec::new(),
-                tz,
-                machine: ctx.config.device.machine_number,
-                tally: Tally::default(),
-                verdicts: None,
-                alarms: None,
-                scorer: Some(Scorer::new(&[])),
-                span: None,
-            };
+            let quiet = Judging::new(tz, machine, None, None, Some(Scorer::new(&[])));
             let (twin, _) = judge_file(ctx, args, path, None, quiet)?;
             anyhow::ensure!(
                 twin.names == judging.names,
@@ -314,16 +324,14 @@ fn run_database(ctx: &Context, args: &DetectArgs) -> anyhow::Result<()> {
         since,
         Some(i64::from(ctx.config.daemon.future_seconds)),
     )?;
-    let mut judging = Judging {
-        names: detector.series().iter().map(|s| s.name.clone()).collect(),
+    let mut judging = Judging::new(
         tz,
-        machine: ctx.config.device.machine_number,
-        tally: Tally::default(),
-        verdicts: args.output.as_deref().map(Verdicts::create).transpose()?,
-        alarms: alarms_writer(args.alarms.as_ref())?,
-        scorer: None,
-        span: None,
-    };
+        ctx.config.device.machine_number,
+        args.output.as_deref().map(Verdicts::create).transpose()?,
+        alarms_writer(args.alarms.as_ref())?,
+        None,
+    );
+    judging.names = detector.series().iter().map(|s| s.name.clone()).collect();
     let recorded = detector.judge(&mut store, since, until, None, &mut |runner, ts, values| {
         judging.row(runner, ts, None, values)
     })?;

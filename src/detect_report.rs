@@ -80,8 +80,8 @@ pub(crate) fn print_scores(
     tz: Tz,
     twin: Option<(&Scorer, (Timestamp, Timestamp))>,
 ) {
-    let weeks = span.map_or(0.0, |(a, b)| (b - a) as f64 / (7.0 * DAY as f64));
-    let credibility = twin.map(|(t, (a, b))| s.credibility(t, (b - a) as f64 / (7.0 * DAY as f64)));
+    let weeks = span.map_or(0.0, weeks_of);
+    let credibility = twin.map(|(t, span)| s.credibility(t, weeks_of(span)));
     let credible = |i: usize| credibility.as_ref().is_none_or(|c| c[i].credible());
     println!();
     println!("| event | start | series | detected by | stage | delay | chance | credible |");
@@ -184,8 +184,8 @@ pub(crate) fn print_scores(
 }
 
 /// The leak-free twin's alarms (every one false): a week, by kind, and its alarm load.
-pub(crate) fn print_twin(twin: &Scorer, (a, b): (Timestamp, Timestamp), tz: Tz) {
-    let weeks = (b - a) as f64 / (7.0 * DAY as f64);
+pub(crate) fn print_twin(twin: &Scorer, span: (Timestamp, Timestamp), tz: Tz) {
+    let weeks = weeks_of(span);
     let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for (_, _, kind) in twin.false_alarms() {
         *kinds.entry(kind.name()).or_default() += 1;
@@ -205,6 +205,11 @@ pub(crate) fn print_twin(twin: &Scorer, (a, b): (Timestamp, Timestamp), tz: Tz) 
             kind.name()
         );
     }
+}
+
+/// Weeks from the first to the last time of a run.
+fn weeks_of((first, last): (Timestamp, Timestamp)) -> f64 {
+    (last - first) as f64 / (7.0 * DAY as f64)
 }
 
 /// One line of ISA-18.2 alarm-load figures.

@@ -91,7 +91,8 @@ pub struct Criteria {
     pub switches: Vec<Switch>,
 }
 
-const MAD_SCALE: f64 = 1.4826;
+/// The median absolute deviation times this estimates a standard deviation under normal noise.
+pub(crate) const MAD_SCALE: f64 = 1.4826;
 
 /// Criteria saved before `days` was recorded were fitted on the default 28 days.
 fn a_month() -> u32 {
@@ -238,7 +239,6 @@ impl Criteria {
             };
             let (steps, mut expected) = steps_of(&c, &minutes, &values);
             c.steps = steps;
-            let times: Vec<Timestamp> = finite.iter().map(|r| r.0).collect();
             let cell = |m: u32| level.cell(m, step);
             let scheduled: Vec<bool> = (0..minutes.len())
                 .map(|i| {
@@ -247,7 +247,7 @@ impl Criteria {
                         && c.steps.get(cell(minutes[i])).copied().unwrap_or(false)
                 })
                 .collect();
-            let (learned, noise) = switches::learn(&times, &values, &scheduled, spacing);
+            let (learned, noise) = switches::learn(&finite, &scheduled, spacing);
             c.switches = learned;
             // A series that rests at one value most of the time (a pump's 0) has a spread of
             // nearly nothing there: its other state's noise is still ordinary.
@@ -263,7 +263,7 @@ impl Criteria {
             let base = if c.switches.is_empty() {
                 None
             } else {
-                let base = switches::base(&c.switches, &times, &values, 3 * spacing);
+                let base = switches::base(&c.switches, &finite, 3 * spacing);
                 let mut buckets = vec![Vec::new(); c.expected.len()];
                 for (m, v) in minutes.iter().zip(&base) {
                     buckets[cell(*m)].push(*v);
@@ -596,7 +596,7 @@ fn robust(values: &mut [f64]) -> (f64, f64) {
 }
 
 /// The median by selection (linear time), the mean of the two middle values for even counts.
-fn median_of(values: &mut [f64]) -> f64 {
+pub(crate) fn median_of(values: &mut [f64]) -> f64 {
     let n = values.len();
     if n == 0 {
         return f64::NAN;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::{hour_phase, hour_start};
+use hydrowatch_protocol::DetectableLeak;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{self, CheckState, LocalClock};
@@ -322,8 +323,22 @@ impl Detector {
     /// The smallest leak series `series` can see (a flow with night flow judged): the
     /// persistent rise of its night minimum found within 3 nights, in its unit, and the
     /// baseline night minimum it is a rise over; `None` before enough nights.
-    pub fn detectable_leak(&self, series: usize) -> Option<(f64, f64)> {
+    fn detectable_leak(&self, series: usize) -> Option<(f64, f64)> {
         self.saved.series[series].night.as_ref()?.detectable()
+    }
+
+    /// The smallest leak each series with nights judged can see, as the heartbeat states it.
+    pub fn detectable_leaks(&self) -> Vec<DetectableLeak> {
+        (0..self.settings.len())
+            .filter_map(|i| {
+                let (rise, night_minimum) = self.detectable_leak(i)?;
+                Some(DetectableLeak {
+                    series: self.settings[i].name.clone(),
+                    rise,
+                    night_minimum,
+                })
+            })
+            .collect()
     }
 
     /// What the detector learned of series `series`'s states and the smallest leak it can see,
@@ -396,7 +411,6 @@ impl Detector {
             expected: None,
         };
         let mut outlier = (0u8, 0u8);
-        let mut z_abs = 0.0;
         if let Some(c) = &state.criteria {
             let (expected, spread) = c.at(minute);
             // A step of a size the series takes when something changes state (a pump) is the
@@ -417,7 +431,7 @@ impl Detector {
                 follow_level(&mut state.level, ts, deviation, false),
                 expected,
             ) / spread;
-            z_abs = z.abs();
+            let z_abs = z.abs();
             let percentile = 100.0 * phi(z_abs);
             // While the criteria are coarser than the hour of the week (a short history), a
             // reading is staged only when it is a gross deviation: a short history cannot say
@@ -466,9 +480,7 @@ impl Detector {
             self.nights.push((series, n.clone()));
         }
 
-        let (learning, first_week) = state.criteria.as_ref().map_or((true, true), |c| {
-            (c.level != crate::Level::HourOfWeek, c.days < 7)
-        });
+        let first_week = state.criteria.as_ref().is_none_or(|c| c.days < 7);
         let mut alerts = Vec::new();
         let next_id = &mut self.saved.next_alarm_id;
         for machine in &mut state.machines {
@@ -488,12 +500,11 @@ impl Detector {
                     .map_or(0, |c| c.2),
             };
             let lifecycle = lifecycle_of(machine.kind, settings);
-            // Until the criteria resolve the hour of the week (21 days of history), outlier
-            // alarms open only for gross deviations: the coarser criteria know nothing of
-            // weekends, so an ordinary Saturday morning would look abnormal; before a whole
-            // week has been seen, none open (the system checks still judge).
+            // Before a whole week has been seen, no outlier alarm opens (the system checks still
+            // judge); until the criteria resolve the hour of the week, only gross deviations
+            // are staged at all (above), so only they can open one.
             let percentile = match machine.kind {
-                AlarmKind::Outlier if first_week || (learning && z_abs < LEARNING_Z) => 0.0,
+                AlarmKind::Outlier if first_week => 0.0,
                 AlarmKind::Outlier => judgement.percentile.unwrap_or(100.0),
                 _ => 100.0,
             };

@@ -22,6 +22,8 @@
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
 
+use crate::criteria::{MAD_SCALE, median_of};
+
 /// Night-flow settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NightSettings {
@@ -179,25 +181,14 @@ pub(crate) fn cusum_threshold(k: f64, budget: f64) -> f64 {
     hi
 }
 
-/// Median of `values` (sorted in place).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 /// The baseline (median) of `normal` nights and their relative spread, at least `floor`.
 fn baseline_of(normal: &[f64], floor: f64) -> Option<(f64, f64)> {
-    let b = median(&mut normal.to_vec());
+    let b = median_of(&mut normal.to_vec());
     if b.is_nan() || b <= 0.0 {
         return None;
     }
     let mut deviations: Vec<f64> = normal.iter().map(|m| (m / b - 1.0).abs()).collect();
-    let spread = 1.4826 * median(&mut deviations);
+    let spread = MAD_SCALE * median_of(&mut deviations);
     Some((b, spread.max(floor)))
 }
 

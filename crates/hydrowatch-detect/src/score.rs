@@ -141,8 +141,8 @@ pub struct AlarmLoad {
     pub standing: usize,
 }
 
-/// An alarm that opened or escalated: time, series, kind, stage, alarm id.
-type Raised = (Timestamp, String, AlarmKind, u8, u64);
+/// An alarm that opened or escalated: series, kind, stage, alarm id.
+type Raised = (String, AlarmKind, u8, u64);
 
 /// One alarm's machine: series, kind, direction.
 type AlarmKey = (String, AlarmKind, crate::Direction);
@@ -161,7 +161,6 @@ pub struct Scorer {
     open: BTreeMap<String, usize>,
     /// Opened alarms outside every event: (time, series, kind).
     false_alarms: Vec<(Timestamp, String, AlarmKind)>,
-    opened: usize,
     confusion: Confusion,
     /// Every alarm that opened or escalated.
     raised: Vec<Raised>,
@@ -219,7 +218,6 @@ impl Scorer {
             spans,
             open: BTreeMap::new(),
             false_alarms: Vec::new(),
-            opened: 0,
             confusion: Confusion::default(),
             raised: Vec::new(),
             lifecycle: BTreeMap::new(),
@@ -249,10 +247,10 @@ impl Scorer {
                 let mut ids: Vec<u64> = twin
                     .raised
                     .iter()
-                    .filter(|(_, series, kind, stage, _)| {
+                    .filter(|(series, kind, stage, _)| {
                         qualifies(&e.kind, *kind, *stage) && e.series.contains(series)
                     })
-                    .map(|r| r.4)
+                    .map(|r| r.3)
                     .collect();
                 ids.sort_unstable();
                 ids.dedup();
@@ -300,7 +298,7 @@ impl Scorer {
             }
             if matches!(a.state, Transition::Opened | Transition::Escalated) {
                 self.raised
-                    .push((a.time, a.series.clone(), a.kind, a.stage, a.alarm_id));
+                    .push((a.series.clone(), a.kind, a.stage, a.alarm_id));
             }
             let open = self.open.entry(a.series.clone()).or_default();
             match a.state {
@@ -308,11 +306,8 @@ impl Scorer {
                 Transition::Cleared => *open = open.saturating_sub(1),
                 _ => {}
             }
-            if a.state == Transition::Opened {
-                self.opened += 1;
-                if !self.inside(&a.series, a.time, GRACE) {
-                    self.false_alarms.push((a.time, a.series.clone(), a.kind));
-                }
+            if a.state == Transition::Opened && !self.inside(&a.series, a.time, GRACE) {
+                self.false_alarms.push((a.time, a.series.clone(), a.kind));
             }
             if !matches!(a.state, Transition::Opened | Transition::Escalated) {
                 continue;
@@ -361,7 +356,7 @@ impl Scorer {
 
     /// All opened alarms.
     pub fn opened(&self) -> usize {
-        self.opened
+        self.load.opened
     }
 
     /// Reading-level counts.

@@ -17,6 +17,8 @@ use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::DAY;
 use serde::{Deserialize, Serialize};
 
+use crate::criteria::MAD_SCALE;
+
 /// One recurring step: its range of sizes (value units, signed) and how often it was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Switch {
@@ -46,23 +48,22 @@ const MAX_SPACING: i64 = 900;
 /// of state.
 const SAME_MINUTE: f64 = 0.5;
 
-/// Learns the recurring steps of `values` at `times` (sorted), and the ordinary noise of one
+/// Learns the recurring steps of `readings` (time, value; sorted), and the ordinary noise of one
 /// reading (the robust spread of the changes between readings that changed at all, over the
 /// square root of 2; 0 where none is seen). Consecutive readings further apart than twice
 /// `spacing` make no step, nor do those where `scheduled` is true for the later one (a boundary
 /// where the expectation itself steps: a schedule, a demand pattern's hourly step).
 pub(crate) fn learn(
-    times: &[Timestamp],
-    values: &[f64],
+    readings: &[(Timestamp, f64)],
     scheduled: &[bool],
     spacing: i64,
 ) -> (Vec<Switch>, f64) {
     if spacing > MAX_SPACING {
         return (Vec::new(), 0.0);
     }
-    let steps: Vec<(f64, i64)> = (1..times.len())
-        .filter(|&i| times[i] - times[i - 1] <= 2 * spacing.max(1) && !scheduled[i])
-        .map(|i| (values[i] - values[i - 1], times[i]))
+    let steps: Vec<(f64, i64)> = (1..readings.len())
+        .filter(|&i| readings[i].0 - readings[i - 1].0 <= 2 * spacing.max(1) && !scheduled[i])
+        .map(|i| (readings[i].1 - readings[i - 1].1, readings[i].0))
         .filter(|(s, _)| s.is_finite())
         .collect();
     if steps.len() < 100 {
@@ -78,9 +79,10 @@ pub(crate) fn learn(
     if sizes.len() < 50 {
         return (Vec::new(), 0.0);
     }
+    // The upper middle size (not the mean of the two middle ones).
     let k = sizes.len() / 2;
     let (_, median, _) = sizes.select_nth_unstable_by(k, f64::total_cmp);
-    let noise = 1.4826 * *median;
+    let noise = MAD_SCALE * *median;
     if noise <= 0.0 {
         return (Vec::new(), 0.0);
     }
@@ -196,15 +198,14 @@ impl Offset {
     }
 }
 
-/// The series without its states' offsets: each of `values` less the [`Offset`] of the switches
-/// taken up to it.
-pub(crate) fn base(switches: &[Switch], times: &[Timestamp], values: &[f64], gap: i64) -> Vec<f64> {
+/// The series without its states' offsets: each of `readings`' values less the [`Offset`] of the
+/// switches taken up to it.
+pub(crate) fn base(switches: &[Switch], readings: &[(Timestamp, f64)], gap: i64) -> Vec<f64> {
     let mut recent = Recent::default();
     let mut offset = Offset::default();
-    times
+    readings
         .iter()
-        .zip(values)
-        .map(|(&ts, &v)| {
+        .map(|&(ts, v)| {
             if let Some(step) = recent.switched(switches, ts, (v, 0.0), gap) {
                 offset.take(switches, step);
             }
@@ -257,11 +258,10 @@ impl Recent {
 mod tests {
     use super::*;
 
-    /// 28 days of minute readings of noise about 0 with a pump adding 40 at a different time each day for 3
-    /// hours, and noise of about 1.
-    fn pumped() -> (Vec<Timestamp>, Vec<f64>) {
-        let mut times = Vec::new();
-        let mut dev = Vec::new();
+    /// 28 days of minute readings of noise of about 1 around 0, with a pump adding 40 for 3
+    /// hours at a different time each day.
+    fn pumped() -> Vec<(Timestamp, f64)> {
+        let mut readings = Vec::new();
         for m in 0..28 * 1440_i64 {
             let day = m / 1440;
             let on = 200 + (day * 37) % 600;
@@ -271,16 +271,15 @@ mod tests {
                 0.0
             };
             let noise = ((m * 7919) % 13) as f64 / 6.0 - 1.0;
-            times.push(m * 60);
-            dev.push(pump + noise);
+            readings.push((m * 60, pump + noise));
         }
-        (times, dev)
+        readings
     }
 
     #[test]
     fn a_pump_switching_at_moving_times_is_learned_as_two_switches() {
-        let (times, dev) = pumped();
-        let (s, noise) = learn(&times, &dev, &vec![false; times.len()], 60);
+        let readings = pumped();
+        let (s, noise) = learn(&readings, &vec![false; readings.len()], 60);
         assert!(noise > 0.1 && noise < 1.0, "{noise}");
         assert_eq!(s.len(), 2, "{s:?}");
         assert!(matches(&s, 40.5) && matches(&s, -39.0));
@@ -290,20 +289,20 @@ mod tests {
     #[test]
     fn a_step_seen_on_few_days_is_no_switch() {
         // The same noise without the pump.
-        let (times, mut dev) = pumped();
-        for d in &mut dev {
+        let mut readings = pumped();
+        for (_, d) in &mut readings {
             if *d > 20.0 {
                 *d -= 40.0;
             }
         }
         // A burst of 25 on two days.
-        for (i, d) in dev.iter_mut().enumerate() {
+        for (i, (_, d)) in readings.iter_mut().enumerate() {
             if (3 * 1440..3 * 1440 + 120).contains(&i) || (9 * 1440..9 * 1440 + 60).contains(&i) {
                 *d += 25.0;
             }
         }
         assert!(
-            learn(&times, &dev, &vec![false; times.len()], 60)
+            learn(&readings, &vec![false; readings.len()], 60)
                 .0
                 .is_empty()
         );
@@ -311,12 +310,12 @@ mod tests {
 
     #[test]
     fn steps_where_the_expectation_steps_are_no_switch() {
-        let (times, dev) = pumped();
+        let readings = pumped();
         // Every step of the pump falls on a scheduled boundary: nothing to learn.
-        let scheduled: Vec<bool> = (0..dev.len())
-            .map(|i| i > 0 && (dev[i] - dev[i - 1]).abs() > 20.0)
+        let scheduled: Vec<bool> = (0..readings.len())
+            .map(|i| i > 0 && (readings[i].1 - readings[i - 1].1).abs() > 20.0)
             .collect();
-        assert!(learn(&times, &dev, &scheduled, 60).0.is_empty());
+        assert!(learn(&readings, &scheduled, 60).0.is_empty());
     }
 
     #[test]
@@ -338,9 +337,9 @@ mod tests {
 
     #[test]
     fn the_base_is_the_series_without_its_states() {
-        let (times, dev) = pumped();
-        let (s, _) = learn(&times, &dev, &vec![false; times.len()], 60);
-        let base = base(&s, &times, &dev, 180);
+        let readings = pumped();
+        let (s, _) = learn(&readings, &vec![false; readings.len()], 60);
+        let base = base(&s, &readings, 180);
         let worst = base.iter().map(|b| b.abs()).fold(0.0, f64::max);
         // At most the noise of the two readings each step is measured between, never adding up.
         assert!(worst <= 3.0, "the pump remains: {worst} {s:?}");

@@ -80,6 +80,14 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// The smallest leaks stated now (see [`Metrics::detectable_leaks`]).
+    fn leaks(&self) -> Vec<hydrowatch_protocol::DetectableLeak> {
+        self.detectable_leaks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The heartbeat message's body: the daemon's counters at `now`.
     pub fn heartbeat(&self, now: i64) -> hydrowatch_protocol::HeartbeatBody {
         let g = |a: &AtomicU64| Some(a.load(Ordering::Relaxed));
@@ -92,13 +100,7 @@ impl Metrics {
             outbox_depth: g(&self.outbox_depth),
             outbox_dropped: g(&self.outbox_dropped),
             last_reading: (last != 0).then(|| hydrowatch_protocol::rfc3339(last)),
-            detectable_leaks: {
-                let leaks = self
-                    .detectable_leaks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                (!leaks.is_empty()).then(|| leaks.clone())
-            },
+            detectable_leaks: Some(self.leaks()).filter(|l| !l.is_empty()),
         }
     }
 
@@ -140,7 +142,7 @@ impl Metrics {
             "delivered": g(&self.delivered),
             "last_forecast": t(&self.last_forecast),
             "job_failures": g(&self.job_failures),
-            "detectable_leaks": self.detectable_leaks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            "detectable_leaks": self.leaks(),
             "training": g(&self.training),
             "training_runs": g(&self.training_runs),
             "training_epochs": g(&self.training_epochs),

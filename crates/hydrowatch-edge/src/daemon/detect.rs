@@ -95,16 +95,6 @@ pub(super) fn detect_thread(
 /// Puts the smallest leak each flow series' night test finds within 3 nights where the
 /// heartbeat and `/health` read it.
 fn publish_leaks(m: &crate::health::Metrics, detector: &DatabaseDetector) {
-    let d = &detector.runner.detector;
-    let leaks = (0..d.settings().len())
-        .filter_map(|i| {
-            let (rise, night_minimum) = d.detectable_leak(i)?;
-            Some(hydrowatch_protocol::DetectableLeak {
-                series: d.settings()[i].name.clone(),
-                rise,
-                night_minimum,
-            })
-        })
-        .collect();
-    *m.detectable_leaks.lock().unwrap_or_else(|e| e.into_inner()) = leaks;
+    *m.detectable_leaks.lock().unwrap_or_else(|e| e.into_inner()) =
+        detector.runner.detector.detectable_leaks();
 }
