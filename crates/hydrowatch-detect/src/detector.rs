@@ -551,15 +551,31 @@ impl Detector {
         let lifecycle = lifecycle_of(AlarmKind::Forecast, settings);
         let next_id = &mut self.saved.next_alarm_id;
         let mut alerts = Vec::new();
+        // The side whose alarm is open: one departure from the forecast is one alarm, and a
+        // forecast that overshoots while it lasts does not open the other side's.
+        let open_side = state
+            .machines
+            .iter()
+            .find(|m| m.kind == AlarmKind::Forecast && m.open.is_some())
+            .map(|m| {
+                if m.direction == Direction::High {
+                    1
+                } else {
+                    -1
+                }
+            });
         for machine in &mut state.machines {
             let side = match (machine.kind, machine.direction) {
                 (AlarmKind::Forecast, Direction::High) => 1,
                 (AlarmKind::Forecast, _) => -1,
                 _ => continue,
             };
-            // Open: kept open while the hours stay outside the band on its side (hysteresis).
-            let kept = machine.open.is_some() && judged.outside == side;
-            let stage = if judged.side == side || kept { 3 } else { 0 };
+            let other_open = open_side.is_some_and(|s| s != side);
+            let stage = if judged.side == side && !other_open {
+                3
+            } else {
+                0
+            };
             if let Some(transition) = machine.step(stage, 100.0, &lifecycle, next_id, None) {
                 alerts.push(alert(
                     settings,

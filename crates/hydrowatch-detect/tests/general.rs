@@ -166,8 +166,8 @@ fn hours_outside_the_day_ahead_band_open_a_forecast_alarm_that_clears() {
         let settings = vec![SeriesSettings::new("flow_rate", "m3/h", true)];
         let mut d = Detector::new(chrono_tz::UTC, settings).unwrap();
         if forecasts {
-            // A flat day-ahead forecast of 100 m3/h, band 95-105, for 12 hours.
-            let hours: Vec<HourForecast> = (0..16)
+            // A flat day-ahead forecast of 100 m3/h, band 95-105, for 40 hours.
+            let hours: Vec<HourForecast> = (0..40)
                 .map(|h| HourForecast {
                     hour: START + h * 3600,
                     value: 100.0,
@@ -177,24 +177,28 @@ fn hours_outside_the_day_ahead_band_open_a_forecast_alarm_that_clears() {
                 .collect();
             d.set_forecasts(0, &hours);
         }
-        // Hours 4-7 run at 117 (beyond the band by more than its width).
+        // Hours 4-7 run at 117 (beyond the band by more than its width), hours 10-12 at 83
+        // (a forecast overshooting after the change: the same departure).
         let mut alerts = Vec::new();
-        for m in 0..16 * 60 {
+        for m in 0..40 * 60 {
             let ts = START + m * 60;
-            let high = (4..8).contains(&(m / 60));
-            let value = if high { 117.0 } else { 100.0 } + (m % 3) as f64 * 0.1;
+            let base = match m / 60 {
+                4..=7 => 117.0,
+                10..=12 => 83.0,
+                _ => 100.0,
+            };
             alerts.extend(d.tick(ts));
-            alerts.extend(d.observe(0, ts, value).1);
+            alerts.extend(d.observe(0, ts, base + (m % 3) as f64 * 0.1).1);
         }
-        alerts.extend(d.tick(START + 16 * 3600));
+        alerts.extend(d.tick(START + 40 * 3600));
         alerts
             .into_iter()
             .filter(|a| a.kind == AlarmKind::Forecast)
             .map(|a| (a.state, a.direction, a.time, a.value.map(f64::round)))
             .collect::<Vec<_>>()
     };
-    // Opened when the third high hour ended, with that hour's mean; cleared after six hours
-    // back inside the band.
+    // Opened when the third high hour ended, with that hour's mean; no low alarm while it is
+    // open; cleared after a whole day of hours not beyond the band (the low hours are not high).
     assert_eq!(
         run(true),
         vec![
@@ -207,7 +211,7 @@ fn hours_outside_the_day_ahead_band_open_a_forecast_alarm_that_clears() {
             (
                 Transition::Cleared,
                 Direction::High,
-                START + 14 * 3600,
+                START + 32 * 3600,
                 Some(100.0)
             ),
         ]
