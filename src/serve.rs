@@ -63,7 +63,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// The SMTP relay for e-mail notifications: smtp://[user:password@]host[:port] (STARTTLS
-    /// required, port 587 by default) or smtps://... (TLS from the start, 465).
+    /// required: a relay that does not offer it gets nothing; port 587 by default), smtps://...
+    /// (TLS from the start, 465), or smtp+insecure://host[:port] (in clear, port 25: only for a
+    /// relay on a trusted network, and never with a user or password).
     #[arg(long, value_name = "URL", requires = "smtp_from")]
     pub smtp: Option<String>,
     /// The sender address of e-mail notifications.
@@ -405,12 +407,18 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                         })?),
                         None => None,
                     };
-                    Some(
+                    let mailer =
                         hydrowatch_server::notify::Mailer::new(url, from, ca_pem.as_deref())
                             .with_context(|| {
                                 format!("--smtp {} --smtp-from {from}", without_password(url))
-                            })?,
-                    )
+                            })?;
+                    if mailer.insecure() {
+                        eprintln!(
+                            "warning: --smtp {}: e-mail goes to the relay in clear (smtp+insecure://): anyone on the way can read the alarms",
+                            without_password(url)
+                        );
+                    }
+                    Some(mailer)
                 }
                 _ => None,
             };
@@ -473,16 +481,7 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                         ..hydrowatch_server::Limits::default()
                     },
                     tls,
-                    async {
-                        let mut term = tokio::signal::unix::signal(
-                            tokio::signal::unix::SignalKind::terminate(),
-                        )
-                        .expect("SIGTERM can be watched");
-                        tokio::select! {
-                            _ = term.recv() => {}
-                            _ = tokio::signal::ctrl_c() => {}
-                        }
-                    },
+                    hydrowatch_edge::shutdown_signal(),
                 )
                 .await;
                 if let Some(mqtt) = mqtt {

@@ -649,6 +649,60 @@ fn bench_storage_runs_both_contenders() {
     );
 }
 
+/// `hydrowatch demo` serving its dashboard stops on SIGTERM as on Ctrl-C, so that `timeout`, a
+/// service manager or `kill` can end it (issue #30).
+#[test]
+fn the_demo_serving_its_dashboard_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .current_dir(dir.path())
+        .args([
+            "demo",
+            "--devices",
+            "1",
+            "--history-days",
+            "8",
+            "--days",
+            "4",
+            "--replay-seconds",
+            "5",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let serving = line.starts_with("Serving until");
+        seen.push(line);
+        if serving {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.starts_with("Serving until")),
+        "{seen:?}"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("still serving 30 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn demo_runs_from_an_empty_directory_without_configuration() {
     let dir = tempfile::tempdir().unwrap();

@@ -194,10 +194,8 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.exit || interrupted {
         return Ok(());
     }
-    println!("Serving until Ctrl-C.");
-    server.runtime.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
+    println!("Serving until Ctrl-C (or SIGTERM).");
+    server.runtime.block_on(hydrowatch_edge::shutdown_signal());
     Ok(())
 }
 

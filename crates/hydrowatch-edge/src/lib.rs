@@ -18,5 +18,5 @@ pub mod schedule;
 pub mod sources;
 pub mod uplink;
 
-pub use daemon::{Daemon, DaemonError};
+pub use daemon::{Daemon, DaemonError, shutdown_signal};
 pub use uplink::{Backoff, Sent, Uplink, UplinkConfig, UplinkError};

@@ -234,12 +234,30 @@ fn url_escape(text: &str) -> String {
         .collect()
 }
 
-/// Where to go after logging in: a path of this server, never another site.
+/// Where to go after logging in or acting on a page: a path of this server, never another
+/// site, `/` otherwise. Read as a browser reads it: a browser drops tabs and line breaks from a
+/// URL and takes a backslash for a slash (`/\t/evil.example` is `//evil.example`, another
+/// host), so a path with a control character, white space or a backslash is refused, and what
+/// is left must resolve to this server.
 pub fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        Some(p) if is_local(p) => p,
         _ => "/",
     }
+}
+
+/// Whether `path` is a path of this server however a browser reads it (see [`local_path`]).
+fn is_local(path: &str) -> bool {
+    const HERE: &str = "http://this-server.invalid/";
+    let plain = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    plain
+        && reqwest::Url::parse(HERE)
+            .and_then(|here| here.join(path))
+            .is_ok_and(|url| url.origin() == reqwest::Url::parse(HERE).expect("a URL").origin())
 }
 
 /// The client's address (the listener puts it on each request).
@@ -256,7 +274,17 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed_after_login() {
         assert_eq!(local_path(Some("/devices/a?x=1")), "/devices/a?x=1");
-        for bad in ["https://evil.example/", "//evil.example/", "/\\evil", "x"] {
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil",
+            "x",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\nSet-Cookie: a=b",
+            "/ /evil.example",
+            "/\u{0}",
+        ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(url_escape("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");

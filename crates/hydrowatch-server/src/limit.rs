@@ -79,7 +79,14 @@ pub const MAX_FAILED_LOGINS_PER_ADDRESS: u32 = 20;
 /// The window failed logins are counted in.
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
+/// Names and addresses with failures counted, at most: past it, the expired are forgotten, then
+/// the oldest (a flood of made-up names cannot grow the server's memory).
+pub const MAX_COUNTED: usize = 10_000;
+
 /// Failed logins per name and per address, in this process (each replica counts its own).
+///
+/// Invariants: a name is kept only up to the length of a user name (longer ones, which no user
+/// has, share one count), and at most [`MAX_COUNTED`] counts are kept.
 #[derive(Debug, Default)]
 pub struct LoginGuard {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
@@ -87,6 +94,11 @@ pub struct LoginGuard {
 
 impl LoginGuard {
     fn keys(name: &str, from: Option<IpAddr>) -> [(String, u32); 2] {
+        let name = if crate::accounts::valid_name(name) {
+            name
+        } else {
+            "(not a user name)"
+        };
         [
             (format!("name:{name}"), MAX_FAILED_LOGINS),
             (
@@ -112,8 +124,16 @@ impl LoginGuard {
     /// Counts a failed login.
     pub fn failed(&self, name: &str, from: Option<IpAddr>) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() > 100_000 {
+        if failures.len() + 2 > MAX_COUNTED {
             failures.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
+        }
+        if failures.len() + 2 > MAX_COUNTED {
+            // The oldest tenth goes at once, so that a flood sorts once in a while.
+            let mut since: Vec<Instant> = failures.values().map(|(_, t)| *t).collect();
+            let cut = since.len() / 10;
+            let (_, oldest_kept, _) = since.select_nth_unstable(cut);
+            let oldest_kept = *oldest_kept;
+            failures.retain(|_, (_, t)| *t >= oldest_kept);
         }
         for (key, _) in Self::keys(name, from) {
             let entry = failures.entry(key).or_insert((0, Instant::now()));
@@ -149,6 +169,29 @@ mod tests {
         assert!(l.take("a").is_ok());
         let off = Limiter::new(RateLimit::OFF);
         assert!((0..1000).all(|_| off.take("a").is_ok()));
+    }
+
+    #[test]
+    fn made_up_names_cannot_grow_the_counts_without_bound() {
+        let guard = LoginGuard::default();
+        // 300 names of 100 kB each, from one address; then 30,000 short ones from as many.
+        for i in 0..300 {
+            guard.failed(&format!("{i}{}", "x".repeat(100_000)), None);
+        }
+        let bytes =
+            |g: &LoginGuard| -> usize { g.failures.lock().unwrap().keys().map(String::len).sum() };
+        assert!(bytes(&guard) < 1_000, "{} bytes kept", bytes(&guard));
+        for i in 0..30_000u32 {
+            let addr = IpAddr::from(i.to_be_bytes());
+            guard.failed(&format!("user{i}"), Some(addr));
+        }
+        let kept = guard.failures.lock().unwrap().len();
+        assert!(kept <= MAX_COUNTED, "{kept} counts kept");
+        // The newest are still counted.
+        for _ in 0..MAX_FAILED_LOGINS {
+            guard.failed("ana", None);
+        }
+        assert!(guard.blocked("ana", None).is_some());
     }
 
     #[test]

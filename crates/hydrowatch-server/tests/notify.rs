@@ -1,6 +1,6 @@
 //! Notifications, on SQLite and PostgreSQL: a real webhook receiver gets each alarm of each
 //! matching rule once, signed, retried after a failure under the same delivery id; an SMTP sink
-//! gets the e-mail over STARTTLS; and the planning of the queue, at chosen times: a flood is one
+//! gets the e-mail over STARTTLS, and the relay's password never goes in clear; and the planning of the queue, at chosen times: a flood is one
 //! message, a shelved alarm notifies nobody, an unacknowledged alarm is reminded once.
 
 mod common;
@@ -205,6 +205,85 @@ fn an_email_goes_out_over_starttls() {
         "From: hydrowatch@utility.example",
     ] {
         assert!(mail[0].data.contains(needle), "{needle}: {}", mail[0].data);
+    }
+}
+
+/// A server mailing through `mailer`, with one e-mail rule and one alarm delivered to it.
+fn mail_one_alarm(mailer: hydrowatch_server::notify::Mailer) -> common::Server {
+    let s = start_notifying(
+        On::Sqlite,
+        NotifySettings {
+            mailer: Some(mailer),
+            ..Default::default()
+        },
+    );
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    let admin = user(&s, "root", Role::Admin);
+    let rule = json!({"name": "night shift", "min_stage": 1, "channel": "email", "target": "oncall@utility.example"});
+    assert_eq!(post_as(&s, Some(&admin), "/api/v1/rules", rule).0, 201);
+    deliver(
+        &s,
+        &device,
+        "dma-1",
+        vec![alert("dma-1", "m1", 7, "opened", 3, 0)],
+    );
+    s
+}
+
+/// The relay's password never goes in clear (issue #30, finding 2): `smtp://` insists on
+/// STARTTLS, so a relay that does not offer it gets neither the password nor the mail; in clear
+/// only when the URL asks for it by name, and then never with credentials.
+#[test]
+fn the_relays_password_never_goes_in_clear() {
+    use hydrowatch_server::notify::Mailer;
+    let from = "hydrowatch@utility.example";
+    // A relay without TLS, the password in an smtp:// URL: nothing goes.
+    let plain = SmtpSink::start_plain();
+    let url = format!("smtp://hydrowatch:s3cret@localhost:{}", plain.port);
+    let _s = mail_one_alarm(Mailer::new(&url, from, None).unwrap());
+    until("the attempt", || plain.sessions() > 0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(plain.auths().is_empty(), "{:?}", plain.auths());
+    assert!(plain.received().is_empty());
+    // In clear only by name, and never with credentials.
+    let refused = Mailer::new("smtp+insecure://hydrowatch:s3cret@localhost:25", from, None);
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("never sent without TLS")
+    );
+    let insecure = SmtpSink::start_plain();
+    let mailer = Mailer::new(
+        &format!("smtp+insecure://localhost:{}", insecure.port),
+        from,
+        None,
+    )
+    .unwrap();
+    assert!(mailer.insecure());
+    let _s = mail_one_alarm(mailer);
+    until("the e-mail in clear", || !insecure.received().is_empty());
+    assert!(!insecure.received()[0].tls && insecure.auths().is_empty());
+    // With STARTTLS the credentials go, percent-decoded, after it only.
+    let sink = SmtpSink::start();
+    let url = format!("smtp://hydrowatch:s3%40cret@localhost:{}", sink.port);
+    let mailer = Mailer::new(&url, from, Some(sink.cert_pem.as_bytes())).unwrap();
+    assert!(!mailer.insecure());
+    let _s = mail_one_alarm(mailer);
+    until("the e-mail", || !sink.received().is_empty());
+    let auths = sink.auths();
+    assert_eq!(auths.len(), 1, "{auths:?}");
+    assert!(auths[0].tls && sink.received()[0].tls);
+    use base64::Engine as _;
+    let credentials = auths[0].lines.iter().rev().find_map(|l| {
+        base64::engine::general_purpose::STANDARD
+            .decode(l.rsplit(' ').next()?)
+            .ok()
+    });
+    assert_eq!(credentials.as_deref(), Some(&b"\0hydrowatch\0s3@cret"[..]));
+    // Another scheme, no host: refused.
+    for bad in ["http://localhost", "smtp://", "smtps://:25"] {
+        assert!(Mailer::new(bad, from, None).is_err(), "{bad}");
     }
 }
 

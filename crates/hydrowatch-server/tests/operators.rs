@@ -335,6 +335,37 @@ fn logins_sessions_and_their_limits(on: On) {
 
 on_both!(logins_sessions_and_their_limits);
 
+/// After a login, the browser goes back only to a page of this server, whatever `next` says
+/// and however a browser would read it (issue #30, finding 8).
+fn a_login_goes_back_only_to_a_page_of_this_server(on: On) {
+    let s = start(on);
+    user(&s, "ana", Role::Operator);
+    let cases = [
+        ("/devices/dma-1?x=1", "/devices/dma-1?x=1"),
+        ("/\t/evil.example", "/"),
+        ("/\n/evil.example", "/"),
+        ("/\r\nSet-Cookie: hw_session=forged", "/"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+    ];
+    for (next, to) in cases {
+        let r = common::log_in_form(&s.url, "ana", "ana-password", next);
+        assert_eq!(r.status().as_u16(), 303, "{next:?}");
+        assert_eq!(r.headers()["location"], to, "{next:?}");
+    }
+    // The login page's own form carries only a local path on.
+    let page = common::browser_like()
+        .get(format!("{}/login?next=/%09/evil.example", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("name=\"next\" value=\"/\""), "{page}");
+}
+
+on_both!(a_login_goes_back_only_to_a_page_of_this_server);
+
 /// `serve --tls-cert/--tls-key`: the server speaks HTTPS with the given certificate, marks the
 /// session cookie Secure, and a plain HTTP request gets no page.
 #[test]

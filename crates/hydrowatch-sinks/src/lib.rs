@@ -1,7 +1,8 @@
 //! Real receivers for the notification tests, each a server on a free port of 127.0.0.1 run by
 //! threads of its own: [`Webhook`] (HTTP/1.1, answers 500 to the first requests when asked, can
 //! hold each request before answering) and [`SmtpSink`] (SMTP with STARTTLS under a
-//! self-signed certificate for `localhost`, keeping every message). What they received is read
+//! self-signed certificate for `localhost`, or without any TLS, and AUTH PLAIN, keeping every
+//! message and every authentication offered). What they received is read
 //! back as it came.
 //!
 //! Invariants: they accept any number of connections for as long as the test runs; a request
@@ -149,19 +150,48 @@ pub struct Mail {
     pub tls: bool,
 }
 
-/// An SMTP server offering STARTTLS with a certificate of its own for `localhost`.
+/// One authentication a sink was offered: the AUTH command's line and what followed it (the
+/// credentials, base64), and whether it came over TLS.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The lines, as received.
+    pub lines: Vec<String>,
+    /// Whether after STARTTLS.
+    pub tls: bool,
+}
+
+/// What a sink saw besides messages.
+#[derive(Debug, Default)]
+struct Seen {
+    mail: Vec<Mail>,
+    auth: Vec<Auth>,
+    sessions: usize,
+}
+
+/// An SMTP server offering STARTTLS with a certificate of its own for `localhost` (or, started
+/// with [`SmtpSink::start_plain`], a relay that offers no TLS at all), and AUTH PLAIN, taking
+/// any credentials.
 #[derive(Debug, Clone)]
 pub struct SmtpSink {
     /// Its port on 127.0.0.1.
     pub port: u16,
     /// Its certificate (PEM): the client must trust it.
     pub cert_pem: String,
-    received: Arc<Mutex<Vec<Mail>>>,
+    received: Arc<Mutex<Seen>>,
 }
 
 impl SmtpSink {
-    /// Starts one.
+    /// Starts one offering STARTTLS.
     pub fn start() -> SmtpSink {
+        SmtpSink::started(true)
+    }
+
+    /// Starts one that offers no TLS (an old relay, or one an attacker stands in for).
+    pub fn start_plain() -> SmtpSink {
+        SmtpSink::started(false)
+    }
+
+    fn started(starttls: bool) -> SmtpSink {
         let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
             .expect("a self-signed certificate");
         let cert_pem = key.cert.pem();
@@ -178,14 +208,15 @@ impl SmtpSink {
         let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
         let port = listener.local_addr().expect("bound").port();
-        let received = Arc::new(Mutex::new(Vec::new()));
+        let received = Arc::new(Mutex::new(Seen::default()));
         let log = received.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (log, config) = (log.clone(), config.clone());
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-                    let _ = plain(stream, &config, &log);
+                    let tls = starttls.then_some(&config);
+                    let _ = plain(stream, tls, &log);
                 });
             }
         });
@@ -198,10 +229,21 @@ impl SmtpSink {
 
     /// What it received so far.
     pub fn received(&self) -> Vec<Mail> {
-        self.received
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.seen(|s| s.mail.clone())
+    }
+
+    /// The authentications it was offered so far.
+    pub fn auths(&self) -> Vec<Auth> {
+        self.seen(|s| s.auth.clone())
+    }
+
+    /// The sessions opened with it so far.
+    pub fn sessions(&self) -> usize {
+        self.seen(|s| s.sessions)
+    }
+
+    fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.received.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -224,27 +266,32 @@ fn line(s: &mut impl Read) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The session before TLS: greeting, EHLO, STARTTLS; then [`session`] over TLS.
+/// The session before TLS: greeting, EHLO, STARTTLS (when `tls` is given); then [`session`]
+/// over TLS. Mail and AUTH before TLS are taken too (a client that does not insist on TLS).
 fn plain(
     mut s: TcpStream,
-    config: &Arc<rustls::ServerConfig>,
-    log: &Mutex<Vec<Mail>>,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    log: &Mutex<Seen>,
 ) -> std::io::Result<()> {
+    log.lock().unwrap_or_else(|e| e.into_inner()).sessions += 1;
     s.write_all(b"220 localhost ESMTP sink\r\n")?;
     loop {
         let command = line(&mut s)?;
         let verb = command.split(' ').next().unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
-            "EHLO" => s.write_all(b"250-localhost\r\n250-STARTTLS\r\n250 8BITMIME\r\n")?,
-            "STARTTLS" => {
+            "EHLO" if tls.is_some() => {
+                s.write_all(b"250-localhost\r\n250-STARTTLS\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n")?
+            }
+            "EHLO" => s.write_all(b"250-localhost\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n")?,
+            "STARTTLS" if tls.is_some() => {
                 s.write_all(b"220 ready for TLS\r\n")?;
-                let conn =
-                    rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+                let config = tls.expect("offered").clone();
+                let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
                 return session(rustls::StreamOwned::new(conn, s), true, log);
             }
             "QUIT" => return s.write_all(b"221 bye\r\n"),
             "NOOP" | "RSET" => s.write_all(b"250 ok\r\n")?,
-            // Mail before TLS is taken too (a client that does not insist on TLS).
+            "AUTH" => auth(&mut s, &command, false, log)?,
             "MAIL" => {
                 s.write_all(b"250 ok\r\n")?;
                 return session(s, false, log);
@@ -254,14 +301,35 @@ fn plain(
     }
 }
 
-/// The session's rest: EHLO again, MAIL, RCPT, DATA, QUIT.
-fn session(mut s: impl Read + Write, tls: bool, log: &Mutex<Vec<Mail>>) -> std::io::Result<()> {
+/// Takes an AUTH PLAIN (the credentials on its line or on the next), recording it.
+fn auth(
+    s: &mut (impl Read + Write),
+    command: &str,
+    tls: bool,
+    log: &Mutex<Seen>,
+) -> std::io::Result<()> {
+    let mut lines = vec![command.to_string()];
+    if command.split(' ').count() < 3 {
+        s.write_all(b"334 \r\n")?;
+        s.flush()?;
+        lines.push(line(s)?);
+    }
+    log.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .auth
+        .push(Auth { lines, tls });
+    s.write_all(b"235 accepted\r\n")
+}
+
+/// The session's rest: EHLO again, AUTH, MAIL, RCPT, DATA, QUIT.
+fn session(mut s: impl Read + Write, tls: bool, log: &Mutex<Seen>) -> std::io::Result<()> {
     let mut to = Vec::new();
     loop {
         let command = line(&mut s)?;
         let verb = command.split(' ').next().unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
-            "EHLO" => s.write_all(b"250-localhost\r\n250 8BITMIME\r\n")?,
+            "EHLO" => s.write_all(b"250-localhost\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n")?,
+            "AUTH" => auth(&mut s, &command, tls, log)?,
             "MAIL" | "NOOP" => s.write_all(b"250 ok\r\n")?,
             "RSET" => {
                 to.clear();
@@ -288,11 +356,14 @@ fn session(mut s: impl Read + Write, tls: bool, log: &Mutex<Vec<Mail>>) -> std::
                     data.push_str(l.strip_prefix('.').unwrap_or(&l));
                     data.push('\n');
                 }
-                log.lock().unwrap_or_else(|e| e.into_inner()).push(Mail {
-                    to: std::mem::take(&mut to),
-                    data,
-                    tls,
-                });
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .mail
+                    .push(Mail {
+                        to: std::mem::take(&mut to),
+                        data,
+                        tls,
+                    });
                 s.write_all(b"250 queued\r\n")?;
             }
             "QUIT" => {

@@ -414,7 +414,9 @@ impl Daemon {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves when the process is asked to stop: SIGTERM (a service manager, `kill`, `timeout`)
+/// or Ctrl-C. The daemon, the server and the demo stop on the same signals.
+pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

@@ -101,7 +101,12 @@ pub async fn log_in(
             )),
         ));
     }
-    let user = tokio::task::block_in_place(|| app.db.check_password(&form.name, &form.password))?;
+    // A name no user can have is not looked up (nor kept: see the guard).
+    let user = if crate::accounts::valid_name(&form.name) {
+        tokio::task::block_in_place(|| app.db.check_password(&form.name, &form.password))?
+    } else {
+        None
+    };
     let Some(user) = user else {
         app.logins.failed(&form.name, from);
         tracing::warn!(user = name, address = ?from, "failed login");

@@ -1,5 +1,6 @@
 //! Sending one notification: a webhook (a JSON POST signed with HMAC-SHA256) or an e-mail (SMTP
-//! through lettre, STARTTLS).
+//! through lettre: STARTTLS or TLS, in clear only when the relay's URL says so by name, and
+//! credentials never in clear).
 //!
 //! Invariants: a webhook's body is signed as sent: `X-Hydrowatch-Signature: sha256=HEX` is the
 //! HMAC-SHA256, under the rule's secret, of `TIMESTAMP.BODY` (`X-Hydrowatch-Timestamp`, Unix
@@ -23,6 +24,7 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Mailer {
     transport: lettre::SmtpTransport,
     from: lettre::message::Mailbox,
+    insecure: bool,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -35,8 +37,10 @@ impl std::fmt::Debug for Mailer {
 /// hold a password).
 #[derive(Debug, thiserror::Error)]
 pub enum MailerError {
-    /// Not `smtp://` or `smtps://`, or unreadable.
-    #[error("expected smtp://[user:password@]host[:port] or smtps://...: {0}")]
+    /// Not `smtp://`, `smtps://` or `smtp+insecure://`, or unreadable.
+    #[error(
+        "expected smtp://[user:password@]host[:port] (STARTTLS), smtps://... (TLS) or smtp+insecure://host[:port] (no TLS, no credentials): {0}"
+    )]
     Url(String),
     /// The sender is not an e-mail address.
     #[error("the sender {0:?} is not an e-mail address")]
@@ -46,43 +50,90 @@ pub enum MailerError {
     Certificate(String),
 }
 
+/// How the mailer protects the session with the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protection {
+    /// `smtp://`: STARTTLS required; a relay that does not offer it gets nothing.
+    StartTls,
+    /// `smtps://`: TLS from the first byte.
+    Tls,
+    /// `smtp+insecure://`: in clear, and so never with credentials.
+    None,
+}
+
 impl Mailer {
-    /// A mailer through the relay at `url` (`smtp://[user:password@]host[:port]`: STARTTLS
-    /// required, port 587 by default; `smtps://...`: TLS from the start, 465), sending as
-    /// `from`, trusting `ca_pem` (a certificate, PEM) besides the public roots when given.
+    /// A mailer through the relay at `url`, sending as `from`, trusting `ca_pem` (a
+    /// certificate, PEM) besides the public roots when given: `smtp://[user:password@]host[:port]`
+    /// requires STARTTLS (port 587 by default), `smtps://...` speaks TLS from the start (465),
+    /// and `smtp+insecure://host[:port]` speaks in clear (25), which must be asked for by name
+    /// and never carries credentials. User and password are percent-decoded.
     pub fn new(url: &str, from: &str, ca_pem: Option<&[u8]>) -> Result<Mailer, MailerError> {
+        use lettre::transport::smtp::authentication::Credentials;
         use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
-            return Err(MailerError::Url("another scheme".into()));
+        let parsed = reqwest::Url::parse(url).map_err(|e| MailerError::Url(e.to_string()))?;
+        let (protection, port) = match parsed.scheme() {
+            "smtp" => (Protection::StartTls, 587),
+            "smtps" => (Protection::Tls, 465),
+            "smtp+insecure" => (Protection::None, 25),
+            _ => return Err(MailerError::Url("another scheme".into())),
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| MailerError::Url("no host".into()))?
+            .to_string();
+        let port = parsed.port().unwrap_or(port);
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| MailerError::Url("the user or password is not UTF-8".into()))
+        };
+        let credentials = match (parsed.username(), parsed.password()) {
+            ("", None) => None,
+            (user, password) => Some(Credentials::new(
+                decode(user)?,
+                decode(password.unwrap_or_default())?,
+            )),
+        };
+        if protection == Protection::None && credentials.is_some() {
+            return Err(MailerError::Url(
+                "credentials are never sent without TLS: use smtp:// (STARTTLS) or smtps://".into(),
+            ));
         }
         let from = from
             .parse()
             .map_err(|_| MailerError::From(hydrowatch_core::prefix(from)))?;
-        let mut builder = lettre::SmtpTransport::from_url(url)
-            .map_err(|e| MailerError::Url(e.to_string()))?
-            .timeout(Some(ATTEMPT_TIMEOUT));
+        let mut tls = TlsParameters::builder(host.clone());
         if let Some(pem) = ca_pem {
-            let host = reqwest::Url::parse(url)
-                .map_err(|e| MailerError::Url(e.to_string()))?
-                .host_str()
-                .unwrap_or_default()
-                .to_string();
             let cert =
                 Certificate::from_pem(pem).map_err(|e| MailerError::Certificate(e.to_string()))?;
-            let tls = TlsParameters::builder(host)
-                .add_root_certificate(cert)
-                .build_rustls()
-                .map_err(|e| MailerError::Certificate(e.to_string()))?;
-            builder = builder.tls(if url.starts_with("smtps://") {
-                Tls::Wrapper(tls)
-            } else {
-                Tls::Required(tls)
+            tls = tls.add_root_certificate(cert);
+        }
+        let tls = tls
+            .build_rustls()
+            .map_err(|e| MailerError::Certificate(e.to_string()))?;
+        let mut builder = lettre::SmtpTransport::builder_dangerous(host)
+            .port(port)
+            .timeout(Some(ATTEMPT_TIMEOUT))
+            .tls(match protection {
+                Protection::StartTls => Tls::Required(tls),
+                Protection::Tls => Tls::Wrapper(tls),
+                Protection::None => Tls::None,
             });
+        if let Some(c) = credentials {
+            builder = builder.credentials(c);
         }
         Ok(Mailer {
             transport: builder.build(),
             from,
+            insecure: protection == Protection::None,
         })
+    }
+
+    /// Whether it speaks to the relay in clear (`smtp+insecure://`): the server warns at start.
+    pub fn insecure(&self) -> bool {
+        self.insecure
     }
 }
 

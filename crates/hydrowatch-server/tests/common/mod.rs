@@ -214,21 +214,32 @@ pub(crate) fn log_in(s: &Server, name: &str, password: &str) -> (u16, Option<(St
 
 /// [`log_in`] to the server at `url`.
 pub(crate) fn log_in_to(url: &str, name: &str, password: &str) -> (u16, Option<(String, String)>) {
+    let r = log_in_form(url, name, password, "/");
+    (r.status().as_u16(), set_cookie(&r, "hw_session"))
+}
+
+/// Logs in through the form of the server at `url`, asking to go to `next` afterwards: the
+/// response (not followed).
+pub(crate) fn log_in_form(
+    url: &str,
+    name: &str,
+    password: &str,
+    next: &str,
+) -> reqwest::blocking::Response {
     let client = browser_like();
     let page = client.get(format!("{url}/login")).send().unwrap();
     let (csrf, _) = set_cookie(&page, "hw_login").expect("the login page sets its cookie");
-    let r = client
+    client
         .post(format!("{url}/login"))
         .header("cookie", format!("hw_login={csrf}"))
         .form(&[
             ("csrf", csrf.as_str()),
             ("name", name),
             ("password", password),
-            ("next", "/"),
+            ("next", next),
         ])
         .send()
-        .unwrap();
-    (r.status().as_u16(), set_cookie(&r, "hw_session"))
+        .unwrap()
 }
 
 /// The CSRF token of the session whose cookie is `session`, read from a page's logout form.
