@@ -7,14 +7,15 @@
 //! fits the databases' 64-bit signed integers); every time lies in 1970-2199, `created_at` at
 //! most a day ahead of the server's clock; a forecast is [`FORECAST_POINTS`] consecutive hours
 //! starting between a week before and two days after its issue, which is within a day of its
-//! creation; its actuals are at most [`MAX_ACTUALS`] hours of the month before it.
+//! creation; its actuals are at most [`MAX_ACTUALS`] hours of the month before it; every text is
+//! bounded, and the envelope kept holds only the fields the server knows.
 
 use hydrowatch_core::prefix;
 use hydrowatch_core::time::{DAY, HOUR};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::message::{AlertBody, ForecastBody, HeartbeatBody, Kind, seconds};
+use crate::message::{AlertBody, Body, Envelope, ForecastBody, HeartbeatBody, Kind, seconds};
 
 /// Points a forecast carries: 7 days, hourly.
 pub const FORECAST_POINTS: usize = 168;
@@ -48,7 +49,9 @@ pub struct Checked {
     pub created_at: i64,
     /// The typed body, with the times the server keys it by.
     pub body: CheckedBody,
-    /// The whole envelope, as received (fields this server does not know included).
+    /// The envelope as the server keeps it: rebuilt from the typed fields, so fields this server
+    /// does not know (which a sender could pad to any size) are dropped before anything stores
+    /// or shows them.
     pub envelope: Value,
 }
 
@@ -216,17 +219,36 @@ pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Checked,
             CheckedBody::Heartbeat(b)
         }
     };
+    let envelope = serde_json::to_value(Envelope {
+        device_id: head.device_id,
+        message_id: head.message_id.clone(),
+        created_at: head.created_at,
+        body: match &body {
+            CheckedBody::Alert(b) => Body::Alert(b.clone()),
+            CheckedBody::Forecast { body, .. } => Body::Forecast(body.clone()),
+            CheckedBody::Heartbeat(b) => Body::Heartbeat(b.clone()),
+        },
+    })
+    .map_err(|e| fail(format!("envelope: {e}")))?;
     Ok(Checked {
         message_id: head.message_id,
         created_at,
         body,
-        envelope: m.clone(),
+        envelope,
     })
 }
 
-/// A heartbeat's bounded parts: at most [`MAX_DETECTABLE_LEAKS`] stated leaks, each a series'
-/// name and two finite numbers.
+/// A heartbeat's bounded parts: its texts, and at most [`MAX_DETECTABLE_LEAKS`] stated leaks,
+/// each a series' name and two finite numbers.
 fn check_heartbeat(b: &HeartbeatBody) -> Result<(), String> {
+    for (text, field) in [
+        (&b.version, "body.version"),
+        (&b.last_reading, "body.last_reading"),
+    ] {
+        if let Some(t) = text {
+            short(t, field)?;
+        }
+    }
     let Some(leaks) = &b.detectable_leaks else {
         return Ok(());
     };

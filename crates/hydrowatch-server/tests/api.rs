@@ -466,3 +466,39 @@ fn a_database_of_the_first_schema_is_migrated_keeping_what_it_held(on: On) {
 }
 
 on_both!(a_database_of_the_first_schema_is_migrated_keeping_what_it_held);
+
+/// Fields the server does not know are not kept (issue #30, finding 4): a device's token padded
+/// its alerts with them, and every page read them back. The padded message is stored as its
+/// known fields, so sending it again without the padding is the same message, while a change
+/// of a known field is still a conflict; a heartbeat's texts are bounded.
+fn unknown_fields_of_a_message_are_not_kept(on: On) {
+    let s = start(on);
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    let padding = "x".repeat(200_000);
+    let mut padded = alert("dma-1", "m1", 1, "opened", 3, 0);
+    padded["body"]["padding"] = json!(padding);
+    padded["padding"] = json!(padding);
+    let (code, body) = post(&s, Some(&device), batch("dma-1", vec![padded]));
+    assert_eq!(code, 200, "{body}");
+    let plain = alert("dma-1", "m1", 1, "opened", 3, 0);
+    let (code, body) = post(&s, Some(&device), batch("dma-1", vec![plain]));
+    assert_eq!(code, 200, "the same message without the padding: {body}");
+    let changed = alert("dma-1", "m1", 1, "opened", 4, 0);
+    assert_eq!(
+        post(&s, Some(&device), batch("dma-1", vec![changed])).0,
+        409
+    );
+    let alarms = get(&s, "/api/v1/alarms?device=dma-1");
+    assert!(
+        alarms.to_string().len() < 2_000,
+        "{}",
+        alarms.to_string().len()
+    );
+    let heartbeat = json!({"device_id": "dma-1", "message_id": "h1", "kind": "heartbeat",
+        "created_at": "2024-07-01T00:05:00Z", "body": {"version": padding}});
+    let (code, body) = post(&s, Some(&device), batch("dma-1", vec![heartbeat]));
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("body.version"), "{body}");
+}
+
+on_both!(unknown_fields_of_a_message_are_not_kept);
