@@ -1207,3 +1207,87 @@ impl Drop for KilledOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Connections left open to a tcp source and to `/health` cannot take the daemon down (issue
+/// #30, finding 1): with its file handles limited to 256, 300 idle connections to each leave a
+/// new sender answered and `/health` answering, and the log small. Before, every connection was
+/// kept, the handles ran out, and accepting failed in a loop that wrote gigabytes of log.
+#[test]
+fn idle_connections_cannot_take_the_daemon_down() {
+    use std::os::unix::process::CommandExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let addr = format!("127.0.0.1:{}", unused_port());
+    let health = format!("127.0.0.1:{}", unused_port());
+    let text = format!(
+        "[device]\nid = \"dma-7\"\n\n[[series]]\nname = \"flow_rate\"\nunit = \"m3/h\"\n\n\
+         [daemon]\nhealth_listen = \"{health}\"\n\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
+    );
+    write(d, "h.toml", &text);
+    let log_path = d.join("daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut command = bin();
+    command
+        .current_dir(d)
+        .args(["--config", "h.toml", "run"])
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: only setrlimit between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = KilledOnDrop(command.spawn().unwrap());
+    wait_listening_or_say_why(&addr, &mut child.0, &log_path);
+    wait_listening_or_say_why(&health, &mut child.0, &log_path);
+    // 300 idle connections to each, held for the rest of the test.
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        for a in [&addr, &health] {
+            let a: std::net::SocketAddr = a.parse().unwrap();
+            if let Ok(s) = TcpStream::connect_timeout(&a, Duration::from_secs(1)) {
+                held.push(s);
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // A sender that comes now is answered.
+    let tz = chrono_tz::Asia::Seoul;
+    let now = chrono::Utc::now().timestamp() / 60 * 60;
+    let line = format!(
+        "{},flow_rate,101.5\n",
+        hydrowatch_core::time::format_local(now - 300, tz)
+    );
+    let (mut reader, mut writer) = connect(&addr);
+    writer.write_all(line.as_bytes()).unwrap();
+    let mut answer = String::new();
+    reader.read_line(&mut answer).unwrap();
+    assert_eq!(answer, "ok\n");
+    // /health answers (503 "too many connections" while its slots are taken is an answer too;
+    // its idle connections are closed after 10 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = http_get_status(&health, "/health");
+        if status == 200 {
+            assert!(body.contains("\"readings_ingested\":1"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no /health: {status} {body}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(held);
+    // SAFETY: a signal to our own child process.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let size = std::fs::metadata(&log_path).unwrap().len();
+    assert!(size < 100_000, "{size} bytes of log");
+}

@@ -310,7 +310,15 @@ impl Metrics {
     }
 }
 
-/// The endpoint's routes.
+/// The bounds of the health endpoint's connections: a few scrapers and people at once, each
+/// request's headers within 10 s (idle connections cannot use up the daemon's file handles).
+pub const LIMITS: hydrowatch_listen::Limits = hydrowatch_listen::Limits {
+    max_connections: 32,
+    header_timeout: std::time::Duration::from_secs(10),
+    request_timeout: std::time::Duration::from_secs(30),
+};
+
+/// The health endpoint's routes: `/health` and `/metrics`.
 pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/health", get(health))

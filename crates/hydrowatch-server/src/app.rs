@@ -136,7 +136,7 @@ pub fn serve_in_background(
     };
     let notifier = crate::notify::start(db.clone(), notify)?;
     let app = router_with(db, settings);
-    runtime.spawn(crate::listen::serve(
+    runtime.spawn(hydrowatch_listen::serve(
         listener,
         app,
         limits,

@@ -2,7 +2,7 @@
 //! with their bearer token ([`api`]); each message is checked (hydrowatch-protocol's `check`) and
 //! stored once by its id ([`db`] over [`sql`]); the read API serves devices, alarms and
 //! forecasts, and the [`dashboard`] shows them to people. [`app`] puts the routes together over
-//! the handlers' shared [`state`]; [`listen`] accepts the connections.
+//! the handlers' shared [`state`]; `hydrowatch_listen` accepts the connections.
 //!
 //! Invariants: a message id is stored at most once (a repeat is acknowledged, not stored); a
 //! batch is stored whole or not at all; tokens are kept only as SHA-256 hashes.
@@ -16,7 +16,6 @@ pub mod auth;
 pub mod dashboard;
 pub mod db;
 pub mod limit;
-pub mod listen;
 pub mod mqtt;
 pub mod notify;
 pub(crate) mod partitions;
@@ -30,6 +29,6 @@ pub mod state;
 pub use accounts::{Role, User};
 pub use app::{Background, router, router_with, serve_in_background};
 pub use db::{Db, DbError};
+pub use hydrowatch_listen::{Limits, TlsError, serve, tls_config};
 pub use limit::RateLimit;
-pub use listen::{Limits, serve, tls_config};
 pub use state::Settings;

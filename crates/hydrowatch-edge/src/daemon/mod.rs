@@ -332,13 +332,15 @@ impl Daemon {
                 tracing::info!(listen = %addr, "health endpoint: /health and /metrics");
                 let app = crate::health::router(metrics.clone());
                 let mut stop = stop_rx.clone();
-                tokio::spawn(async move {
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        })
-                        .await;
-                });
+                tokio::spawn(hydrowatch_listen::serve(
+                    listener,
+                    app,
+                    crate::health::LIMITS,
+                    None,
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                ));
             }
             let mut tasks = tokio::task::JoinSet::new();
             for source in sources::from_config(&shared.config) {

@@ -1,12 +1,17 @@
 //! Line protocols: `time,series,value` on standard input or over TCP, and the configurable ASCII
 //! lines of a serial port (see `serial`). Over TCP every line is answered, in order, once its
 //! readings are committed: `ok`, `ok duplicate`, or `error: <why>`; a client that read `ok`
-//! knows the reading is on disk.
+//! knows the reading is on disk. A tcp source serves at most [`MAX_CONNECTIONS`] at once (a new
+//! one closes the connection idle longest) and closes a connection silent for 15 minutes.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use hydrowatch_core::{LocalTimeParser, Timestamp, prefix};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
 
 use super::{Fate, Incoming, Intake, Running, Source, SourceError, this_minute};
 
@@ -312,6 +317,52 @@ impl Tcp {
 
 /// Most lines committed together (and answered together).
 const LINES_PER_BATCH: usize = 1000;
+/// Connections a tcp source serves at once; one more closes the connection idle longest (a
+/// flood of idle connections cannot use up the daemon's file handles, nor lock a sender out).
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// A connection that sends no line for this long is closed (a sender that keeps its connection
+/// between readings sends one at least every few minutes).
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The open connections of a tcp source: when each last sent a line, and how to close it.
+#[derive(Debug, Default)]
+struct Connections {
+    next: u64,
+    open: HashMap<u64, (Instant, watch::Sender<bool>)>,
+}
+
+impl Connections {
+    /// Registers a new connection, first closing the one idle longest when `max` are open;
+    /// returns its id and what tells it to close.
+    fn open(&mut self, max: usize) -> (u64, watch::Receiver<bool>) {
+        if self.open.len() >= max
+            && let Some(idle) = self
+                .open
+                .iter()
+                .min_by_key(|(_, (last, _))| *last)
+                .map(|(id, _)| *id)
+            && let Some((_, close)) = self.open.remove(&idle)
+        {
+            let _ = close.send(true);
+        }
+        let (tx, rx) = watch::channel(false);
+        self.next += 1;
+        self.open.insert(self.next, (Instant::now(), tx));
+        (self.next, rx)
+    }
+
+    /// Connection `id` sent lines.
+    fn touch(&mut self, id: u64) {
+        if let Some((last, _)) = self.open.get_mut(&id) {
+            *last = Instant::now();
+        }
+    }
+
+    /// Connection `id` ended.
+    fn close(&mut self, id: u64) {
+        self.open.remove(&id);
+    }
+}
 
 impl Source for Tcp {
     fn name(&self) -> String {
@@ -328,6 +379,9 @@ impl Source for Tcp {
                 })?;
             tracing::info!(listen = %self.listen, "tcp source listening");
             let mut stop = intake.stop.clone();
+            let connections = Arc::new(Mutex::new(Connections::default()));
+            let mut errors = hydrowatch_listen::AcceptErrors::default();
+            let name = self.name();
             loop {
                 let accepted = tokio::select! {
                     a = listener.accept() => a,
@@ -335,17 +389,43 @@ impl Source for Tcp {
                 };
                 match accepted {
                     Ok((socket, peer)) => {
+                        errors.succeeded();
                         let intake = intake.clone();
-                        tokio::spawn(async move { connection(socket, peer, intake).await });
+                        let connections = connections.clone();
+                        let (id, closed) = lock(&connections).open(MAX_CONNECTIONS);
+                        tokio::spawn(async move {
+                            let touch = || lock(&connections).touch(id);
+                            connection(socket, peer, intake, closed, &touch).await;
+                            lock(&connections).close(id);
+                        });
                     }
-                    Err(e) => tracing::warn!("tcp source: accept failed: {e}"),
+                    Err(e) => {
+                        // Out of file descriptors, mostly: wait for some to close.
+                        let wait = errors.failed(&name, &e);
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = stop.wait_for(|s| *s) => return Ok(()),
+                        }
+                    }
                 }
             }
         })
     }
 }
 
-async fn connection(socket: tokio::net::TcpStream, peer: SocketAddr, intake: Intake) {
+fn lock(connections: &Mutex<Connections>) -> std::sync::MutexGuard<'_, Connections> {
+    connections.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Serves one connection until it ends, breaks, stays silent for [`IDLE_TIMEOUT`], or `closed`
+/// turns true (a newer connection needed its slot); `touch` says it sent lines.
+async fn connection(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    intake: Intake,
+    mut closed: watch::Receiver<bool>,
+    touch: &(dyn Fn() + Sync),
+) {
     let origin = format!("tcp {peer}");
     let (read, mut write) = socket.into_split();
     let mut reader = BufReader::new(read);
@@ -361,8 +441,18 @@ async fn connection(socket: tokio::net::TcpStream, peer: SocketAddr, intake: Int
         loop {
             let read = if lines.is_empty() {
                 tokio::select! {
-                    r = read_line(&mut reader, &mut raw) => r,
+                    r = tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader, &mut raw)) => match r {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::debug!(%peer, "tcp source: connection idle too long, closed");
+                            return;
+                        }
+                    },
                     _ = stop.wait_for(|s| *s) => return,
+                    _ = closed.wait_for(|c| *c) => {
+                        tracing::debug!(%peer, "tcp source: idle connection closed for a new one");
+                        return;
+                    }
                 }
             } else {
                 read_line(&mut reader, &mut raw).await
@@ -390,6 +480,7 @@ async fn connection(socket: tokio::net::TcpStream, peer: SocketAddr, intake: Int
                 break;
             }
         }
+        touch();
         let mut answers: Vec<Result<(usize, usize), String>> = Vec::with_capacity(lines.len());
         let mut readings = Vec::new();
         for line in &lines {
@@ -447,6 +538,21 @@ async fn connection(socket: tokio::net::TcpStream, peer: SocketAddr, intake: Int
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_source_closes_the_connection_idle_longest_for_a_new_one() {
+        let mut c = Connections::default();
+        let (first, first_closed) = c.open(2);
+        let (_, second_closed) = c.open(2);
+        // The first sends a line: the second is now idle longest.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        c.touch(first);
+        let (_, third_closed) = c.open(2);
+        assert!(*second_closed.borrow() && !*first_closed.borrow() && !*third_closed.borrow());
+        assert_eq!(c.open.len(), 2);
+        c.close(first);
+        assert_eq!(c.open.len(), 1);
+    }
 
     #[tokio::test]
     async fn lines_are_read_up_to_their_bound_and_the_rest_skipped() {

@@ -1,14 +1,18 @@
-//! The server's listener: HTTP/1.1 connections served by hyper with the bounds `axum::serve`
-//! lacks. Without them a client that opens connections and sends nothing, or sends a request a
-//! byte at a time, holds a connection (and a file descriptor) for ever, and a few hundred of them
-//! starve everyone else.
+//! Listening with bounds. [`serve`]: HTTP/1.1 connections served by hyper with the bounds
+//! `axum::serve` lacks (the central server's API and dashboard, the device's `/health`). Without
+//! them a client that opens connections and sends nothing, or sends a request a byte at a time,
+//! holds a connection (and a file descriptor) for ever, and a few hundred of them starve everyone
+//! else. [`AcceptErrors`]: what a listener does when accepting fails (out of file descriptors,
+//! mostly): it waits longer each time and logs at a bounded rate, instead of spinning and
+//! writing the same line thousands of times a second.
 //!
 //! Invariants: at most [`Limits::max_connections`] connections are served at once (one more is
 //! answered 503 and closed at once); a connection that has not sent a request's headers within
 //! [`Limits::header_timeout`] is closed, also between the requests of a kept-alive connection; a
 //! request that takes longer than [`Limits::request_timeout`] (a slow body included) is answered
 //! 408. With TLS (`serve --tls-cert/--tls-key`, rustls), the handshake too must be done within
-//! the header timeout. Each request carries its client's address (`ConnectInfo`).
+//! the header timeout. Each request carries its client's address (`ConnectInfo`). A failing
+//! accept is retried after 10 ms to 1 s and logged at most once every [`LOG_EVERY`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,7 +65,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// The bounds of the server's connections.
+/// The bounds of a listener's connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Connections served at once.
@@ -93,13 +97,61 @@ fn busy() -> Vec<u8> {
     .into_bytes()
 }
 
-/// The 408 of a request not done within `limit`.
+/// The 408 of a request not done within `limit` (JSON, as the server's other errors).
 fn too_slow(limit: Duration) -> axum::response::Response {
-    crate::state::ApiError(
+    (
         axum::http::StatusCode::REQUEST_TIMEOUT,
-        format!("the request took longer than {} s", limit.as_secs()),
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        format!(
+            "{{\"error\": \"the request took longer than {} s\"}}",
+            limit.as_secs()
+        ),
     )
-    .into_response()
+        .into_response()
+}
+
+/// A failing accept is logged at most once in this time (with the count of those not logged).
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The accept errors of one listener: how long to wait before the next accept, and when it last
+/// logged one.
+#[derive(Debug, Default)]
+pub struct AcceptErrors {
+    /// Failures in a row.
+    in_a_row: u32,
+    /// Failures not logged since the last line.
+    unlogged: u64,
+    last_logged: Option<std::time::Instant>,
+}
+
+impl AcceptErrors {
+    /// Counts a failed accept of `listener` (a name for the log); returns how long to wait
+    /// before accepting again: 10 ms, doubling with each failure in a row, at most 1 s.
+    pub fn failed(&mut self, listener: &str, error: &std::io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        let due = self.last_logged.is_none_or(|at| at.elapsed() >= LOG_EVERY);
+        if due {
+            if self.unlogged > 0 {
+                tracing::warn!(
+                    "{listener}: accepting a connection failed: {error} ({} more since the last such line; out of file descriptors?)",
+                    self.unlogged
+                );
+            } else {
+                tracing::warn!("{listener}: accepting a connection failed: {error}");
+            }
+            self.last_logged = Some(std::time::Instant::now());
+            self.unlogged = 0;
+        } else {
+            self.unlogged += 1;
+        }
+        Duration::from_millis(10 << self.in_a_row.min(8).saturating_sub(1))
+            .min(Duration::from_secs(1))
+    }
+
+    /// An accept succeeded: the next failure waits the shortest time again.
+    pub fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
 }
 
 /// Time given to open connections to finish after `shutdown`.
@@ -118,6 +170,10 @@ pub async fn serve(
     let tls = tls.map(TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let name = listener
+        .local_addr()
+        .map_or_else(|_| "HTTP".to_string(), |a| format!("HTTP {a}"));
+    let mut errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -125,12 +181,17 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                errors.succeeded();
+                accepted
+            }
             Err(e) => {
                 // Out of file descriptors, mostly: give connections time to close.
-                tracing::warn!("accepting a connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+                let wait = errors.failed(&name, &e);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = &mut shutdown => break,
+                }
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -207,4 +268,23 @@ async fn connection<S>(
         }
     }
     drop(permit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_wait_longer_in_a_row_and_start_again_after_a_success() {
+        let mut errors = AcceptErrors::default();
+        let e = std::io::Error::other("too many open files");
+        let waits: Vec<u64> = (0..10)
+            .map(|_| errors.failed("test", &e).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        // Logged once; the other nine counted for the next line.
+        assert_eq!(errors.unlogged, 9);
+        errors.succeeded();
+        assert_eq!(errors.failed("test", &e), Duration::from_millis(10));
+    }
 }
