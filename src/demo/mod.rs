@@ -194,8 +194,12 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.exit || interrupted {
         return Ok(());
     }
+    let stop = {
+        let _inside = server.runtime.enter();
+        hydrowatch_edge::shutdown_signal()
+    };
     println!("Serving until Ctrl-C (or SIGTERM).");
-    server.runtime.block_on(hydrowatch_edge::shutdown_signal());
+    server.runtime.block_on(stop);
     Ok(())
 }
 

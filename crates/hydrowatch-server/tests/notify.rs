@@ -208,6 +208,87 @@ fn an_email_goes_out_over_starttls() {
     }
 }
 
+/// One receiver that never answers delays no other receiver, nor the silence check (issue #30,
+/// finding 3): each receiver has its own sender. Before, attempts ran one at a time with a 10 s
+/// limit each: a working rule's 20 notifications arrived 200 s late, behind the dead one's.
+#[test]
+fn a_dead_webhook_delays_no_other_receiver_nor_the_silence_check() {
+    let s = start_notifying(
+        On::Sqlite,
+        NotifySettings {
+            silent_after: Some(Duration::from_secs(2)),
+            ..Default::default()
+        },
+    );
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    let admin = user(&s, "root", Role::Admin);
+    // Holds every request for a minute: each attempt ends at its 10 s limit.
+    let dead = Webhook::start(0, Duration::from_secs(60));
+    let alive = Webhook::start(0, Duration::ZERO);
+    for (name, hook) in [("dead", &dead), ("alive", &alive)] {
+        let rule = json!({"name": name, "min_stage": 1, "channel": "webhook", "target": hook.url, "secret": "0123456789abcdef"});
+        assert_eq!(post_as(&s, Some(&admin), "/api/v1/rules", rule).0, 201);
+    }
+    let alerts = (1..=20)
+        .map(|k| alert("dma-1", &format!("m{k}"), k, "opened", 2, k as i64))
+        .collect();
+    deliver(&s, &device, "dma-1", alerts);
+    until("the live receiver's 20", || alive.received().len() >= 20);
+    // The silent device's alarm is raised (2 s of silence) while the dead receiver still holds
+    // its first attempt: its second would come 10 s (the limit) + 5 s (the backoff) after it.
+    until("the silence alarm", || {
+        common::get(&s, "/api/v1/alarms/active")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "device_silent")
+    });
+    assert_eq!(
+        dead.received().len(),
+        1,
+        "one attempt at a time at the dead receiver"
+    );
+}
+
+/// One device's flood does not hold another device's notification back (issue #30, finding 6):
+/// a receiver's notifications go out device by device in turn. Before, first in first out: the
+/// other device's alarm waited behind the whole flood.
+#[test]
+fn a_flood_of_one_device_does_not_hold_back_another_devices_alarm() {
+    let s = start_notifying(On::Sqlite, NotifySettings::default());
+    let flooding = s.db.create_token("dma-f", 0).unwrap();
+    let other = s.db.create_token("dma-o", 0).unwrap();
+    let admin = user(&s, "root", Role::Admin);
+    // 20 ms an answer: the flood takes seconds to go out.
+    let hook = Webhook::start(0, Duration::from_millis(20));
+    let rule = json!({"name": "all", "min_stage": 1, "channel": "webhook", "target": hook.url, "secret": "0123456789abcdef"});
+    assert_eq!(post_as(&s, Some(&admin), "/api/v1/rules", rule).0, 201);
+    let flood = (1..=300)
+        .map(|k| alert("dma-f", &format!("f{k}"), k, "opened", 2, (k % 60) as i64))
+        .collect();
+    deliver(&s, &flooding, "dma-f", flood);
+    deliver(
+        &s,
+        &other,
+        "dma-o",
+        vec![alert("dma-o", "o1", 1, "opened", 2, 0)],
+    );
+    let device_of = |r: &hydrowatch_sinks::Request| -> String {
+        let n: Value = serde_json::from_slice(&r.body).unwrap();
+        n["device_id"].as_str().unwrap_or_default().to_string()
+    };
+    until("the other device's alarm", || {
+        hook.received().iter().any(|r| device_of(r) == "dma-o")
+    });
+    let before = hook
+        .received()
+        .iter()
+        .take_while(|r| device_of(r) != "dma-o")
+        .count();
+    assert!(before < 100, "{before} of the flood went out before it");
+    until("the flood", || hook.received().len() >= 301);
+}
+
 /// A server mailing through `mailer`, with one e-mail rule and one alarm delivered to it.
 fn mail_one_alarm(mailer: hydrowatch_server::notify::Mailer) -> common::Server {
     let s = start_notifying(

@@ -416,20 +416,34 @@ impl Daemon {
     }
 }
 
-/// Resolves when the process is asked to stop: SIGTERM (a service manager, `kill`, `timeout`)
-/// or Ctrl-C. The daemon, the server and the demo stop on the same signals.
-pub async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+/// Listens from now on for the process being asked to stop, SIGTERM (a service manager,
+/// `kill`, `timeout`) or SIGINT (Ctrl-C): the future resolves at the first. Call it inside a
+/// runtime, before saying that the process runs (a signal before the call is not seen). The
+/// daemon, the server and the demo stop on the same signals.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind)
+            .map_err(|e| tracing::error!("cannot listen for {name}: {e}"))
+            .ok()
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let (term, int) = (
+        listen(SignalKind::terminate(), "SIGTERM"),
+        listen(SignalKind::interrupt(), "SIGINT"),
+    );
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = wait(term) => {}
+            _ = wait(int) => {}
+        }
     }
 }
 

@@ -49,10 +49,16 @@ pub struct Queued {
     pub created_at: i64,
 }
 
-/// The notifications due at `?1`, at most `?2`, oldest first.
+/// Due notifications taken per device at most (one device's flood leaves room for the others').
+pub const TAKEN_PER_DEVICE: i64 = 100;
+
+/// The notifications due at `?1`, at most `?2`, oldest first, at most `?3` of each device.
 const DUE: &str =
     "SELECT id, rule_id, device_id, kind, alarms, count, attempts, created_at FROM notifications
-     WHERE sent_at IS NULL AND failed_at IS NULL AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2";
+     WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY device_id ORDER BY due_at, id) AS turn
+                                  FROM notifications WHERE sent_at IS NULL AND failed_at IS NULL AND due_at <= ?1) AS due
+                  WHERE turn <= ?3)
+     ORDER BY due_at, id LIMIT ?2";
 
 fn queued_of(r: &Row) -> Result<Queued, DbError> {
     let id = r.int(0)?;
@@ -254,7 +260,7 @@ impl Db {
     /// Notifications due at `now` (at most `limit`), oldest first, left where they are.
     pub fn due_notifications(&self, now: i64, limit: i64) -> Result<Vec<Queued>, DbError> {
         self.read(|c| {
-            c.rows(DUE, &[Arg::Int(now), Arg::Int(limit)])?
+            c.rows(DUE, &[Arg::Int(now), Arg::Int(limit), Arg::Int(limit)])?
                 .iter()
                 .map(queued_of)
                 .collect()
@@ -281,7 +287,7 @@ impl Db {
             let taken: Vec<Queued> = c
                 .rows(
                     &format!("{DUE}{skip_locked}"),
-                    &[Arg::Int(now), Arg::Int(limit)],
+                    &[Arg::Int(now), Arg::Int(limit), Arg::Int(TAKEN_PER_DEVICE)],
                 )?
                 .iter()
                 .map(queued_of)
@@ -293,6 +299,23 @@ impl Db {
                 )?;
             }
             Ok(taken)
+        })
+    }
+
+    /// Notifications `ids`, taken but not attempted (their receiver failed meanwhile, or has no
+    /// room), are due again at `due` instead of when their lease ends.
+    pub fn notifications_due_at(&self, ids: &[i64], due: i64) -> Result<(), DbError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.write(|c| {
+            for id in ids {
+                c.exec(
+                    "UPDATE notifications SET due_at = ?2 WHERE id = ?1 AND sent_at IS NULL",
+                    &[Arg::Int(*id), Arg::Int(due)],
+                )?;
+            }
+            Ok(())
         })
     }
 
