@@ -297,6 +297,21 @@ impl Db {
                     }
                     continue;
                 }
+                // An alert whose message retention removed is still known by its transition,
+                // which is kept for ever: the same again is a repeat, another a conflict (never
+                // a second row, which the key refuses).
+                if let CheckedBody::Alert(_) = &m.body {
+                    let kept = c.rows(
+                        "SELECT body FROM alerts WHERE device_id = ?1 AND message_id = ?2",
+                        &[Arg::Text(Some(device)), Arg::Text(Some(&m.message_id))],
+                    )?;
+                    if let Some(row) = kept.first() {
+                        if json(&row.text(0)?) != m.envelope["body"] {
+                            conflicts.push(m.message_id.clone());
+                        }
+                        continue;
+                    }
+                }
                 c.exec(
                     "INSERT INTO messages(message_id, device_id, kind, created_at, received_at, envelope)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -502,3 +502,35 @@ fn unknown_fields_of_a_message_are_not_kept(on: On) {
 }
 
 on_both!(unknown_fields_of_a_message_are_not_kept);
+
+/// After retention removed an alert's message, the same alert sent again is a repeat, not a 500
+/// for ever (issue #30, finding 7: the device takes a 500 for "try again", and everything
+/// queued behind it waited); another alert under that id is still a conflict.
+fn an_alert_sent_again_after_retention_is_a_repeat(on: On) {
+    let s = start(on);
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    let first = alert("dma-1", "m1", 1, "opened", 3, 0);
+    assert_eq!(
+        post(&s, Some(&device), batch("dma-1", vec![first.clone()])).0,
+        200
+    );
+    // Seventy days on, keeping one: the message goes (on PostgreSQL with its month's
+    // partition), its transition stays.
+    let later = chrono::Utc::now().timestamp() + 70 * 86_400;
+    let done = s.db.retain(later, Some(1)).unwrap();
+    assert!(
+        done.rows_deleted >= 1 || !done.partitions_dropped.is_empty(),
+        "{done:?}"
+    );
+    let (code, body) = post(&s, Some(&device), batch("dma-1", vec![first]));
+    assert_eq!(code, 200, "{body}");
+    let other = alert("dma-1", "m1", 1, "opened", 4, 0);
+    assert_eq!(post(&s, Some(&device), batch("dma-1", vec![other])).0, 409);
+    // What comes after it is stored, and the transition is there once.
+    let next = alert("dma-1", "m2", 1, "cleared", 0, 5);
+    assert_eq!(post(&s, Some(&device), batch("dma-1", vec![next])).0, 200);
+    let alarms = get(&s, "/api/v1/alarms?device=dma-1");
+    assert_eq!(alarms.as_array().unwrap().len(), 2, "{alarms}");
+}
+
+on_both!(an_alert_sent_again_after_retention_is_a_repeat);
