@@ -74,6 +74,12 @@ pub(crate) struct ServeArgs {
     /// A certificate (PEM) to trust for the relay besides the public roots.
     #[arg(long, value_name = "FILE", requires = "smtp")]
     pub smtp_ca: Option<PathBuf>,
+    /// Let notification rules send webhooks to loopback, link-local and private addresses (a
+    /// receiver on the server's own network). Without it, webhooks go to public addresses only:
+    /// a rule cannot make the server reach 127.0.0.1, the cloud metadata address
+    /// (169.254.169.254) or the internal network.
+    #[arg(long)]
+    pub private_webhooks: bool,
     /// Raise the server's own `device_silent` alarm on a device not heard from (heartbeats
     /// included) for this many minutes; 0: never.
     #[arg(long, default_value_t = 15, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(0..=10_080))]
@@ -444,6 +450,7 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     mailer,
                     silent_after: (args.silent_after > 0)
                         .then(|| std::time::Duration::from_secs(u64::from(args.silent_after) * 60)),
+                    private_webhooks: args.private_webhooks,
                     ..Default::default()
                 },
             )?;
@@ -472,6 +479,7 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     },
                     session_seconds: i64::from(args.session_hours) * 3600,
                     tls: tls.is_some(),
+                    private_webhooks: args.private_webhooks,
                 };
                 hydrowatch_server::serve(
                     listener,

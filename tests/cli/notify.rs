@@ -27,7 +27,8 @@ fn start(d: &Path, port: u16, smtp: &SmtpSink) -> Child {
         d,
         port,
         &database,
-        &[&mail[..], &["--smtp-ca", "sink.pem"]].concat(),
+        // The webhook receiver listens on 127.0.0.1.
+        &[&mail[..], &["--smtp-ca", "sink.pem", "--private-webhooks"]].concat(),
     )
 }
 

@@ -21,6 +21,9 @@ pub struct Settings {
     pub session_seconds: i64,
     /// The server speaks TLS (`serve --tls-cert`): session cookies are marked Secure.
     pub tls: bool,
+    /// Rules may send webhooks to loopback, link-local and private addresses (`serve
+    /// --private-webhooks`; the notifier's `NotifySettings` says the same).
+    pub private_webhooks: bool,
 }
 
 impl Default for Settings {
@@ -29,6 +32,7 @@ impl Default for Settings {
             rate_limit: RateLimit::default(),
             session_seconds: 12 * 3600,
             tls: false,
+            private_webhooks: false,
         }
     }
 }

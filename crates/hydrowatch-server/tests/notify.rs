@@ -289,6 +289,84 @@ fn a_flood_of_one_device_does_not_hold_back_another_devices_alarm() {
     until("the flood", || hook.received().len() >= 301);
 }
 
+/// Webhooks go to public addresses only unless the server allows private ones (issue #30,
+/// finding 11): a rule to loopback, the cloud metadata address or the internal network is
+/// refused, and one whose host name resolves to such an address is never reached.
+#[test]
+fn webhooks_reach_private_addresses_only_when_the_server_allows_it() {
+    use hydrowatch_server::notify::send::{private_address, private_target};
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(Db::open(&dir.path().join("s.db")).unwrap());
+    db.add_user("root", Role::Admin, "root-password", 0)
+        .unwrap();
+    let admin = db.create_operator_token("root", 0).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let _server = hydrowatch_server::serve_in_background(
+        db.clone(),
+        hydrowatch_server::Settings::default(),
+        listener,
+        hydrowatch_server::Limits::default(),
+        NotifySettings::default(),
+    )
+    .unwrap();
+    let hook = Webhook::start(0, Duration::ZERO);
+    let add = |target: &str| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{url}/api/v1/rules"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": format!("r{}", target.len()), "min_stage": 1, "channel": "webhook", "target": target, "secret": "0123456789abcdef"}))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    for target in [
+        hook.url.as_str(),
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/x",
+        "http://[::1]:8080/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://0.0.0.0/x",
+        "http://2130706433/x",
+    ] {
+        let (code, body) = add(target);
+        assert_eq!(code, 422, "{target}: {body}");
+        assert!(body.contains("--private-webhooks"), "{body}");
+    }
+    assert_eq!(add("https://hooks.utility.example/alarms").0, 201);
+    // A name that resolves to loopback only: added, but the notifier never reaches it.
+    let port = hook.url.rsplit(':').next().unwrap();
+    assert_eq!(add(&format!("http://localhost:{port}")).0, 201);
+    let device = db.create_token("dma-1", 0).unwrap();
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{url}/api/v1/ingest"))
+        .bearer_auth(&device)
+        .header("content-type", "application/json")
+        .body(batch(
+            "dma-1",
+            vec![alert("dma-1", "m1", 1, "opened", 3, 0)],
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(hook.received().is_empty(), "{:?}", hook.received().len());
+    for public in ["93.184.215.14", "2606:4700::1111", "8.8.8.8"] {
+        assert!(!private_address(public.parse().unwrap()), "{public}");
+    }
+    for private in [
+        "100.64.0.1",
+        "fd00::1",
+        "fe80::1",
+        "192.168.1.1",
+        "172.16.0.1",
+        "224.0.0.1",
+    ] {
+        assert!(private_address(private.parse().unwrap()), "{private}");
+    }
+    assert!(private_target("https://hooks.utility.example/x").is_none());
+}
+
 /// A server mailing through `mailer`, with one e-mail rule and one alarm delivered to it.
 fn mail_one_alarm(mailer: hydrowatch_server::notify::Mailer) -> common::Server {
     let s = start_notifying(
@@ -619,6 +697,8 @@ fn two_replicas_notify_each_alarm_once_and_raise_one_silence_alarm() {
     let settings = NotifySettings {
         every: Duration::from_millis(100),
         silent_after: Some(Duration::from_secs(60)),
+        // The receiver listens on 127.0.0.1.
+        private_webhooks: true,
         ..Default::default()
     };
     let replicas: Vec<_> = (0..2)

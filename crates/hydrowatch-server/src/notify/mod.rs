@@ -48,6 +48,9 @@ pub struct NotifySettings {
     pub every: Duration,
     /// A device heard from last longer ago than this gets a `device_silent` alarm (None: never).
     pub silent_after: Option<Duration>,
+    /// Webhooks may go to loopback, link-local and private addresses (`serve
+    /// --private-webhooks`); without it, only to public ones.
+    pub private_webhooks: bool,
 }
 
 impl Default for NotifySettings {
@@ -56,6 +59,7 @@ impl Default for NotifySettings {
             mailer: None,
             every: Duration::from_secs(1),
             silent_after: Some(Duration::from_secs(15 * 60)),
+            private_webhooks: false,
         }
     }
 }
@@ -91,11 +95,13 @@ impl Drop for Notifier {
 
 /// Starts the notifier over `db`.
 pub fn start(db: Arc<Db>, settings: NotifySettings) -> std::io::Result<Notifier> {
-    let http = reqwest::blocking::Client::builder()
+    let mut http = reqwest::blocking::Client::builder()
         .timeout(send::ATTEMPT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(std::io::Error::other)?;
+        .redirect(reqwest::redirect::Policy::none());
+    if !settings.private_webhooks {
+        http = http.dns_resolver(Arc::new(send::PublicOnly));
+    }
+    let http = http.build().map_err(std::io::Error::other)?;
     let deliveries = Arc::new(Deliveries::default());
     let shared = Arc::new(Sending { db, http, settings });
     let d = deliveries.clone();
@@ -358,7 +364,15 @@ fn attempt(shared: &Sending, rule: &Rule, q: &Queued) -> Result<bool, DbError> {
         alarms: q.alarms.clone(),
     };
     let now = chrono::Utc::now().timestamp();
-    match send::send(&shared.http, shared.settings.mailer.as_ref(), rule, &n, now) {
+    let settings = &shared.settings;
+    match send::send(
+        &shared.http,
+        settings.mailer.as_ref(),
+        settings.private_webhooks,
+        rule,
+        &n,
+        now,
+    ) {
         Ok(()) => {
             tracing::info!(
                 delivery = n.delivery,

@@ -137,6 +137,79 @@ impl Mailer {
     }
 }
 
+/// Whether a webhook may not reach `ip` unless the server allows private targets
+/// (`serve --private-webhooks`): loopback, link-local (the cloud metadata address
+/// 169.254.169.254 among them), private and unique-local ranges, shared address space
+/// (100.64/10), unspecified, broadcast and multicast addresses; IPv4 inside IPv6 as IPv4.
+pub fn private_address(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => private_address(std::net::IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// Why a webhook's `url` may not be reached (its host is a private address, written out),
+/// or `None`. Host names are checked when they are resolved ([`PublicOnly`]).
+pub fn private_target(url: &str) -> Option<String> {
+    // The URL parser writes an address however it was given (`2130706433`, `0x7f.1`) in its
+    // usual form, IPv6 in brackets.
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str()?;
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    private_address(ip).then(|| {
+        format!(
+            "{ip} is a loopback, link-local or private address: webhooks go there only when the server is started with --private-webhooks"
+        )
+    })
+}
+
+/// A resolver that gives webhooks only public addresses: a name that resolves to private ones
+/// only (a rebinding trick, an internal host) cannot be reached.
+#[derive(Debug, Default)]
+pub struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let public: Vec<std::net::SocketAddr> =
+                found.filter(|a| !private_address(a.ip())).collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no public address (webhooks go to private ones only with --private-webhooks)"
+                )
+                .into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// The signature header's value of `body` sent at `timestamp` under `secret`.
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
@@ -152,16 +225,21 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// Sends `n` by `rule`'s channel; the error says why it did not go.
+/// Sends `n` by `rule`'s channel (a webhook to a private address only when
+/// `private_webhooks`); the error says why it did not go.
 pub fn send(
     http: &reqwest::blocking::Client,
     mailer: Option<&Mailer>,
+    private_webhooks: bool,
     rule: &Rule,
     n: &Notification,
     now: i64,
 ) -> Result<(), String> {
     match rule.record.channel {
         Channel::Webhook => {
+            if !private_webhooks && let Some(why) = private_target(&rule.record.target) {
+                return Err(format!("webhook {}: {why}", rule.record.target));
+            }
             let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
             let secret = rule.secret.as_deref().unwrap_or_default();
             let r = http

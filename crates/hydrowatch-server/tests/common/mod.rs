@@ -82,9 +82,15 @@ fn start_full(
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    // The tests' webhook receivers listen on 127.0.0.1.
     let settings = hydrowatch_server::Settings {
         rate_limit: limit,
+        private_webhooks: true,
         ..hydrowatch_server::Settings::default()
+    };
+    let notify = hydrowatch_server::notify::NotifySettings {
+        private_webhooks: true,
+        ..notify
     };
     let runtime =
         hydrowatch_server::serve_in_background(db.clone(), settings, listener, limits, notify)
