@@ -55,6 +55,11 @@ pub(crate) struct ServeArgs {
     /// Keep it below the process's file limit (`ulimit -n`).
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+    /// Connections served at once from one client address (0: no limit of its own), so that
+    /// one client cannot hold every slot. Behind a reverse proxy every client shares its
+    /// address: raise it to the proxy's pool, or 0.
+    #[arg(long, default_value_t = 128, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_connections_per_address: u32,
     /// Speak HTTPS with this certificate chain (PEM, the server's certificate first); needs
     /// --tls-key. Session cookies are then marked Secure.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -486,6 +491,7 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     hydrowatch_server::router_with(db, settings),
                     hydrowatch_server::Limits {
                         max_connections: args.max_connections as usize,
+                        max_per_address: args.max_connections_per_address as usize,
                         ..hydrowatch_server::Limits::default()
                     },
                     tls,

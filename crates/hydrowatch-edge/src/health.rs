@@ -314,6 +314,7 @@ impl Metrics {
 /// request's headers within 10 s (idle connections cannot use up the daemon's file handles).
 pub const LIMITS: hydrowatch_listen::Limits = hydrowatch_listen::Limits {
     max_connections: 32,
+    max_per_address: 8,
     header_timeout: std::time::Duration::from_secs(10),
     request_timeout: std::time::Duration::from_secs(30),
 };

@@ -6,16 +6,18 @@
 //! mostly): it waits longer each time and logs at a bounded rate, instead of spinning and
 //! writing the same line thousands of times a second.
 //!
-//! Invariants: at most [`Limits::max_connections`] connections are served at once (one more is
-//! answered 503 and closed at once); a connection that has not sent a request's headers within
+//! Invariants: at most [`Limits::max_connections`] connections are served at once, at most
+//! [`Limits::max_per_address`] from one client address (one more is answered 503 and closed at
+//! once); a connection that has not sent a request's headers within
 //! [`Limits::header_timeout`] is closed, also between the requests of a kept-alive connection; a
 //! request that takes longer than [`Limits::request_timeout`] (a slow body included) is answered
 //! 408. With TLS (`serve --tls-cert/--tls-key`, rustls), the handshake too must be done within
 //! the header timeout. Each request carries its client's address (`ConnectInfo`). A failing
 //! accept is retried after 10 ms to 1 s and logged at most once every [`LOG_EVERY`].
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +72,9 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
 pub struct Limits {
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections served at once from one client address (0: no limit of its own): one
+    /// client reopening half-open connections cannot hold every slot.
+    pub max_per_address: usize,
     /// Time a connection has to send a request's headers (from its opening, or from the end of
     /// the previous response).
     pub header_timeout: Duration,
@@ -81,6 +86,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 512,
+            max_per_address: 128,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
         }
@@ -174,6 +180,7 @@ pub async fn serve(
         .local_addr()
         .map_or_else(|_| "HTTP".to_string(), |a| format!("HTTP {a}"));
     let mut errors = AcceptErrors::default();
+    let by_address: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -194,7 +201,27 @@ pub async fn serve(
                 }
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let from = peer.ip();
+        let per_address = limits.max_per_address;
+        let taken_here = {
+            let mut open = lock(&by_address);
+            let n = open.entry(from).or_insert(0);
+            if per_address > 0 && *n >= per_address {
+                false
+            } else {
+                *n += 1;
+                true
+            }
+        };
+        let permit = if taken_here {
+            slots.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
+        let Some(permit) = permit else {
+            if taken_here {
+                release(&by_address, from);
+            }
             // Answered, then closed after the request is read (closing with it unread would
             // reset the connection, and the client could lose the answer).
             tokio::spawn(async move {
@@ -210,6 +237,7 @@ pub async fn serve(
             continue;
         };
         let (app, stop, tls) = (app.clone(), stop_rx.clone(), tls.clone());
+        let by_address = by_address.clone();
         tokio::spawn(async move {
             match tls {
                 None => connection(stream, peer, app, limits, stop, permit).await,
@@ -222,11 +250,29 @@ pub async fn serve(
                     }
                 }
             }
+            release(&by_address, from);
         });
     }
     let _ = stop_tx.send(true);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(DRAIN, slots.acquire_many(all)).await;
+}
+
+fn lock(
+    by_address: &std::sync::Mutex<HashMap<IpAddr, usize>>,
+) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    by_address.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A connection from `from` ended.
+fn release(by_address: &std::sync::Mutex<HashMap<IpAddr, usize>>, from: IpAddr) {
+    let mut open = lock(by_address);
+    if let Some(n) = open.get_mut(&from) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            open.remove(&from);
+        }
+    }
 }
 
 /// Serves one connection (plain or TLS) until it closes or `stop` turns true; `permit` is its

@@ -44,13 +44,14 @@ pub fn router(db: Arc<Db>) -> Router {
 
 /// The routes over `db`, run with `settings`.
 pub fn router_with(db: Arc<Db>, settings: Settings) -> Router {
+    let tls = settings.tls;
     let state = Arc::new(AppState {
         db,
         limiter: Limiter::new(settings.rate_limit),
         logins: Default::default(),
         settings,
     });
-    Router::new()
+    let router = Router::new()
         .route("/", get(dashboard::fleet::fleet))
         .route("/devices/{id}", get(dashboard::device::device))
         .route("/alarms/{device}/{alarm_id}", get(dashboard::alarm::alarm))
@@ -104,8 +105,25 @@ pub fn router_with(db: Arc<Db>, settings: Settings) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+        .with_state(state);
+    if tls {
+        // Under TLS, browsers are told to come back over TLS only (a year).
+        router.layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                response.headers_mut().insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    axum::http::HeaderValue::from_static(HSTS),
+                );
+                response
+            },
+        ))
+    } else {
+        router
+    }
 }
+
+/// The `Strict-Transport-Security` of a server that speaks TLS.
+const HSTS: &str = "max-age=31536000";
 
 /// A server running inside another program: its runtime (serving) and its notifier, both
 /// stopped when this is dropped.

@@ -1,7 +1,8 @@
 //! Request rate limits per device: a token bucket each, refilled at `per_second` up to `burst`.
 //! A device's uplink sends one batch at a time, so only a misbehaving client meets the limit;
 //! it gets 429 with `Retry-After`, which the uplink treats as "try again later". Failed logins
-//! are limited too ([`LoginGuard`]), per name and per address. Both count in this process only.
+//! are limited too ([`LoginGuard`]), per name and address and per address. Both count in this
+//! process only.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -72,7 +73,7 @@ impl Limiter {
     }
 }
 
-/// Failed logins tolerated per name, and per address, in [`LOGIN_WINDOW`].
+/// Failed logins tolerated per name and address, in [`LOGIN_WINDOW`].
 pub const MAX_FAILED_LOGINS: u32 = 5;
 /// Per address: more (several people may share one address).
 pub const MAX_FAILED_LOGINS_PER_ADDRESS: u32 = 20;
@@ -83,7 +84,10 @@ pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// the oldest (a flood of made-up names cannot grow the server's memory).
 pub const MAX_COUNTED: usize = 10_000;
 
-/// Failed logins per name and per address, in this process (each replica counts its own).
+/// Failed logins per name and address, and per address, in this process (each replica counts
+/// its own). A name is never locked for everyone: failures from one address lock that name
+/// there only, so an attacker elsewhere cannot lock the owner out (a name guessed from many
+/// addresses gets [`MAX_FAILED_LOGINS`] tries from each per window, each an argon2id hash).
 ///
 /// Invariants: a name is kept only up to the length of a user name (longer ones, which no user
 /// has, share one count), and at most [`MAX_COUNTED`] counts are kept.
@@ -99,12 +103,10 @@ impl LoginGuard {
         } else {
             "(not a user name)"
         };
+        let from = from.map_or("?".into(), |a| a.to_string());
         [
-            (format!("name:{name}"), MAX_FAILED_LOGINS),
-            (
-                format!("addr:{}", from.map_or("?".into(), |a| a.to_string())),
-                MAX_FAILED_LOGINS_PER_ADDRESS,
-            ),
+            (format!("pair:{from} {name}"), MAX_FAILED_LOGINS),
+            (format!("addr:{from}"), MAX_FAILED_LOGINS_PER_ADDRESS),
         ]
     }
 
@@ -144,10 +146,11 @@ impl LoginGuard {
         }
     }
 
-    /// Forgets the failures of `name` (it logged in).
-    pub fn succeeded(&self, name: &str) {
+    /// Forgets the failures of `name` from `from` (it logged in there).
+    pub fn succeeded(&self, name: &str, from: Option<IpAddr>) {
+        let [(pair, _), _] = Self::keys(name, from);
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.remove(&format!("name:{name}"));
+        failures.remove(&pair);
     }
 }
 
@@ -189,9 +192,13 @@ mod tests {
         assert!(kept <= MAX_COUNTED, "{kept} counts kept");
         // The newest are still counted.
         for _ in 0..MAX_FAILED_LOGINS {
-            guard.failed("ana", None);
+            guard.failed("ana", Some("10.9.9.9".parse().unwrap()));
         }
-        assert!(guard.blocked("ana", None).is_some());
+        assert!(
+            guard
+                .blocked("ana", Some("10.9.9.9".parse().unwrap()))
+                .is_some()
+        );
     }
 
     #[test]
@@ -203,9 +210,20 @@ mod tests {
             guard.failed("ana", Some(addr));
         }
         assert!(guard.blocked("ana", Some(addr)).is_some());
-        // Another name from the same address still may (up to the address's own limit).
+        // Another name from the same address still may (up to the address's own limit), and
+        // the same name from another address (the owner, elsewhere).
         assert!(guard.blocked("ben", Some(addr)).is_none());
-        guard.succeeded("ana");
-        assert!(guard.blocked("ana", None).is_none());
+        assert!(
+            guard
+                .blocked("ana", Some("10.0.0.2".parse().unwrap()))
+                .is_none()
+        );
+        guard.succeeded("ana", Some(addr));
+        assert!(guard.blocked("ana", Some(addr)).is_none());
+        // An address with failures for many names is blocked for all.
+        for i in 0..MAX_FAILED_LOGINS_PER_ADDRESS {
+            guard.failed(&format!("name{i}"), Some(addr));
+        }
+        assert!(guard.blocked("ana", Some(addr)).is_some());
     }
 }

@@ -13,10 +13,42 @@ use common::{On, start_limited};
 fn limits() -> hydrowatch_server::Limits {
     hydrowatch_server::Limits {
         max_connections: 40,
+        max_per_address: 0,
         header_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(2),
     }
 }
+
+/// One client cannot hold every slot (issue #30, finding 9): past its own limit, its next
+/// connection is answered 503 at once while another address is served.
+fn one_client_address_cannot_hold_every_connection(on: On) {
+    let s = start_limited(
+        on,
+        hydrowatch_server::RateLimit::OFF,
+        hydrowatch_server::Limits {
+            max_per_address: 10,
+            ..limits()
+        },
+    );
+    let silent: Vec<TcpStream> = (0..10).map(|_| open(&s.url)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let busy = get(&s.url, "/api/v1/openapi.json");
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    // From 127.0.0.2: served.
+    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("http://{addr}/api/v1/openapi.json"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    drop(silent);
+}
+
+on_both!(one_client_address_cannot_hold_every_connection);
 
 /// A connection to the server at `url` (`http://host:port`), reads timing out after 10 s.
 fn open(url: &str) -> TcpStream {

@@ -278,6 +278,11 @@ fn logins_sessions_and_their_limits(on: On) {
         assert!(line.contains(attribute), "{attribute}: {line}");
     }
     assert!(!line.contains("Secure"), "no TLS here: {line}");
+    let page = common::browser_like()
+        .get(format!("{}/login", s.url))
+        .send()
+        .unwrap();
+    assert!(page.headers().get("strict-transport-security").is_none());
     let with_session = |csrf: Option<&str>| {
         let mut r = browser_like()
             .post(format!("{}/api/v1/alarms/dma-1/1/comment", s.url))
@@ -329,6 +334,27 @@ fn logins_sessions_and_their_limits(on: On) {
         assert_eq!((code, cookie.is_none()), (401, true));
     }
     assert_eq!(log_in(&s, "ana", "ana-password").0, 429);
+    // The owner elsewhere is not locked out (issue #30, finding 9): failures lock a name from
+    // the address they came from only.
+    let elsewhere = reqwest::blocking::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = elsewhere.get(format!("{}/login", s.url)).send().unwrap();
+    let (csrf, _) = common::set_cookie(&page, "hw_login").unwrap();
+    let r = elsewhere
+        .post(format!("{}/login", s.url))
+        .header("cookie", format!("hw_login={csrf}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "ana"),
+            ("password", "ana-password"),
+            ("next", "/"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
     // An unknown name is answered like a wrong password.
     assert_eq!(log_in(&s, "nobody", "whatever-it-is").0, 401);
 }
@@ -407,6 +433,11 @@ fn the_server_speaks_tls_with_its_certificate() {
     let base = format!("https://localhost:{}", addr.port());
     let page = client.get(format!("{base}/login")).send().unwrap();
     assert_eq!(page.status().as_u16(), 200);
+    // Browsers are told to come back over TLS only (issue #30, finding 14).
+    assert_eq!(
+        page.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     let (csrf, line) = common::set_cookie(&page, "hw_login").unwrap();
     assert!(line.contains("; Secure"), "{line}");
     let r = client

@@ -117,7 +117,7 @@ pub async fn log_in(
             Some("Wrong name or password."),
         ));
     };
-    app.logins.succeeded(&user.name);
+    app.logins.succeeded(&user.name, from);
     let now = chrono::Utc::now().timestamp();
     let seconds = app.settings.session_seconds;
     let (token, _) = tokio::task::block_in_place(|| app.db.open_session(&user, now, seconds))?;
