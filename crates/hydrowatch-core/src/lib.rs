@@ -24,6 +24,28 @@ pub fn prefix(text: &str) -> String {
     cut(text, 40)
 }
 
+/// Why `text` from outside may not be kept, or `None`: the one rule for every text the device
+/// and the server take from outside (names, units, ids, comments, reasons), on both databases,
+/// before anything stores, shows or mails it. Refused: control characters (NUL, which
+/// PostgreSQL refuses; line breaks, which forge lines in e-mail and logs; ESC) and the
+/// bidirectional formatting characters (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C),
+/// which reorder what a page shows (`U+202E` makes `gnp.exe` read `exe.png`).
+pub fn unsafe_text(text: &str) -> Option<String> {
+    let bad = text.chars().find(|&c| {
+        c.is_control()
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+    })?;
+    Some(format!(
+        "holds U+{:04X} ({}), which no text here may hold",
+        u32::from(bad),
+        if bad.is_control() {
+            "a control character"
+        } else {
+            "a bidirectional formatting character"
+        }
+    ))
+}
+
 /// At most the first `chars` characters of `text` (and `...` when cut): what a message quotes
 /// of another program's answer or of a configured value.
 pub fn cut(text: &str, chars: usize) -> String {
@@ -52,6 +74,31 @@ pub fn check_series_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_from_outside_hold_no_control_or_bidirectional_characters() {
+        for ok in [
+            "flow_rate",
+            "m³/h",
+            "Druck (bar)",
+            "Leck bei Hausnr. 12",
+            "ポンプ",
+        ] {
+            assert_eq!(unsafe_text(ok), None, "{ok}");
+        }
+        for bad in [
+            "a\u{0}b",
+            "two\nlines",
+            "cr\r",
+            "\u{1b}[31m",
+            "gnp\u{202E}exe",
+            "\u{2066}x",
+            "del\u{7f}",
+        ] {
+            assert!(unsafe_text(bad).is_some(), "{bad:?}");
+        }
+        assert!(unsafe_text("x\u{202E}").unwrap().contains("U+202E"));
+    }
 
     #[test]
     fn prefixes_are_short() {

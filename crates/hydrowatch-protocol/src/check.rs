@@ -104,15 +104,15 @@ fn time(text: &str, field: &str) -> Result<i64, String> {
 }
 
 fn text(text: &str, field: &str) -> Result<(), String> {
-    if text.is_empty() || text.len() > MAX_TEXT {
+    if text.is_empty() {
         return Err(format!(
-            "{field}: must be a text of 1 to {MAX_TEXT} bytes (found {} bytes)",
-            text.len()
+            "{field}: must be a text of 1 to {MAX_TEXT} bytes (found 0 bytes)"
         ));
     }
-    Ok(())
+    short(text, field)
 }
 
+/// A text of at most [`MAX_TEXT`] bytes that [`hydrowatch_core::unsafe_text`] allows.
 fn short(text: &str, field: &str) -> Result<(), String> {
     if text.len() > MAX_TEXT {
         return Err(format!(
@@ -120,7 +120,10 @@ fn short(text: &str, field: &str) -> Result<(), String> {
             text.len()
         ));
     }
-    Ok(())
+    match hydrowatch_core::unsafe_text(text) {
+        Some(why) => Err(format!("{field}: {:?} {why}", prefix(text))),
+        None => Ok(()),
+    }
 }
 
 fn finite(v: f64, field: &str) -> Result<(), String> {
@@ -170,6 +173,9 @@ pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Checked,
                 head.message_id.len()
             ),
         ));
+    }
+    if let Some(why) = hydrowatch_core::unsafe_text(&head.message_id) {
+        return Err(invalid(None, format!("message_id: {why}")));
     }
     let fail = |problem: String| invalid(Some(&head.message_id), problem);
     if head.device_id != device {
@@ -326,6 +332,9 @@ fn check_forecast(b: &ForecastBody, created_at: i64) -> Result<(i64, Vec<(i64, f
     for (i, p) in b.points.iter().enumerate() {
         let at = format!("body.points[{i}]");
         let t = time(&p.time, &format!("{at}.time"))?;
+        if let Some(local) = &p.local_time {
+            short(local, &format!("{at}.local_time"))?;
+        }
         if i == 0 {
             // After a sensor's silence a forecast starts where its history ends.
             if t < issued_at - 7 * DAY || t > issued_at + 2 * DAY {

@@ -175,6 +175,9 @@ fn typed(text: &str, max: usize, what: &str) -> Result<String, ActionError> {
             "{what} is over {max} characters"
         )));
     }
+    if let Some(why) = hydrowatch_core::unsafe_text(text) {
+        return Err(ActionError::Invalid(format!("{what} {why}")));
+    }
     Ok(text.to_string())
 }
 

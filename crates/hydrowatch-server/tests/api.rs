@@ -534,3 +534,46 @@ fn an_alert_sent_again_after_retention_is_a_repeat(on: On) {
 }
 
 on_both!(an_alert_sent_again_after_retention_is_a_repeat);
+
+/// One rule for text from outside, the same on both databases (issue #30, finding 10): NUL,
+/// line breaks and bidirectional overrides in a device's names, units and ids, in an operator's
+/// comment and in a rule are refused with 422 naming the field (on PostgreSQL a NUL gave 500
+/// and a bare "db error"; on SQLite they were stored and shown).
+fn control_and_bidirectional_characters_are_refused_with_422(on: On) {
+    let s = start(on);
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    let with = |field: &str, value: &str| {
+        let mut m = alert("dma-1", "m1", 1, "opened", 3, 0);
+        if field == "message_id" {
+            m["message_id"] = json!(value);
+        } else {
+            m["body"][field] = json!(value);
+        }
+        post(&s, Some(&device), batch("dma-1", vec![m]))
+    };
+    for (field, value) in [
+        ("series", "flow\u{0}rate"),
+        ("series", "flow\r\nBcc: x@evil.example"),
+        ("unit", "m3/h\u{202E}"),
+        ("message_id", "m\u{0}1"),
+    ] {
+        let (code, body) = with(field, value);
+        assert_eq!(code, 422, "{field} {value:?}: {body}");
+        assert!(body.to_string().contains(field), "{body}");
+    }
+    assert_eq!(with("unit", "m³/h").0, 200);
+    let ana = common::user(&s, "ana", hydrowatch_server::Role::Operator);
+    let (code, body) = common::post_as(
+        &s,
+        Some(&ana),
+        "/api/v1/alarms/dma-1/1/comment",
+        json!({"comment": "valve\u{0} shut"}),
+    );
+    assert_eq!(code, 422, "{body}");
+    let admin = common::user(&s, "root", hydrowatch_server::Role::Admin);
+    let rule = json!({"name": "night\nshift", "min_stage": 1, "channel": "email", "target": "oncall@utility.example"});
+    let (code, body) = common::post_as(&s, Some(&admin), "/api/v1/rules", rule);
+    assert_eq!(code, 422, "{body}");
+}
+
+on_both!(control_and_bidirectional_characters_are_refused_with_422);

@@ -58,14 +58,22 @@ pub fn check(r: &RuleRequest) -> Result<(), RuleError> {
     if !(1..=64).contains(&r.name.trim().chars().count()) {
         return Err(invalid("name: 1 to 64 characters".into()));
     }
+    for (what, text) in [("name", &r.name), ("target", &r.target)] {
+        if let Some(why) = hydrowatch_core::unsafe_text(text) {
+            return Err(invalid(format!("{what}: {why}")));
+        }
+    }
     for (what, list) in [("devices", &r.devices), ("series", &r.series)] {
         if list.len() > 100
-            || list
-                .iter()
-                .any(|v| v.is_empty() || v.len() > 64 || v.contains(','))
+            || list.iter().any(|v| {
+                v.is_empty()
+                    || v.len() > 64
+                    || v.contains(',')
+                    || hydrowatch_core::unsafe_text(v).is_some()
+            })
         {
             return Err(invalid(format!(
-                "{what}: at most 100 names of 1 to 64 characters without ','"
+                "{what}: at most 100 names of 1 to 64 characters without ',' or control characters"
             )));
         }
     }
