@@ -7,8 +7,10 @@
 //!
 //! Invariants: a message is acknowledged to the broker only once it is stored, or once it is
 //! recorded in `refused_messages` (it can never be accepted: sending it again would be refused
-//! again); while the database fails, the same message is tried again and nothing after it is
-//! read, so the broker keeps the rest. The device's identity is the topic's, which the broker's
+//! again); while the database fails, the same message is tried again (after 1, 2, 4, 8 s)
+//! and nothing after it is read, so the broker keeps the rest; after 5 failed attempts it is set
+//! aside, kept whole in `refused_messages`, if the database takes that record (one message the
+//! database refuses does not stall the intake; a database that takes nothing loses nothing). The device's identity is the topic's, which the broker's
 //! ACL ties to the user it authenticated; the envelope must name the same device.
 
 use std::io::Write as _;
@@ -105,9 +107,16 @@ fn run(db: &Db, link: &Link, address: &str, stop: &AtomicBool, counters: &MqttCo
                 tracing::warn!("MQTT: {address}: {why}; reconnecting");
             }
             Some(Event::Received(r)) => {
-                // Stored (or refused for good) before the broker hears of it.
+                // Stored (or refused for good, or set aside) before the broker hears of it.
+                let mut failures = 0u32;
                 loop {
-                    match ingest_one(db, &r, chrono::Utc::now().timestamp()) {
+                    let now = chrono::Utc::now().timestamp();
+                    let result = if failures >= ATTEMPTS {
+                        set_aside(db, &r, now)
+                    } else {
+                        ingest_one(db, &r, now)
+                    };
+                    match result {
                         Ok(outcome) => {
                             let c = match outcome {
                                 Outcome::Stored => &counters.stored,
@@ -122,20 +131,52 @@ fn run(db: &Db, link: &Link, address: &str, stop: &AtomicBool, counters: &MqttCo
                         }
                         Err(e) => {
                             counters.retried.fetch_add(1, Ordering::Relaxed);
+                            failures += 1;
+                            // 1, 2, 4, 8 s, then set aside at once; while even that fails (the
+                            // database takes nothing), every 32 s at most.
+                            let wait = if failures == ATTEMPTS {
+                                Duration::ZERO
+                            } else {
+                                Duration::from_secs(1 << (failures - 1).min(5))
+                            };
                             tracing::error!(
                                 topic = r.topic,
-                                "MQTT: cannot store a message, trying again in 1 s: {e}"
+                                "MQTT: cannot store a message (attempt {failures}), trying again in {} s: {e}",
+                                wait.as_secs()
                             );
-                            if stop.load(Ordering::Acquire) {
-                                return;
+                            let until = std::time::Instant::now() + wait;
+                            while std::time::Instant::now() < until {
+                                if stop.load(Ordering::Acquire) {
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_millis(100));
                             }
-                            std::thread::sleep(Duration::from_secs(1));
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// Attempts at storing one message before it is set aside: kept whole in `refused_messages`
+/// and acknowledged, if the database takes that record (a message the database alone refuses,
+/// again and again, must not stall the replica's intake; a database that takes nothing keeps
+/// it being tried, so nothing is lost).
+const ATTEMPTS: u32 = 5;
+
+/// Sets `r` aside after [`ATTEMPTS`] failures: recorded whole with the reason.
+fn set_aside(db: &Db, r: &Received, now: i64) -> Result<Outcome, DbError> {
+    let device = parse_topic(&r.topic).map_or("", |(d, _)| d);
+    let reason = format!(
+        "set aside after {ATTEMPTS} attempts to store it failed (the database refused this message; see the log)"
+    );
+    tracing::error!(
+        topic = r.topic,
+        "MQTT: message {reason}; kept whole in refused_messages"
+    );
+    db.record_refused(device, None, &r.topic, &reason, &r.payload, now, usize::MAX)
+        .map(|()| Outcome::Refused)
 }
 
 /// What became of a received message.
@@ -230,7 +271,41 @@ impl Db {
         payload: &[u8],
         now: i64,
     ) -> Result<(), DbError> {
-        let prefix = String::from_utf8_lossy(&payload[..payload.len().min(200)]).into_owned();
+        self.record_refused(device, message_id, topic, reason, payload, now, 200)
+    }
+
+    /// Records a message in `refused_messages` with the first `keep` bytes of its payload; every
+    /// text is made storable first (control and bidirectional characters replaced by U+FFFD: a
+    /// NUL in a hostile topic or payload must not make the record itself fail on PostgreSQL).
+    #[allow(clippy::too_many_arguments)]
+    fn record_refused(
+        &self,
+        device: &str,
+        message_id: Option<&str>,
+        topic: &str,
+        reason: &str,
+        payload: &[u8],
+        now: i64,
+        keep: usize,
+    ) -> Result<(), DbError> {
+        let storable = |t: &str| -> String {
+            t.chars()
+                .map(|c| {
+                    if hydrowatch_core::unsafe_text(c.encode_utf8(&mut [0; 4])).is_some() {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        };
+        let prefix = storable(&String::from_utf8_lossy(
+            &payload[..payload.len().min(keep)],
+        ));
+        let (device, topic, reason) = (storable(device), storable(topic), storable(reason));
+        let message_id = message_id.map(storable);
+        let (device, topic, reason) = (device.as_str(), topic.as_str(), reason.as_str());
+        let message_id = message_id.as_deref();
         self.write(|c| {
             c.exec(
                 "INSERT INTO refused_messages (device_id, message_id, topic, reason, payload_prefix, received_at)

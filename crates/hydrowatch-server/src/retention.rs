@@ -1,5 +1,6 @@
-//! Server-side retention: messages (by arrival), forecasts (by issue) and actual values (by
-//! hour) older than the days kept are removed; alarm transitions, their state and audit records,
+//! Server-side retention: messages (by arrival), the MQTT messages refused for good (by
+//! arrival), forecasts (by issue) and actual values (by hour) older than the days kept are
+//! removed; alarm transitions, their state and audit records,
 //! people and rules are kept. On PostgreSQL a month's partition is dropped once all of it is
 //! older than that (`partitions.rs`), so a row may outlive the days kept by up to a month;
 //! on SQLite the rows are deleted. Every server process runs [`start`]: the work is done under
@@ -56,8 +57,15 @@ impl Db {
                  WHERE EXISTS (SELECT 1 FROM messages m WHERE m.device_id = devices.id AND m.received_at < ?1)",
                 &[Arg::Int(cutoff)],
             )?;
+            // The MQTT messages refused for good are kept as long as the messages.
+            done.rows_deleted += c.exec(
+                "DELETE FROM refused_messages WHERE received_at < ?1",
+                &[Arg::Int(cutoff)],
+            )?;
             if postgres {
-                (done.partitions_dropped, done.rows_deleted) = partitions::drop_before(c, cutoff)?;
+                let (dropped, deleted) = partitions::drop_before(c, cutoff)?;
+                done.partitions_dropped = dropped;
+                done.rows_deleted += deleted;
             } else {
                 for (table, column) in PARTITIONED {
                     done.rows_deleted += c.exec(

@@ -274,3 +274,49 @@ fn a_replica_back_to_a_backlog_larger_than_its_channel_stores_it_all() {
     assert_eq!(s.db.message_counts("h").unwrap(), (n, n));
     a.stop();
 }
+
+/// A message the database refuses again and again does not stall the replica's intake (issue
+/// #30, finding 16): after 5 attempts it is set aside, kept whole in `refused_messages`, and the
+/// messages after it are stored; retention removes old refused messages too. Before, it was
+/// tried every second for ever, with nothing after it read.
+#[test]
+fn a_message_the_database_refuses_is_set_aside_and_the_rest_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let db = Arc::new(Db::open(&path).unwrap());
+    // The database refuses this one message (a stand-in for whatever a database may refuse).
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.message_id = 'p1'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+    let (broker, tokens) = broker(dir.path(), &db, &["dma-1"]);
+    let server = ingest(db.clone(), &broker, "replica-a");
+    std::thread::sleep(Duration::from_millis(500));
+    let link = device(&broker, "dma-1", &tokens[0]);
+    let sent = [
+        on("dma-1", "alert", &alert("dma-1", "p1", 1, "opened", 4, 1)),
+        on("dma-1", "alert", &alert("dma-1", "a2", 2, "opened", 4, 2)),
+        on("dma-1", "alert", &alert("dma-1", "a3", 3, "opened", 4, 3)),
+    ];
+    publish_all(&link, &sent);
+    let c = server.counters.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.stored.load(Ordering::Relaxed) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the messages after it were never stored"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.refused.load(Ordering::Relaxed), 1);
+    assert!(c.retried.load(Ordering::Relaxed) >= 5);
+    assert_eq!(db.refused_messages().unwrap(), 1);
+    server.stop();
+    // Refused messages go with the messages' retention.
+    let later = chrono::Utc::now().timestamp() + 10 * 86_400;
+    db.retain(later, Some(1)).unwrap();
+    assert_eq!(db.refused_messages().unwrap(), 0);
+}
