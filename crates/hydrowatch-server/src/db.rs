@@ -416,7 +416,8 @@ impl Db {
         })
     }
 
-    /// Alarm transitions, newest first (at most 1000).
+    /// Alarm transitions, the last to arrive first (at most 1000): a device's clock cannot be
+    /// trusted to order them (a transition stamped a day ahead would top the list for a day).
     pub fn alarms(&self, f: &AlarmFilter) -> Result<Vec<AlarmRecord>> {
         let open_clause = if f.open {
             "AND state != 'cleared' AND id = (SELECT max(b.id) FROM alerts b
@@ -427,7 +428,7 @@ impl Db {
         let sql = format!(
             "SELECT device_id, created_at, body, message_id FROM alerts a
              WHERE (CAST(?1 AS TEXT) IS NULL OR device_id = ?1) AND stage >= ?2 AND created_at >= ?3 AND created_at < ?4 {open_clause}
-             ORDER BY created_at DESC, id DESC LIMIT 1000"
+             ORDER BY id DESC LIMIT 1000"
         );
         let args = [
             Arg::Text(f.device.as_deref()),

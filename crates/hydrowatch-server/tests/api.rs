@@ -577,3 +577,26 @@ fn control_and_bidirectional_characters_are_refused_with_422(on: On) {
 }
 
 on_both!(control_and_bidirectional_characters_are_refused_with_422);
+
+/// A transition stamped a day ahead by a device's clock does not top the newest-first list
+/// (issue #30, finding 15): transitions are listed by arrival.
+fn transitions_are_listed_by_arrival_not_by_the_devices_clock(on: On) {
+    let s = start(on);
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    let ahead = chrono::Utc::now() + chrono::Duration::hours(20);
+    let mut future = alert("dma-1", "m1", 1, "opened", 3, 0);
+    future["created_at"] = json!(ahead.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    assert_eq!(post(&s, Some(&device), batch("dma-1", vec![future])).0, 200);
+    let now = alert("dma-1", "m2", 2, "opened", 3, 0);
+    assert_eq!(post(&s, Some(&device), batch("dma-1", vec![now])).0, 200);
+    let alarms = get(&s, "/api/v1/alarms?device=dma-1");
+    let ids: Vec<u64> = alarms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alarm_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [2, 1], "{alarms}");
+}
+
+on_both!(transitions_are_listed_by_arrival_not_by_the_devices_clock);
