@@ -1,5 +1,6 @@
 //! `hydrowatch serve`: the central server (hydrowatch-server) on a SQLite file or PostgreSQL;
-//! `hydrowatch serve token create DEVICE_ID | --operator NAME` and `hydrowatch serve user
+//! `hydrowatch serve token create DEVICE_ID | --operator NAME`, `hydrowatch serve token revoke`
+//! and `hydrowatch serve user
 //! add|list|remove`.
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use crate::global::Global;
 hydrowatch serve token create dma-017        (prints the device's token once; put it in its [server] token)\n  \
 hydrowatch serve user add ana --role operator   (asks for her password)\n  \
 hydrowatch serve token create --operator ana   (an API token acting as ana, for scripts)\n  \
+printf '%s\\n' \"$TOKEN\" | hydrowatch serve token revoke   (revokes that one API token)\n  \
 hydrowatch serve --mqtt mqtts://broker:8883 --mqtt-client-id hw-a --mqtt-password-file pw   (also ingest over MQTT)\n  \
 hydrowatch serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  \
 hydrowatch serve --retention-days 90 retention   (remove what is older than 90 days now)\n  \
@@ -231,6 +233,10 @@ pub(crate) enum TokenCommand {
         #[arg(long, value_name = "FILE", conflicts_with = "operator")]
         mqtt_passwd: Option<PathBuf>,
     },
+    /// Revoke one API token (its user's other tokens and sessions stay). The token is read as
+    /// the first line of standard input, never from the command line (which others may see):
+    /// `printf '%s\n' "$TOKEN" | hydrowatch serve token revoke`.
+    Revoke,
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,6 +320,27 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 "API token acting as {name} (shown once; the server keeps only its hash): send it as `Authorization: Bearer <token>`"
             );
             Ok(())
+        }
+        Some(ServeCommand::Token {
+            command: TokenCommand::Revoke,
+        }) => {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)
+                .context("cannot read the token from standard input")?;
+            let token = line.trim();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "give the token as the first line of standard input"
+            );
+            match db.revoke_operator_token(token)? {
+                Some(name) => {
+                    eprintln!("revoked an API token of {name} (their other tokens stay)");
+                    Ok(())
+                }
+                None => anyhow::bail!(
+                    "no such API token (a device's token is replaced with `serve token create DEVICE_ID`)"
+                ),
+            }
         }
         Some(ServeCommand::User { command }) => match command {
             UserCommand::Add { name, role } => {

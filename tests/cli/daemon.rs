@@ -1310,3 +1310,56 @@ fn idle_connections_cannot_take_the_daemon_down() {
     let size = std::fs::metadata(&log_path).unwrap().len();
     assert!(size < 100_000, "{size} bytes of log");
 }
+
+/// One API token is revoked on its own (issue #30, finding 14): `serve token revoke` takes the
+/// token on standard input; the revoked token gets 401 at once, the user's other token still
+/// works, and an unknown token is said to be unknown.
+#[test]
+fn one_api_token_is_revoked_on_its_own() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let database = server_database(false);
+    let first = operator_token(d, &database, "ana", "operator");
+    let second = super::stdout(&ok(run(
+        d,
+        &[
+            "serve",
+            "--db",
+            "server.db",
+            "token",
+            "create",
+            "--operator",
+            "ana",
+        ],
+    )));
+    let second = second.trim().to_string();
+    let port = unused_port();
+    let _server = KilledOnDrop(start_server(d, port, &database));
+    let addr = format!("127.0.0.1:{port}");
+    let status = |token: &str| http_get_as(&addr, "/api/v1/devices", Some(token)).0;
+    assert_eq!((status(&first), status(&second)), (200, 200));
+    let revoke = |token: &str| {
+        let mut child = bin()
+            .current_dir(d)
+            .args(["serve", "--db", "server.db", "token", "revoke"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = revoke(&first);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked an API token of ana"));
+    assert_eq!((status(&first), status(&second)), (401, 200));
+    let out = revoke(&first);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such API token"));
+}

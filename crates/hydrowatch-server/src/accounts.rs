@@ -296,6 +296,27 @@ impl Db {
         Ok(token)
     }
 
+    /// Revokes one API token (the others of its user stay): the user it acted as, or `None`
+    /// when no such token exists.
+    pub fn revoke_operator_token(&self, token: &str) -> Result<Option<String>, DbError> {
+        let hashed = hash(token);
+        self.write(|c| {
+            let who = c.rows(
+                "SELECT user_name FROM operator_tokens WHERE token_hash = ?1",
+                &[Arg::Text(Some(&hashed))],
+            )?;
+            let Some(row) = who.first() else {
+                return Ok(None);
+            };
+            let name = row.text(0)?;
+            c.exec(
+                "DELETE FROM operator_tokens WHERE token_hash = ?1",
+                &[Arg::Text(Some(&hashed))],
+            )?;
+            Ok(Some(name))
+        })
+    }
+
     /// The user an API token acts as.
     pub fn operator_for_token(&self, token: &str) -> Result<Option<User>, DbError> {
         let hashed = hash(token);
