@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::context::Context;
 use crate::global::Global;
 
-/// `hydrowatch import [--db FILE] [--series NAME] [--timezone TZ] [--skip-bad] FILE...`
+/// `hydrowatch import [--db FILE] [--series NAME] [--timezone TZ] [--skip-bad] [--new-series] FILE...`
 #[derive(Debug, Args)]
 #[command(
     after_help = "Layouts:\n  time,value                 one series, named with --series NAME (the prototype's files)\n  \
@@ -34,6 +34,10 @@ pub(crate) struct ImportArgs {
     /// Skip bad rows (each is reported) instead of stopping.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Without a configuration, make a new series even where its name is close to a stored
+    /// one's (`flow_rat` beside `flow_rate` is otherwise refused as a misspelt header).
+    #[arg(long)]
+    pub new_series: bool,
     /// CSV files to import, in one transaction.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -75,6 +79,7 @@ pub(crate) fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
         options,
         skip_bad: args.skip_bad,
         config: ctx.configured.then_some(&ctx.config),
+        new_series: args.new_series,
     };
     let result = import(&mut store, &request, &mut |event| {
         match event {
@@ -99,6 +104,9 @@ pub(crate) fn run(global: &Global, args: ImportArgs) -> anyhow::Result<()> {
     });
     bar.finish_and_clear();
     let report = result.map_err(|e| explain_failure(&e, &ctx.db))?;
+    for name in &report.created {
+        eprintln!("new series {name:?} created (it was not in the database)");
+    }
     print_report(&report);
     Ok(())
 }

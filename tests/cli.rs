@@ -649,6 +649,41 @@ fn bench_storage_runs_both_contenders() {
     );
 }
 
+/// Without a configuration, `import` says which series it creates, and refuses a header close
+/// to a stored series' name as a likely misspelling unless `--new-series` (issue #30, finding
+/// 14: `flow_rat` made a series of its own, silently).
+#[test]
+fn import_says_what_it_creates_and_refuses_a_misspelt_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "a.csv",
+        "time,flow_rate,pressure\n2024-07-09 0:01,227,3.1\n",
+    );
+    let out = ok(run(d, &["import", "a.csv"]));
+    let said = stderr(&out);
+    assert!(
+        said.contains("new series \"flow_rate\" created")
+            && said.contains("new series \"pressure\" created"),
+        "{said}"
+    );
+    write(d, "b.csv", "time,flow_rat\n2024-07-09 0:02,228\n");
+    let e = fails(run(d, &["import", "b.csv"]));
+    assert!(
+        e.contains("\"flow_rat\" is not in the database, which has \"flow_rate\"")
+            && e.contains("--new-series"),
+        "{e}"
+    );
+    write(d, "c.csv", "time,Pressure\n2024-07-09 0:02,3.2\n");
+    assert!(fails(run(d, &["import", "c.csv"])).contains("which has \"pressure\""));
+    let out = ok(run(d, &["import", "--new-series", "b.csv"]));
+    assert!(stderr(&out).contains("new series \"flow_rat\" created"));
+    // A series already stored is not new: no word of it.
+    let out = ok(run(d, &["import", "a.csv"]));
+    assert!(!stderr(&out).contains("new series"), "{}", stderr(&out));
+}
+
 /// `hydrowatch demo` serving its dashboard stops on SIGTERM as on Ctrl-C, so that `timeout`, a
 /// service manager or `kill` can end it (issue #30).
 #[test]

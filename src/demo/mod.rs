@@ -289,6 +289,7 @@ fn prepare(
         },
         skip_bad: false,
         config: Some(&config),
+        new_series: false,
     };
     import(&mut store, &request, &mut |_| {})
         .with_context(|| format!("importing {}'s history", dma.id))?;

@@ -33,6 +33,40 @@ pub enum ImportError {
         /// The configured series, comma-separated.
         configured: String,
     },
+    /// Without a configuration, a file's series is new to the database but its name is close to
+    /// one it has (a misspelt header would otherwise make a series of its own).
+    #[error(
+        "{file}: series {series:?} is not in the database, which has {existing:?}: a misspelt header? (to make it a new series, import with --new-series)"
+    )]
+    CloseToExisting {
+        /// The file.
+        file: PathBuf,
+        /// Its series.
+        series: String,
+        /// The stored series it is close to.
+        existing: String,
+    },
+}
+
+/// Whether a new series name `new` looks like a misspelling of the stored `stored`: the same
+/// but for case, or one letter left out or added (`flow_rat`, `flow_ratee`) in a name of four
+/// characters or more. Not a digit (`pump1` beside `pump12`), nor a letter changed
+/// (`pressure_c` beside `pressure_a`): those are a device's series of the same kind.
+fn misspelling_of(new: &str, stored: &str) -> bool {
+    if new.eq_ignore_ascii_case(stored) {
+        return true;
+    }
+    let (short, long): (Vec<char>, Vec<char>) = if new.len() < stored.len() {
+        (new.chars().collect(), stored.chars().collect())
+    } else {
+        (stored.chars().collect(), new.chars().collect())
+    };
+    if long.len() != short.len() + 1 || short.len() < 4 {
+        return false;
+    }
+    (0..long.len()).any(|i| {
+        !long[i].is_ascii_digit() && long[..i].iter().chain(&long[i + 1..]).eq(short.iter())
+    })
 }
 
 impl ImportError {
@@ -53,6 +87,9 @@ pub struct ImportRequest<'a> {
     pub skip_bad: bool,
     /// Only series of this configuration, with its units; `None`: any series, no unit.
     pub config: Option<&'a Config>,
+    /// Without a configuration: make a series whose name is close to a stored one's (else that
+    /// is refused as a likely misspelling).
+    pub new_series: bool,
 }
 
 /// What happened during an import, as it happens (for a progress bar and messages).
@@ -94,6 +131,8 @@ pub struct ImportReport {
     pub skipped: u64,
     /// New readings by series.
     pub per_series: BTreeMap<String, u64>,
+    /// Series the import made (new to the database).
+    pub created: Vec<String>,
     /// New, duplicate and conflicting readings.
     pub summary: BulkSummary,
 }
@@ -108,6 +147,8 @@ pub fn import(
         files: request.files.len(),
         ..ImportReport::default()
     };
+    let mut stored: Vec<String> = store.series()?.into_iter().map(|s| s.name).collect();
+    let mut created = Vec::new();
     let ((), summary) = store.bulk(|bulk| -> Result<(), ImportError> {
         let mut done_bytes = 0;
         for path in request.files {
@@ -131,7 +172,21 @@ pub fn import(
                             }
                         },
                     )?),
-                    None => None,
+                    None => {
+                        if !stored.contains(name) {
+                            let close = stored.iter().find(|s| misspelling_of(name, s));
+                            if let (Some(existing), false) = (close, request.new_series) {
+                                return Err(ImportError::CloseToExisting {
+                                    file: path.clone(),
+                                    series: name.clone(),
+                                    existing: existing.clone(),
+                                });
+                            }
+                            stored.push(name.clone());
+                            created.push(name.clone());
+                        }
+                        None
+                    }
                 };
                 ids.push(bulk.ensure_series(name, unit)?);
             }
@@ -178,5 +233,32 @@ pub fn import(
         Ok(())
     })?;
     report.summary = summary;
+    report.created = created;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_letter_left_out_is_a_misspelling_and_a_sibling_series_is_not() {
+        for (new, stored) in [
+            ("flow_rat", "flow_rate"),
+            ("flow_ratee", "flow_rate"),
+            ("Pressure", "pressure"),
+            ("flowrate", "flow_rate"),
+        ] {
+            assert!(misspelling_of(new, stored), "{new} {stored}");
+        }
+        for (new, stored) in [
+            ("pressure_c", "pressure_a"),
+            ("pump12", "pump1"),
+            ("p2", "p1"),
+            ("tank_level", "pump_flow"),
+            ("ab", "abc"),
+        ] {
+            assert!(!misspelling_of(new, stored), "{new} {stored}");
+        }
+    }
 }

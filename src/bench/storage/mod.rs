@@ -292,6 +292,7 @@ fn bulk_load_sqlite(source: &Path, db: &Path) -> anyhow::Result<u64> {
         },
         skip_bad: false,
         config: None,
+        new_series: false,
     };
     Ok(import(&mut store, &request, &mut |_| {})?.summary.inserted)
 }
