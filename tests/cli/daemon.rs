@@ -111,7 +111,8 @@ fn of_kind<'a>(messages: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_j
 
 fn config(server: &str, source: &str, extra: &str) -> String {
     format!(
-        "[device]\nid = \"dma-7\"\ntimezone = \"Asia/Seoul\"\n\n[server]\nurl = \"{server}\"\ntoken = \"t\"\n{extra}\n[daemon]\nhealth_listen = \"\"\n\n[[source]]\n{source}\n"
+        // The fixtures' readings are of 2024: kept whatever today's date.
+        "[storage]\nretention_days = 36500\n\n[device]\nid = \"dma-7\"\ntimezone = \"Asia/Seoul\"\n\n[server]\nurl = \"{server}\"\ntoken = \"t\"\n{extra}\n[daemon]\nhealth_listen = \"\"\n\n[[source]]\n{source}\n"
     )
 }
 
@@ -686,7 +687,7 @@ fn the_simulator_and_stdin_sources_feed_the_database() {
     write(
         d,
         "sim.toml",
-        "[device]\nid = \"s\"\n[daemon]\nhealth_listen = \"\"\n[[source]]\nkind = \"simulator\"\nspeed = 0\nstart = \"2024-02-01\"\ndays = 2\nseed = 9\n",
+        "[device]\nid = \"s\"\n[storage]\nretention_days = 36500\n[daemon]\nhealth_listen = \"\"\n[[source]]\nkind = \"simulator\"\nspeed = 0\nstart = \"2024-02-01\"\ndays = 2\nseed = 9\n",
     );
     ok(run(
         d,

@@ -177,7 +177,9 @@ fn the_repeated_autumn_hour_arrives_whole_over_new_connections() {
         d,
         "r.toml",
         &format!(
-            "[device]\nid = \"dma-7\"\ntimezone = \"Europe/Rome\"\n\n[[series]]\nname = \"flow_rate\"\nunit = \"m3/h\"\n\n\
+            // Readings of 2024: kept whatever today's date (the year's retention would delete
+            // them when its job comes due during the test).
+            "[device]\nid = \"dma-7\"\ntimezone = \"Europe/Rome\"\n\n[storage]\nretention_days = 36500\n\n[[series]]\nname = \"flow_rate\"\nunit = \"m3/h\"\n\n\
              [daemon]\nhealth_listen = \"\"\n\n[[source]]\nkind = \"tcp\"\nlisten = \"{addr}\"\n"
         ),
     );
