@@ -31,10 +31,7 @@ pub fn prefix(text: &str) -> String {
 /// bidirectional formatting characters (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C),
 /// which reorder what a page shows (`U+202E` makes `gnp.exe` read `exe.png`).
 pub fn unsafe_text(text: &str) -> Option<String> {
-    let bad = text.chars().find(|&c| {
-        c.is_control()
-            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
-    })?;
+    let bad = text.chars().find(|&c| unsafe_char(c))?;
     Some(format!(
         "holds U+{:04X} ({}), which no text here may hold",
         u32::from(bad),
@@ -44,6 +41,12 @@ pub fn unsafe_text(text: &str) -> Option<String> {
             "a bidirectional formatting character"
         }
     ))
+}
+
+/// Whether `c` is a character [`unsafe_text`] refuses.
+pub fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// At most the first `chars` characters of `text` (and `...` when cut): what a message quotes

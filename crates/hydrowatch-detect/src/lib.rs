@@ -25,6 +25,7 @@ mod residual;
 mod runner;
 pub mod score;
 mod settings;
+mod stats;
 mod switches;
 
 pub use criteria::{Criteria, Level};

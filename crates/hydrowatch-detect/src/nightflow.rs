@@ -22,7 +22,7 @@
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
 
-use crate::criteria::{MAD_SCALE, median_of};
+use crate::stats::{MAD_SCALE, median_of};
 
 /// Night-flow settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

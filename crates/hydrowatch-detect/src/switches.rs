@@ -17,7 +17,7 @@ use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::DAY;
 use serde::{Deserialize, Serialize};
 
-use crate::criteria::MAD_SCALE;
+use crate::stats::MAD_SCALE;
 
 /// One recurring step: its range of sizes (value units, signed) and how often it was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use hydrowatch_core::time::{DAY, HOUR};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::message::{AlertBody, Body, Envelope, ForecastBody, HeartbeatBody, Kind, seconds};
+use crate::message::{AlertBody, ForecastBody, HeartbeatBody, Kind, seconds};
 
 /// Points a forecast carries: 7 days, hourly.
 pub const FORECAST_POINTS: usize = 168;
@@ -225,17 +225,20 @@ pub fn check(index: usize, m: &Value, device: &str, now: i64) -> Result<Checked,
             CheckedBody::Heartbeat(b)
         }
     };
-    let envelope = serde_json::to_value(Envelope {
-        device_id: head.device_id,
-        message_id: head.message_id.clone(),
-        created_at: head.created_at,
-        body: match &body {
-            CheckedBody::Alert(b) => Body::Alert(b.clone()),
-            CheckedBody::Forecast { body, .. } => Body::Forecast(body.clone()),
-            CheckedBody::Heartbeat(b) => Body::Heartbeat(b.clone()),
-        },
-    })
+    // The envelope's wire form (as `Envelope` writes it), from the typed body by reference.
+    let typed_body = match &body {
+        CheckedBody::Alert(b) => serde_json::to_value(b),
+        CheckedBody::Forecast { body, .. } => serde_json::to_value(body),
+        CheckedBody::Heartbeat(b) => serde_json::to_value(b),
+    }
     .map_err(|e| fail(format!("envelope: {e}")))?;
+    let envelope = serde_json::json!({
+        "device_id": head.device_id,
+        "message_id": head.message_id,
+        "created_at": head.created_at,
+        "kind": kind.name(),
+        "body": typed_body,
+    });
     Ok(Checked {
         message_id: head.message_id,
         created_at,

@@ -27,6 +27,9 @@ use serde_json::Value;
 use crate::db::Db;
 use crate::sql::{Arg, DbError};
 
+/// Bytes of a refused message's payload kept (a set-aside one is kept whole).
+const REFUSED_PREFIX: usize = 200;
+
 /// Largest payload read (one envelope; HTTPS allows 4 MB for a batch).
 pub const MAX_PAYLOAD: usize = 4 << 20;
 
@@ -175,7 +178,7 @@ fn set_aside(db: &Db, r: &Received, now: i64) -> Result<Outcome, DbError> {
         topic = r.topic,
         "MQTT: message {reason}; kept whole in refused_messages"
     );
-    db.record_refused(device, None, &r.topic, &reason, &r.payload, now, usize::MAX)
+    db.refuse_message(device, None, &r.topic, &reason, &r.payload, usize::MAX, now)
         .map(|()| Outcome::Refused)
 }
 
@@ -195,8 +198,16 @@ fn ingest_one(db: &Db, r: &Received, now: i64) -> Result<Outcome, DbError> {
             topic = r.topic,
             "MQTT: message refused for good (kept in refused_messages): {reason}"
         );
-        db.refuse_message(device, message_id, &r.topic, &reason, &r.payload, now)
-            .map(|()| Outcome::Refused)
+        db.refuse_message(
+            device,
+            message_id,
+            &r.topic,
+            &reason,
+            &r.payload,
+            REFUSED_PREFIX,
+            now,
+        )
+        .map(|()| Outcome::Refused)
     };
     let (device, kind) = match parse_topic(&r.topic) {
         Ok(t) => t,
@@ -260,8 +271,11 @@ fn ingest_one(db: &Db, r: &Received, now: i64) -> Result<Outcome, DbError> {
 }
 
 impl Db {
-    /// Records a message that the MQTT ingest can never accept (why, and the start of its
-    /// payload).
+    /// Records a message that the MQTT ingest can never accept: why, and the first `keep`
+    /// bytes of its payload. Every text is made storable first (control and bidirectional
+    /// characters replaced by U+FFFD: a NUL in a hostile topic or payload must not make the
+    /// record itself fail on PostgreSQL).
+    #[allow(clippy::too_many_arguments)]
     pub fn refuse_message(
         &self,
         device: &str,
@@ -269,29 +283,13 @@ impl Db {
         topic: &str,
         reason: &str,
         payload: &[u8],
-        now: i64,
-    ) -> Result<(), DbError> {
-        self.record_refused(device, message_id, topic, reason, payload, now, 200)
-    }
-
-    /// Records a message in `refused_messages` with the first `keep` bytes of its payload; every
-    /// text is made storable first (control and bidirectional characters replaced by U+FFFD: a
-    /// NUL in a hostile topic or payload must not make the record itself fail on PostgreSQL).
-    #[allow(clippy::too_many_arguments)]
-    fn record_refused(
-        &self,
-        device: &str,
-        message_id: Option<&str>,
-        topic: &str,
-        reason: &str,
-        payload: &[u8],
-        now: i64,
         keep: usize,
+        now: i64,
     ) -> Result<(), DbError> {
         let storable = |t: &str| -> String {
             t.chars()
                 .map(|c| {
-                    if hydrowatch_core::unsafe_text(c.encode_utf8(&mut [0; 4])).is_some() {
+                    if hydrowatch_core::unsafe_char(c) {
                         '\u{FFFD}'
                     } else {
                         c
