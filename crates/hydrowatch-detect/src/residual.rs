@@ -2,11 +2,11 @@
 //! mean of a series is compared with the day-ahead forecast of that hour (its 10-90% band, which
 //! the caller supplies from the forecasts it stores); a mean beyond the band by more than
 //! [`MARGIN`] of its width is abnormal, and [`HOURS`] such hours in a row on the same side open
-//! a `forecast` alarm (stage 3, high or low). With hysteresis: an open alarm stays open while the
-//! hours stay outside the band itself on its side, and [`CLEAR_HOURS`] hours back inside the band
-//! clear it (a persistent change whose hours hover about the widened band's edge is one alarm,
-//! not one every few hours); while one side's alarm is open, the other side's does not open (a
-//! forecast that overshoots during the change is the same departure). An hour without a
+//! a `forecast` alarm (stage 3, high or low). One departure is one alarm: [`CLEAR_HOURS`] hours
+//! in a row not beyond the widened band clear it (a persistent change whose hours hover about
+//! the band's edge is one alarm, not one every few hours), and while one side's alarm is open,
+//! the other side's does not open (a forecast that overshoots during the change is the same
+//! departure). An hour without a
 //! forecast is not judged: with no forecasts at all the check is off.
 //!
 //! A slow change the minute checks cannot see (a leak growing by day, a valve left half open,
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) const MARGIN: f64 = 1.0;
 /// Abnormal hours in a row before a `forecast` alarm opens.
 pub(crate) const HOURS: u32 = 3;
-/// Hours in a row back inside the band before it clears: a whole day. A persistent change
+/// Hours in a row not beyond the widened band before it clears: a whole day. A persistent change
 /// hovers about the band, and the forecaster, retrained on the change's days, follows it for
 /// a while and then overshoots: with 2 hours, the demo's leak opened a forecast alarm every few
 /// hours; with 6, one every day or two.
@@ -53,8 +53,6 @@ pub(crate) struct JudgedHour {
     pub forecast: HourForecast,
     /// 1 above the widened band, -1 below, 0 inside.
     pub side: i8,
-    /// 1 above the band itself, -1 below, 0 inside (what keeps an open alarm open).
-    pub outside: i8,
 }
 
 /// The hour being summed, saved across restarts.
@@ -119,19 +117,11 @@ pub(crate) fn judge_hour(
     } else {
         0
     };
-    let outside = if mean > forecast.upper {
-        1
-    } else if mean < forecast.lower {
-        -1
-    } else {
-        0
-    };
     Some(JudgedHour {
         hour,
         mean,
         forecast,
         side,
-        outside,
     })
 }
 
@@ -158,10 +148,9 @@ mod tests {
         let judged = judge_hour(&forecasts, closed, 60).unwrap();
         assert_eq!(judged.side, 1);
         assert!((judged.mean - 120.5).abs() < 1e-9);
-        assert_eq!(judged.outside, 1);
-        // Inside the widened band (114), outside the band; and no forecast, no judgement; too few readings neither.
+        // Inside the widened band (114); and no forecast, no judgement; too few readings neither.
         let hovering = judge_hour(&forecasts, (3600, 114.0 * 60.0, 60), 60).unwrap();
-        assert_eq!((hovering.side, hovering.outside), (0, 1));
+        assert_eq!(hovering.side, 0);
         assert!(judge_hour(&forecasts, (7200, 100.0, 1), 60).is_none());
         assert!(judge_hour(&forecasts, (3600, 120.0 * 10.0, 10), 60).is_none());
     }
