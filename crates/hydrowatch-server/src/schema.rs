@@ -11,14 +11,16 @@ use crate::sql::{Arg, DbError, Sql};
 
 type Result<T> = std::result::Result<T, DbError>;
 
-/// The schema's version: 6 adds retention (the devices' `seen_before`, the arrival of the newest
+/// The schema's version: 7 never reuses an auto-numbered id on SQLite (`AUTOINCREMENT`: a rule's
+/// or a notification's id, which receivers see, was given again after the greatest was deleted);
+/// 6 adds retention (the devices' `seen_before`, the arrival of the newest
 /// message retention removed; the forecasts' and actuals' indexes by time) and, on PostgreSQL,
 /// partitions messages, forecasts and actuals by month ([`crate::partitions`]); 5 adds the MQTT
 /// messages refused for good (`refused_messages`) and the messages' index by arrival (retention, monitoring); 4 adds notification rules, the durable queue of notifications and the
 /// alert rows the notifier has yet to plan (`unplanned_alerts`); 3 adds people (users, sessions, operator tokens) and the alarms'
 /// server-side state and audit records; 2 keys messages by (device, message id) (version 1,
 /// before it had no version table, keyed them by message id alone across the fleet).
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// The schema of both databases; `{id}` is each one's auto-numbered key, `{with:TABLE}` and
 /// `{partition:TABLE}` its partitioning of TABLE (see [`schema`]).
@@ -213,6 +215,15 @@ DROP TABLE forecasts_v5;
 DROP TABLE actuals_v5;
 ";
 
+/// The tables keyed by an auto-numbered id.
+const NUMBERED: [&str; 5] = [
+    "alerts",
+    "alarm_actions",
+    "notification_rules",
+    "notifications",
+    "refused_messages",
+];
+
 /// What the schema needs of a database beyond the SQL both accept.
 #[derive(Clone, Copy)]
 pub(crate) struct Dialect {
@@ -225,15 +236,20 @@ pub(crate) struct Dialect {
     trigger: &'static str,
     /// Whether the large tables are partitioned by month ([`crate::partitions`]).
     pub(crate) partitioned: bool,
+    /// Whether a numbered table made before version 7 gives an id again after the greatest row
+    /// is deleted, and is rebuilt by [`never_reuse_ids`] (SQLite without `AUTOINCREMENT`;
+    /// PostgreSQL's identity columns never did).
+    reused_ids_before_7: bool,
 }
 
 /// SQLite's.
 pub(crate) const SQLITE: Dialect = Dialect {
-    id: "INTEGER PRIMARY KEY",
+    id: "INTEGER PRIMARY KEY AUTOINCREMENT",
     has_table: "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
     trigger: "CREATE TRIGGER IF NOT EXISTS alerts_unplanned AFTER INSERT ON alerts
               BEGIN INSERT INTO unplanned_alerts(alert_id) VALUES (NEW.id); END;",
     partitioned: false,
+    reused_ids_before_7: true,
 };
 
 /// PostgreSQL's (`CREATE OR REPLACE TRIGGER`: PostgreSQL 14 or newer).
@@ -245,6 +261,7 @@ pub(crate) const POSTGRES: Dialect = Dialect {
               CREATE OR REPLACE TRIGGER alerts_unplanned AFTER INSERT ON alerts
               FOR EACH ROW EXECUTE FUNCTION hydrowatch_alert_unplanned();",
     partitioned: true,
+    reused_ids_before_7: false,
 };
 
 /// The schema in `dialect`: partitioned tables (a partition's key must hold the column it is
@@ -295,7 +312,8 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect, now: i64) -> Result<()
             }
             c.batch(trigger)
         }
-        0..=5 => {
+        0..=6 => {
+            let before_6 = (1..=5).contains(&version);
             // The schema without partitions: an older version's, with any table it lacked.
             let plain = self::schema(&Dialect {
                 partitioned: false,
@@ -307,7 +325,7 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect, now: i64) -> Result<()
                 );
                 c.batch(&MIGRATE_1_TO_2.replace("{schema}", &plain))?;
             }
-            if version > 0 && dialect.partitioned {
+            if before_6 && dialect.partitioned {
                 tracing::info!(
                     "server database: partitioning messages, forecasts and actuals by month (schema version 6)"
                 );
@@ -331,8 +349,12 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect, now: i64) -> Result<()
                     partitions::make(c, now, now)?;
                 }
             }
-            if version > 0 {
+            if before_6 {
                 c.batch("ALTER TABLE devices ADD COLUMN seen_before BIGINT")?;
+            }
+            if version > 0 && dialect.reused_ids_before_7 {
+                tracing::info!("server database: ids are never given twice (schema version 7)");
+                never_reuse_ids(c, &schema)?;
             }
             c.batch(trigger)?;
             c.exec("DELETE FROM schema_version", &[])?;
@@ -343,5 +365,102 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect, now: i64) -> Result<()
             Ok(())
         }
         newer => Err(DbError::Newer(newer, SCHEMA_VERSION)),
+    }
+}
+
+/// Rebuilds each numbered table of SQLite with `AUTOINCREMENT` (renamed aside, made anew by
+/// `schema`, copied back with its ids, dropped with its indexes, which `schema` then makes on the
+/// new table), and starts the rules' numbering after the greatest rule id anything still names, so
+/// that no id given before is given again. The trigger on `alerts` goes with the old table; the
+/// caller makes it anew.
+fn never_reuse_ids(c: &mut dyn Sql, schema: &str) -> Result<()> {
+    for table in NUMBERED {
+        c.batch(&format!("ALTER TABLE {table} RENAME TO {table}_v6"))?;
+    }
+    c.batch(schema)?;
+    for table in NUMBERED {
+        let columns = c
+            .rows(
+                "SELECT name FROM pragma_table_info(?1)",
+                &[Arg::Text(Some(&format!("{table}_v6")))],
+            )?
+            .iter()
+            .map(|row| row.text(0))
+            .collect::<Result<Vec<_>>>()?
+            .join(", ");
+        c.batch(&format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}_v6 ORDER BY id;
+             DROP TABLE {table}_v6;"
+        ))?;
+    }
+    c.batch(schema)?;
+    c.batch(
+        "DELETE FROM sqlite_sequence WHERE name = 'notification_rules';
+         INSERT INTO sqlite_sequence (name, seq) SELECT 'notification_rules', coalesce(max(id), 0) FROM (
+             SELECT max(id) AS id FROM notification_rules UNION ALL SELECT max(rule_id) FROM notifications
+             UNION ALL SELECT max(rule_id) FROM notified) AS named;",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::Sql;
+
+    /// A database of version 6 (numbered without `AUTOINCREMENT`) whose greatest rule was
+    /// deleted while a notification still names it gives that id again before the migration, and
+    /// no id twice after it; what it held is kept, the indexes and the trigger on `alerts` too.
+    #[test]
+    fn ids_given_before_version_7_are_never_given_again() {
+        let v6 = Dialect {
+            id: "INTEGER PRIMARY KEY",
+            ..SQLITE
+        };
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        c.batch(&schema(&v6)).unwrap();
+        c.batch(v6.trigger).unwrap();
+        c.batch(
+            "INSERT INTO schema_version VALUES (6);
+             INSERT INTO notification_rules (name, devices, series, kinds, min_stage, channel, target, group_seconds, created_at)
+                 VALUES ('a', '', '', '', 1, 'webhook', 'x', 0, 0), ('b', '', '', '', 1, 'webhook', 'x', 0, 0);
+             INSERT INTO notifications (rule_id, device_id, kind, alarms, count, created_at, due_at, sent_at)
+                 VALUES (2, 'dma-1', 'alarm', '[]', 1, 0, 0, 0), (2, 'dma-1', 'alarm', '[]', 1, 0, 0, 0);
+             DELETE FROM notification_rules WHERE id = 2;",
+        )
+        .unwrap();
+        let one = |c: &mut rusqlite::Connection, sql: &str| c.rows(sql, &[]).unwrap()[0].int(0).unwrap();
+        let add_rule = "INSERT INTO notification_rules (name, devices, series, kinds, min_stage, channel, target, group_seconds, created_at)
+                        VALUES ('c', '', '', '', 1, 'webhook', 'x', 0, 0) RETURNING id";
+        // Before: the deleted rule's id is given again (SQLite's greatest + 1).
+        c.batch("BEGIN").unwrap();
+        assert_eq!(one(&mut c, add_rule), 2);
+        c.batch("ROLLBACK").unwrap();
+        c.batch("BEGIN").unwrap();
+        migrate(&mut c, &SQLITE, 0).unwrap();
+        c.batch("COMMIT").unwrap();
+        assert_eq!(one(&mut c, "SELECT max(version) FROM schema_version"), 7);
+        // After: past every rule id a notification names, and a deleted greatest notification's
+        // id is not given again.
+        assert_eq!(one(&mut c, add_rule), 3);
+        c.batch("DELETE FROM notifications WHERE id = 2").unwrap();
+        let notification = one(
+            &mut c,
+            "INSERT INTO notifications (rule_id, device_id, kind, alarms, count, created_at, due_at)
+             VALUES (3, 'dma-1', 'alarm', '[]', 1, 0, 0) RETURNING id",
+        );
+        assert_eq!(notification, 3);
+        assert_eq!(one(&mut c, "SELECT count(*) FROM notification_rules"), 2);
+        let made = one(
+            &mut c,
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('notifications_due', 'notifications_gathering',
+             'alarm_actions_by_alarm', 'alerts_by_alarm', 'alerts_unplanned') OR name LIKE '%_v6'",
+        );
+        assert_eq!(made, 5, "the indexes and the trigger made anew, nothing left aside");
+        c.batch(
+            "INSERT INTO alerts (message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
+             VALUES ('m', 'dma-1', 1, 'flow', 'outlier', 'opened', 2, 0, '{}')",
+        )
+        .unwrap();
+        assert_eq!(one(&mut c, "SELECT count(*) FROM unplanned_alerts"), 1);
     }
 }

@@ -163,6 +163,32 @@ fn webhooks_get_each_alarm_of_each_rule_once_signed(on: On) {
 
 on_both!(webhooks_get_each_alarm_of_each_rule_once_signed);
 
+/// A rule's id is never given twice (issue #30, finding 13): the greatest rule removed, the next
+/// rule gets a new id (SQLite before schema 7 gave the removed one again, and with it the
+/// delivery ids of its notifications).
+fn a_removed_rules_id_is_never_given_again(on: On) {
+    let s = start_notifying(on, NotifySettings::default());
+    let admin = user(&s, "root", Role::Admin);
+    let add = |name: &str| {
+        let rule = json!({"name": name, "min_stage": 2, "channel": "webhook",
+            "target": "https://hooks.example.org/x", "secret": "key-0123456789ab"});
+        let (code, made) = post_as(&s, Some(&admin), "/api/v1/rules", rule);
+        assert_eq!(code, 201, "{made}");
+        made["id"].as_i64().unwrap()
+    };
+    let (first, second) = (add("first"), add("second"));
+    assert!(second > first);
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/api/v1/rules/{second}", s.url))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(add("third") > second);
+}
+
+on_both!(a_removed_rules_id_is_never_given_again);
+
 /// An e-mail rule: the SMTP sink gets one message per alarm, over STARTTLS.
 #[test]
 fn an_email_goes_out_over_starttls() {
