@@ -58,10 +58,22 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 512, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
     /// Connections served at once from one client address (0: no limit of its own), so that
-    /// one client cannot hold every slot. Behind a reverse proxy every client shares its
-    /// address: raise it to the proxy's pool, or 0.
+    /// one client cannot hold every slot. A --trusted-proxy's connections are not limited per
+    /// address (they are every client's).
     #[arg(long, default_value_t = 128, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_connections_per_address: u32,
+    /// A reverse proxy in front of the server (an address, or a network such as 10.0.0.0/8;
+    /// repeat for several): its requests count as the client's whose address it forwards in
+    /// --client-address-header, for the failed-login limits and the logs. Nobody else's header
+    /// is believed. Without it, behind a proxy every client shares the proxy's address and 20
+    /// failed logins anywhere lock everybody out for 15 minutes.
+    #[arg(long = "trusted-proxy", value_name = "ADDR[/PREFIX]", value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header in which a --trusted-proxy forwards the client's address: X-Forwarded-For
+    /// (a comma-separated list, the client's address the rightmost not a trusted proxy),
+    /// X-Real-IP, or Forwarded (RFC 7239, its for= parameter).
+    #[arg(long, default_value = "X-Forwarded-For", value_name = "NAME", requires = "trusted_proxies")]
+    pub client_address_header: String,
     /// Speak HTTPS with this certificate chain (PEM, the server's certificate first); needs
     /// --tls-key. Session cookies are then marked Secure.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -436,6 +448,11 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 ),
                 _ => None,
             };
+            let trusted_proxies = hydrowatch_server::TrustedProxies::new(
+                args.trusted_proxies.clone(),
+                &args.client_address_header,
+            )
+            .context("--client-address-header")?;
             let nobody = db.users()?.is_empty();
             let mailer = match (&args.smtp, &args.smtp_from) {
                 (Some(url), Some(from)) => {
@@ -519,6 +536,7 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     hydrowatch_server::Limits {
                         max_connections: args.max_connections as usize,
                         max_per_address: args.max_connections_per_address as usize,
+                        trusted_proxies,
                         ..hydrowatch_server::Limits::default()
                     },
                     tls,
@@ -532,6 +550,13 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// A --trusted-proxy: a network, or one address (as its /32 or /128).
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an address (10.0.0.5, ::1) nor a network (10.0.0.0/8)"))
 }
 
 /// `url` with its password replaced by `***`, for messages.

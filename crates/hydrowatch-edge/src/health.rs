@@ -317,6 +317,7 @@ pub const LIMITS: hydrowatch_listen::Limits = hydrowatch_listen::Limits {
     max_per_address: 8,
     header_timeout: std::time::Duration::from_secs(10),
     request_timeout: std::time::Duration::from_secs(30),
+    trusted_proxies: hydrowatch_listen::TrustedProxies::NONE,
 };
 
 /// The health endpoint's routes: `/health` and `/metrics`.

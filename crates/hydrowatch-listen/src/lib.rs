@@ -12,8 +12,15 @@
 //! [`Limits::header_timeout`] is closed, also between the requests of a kept-alive connection; a
 //! request that takes longer than [`Limits::request_timeout`] (a slow body included) is answered
 //! 408. With TLS (`serve --tls-cert/--tls-key`, rustls), the handshake too must be done within
-//! the header timeout. Each request carries its client's address (`ConnectInfo`). A failing
-//! accept is retried after 10 ms to 1 s and logged at most once every [`LOG_EVERY`].
+//! the header timeout. Each request carries its connection's peer (`ConnectInfo`) and its
+//! client's address ([`ClientAddress`]: the peer's, or through [`Limits::trusted_proxies`] the
+//! one they forward); a trusted proxy's connections are not limited per address (they are
+//! everybody's). A failing accept is retried after 10 ms to 1 s and logged at most once every
+//! [`LOG_EVERY`].
+
+mod proxies;
+
+pub use proxies::{BadHeaderName, ClientAddress, TrustedProxies};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -68,7 +75,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
 }
 
 /// The bounds of a listener's connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Connections served at once.
     pub max_connections: usize,
@@ -80,6 +87,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Time a request has, from its headers to the end of its answer (its body included).
     pub request_timeout: Duration,
+    /// The reverse proxies believed about the client's address.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Limits {
@@ -89,6 +98,7 @@ impl Default for Limits {
             max_per_address: 128,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            trusted_proxies: TrustedProxies::NONE,
         }
     }
 }
@@ -174,6 +184,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let tls = tls.map(TlsAcceptor::from);
+    let limits = Arc::new(limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let name = listener
@@ -202,7 +213,11 @@ pub async fn serve(
             }
         };
         let from = peer.ip();
-        let per_address = limits.max_per_address;
+        let per_address = if limits.trusted_proxies.trusts(from) {
+            0
+        } else {
+            limits.max_per_address
+        };
         let taken_here = {
             let mut open = lock(&by_address);
             let n = open.entry(from).or_insert(0);
@@ -236,7 +251,7 @@ pub async fn serve(
             });
             continue;
         };
-        let (app, stop, tls) = (app.clone(), stop_rx.clone(), tls.clone());
+        let (app, stop, tls, limits) = (app.clone(), stop_rx.clone(), tls.clone(), limits.clone());
         let by_address = by_address.clone();
         tokio::spawn(async move {
             match tls {
@@ -281,16 +296,20 @@ async fn connection<S>(
     stream: S,
     peer: SocketAddr,
     app: Router,
-    limits: Limits,
+    limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let header_timeout = limits.header_timeout;
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let mut app = app.clone();
+            let client = limits.trusted_proxies.client(peer.ip(), request.headers());
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(ClientAddress(client));
+            let limits = limits.clone();
             async move {
                 // A Router is always ready: no poll_ready needed before call.
                 let answer = tower_service::Service::call(&mut app, request);
@@ -302,7 +321,7 @@ async fn connection<S>(
         });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {

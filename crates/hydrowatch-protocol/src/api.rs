@@ -158,6 +158,9 @@ pub struct AlarmStatus {
     pub opened_at: i64,
     /// When its latest transition happened (the device's clock, Unix seconds).
     pub changed_at: i64,
+    /// When its first transition reached the server (the server's clock, Unix seconds): the
+    /// list to handle orders by it, a device's clock being possibly wrong.
+    pub arrived_at: i64,
     /// Acknowledged since it last opened or escalated.
     pub acknowledged: bool,
     /// Who acknowledged it last.

@@ -63,48 +63,150 @@ pub enum ActionError {
     Db(#[from] DbError),
 }
 
-/// The state of alarms (the rows `{where}` picks): the latest transition, the first and
-/// highest, the newest that asks for an acknowledgement, and what people did.
-const STATUS: &str = "
-SELECT a.device_id, a.alarm_id, a.series, a.kind, a.state, a.stage, a.created_at,
-       g.opened_at, g.highest, g.need_ack,
-       s.acked_through, s.acked_by, s.acked_at, s.shelved_by, s.shelved_until,
-       s.shelved_until_clear, s.shelve_reason, s.assigned_to
-FROM (SELECT device_id, alarm_id, max(id) AS last, min(created_at) AS opened_at,
-             max(stage) AS highest,
-             max(CASE WHEN state IN ('opened', 'escalated') THEN id END) AS need_ack
-      FROM alerts WHERE {where}
-      GROUP BY device_id, alarm_id) g
-JOIN alerts a ON a.id = g.last
-LEFT JOIN alarm_state s ON s.device_id = g.device_id AND s.alarm_id = g.alarm_id";
+/// Whether the alarm of row `l` of `alarm_latest` (with its `alarm_state` as `s`) is acknowledged:
+/// nothing asks for it, or people acknowledged through the newest opening or escalation.
+const ACKNOWLEDGED: &str = "(l.need_ack IS NULL OR s.acked_through >= l.need_ack)";
 
-/// [`STATUS`] of one alarm (`?1` the device, `?2` the alarm: the index finds its rows).
-static ONE: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| STATUS.replace("{where}", "device_id = ?1 AND alarm_id = ?2"));
-/// [`STATUS`] of every alarm of device `?1`, or of all when NULL.
-static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    STATUS.replace("{where}", "CAST(?1 AS TEXT) IS NULL OR device_id = ?1")
+/// Sets `to_handle` of the rows of `alarm_latest` that `{where}` picks: 1 while active or not
+/// acknowledged (the rows the list to handle reads), else 0.
+pub(crate) const TO_HANDLE: &str = "
+UPDATE alarm_latest SET to_handle = CASE WHEN state <> 'cleared' OR (need_ack IS NOT NULL AND need_ack >
+    coalesce((SELECT s.acked_through FROM alarm_state s
+              WHERE s.device_id = alarm_latest.device_id AND s.alarm_id = alarm_latest.alarm_id), 0))
+    THEN 1 ELSE 0 END
+WHERE {where}";
+
+/// The state of the alarms that `{where}` picks at `?1` (now): the latest transition, the first
+/// and highest, the newest that asks for an acknowledgement, and what people did; then whether
+/// acknowledged, shelved and cleared, and the stage it ranks by (a cleared alarm's highest).
+static STATUS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT l.device_id, l.alarm_id, l.series, l.kind, l.state, l.stage, l.changed_at,
+                l.opened_at, l.highest, l.arrived_at,
+                s.acked_by, s.acked_at, s.shelved_by, s.shelved_until,
+                s.shelved_until_clear, s.shelve_reason, s.assigned_to,
+                CASE WHEN {ACKNOWLEDGED} THEN 1 ELSE 0 END AS acknowledged,
+                CASE WHEN s.shelved_by IS NOT NULL AND CASE WHEN s.shelved_until_clear <> 0
+                     THEN l.state <> 'cleared' ELSE s.shelved_until > ?1 END THEN 1 ELSE 0 END AS shelved,
+                CASE WHEN l.state = 'cleared' THEN 1 ELSE 0 END AS cleared,
+                CASE WHEN l.state = 'cleared' THEN l.highest ELSE l.stage END AS rank_stage
+         FROM alarm_latest l
+         LEFT JOIN alarm_state s ON s.device_id = l.device_id AND s.alarm_id = l.alarm_id
+         WHERE {{where}}"
+    )
 });
 
-/// An [`AlarmStatus`] from a row of [`STATUS`], at `now`.
-fn status_of(r: &Row, now: i64) -> Result<AlarmStatus, DbError> {
+/// [`STATUS`] of one alarm (`?2` the device, `?3` the alarm).
+static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    STATUS.replace("{where}", "l.device_id = ?2 AND l.alarm_id = ?3")
+});
+
+/// [`STATUS`] of the alarms to handle of device `?2` (of all when NULL), in the order people work
+/// from: unacknowledged first, shelved last, active before cleared, higher stage first, first to
+/// arrive first (not by the device's clock, which may be wrong); `?3` of them after the first `?4`.
+static TO_HANDLE_PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    STATUS.replace(
+        "{where}",
+        "l.to_handle = 1 AND (CAST(?2 AS TEXT) IS NULL OR l.device_id = ?2)
+         ORDER BY acknowledged, shelved, cleared, rank_stage DESC, l.arrived_at, l.device_id, l.alarm_id
+         LIMIT ?3 OFFSET ?4",
+    )
+});
+
+/// How many alarms device `?1` (all when NULL) has to handle, and how many of them are
+/// unacknowledged.
+static TO_HANDLE_COUNT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT count(*), coalesce(sum(CASE WHEN {ACKNOWLEDGED} THEN 0 ELSE 1 END), 0)
+         FROM alarm_latest l
+         LEFT JOIN alarm_state s ON s.device_id = l.device_id AND s.alarm_id = l.alarm_id
+         WHERE l.to_handle = 1 AND (CAST(?1 AS TEXT) IS NULL OR l.device_id = ?1)"
+    )
+});
+
+/// Stores the transition `alert` of `device`, carried by message `message_id`, stamped
+/// `created_at` by the device, its body stored as `body`, arrived at `now`; and brings its alarm's
+/// row of `alarm_latest` up to it: the one way an alarm's transition is stored.
+pub(crate) fn record_transition(
+    c: &mut dyn Sql,
+    device: &str,
+    message_id: &str,
+    alert: &AlertBody,
+    created_at: i64,
+    body: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    // Checked on arrival (and the server's own ids): below 2^62.
+    let alarm = i64::try_from(alert.alarm_id).unwrap_or(i64::MAX);
+    let id = c.rows(
+        "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+        &[
+            Arg::Text(Some(message_id)),
+            Arg::Text(Some(device)),
+            Arg::Int(alarm),
+            Arg::Text(Some(&alert.series)),
+            Arg::Text(Some(alert.kind.name())),
+            Arg::Text(Some(alert.state.name())),
+            Arg::Int(i64::from(alert.outlier_stage)),
+            Arg::Int(created_at),
+            Arg::Text(Some(body)),
+        ],
+    )?[0]
+        .int(0)?;
+    let asks = matches!(
+        alert.state,
+        hydrowatch_protocol::Transition::Opened | hydrowatch_protocol::Transition::Escalated
+    );
+    c.exec(
+        "INSERT INTO alarm_latest (device_id, alarm_id, last_id, series, kind, state, stage, changed_at,
+                                   opened_at, highest, need_ack, arrived_at, to_handle)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?7, ?9, ?10, 1)
+         ON CONFLICT (device_id, alarm_id) DO UPDATE SET
+             last_id = excluded.last_id, series = excluded.series, kind = excluded.kind,
+             state = excluded.state, stage = excluded.stage, changed_at = excluded.changed_at,
+             opened_at = CASE WHEN excluded.opened_at < alarm_latest.opened_at
+                              THEN excluded.opened_at ELSE alarm_latest.opened_at END,
+             highest = CASE WHEN excluded.highest > alarm_latest.highest
+                            THEN excluded.highest ELSE alarm_latest.highest END,
+             need_ack = coalesce(excluded.need_ack, alarm_latest.need_ack)",
+        &[
+            Arg::Text(Some(device)),
+            Arg::Int(alarm),
+            Arg::Int(id),
+            Arg::Text(Some(&alert.series)),
+            Arg::Text(Some(alert.kind.name())),
+            Arg::Text(Some(alert.state.name())),
+            Arg::Int(i64::from(alert.outlier_stage)),
+            Arg::Int(created_at),
+            Arg::OptInt(asks.then_some(id)),
+            Arg::Int(now),
+        ],
+    )?;
+    refresh_to_handle(c, device, alarm)
+}
+
+/// Sets whether `device`'s alarm `alarm` is to handle, after a transition or an action.
+fn refresh_to_handle(c: &mut dyn Sql, device: &str, alarm: i64) -> Result<(), DbError> {
+    c.exec(
+        &TO_HANDLE.replace("{where}", "device_id = ?1 AND alarm_id = ?2"),
+        &[Arg::Text(Some(device)), Arg::Int(alarm)],
+    )?;
+    Ok(())
+}
+
+/// An [`AlarmStatus`] from a row of [`STATUS`].
+fn status_of(r: &Row) -> Result<AlarmStatus, DbError> {
     let kind_name = r.text(3)?;
     let kind = AlarmKind::ALL
         .into_iter()
         .find(|k| k.name() == kind_name)
         .ok_or_else(|| DbError::Column(3, "an alarm kind", kind_name.chars().take(20).collect()))?;
     let active = r.text(4)? != "cleared";
-    let need_ack = r.opt_int(9)?;
-    let acked_through = r.opt_int(10)?;
-    let shelved_by = r.opt_text(13)?;
-    let shelved_until = r.opt_int(14)?;
-    let until_clear = r.opt_int(15)?.unwrap_or(0) != 0;
-    let shelved = shelved_by.is_some()
-        && if until_clear {
-            active
-        } else {
-            shelved_until.is_some_and(|t| t > now)
-        };
+    let shelved_by = r.opt_text(12)?;
+    let shelved_until = r.opt_int(13)?;
+    let until_clear = r.opt_int(14)?.unwrap_or(0) != 0;
+    let shelved = r.int(18)? != 0;
     let small = |v: i64| u8::try_from(v.clamp(0, 4)).unwrap_or(0);
     Ok(AlarmStatus {
         device_id: r.text(0)?,
@@ -116,13 +218,10 @@ fn status_of(r: &Row, now: i64) -> Result<AlarmStatus, DbError> {
         active,
         opened_at: r.int(7)?,
         changed_at: r.int(6)?,
-        acknowledged: match (need_ack, acked_through) {
-            (None, _) => true,
-            (Some(need), Some(through)) => through >= need,
-            (Some(_), None) => false,
-        },
-        acknowledged_by: r.opt_text(11)?,
-        acknowledged_at: r.opt_int(12)?,
+        arrived_at: r.int(9)?,
+        acknowledged: r.int(17)? != 0,
+        acknowledged_by: r.opt_text(10)?,
+        acknowledged_at: r.opt_int(11)?,
         shelved,
         shelved_by: if shelved { shelved_by } else { None },
         shelved_until: if shelved && !until_clear {
@@ -130,29 +229,11 @@ fn status_of(r: &Row, now: i64) -> Result<AlarmStatus, DbError> {
         } else {
             None
         },
-        shelve_reason: if shelved { r.opt_text(16)? } else { None },
-        assigned_to: r.opt_text(17)?,
+        shelve_reason: if shelved { r.opt_text(15)? } else { None },
+        assigned_to: r.opt_text(16)?,
     })
 }
 
-fn statuses(
-    c: &mut dyn Sql,
-    device: Option<&str>,
-    alarm: Option<u64>,
-    now: i64,
-) -> Result<Vec<AlarmStatus>, DbError> {
-    let rows = match (device, alarm) {
-        (Some(device), Some(alarm)) => c.rows(
-            &ONE,
-            &[
-                Arg::Text(Some(device)),
-                Arg::Int(i64::try_from(alarm).unwrap_or(i64::MAX)),
-            ],
-        )?,
-        _ => c.rows(&MANY, &[Arg::Text(device)])?,
-    };
-    rows.iter().map(|r| status_of(r, now)).collect()
-}
 
 /// The state of `device`'s alarm `alarm` at `now`, if the device sent it.
 pub(crate) fn status(
@@ -161,7 +242,17 @@ pub(crate) fn status(
     alarm: u64,
     now: i64,
 ) -> Result<Option<AlarmStatus>, DbError> {
-    Ok(statuses(c, Some(device), Some(alarm), now)?.pop())
+    c.rows(
+        &ONE,
+        &[
+            Arg::Int(now),
+            Arg::Text(Some(device)),
+            Arg::Int(i64::try_from(alarm).unwrap_or(i64::MAX)),
+        ],
+    )?
+    .first()
+    .map(status_of)
+    .transpose()
 }
 
 /// Text a person typed, trimmed, within `max` characters; `what` names it in the error.
@@ -188,37 +279,52 @@ fn optional(text: Option<&str>, what: &str) -> Result<Option<String>, ActionErro
     }
 }
 
-/// The order of the list people work from: unacknowledged first, shelved last, active before
-/// cleared, higher stage first (a cleared alarm's highest), older first.
-pub fn work_order(a: &AlarmStatus, b: &AlarmStatus) -> std::cmp::Ordering {
-    let rank = |s: &AlarmStatus| {
-        let stage = if s.active { s.stage } else { s.highest_stage };
-        (
-            s.acknowledged,
-            s.shelved,
-            !s.active,
-            std::cmp::Reverse(stage),
-            s.opened_at,
-        )
-    };
-    rank(a).cmp(&rank(b))
+/// A page of the alarms people have to handle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkList {
+    /// The alarms of the page, in the order people work from.
+    pub alarms: Vec<AlarmStatus>,
+    /// How many there are to handle in all.
+    pub total: usize,
+    /// How many of them are unacknowledged.
+    pub unacknowledged: usize,
 }
 
 impl Db {
     /// The alarms people have to look at (active, or cleared but not acknowledged), of `device`
-    /// or of the whole fleet, in [`work_order`].
+    /// or of the whole fleet: at most `limit` after the first `offset` in the order people work
+    /// from (unacknowledged first, shelved last, active before cleared, higher stage first, then
+    /// first to arrive first), and how many there are. Reads only the alarms to handle.
     pub fn alarms_to_handle(
         &self,
         device: Option<&str>,
+        offset: usize,
+        limit: usize,
         now: i64,
-    ) -> Result<Vec<AlarmStatus>, DbError> {
-        let mut list: Vec<AlarmStatus> = self
-            .read(|c| statuses(c, device, None, now))?
-            .into_iter()
-            .filter(|s| s.active || !s.acknowledged)
-            .collect();
-        list.sort_by(work_order);
-        Ok(list)
+    ) -> Result<WorkList, DbError> {
+        let size = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.read(|c| {
+            let alarms = c
+                .rows(
+                    &TO_HANDLE_PAGE,
+                    &[
+                        Arg::Int(now),
+                        Arg::Text(device),
+                        Arg::Int(size(limit)),
+                        Arg::Int(size(offset)),
+                    ],
+                )?
+                .iter()
+                .map(status_of)
+                .collect::<Result<Vec<_>, DbError>>()?;
+            let counts = &c.rows(&TO_HANDLE_COUNT, &[Arg::Text(device)])?[0];
+            let count = |i| counts.int(i).map(|n| usize::try_from(n).unwrap_or(0));
+            Ok(WorkList {
+                alarms,
+                total: count(0)?,
+                unacknowledged: count(1)?,
+            })
+        })
     }
 
     /// One alarm's state, its device's transitions and people's actions, oldest first.
@@ -229,7 +335,7 @@ impl Db {
         now: i64,
     ) -> Result<Option<AlarmHistory>, DbError> {
         self.read(|c| {
-            let Some(status) = statuses(c, Some(device), Some(alarm), now)?.pop() else {
+            let Some(status) = status(c, device, alarm, now)? else {
                 return Ok(None);
             };
             let key = [
@@ -292,7 +398,7 @@ impl Db {
         now: i64,
     ) -> Result<AlarmStatus, ActionError> {
         self.write(|c| {
-            let Some(before) = statuses(c, Some(device), Some(alarm), now)?.pop() else {
+            let Some(before) = status(c, device, alarm, now)? else {
                 return Err(ActionError::NoSuchAlarm(
                     hydrowatch_core::prefix(device),
                     alarm,
@@ -419,8 +525,8 @@ impl Db {
                     Arg::Text(assignee.as_deref()),
                 ],
             )?;
-            Ok(statuses(c, Some(device), Some(alarm), now)?
-                .pop()
+            refresh_to_handle(c, device, id)?;
+            Ok(status(c, device, alarm, now)?
                 .expect("the alarm was there at the start of this transaction"))
         })
     }

@@ -216,20 +216,33 @@ pub async fn accuracy(
 #[derive(Debug, Deserialize)]
 pub struct ActiveQuery {
     device: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
 }
 
-/// `GET /api/v1/alarms/active`: the alarms people have to handle (active, or cleared and not
-/// acknowledged), unacknowledged first.
+/// Most alarms to handle in one answer of the API.
+pub const MAX_ACTIVE_LIMIT: usize = 1000;
+
+/// `GET /api/v1/alarms/active?device=&offset=&limit=`: the alarms people have to handle (active,
+/// or cleared and not acknowledged), unacknowledged first; `limit` (at most and by default
+/// [`MAX_ACTIVE_LIMIT`]) of them after the first `offset`; `X-Total-Count` says how many there are.
 pub async fn alarms_to_handle(
     State(app): State<Arc<AppState>>,
     _caller: ApiCaller,
     q: Result<Query<ActiveQuery>, QueryRejection>,
-) -> Result<axum::Json<Vec<AlarmStatus>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(bad_query)?;
     let now = chrono::Utc::now().timestamp();
-    Ok(axum::Json(tokio::task::block_in_place(|| {
-        app.db.alarms_to_handle(q.device.as_deref(), now)
-    })?))
+    let limit = q.limit.unwrap_or(MAX_ACTIVE_LIMIT).min(MAX_ACTIVE_LIMIT);
+    let list = tokio::task::block_in_place(|| {
+        app.db
+            .alarms_to_handle(q.device.as_deref(), q.offset.unwrap_or(0), limit, now)
+    })?;
+    Ok((
+        [("x-total-count", list.total.to_string())],
+        axum::Json(list.alarms),
+    )
+        .into_response())
 }
 
 /// The `{device}/{alarm_id}` of an alarm's path.

@@ -336,6 +336,7 @@ mod tests {
             active: true,
             opened_at: 1,
             changed_at: 2,
+            arrived_at: 2,
             acknowledged: true,
             acknowledged_by: Some("ana".into()),
             acknowledged_at: Some(3),

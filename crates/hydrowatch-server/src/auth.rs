@@ -260,11 +260,17 @@ fn is_local(path: &str) -> bool {
             .is_ok_and(|url| url.origin() == reqwest::Url::parse(HERE).expect("a URL").origin())
 }
 
-/// The client's address (the listener puts it on each request).
+/// The client's address: through the trusted proxies, else the connection's peer (the
+/// listener puts both on each request).
 pub fn peer(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
     parts_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<hydrowatch_listen::ClientAddress>()
+        .map(|c| c.0)
+        .or_else(|| {
+            parts_extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        })
 }
 
 #[cfg(test)]

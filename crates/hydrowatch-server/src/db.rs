@@ -328,21 +328,14 @@ impl Db {
                 let body_text = m.envelope["body"].to_string();
                 match &m.body {
                     CheckedBody::Alert(a) => {
-                        c.exec(
-                            "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                            &[
-                                Arg::Text(Some(&m.message_id)),
-                                Arg::Text(Some(device)),
-                                // Checked: below 2^62.
-                                Arg::Int(a.alarm_id as i64),
-                                Arg::Text(Some(&a.series)),
-                                Arg::Text(Some(a.kind.name())),
-                                Arg::Text(Some(a.state.name())),
-                                Arg::Int(i64::from(a.outlier_stage)),
-                                Arg::Int(m.created_at),
-                                Arg::Text(Some(&body_text)),
-                            ],
+                        crate::alarms::record_transition(
+                            c,
+                            device,
+                            &m.message_id,
+                            a,
+                            m.created_at,
+                            &body_text,
+                            now,
                         )?;
                     }
                     CheckedBody::Forecast {
@@ -397,8 +390,7 @@ impl Db {
                 .collect::<Result<Vec<_>>>()?;
             // The alarms whose latest transition is not `cleared`.
             let open = c.rows(
-                "SELECT device_id, stage FROM alerts a WHERE state != 'cleared'
-                 AND id = (SELECT max(b.id) FROM alerts b WHERE b.device_id = a.device_id AND b.alarm_id = a.alarm_id)",
+                "SELECT device_id, stage FROM alarm_latest WHERE to_handle = 1 AND state <> 'cleared'",
                 &[],
             )?;
             for r in open {
@@ -420,8 +412,7 @@ impl Db {
     /// trusted to order them (a transition stamped a day ahead would top the list for a day).
     pub fn alarms(&self, f: &AlarmFilter) -> Result<Vec<AlarmRecord>> {
         let open_clause = if f.open {
-            "AND state != 'cleared' AND id = (SELECT max(b.id) FROM alerts b
-               WHERE b.device_id = a.device_id AND b.alarm_id = a.alarm_id)"
+            "AND id IN (SELECT last_id FROM alarm_latest WHERE to_handle = 1 AND state <> 'cleared')"
         } else {
             ""
         };

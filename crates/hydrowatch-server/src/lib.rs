@@ -29,6 +29,6 @@ pub mod state;
 pub use accounts::{Role, User};
 pub use app::{Background, router, router_with, serve_in_background};
 pub use db::{Db, DbError};
-pub use hydrowatch_listen::{Limits, TlsError, serve, tls_config};
+pub use hydrowatch_listen::{Limits, TlsError, TrustedProxies, serve, tls_config};
 pub use limit::RateLimit;
 pub use state::Settings;

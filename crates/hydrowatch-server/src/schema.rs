@@ -12,8 +12,9 @@ use crate::sql::{Arg, DbError, Sql};
 type Result<T> = std::result::Result<T, DbError>;
 
 /// The schema's version: 7 never reuses an auto-numbered id on SQLite (`AUTOINCREMENT`: a rule's
-/// or a notification's id, which receivers see, was given again after the greatest was deleted);
-/// 6 adds retention (the devices' `seen_before`, the arrival of the newest
+/// or a notification's id, which receivers see, was given again after the greatest was deleted)
+/// and keeps each alarm's latest state (`alarm_latest`, so that the list to handle reads only
+/// what is to handle, not every transition ever stored); 6 adds retention (the devices' `seen_before`, the arrival of the newest
 /// message retention removed; the forecasts' and actuals' indexes by time) and, on PostgreSQL,
 /// partitions messages, forecasts and actuals by month ([`crate::partitions`]); 5 adds the MQTT
 /// messages refused for good (`refused_messages`) and the messages' index by arrival (retention, monitoring); 4 adds notification rules, the durable queue of notifications and the
@@ -57,6 +58,23 @@ CREATE TABLE IF NOT EXISTS alerts (
     UNIQUE (device_id, message_id)
 );
 CREATE INDEX IF NOT EXISTS alerts_by_alarm ON alerts (device_id, alarm_id, created_at);
+CREATE TABLE IF NOT EXISTS alarm_latest (
+    device_id TEXT NOT NULL,
+    alarm_id BIGINT NOT NULL,
+    last_id BIGINT NOT NULL,
+    series TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    stage BIGINT NOT NULL,
+    changed_at BIGINT NOT NULL,
+    opened_at BIGINT NOT NULL,
+    highest BIGINT NOT NULL,
+    need_ack BIGINT,
+    arrived_at BIGINT NOT NULL,
+    to_handle BIGINT NOT NULL,
+    PRIMARY KEY (device_id, alarm_id)
+);
+CREATE INDEX IF NOT EXISTS alarm_latest_to_handle ON alarm_latest (to_handle, device_id);
 CREATE TABLE IF NOT EXISTS forecasts (
     message_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -215,6 +233,19 @@ DROP TABLE forecasts_v5;
 DROP TABLE actuals_v5;
 ";
 
+/// Versions 1 to 6 to 7: each alarm's latest state from its transitions; the arrival of its first,
+/// which older versions did not keep, is taken as its opening on the device's clock, at most `?1`
+/// (now).
+const LATEST_OF_OLDER: &str = "
+INSERT INTO alarm_latest (device_id, alarm_id, last_id, series, kind, state, stage, changed_at,
+                          opened_at, highest, need_ack, arrived_at, to_handle)
+SELECT g.device_id, g.alarm_id, a.id, a.series, a.kind, a.state, a.stage, a.created_at,
+       g.opened_at, g.highest, g.need_ack, CASE WHEN g.opened_at > ?1 THEN ?1 ELSE g.opened_at END, 1
+FROM (SELECT device_id, alarm_id, max(id) AS last, min(created_at) AS opened_at, max(stage) AS highest,
+             max(CASE WHEN state IN ('opened', 'escalated') THEN id END) AS need_ack
+      FROM alerts GROUP BY device_id, alarm_id) g
+JOIN alerts a ON a.id = g.last";
+
 /// The tables keyed by an auto-numbered id.
 const NUMBERED: [&str; 5] = [
     "alerts",
@@ -355,6 +386,11 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect, now: i64) -> Result<()
             if version > 0 && dialect.reused_ids_before_7 {
                 tracing::info!("server database: ids are never given twice (schema version 7)");
                 never_reuse_ids(c, &schema)?;
+            }
+            if version > 0 {
+                tracing::info!("server database: each alarm's latest state (schema version 7)");
+                c.exec(LATEST_OF_OLDER, &[Arg::Int(now)])?;
+                c.exec(&crate::alarms::TO_HANDLE.replace("{where}", "1 = 1"), &[])?;
             }
             c.batch(trigger)?;
             c.exec("DELETE FROM schema_version", &[])?;

@@ -42,21 +42,7 @@ fn record(
     };
     let text = serde_json::to_string(&body).unwrap_or_default();
     let message_id = format!("server-{alarm}-{}", state.name());
-    c.exec(
-        "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
-         VALUES (?1, ?2, ?3, ?4, 'device_silent', ?5, ?6, ?7, ?8)",
-        &[
-            Arg::Text(Some(&message_id)),
-            Arg::Text(Some(device)),
-            Arg::Int(alarm),
-            Arg::Text(Some(SERIES)),
-            Arg::Text(Some(state.name())),
-            Arg::Int(stage.into()),
-            Arg::Int(now),
-            Arg::Text(Some(&text)),
-        ],
-    )?;
-    Ok(())
+    crate::alarms::record_transition(c, device, &message_id, &body, now, &text, now)
 }
 
 impl Db {
@@ -68,8 +54,8 @@ impl Db {
             let devices = c.rows(LAST_SEEN, &[])?;
             let mut open: HashMap<String, (i64, i64)> = HashMap::new();
             for r in c.rows(
-                "SELECT device_id, alarm_id, created_at FROM alerts a WHERE kind = 'device_silent' AND state != 'cleared'
-                 AND id = (SELECT max(b.id) FROM alerts b WHERE b.device_id = a.device_id AND b.alarm_id = a.alarm_id)",
+                "SELECT device_id, alarm_id, changed_at FROM alarm_latest
+                 WHERE to_handle = 1 AND kind = 'device_silent' AND state <> 'cleared'",
                 &[],
             )? {
                 open.insert(r.text(0)?, (r.int(1)?, r.int(2)?));

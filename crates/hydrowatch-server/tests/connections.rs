@@ -16,6 +16,7 @@ fn limits() -> hydrowatch_server::Limits {
         max_per_address: 0,
         header_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(2),
+        trusted_proxies: hydrowatch_server::TrustedProxies::NONE,
     }
 }
 
@@ -49,6 +50,72 @@ fn one_client_address_cannot_hold_every_connection(on: On) {
 }
 
 on_both!(one_client_address_cannot_hold_every_connection);
+
+/// Behind a trusted reverse proxy (issue #30, finding 9): its connections are not limited per
+/// address, and failed logins count against the client address it forwards, so one client's
+/// failures lock out neither the proxy's other clients nor the owner; a header from anybody else
+/// is not believed.
+fn a_trusted_proxy_forwards_each_clients_address(on: On) {
+    let s = start_limited(
+        on,
+        hydrowatch_server::RateLimit::OFF,
+        hydrowatch_server::Limits {
+            max_per_address: 10,
+            trusted_proxies: hydrowatch_server::TrustedProxies::new(
+                vec!["127.0.0.1/32".parse().unwrap()],
+                "X-Forwarded-For",
+            )
+            .unwrap(),
+            ..limits()
+        },
+    );
+    let silent: Vec<TcpStream> = (0..12).map(|_| open(&s.url)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let served = get(&s.url, "/api/v1/openapi.json");
+    assert!(served.starts_with("HTTP/1.1 200"), "{}", &served[..40]);
+    drop(silent);
+
+    common::user(&s, "ana", hydrowatch_server::Role::Operator);
+    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+    // A login through the proxy (from 127.0.0.1), or from 127.0.0.2, which is no proxy, with
+    // the header saying `client`.
+    let log_in = |from: [u8; 4], client: &str, password: &str| {
+        let browser = reqwest::blocking::Client::builder()
+            .local_address(std::net::IpAddr::from(from))
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(
+                [("x-forwarded-for".parse().unwrap(), format!("6.6.6.6, {client}").parse().unwrap())]
+                    .into_iter()
+                    .collect(),
+            )
+            .build()
+            .unwrap();
+        let url = format!("http://{addr}");
+        let page = browser.get(format!("{url}/login")).send().unwrap();
+        let (csrf, _) = common::set_cookie(&page, "hw_login").unwrap();
+        browser
+            .post(format!("{url}/login"))
+            .header("cookie", format!("hw_login={csrf}"))
+            .form(&[("csrf", csrf.as_str()), ("name", "ana"), ("password", password), ("next", "/")])
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for _ in 0..5 {
+        assert_eq!(log_in([127, 0, 0, 1], "198.51.100.1", "wrong-password"), 401);
+    }
+    assert_eq!(log_in([127, 0, 0, 1], "198.51.100.1", "ana-password"), 429);
+    // Another client of the same proxy: not locked out.
+    assert_eq!(log_in([127, 0, 0, 1], "198.51.100.2", "ana-password"), 303);
+    // Not a proxy: its header changes nothing.
+    for _ in 0..5 {
+        assert_eq!(log_in([127, 0, 0, 2], "198.51.100.3", "wrong-password"), 401);
+    }
+    assert_eq!(log_in([127, 0, 0, 2], "198.51.100.4", "ana-password"), 429);
+}
+
+on_both!(a_trusted_proxy_forwards_each_clients_address);
 
 /// A connection to the server at `url` (`http://host:port`), reads timing out after 10 s.
 fn open(url: &str) -> TcpStream {

@@ -472,3 +472,50 @@ fn the_server_speaks_tls_with_its_certificate() {
     assert!(e.contains("cert.pem"), "{e}");
     drop(runtime);
 }
+
+/// The list to handle (issue #30, findings 12 and 15): ordered by arrival where the device's
+/// clock decides nothing (an alarm stamped 1970 by a wrong clock does not top it), read a page at
+/// a time with the total in `X-Total-Count`, and an alarm cleared and acknowledged leaves it.
+fn the_list_to_handle_is_paged_and_ordered_by_arrival(on: On) {
+    let s = start(on);
+    let device = s.db.create_token("dma-1", 0).unwrap();
+    let send = |messages| assert_eq!(post(&s, Some(&device), batch("dma-1", messages)).0, 200);
+    send(vec![alert("dma-1", "m1", 7, "opened", 2, 0)]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut wrong_clock = alert("dma-1", "m2", 3, "opened", 2, 0);
+    wrong_clock["created_at"] = json!("1970-01-01T00:00:00Z");
+    send(vec![wrong_clock, alert("dma-1", "m3", 9, "opened", 1, 0)]);
+    let page = |query: &str| {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/alarms/active{query}", s.url))
+            .bearer_auth(&s.reader)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let total = r.headers()["x-total-count"].to_str().unwrap().to_string();
+        let body: serde_json::Value = r.json().unwrap();
+        let ids: Vec<u64> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["alarm_id"].as_u64().unwrap())
+            .collect();
+        (total, ids)
+    };
+    // Stage 2 before stage 1; of the two at stage 2, the first to arrive first.
+    assert_eq!(page(""), ("3".to_string(), vec![7, 3, 9]));
+    assert_eq!(page("?limit=1&offset=1"), ("3".to_string(), vec![3]));
+    assert_eq!(page("?offset=5").1, Vec::<u64>::new());
+    assert_eq!(page("?device=dma-2"), ("0".to_string(), vec![]));
+    // Cleared and acknowledged: no longer to handle.
+    send(vec![alert("dma-1", "m4", 7, "cleared", 0, 1)]);
+    assert_eq!(page("").0, "3");
+    let ana = user(&s, "ana", Role::Operator);
+    assert_eq!(post_as(&s, Some(&ana), "/api/v1/alarms/dma-1/7/ack", json!({})).0, 200);
+    assert_eq!(page(""), ("2".to_string(), vec![3, 9]));
+    // Opened again after that: to handle again, in its place by its first arrival.
+    send(vec![alert("dma-1", "m5", 7, "opened", 1, 2)]);
+    assert_eq!(page(""), ("3".to_string(), vec![3, 7, 9]));
+}
+
+on_both!(the_list_to_handle_is_paged_and_ordered_by_arrival);

@@ -1,22 +1,23 @@
-//! `/`: the fleet. The alarms people have to handle across every device (unacknowledged first,
-//! by stage and age) with their acknowledge and shelve buttons, then every device with when it
-//! was last seen and its open alarms by stage.
+//! `/?page=N`: the fleet. The alarms people have to handle across every device (unacknowledged
+//! first, by stage and arrival), a page of them at a time, with their acknowledge and shelve
+//! buttons, then every device with when it was last seen and its open alarms by stage.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use hydrowatch_protocol::AlarmStatus;
 use maud::{Markup, html};
+use serde::Deserialize;
 
 use super::{STAGE_NAMES, age, badge, page, stage_badge, utc};
 use crate::accounts::Role;
 use crate::auth::{Caller, PageCaller};
 use crate::state::{ApiError, AppState};
 
-/// Most alarms listed (the rest are counted).
-const MAX_LISTED: usize = 200;
+/// Alarms listed on one page.
+const PER_PAGE: usize = 100;
 
 /// One alarm's state for people: active or cleared, acknowledged by whom, shelved.
 pub(super) fn state_words(a: &AlarmStatus) -> Markup {
@@ -41,7 +42,7 @@ pub(super) fn state_words(a: &AlarmStatus) -> Markup {
 }
 
 /// The list of alarms to handle, with buttons for those who may act.
-pub(super) fn alarm_list(alarms: &[AlarmStatus], caller: &Caller, now: i64) -> Markup {
+fn alarm_list(alarms: &[AlarmStatus], caller: &Caller, now: i64) -> Markup {
     let operator = caller.may(Role::Operator);
     html! {
         @if alarms.is_empty() {
@@ -53,7 +54,7 @@ pub(super) fn alarm_list(alarms: &[AlarmStatus], caller: &Caller, now: i64) -> M
                     th { "state" }
                     @if operator { th { "" } }
                 }
-                @for a in alarms.iter().take(MAX_LISTED) {
+                @for a in alarms {
                     @let link = format!("/alarms/{}/{}", a.device_id, a.alarm_id);
                     tr class=(if !a.acknowledged { "unacked" } else if a.shelved { "shelved" } else { "" }) {
                         td { (stage_badge(if a.active { a.stage } else { a.highest_stage })) }
@@ -80,32 +81,48 @@ pub(super) fn alarm_list(alarms: &[AlarmStatus], caller: &Caller, now: i64) -> M
                     }
                 }
             }
-            @if alarms.len() > MAX_LISTED {
-                p { (alarms.len() - MAX_LISTED) " more not listed (the API lists them all)." }
-            }
         }
     }
 }
 
-/// `GET /`.
+/// Query of `/`: the page of the alarms to handle, from 1.
+#[derive(Debug, Deserialize)]
+pub struct FleetQuery {
+    page: Option<usize>,
+}
+
+/// `GET /?page=N`.
 pub async fn fleet(
     State(app): State<Arc<AppState>>,
     PageCaller(caller): PageCaller,
+    q: Result<Query<FleetQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let now = chrono::Utc::now().timestamp();
-    let (devices, alarms) = tokio::task::block_in_place(|| {
-        Ok::<_, crate::sql::DbError>((app.db.devices()?, app.db.alarms_to_handle(None, now)?))
+    let page_number = q.ok().and_then(|Query(q)| q.page).unwrap_or(1).max(1);
+    let offset = (page_number - 1).saturating_mul(PER_PAGE);
+    let (devices, list) = tokio::task::block_in_place(|| {
+        Ok::<_, crate::sql::DbError>((
+            app.db.devices()?,
+            app.db.alarms_to_handle(None, offset, PER_PAGE, now)?,
+        ))
     })?;
     let open: u32 = devices
         .iter()
         .map(|d| d.open_alarms.iter().sum::<u32>())
         .sum();
-    let unacked = alarms.iter().filter(|a| !a.acknowledged).count();
+    let pages = list.total.div_ceil(PER_PAGE).max(1);
     let body = html! {
         h1 { "hydrowatch fleet" }
-        p { (devices.len()) " devices · " (open) " open alarms · " (unacked) " unacknowledged" }
+        p { (devices.len()) " devices · " (open) " open alarms · " (list.unacknowledged) " unacknowledged" }
         h2 { "alarms to handle" }
-        (alarm_list(&alarms, &caller, now))
+        (alarm_list(&list.alarms, &caller, now))
+        @if pages > 1 {
+            p.pages {
+                @if page_number > 1 { a href={ "/?page=" (page_number - 1) } { "← previous" } " " }
+                "page " (page_number.min(pages)) " of " (pages) " (" (list.total) " alarms to handle)"
+                @if page_number < pages { " " a href={ "/?page=" (page_number + 1) } { "next →" } }
+            }
+        }
         h2 { "devices" }
         table {
             tr { th { "device" } th { "last seen" } th { "open alarms by stage" } }
