@@ -238,7 +238,8 @@ fn url_escape(text: &str) -> String {
 /// site, `/` otherwise. Read as a browser reads it: a browser drops tabs and line breaks from a
 /// URL and takes a backslash for a slash (`/\t/evil.example` is `//evil.example`, another
 /// host), so a path with a control character, white space or a backslash is refused, and what
-/// is left must resolve to this server.
+/// is left must resolve to this server. Only visible ASCII is taken (the dashboard's own paths
+/// are; a `Location` header carries nothing else, and a browser percent-encodes the rest).
 pub fn local_path(next: Option<&str>) -> &str {
     match next {
         Some(p) if is_local(p) => p,
@@ -251,9 +252,7 @@ fn is_local(path: &str) -> bool {
     const HERE: &str = "http://this-server.invalid/";
     let plain = path.starts_with('/')
         && !path.starts_with("//")
-        && !path
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+        && path.chars().all(|c| c.is_ascii_graphic() && c != '\\');
     plain
         && reqwest::Url::parse(HERE)
             .and_then(|here| here.join(path))
@@ -290,6 +289,9 @@ mod tests {
             "/\r\nSet-Cookie: a=b",
             "/ /evil.example",
             "/\u{0}",
+            // Found by the login form's fuzzing: a Location header of raw UTF-8.
+            "/\u{FFFD}%2F%2Fevil.example",
+            "/dma-é",
         ] {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }

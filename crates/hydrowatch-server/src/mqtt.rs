@@ -117,7 +117,7 @@ fn run(db: &Db, link: &Link, address: &str, stop: &AtomicBool, counters: &MqttCo
                     let result = if failures >= ATTEMPTS {
                         set_aside(db, &r, now)
                     } else {
-                        ingest_one(db, &r, now)
+                        ingest_message(db, &r.topic, &r.payload, now)
                     };
                     match result {
                         Ok(outcome) => {
@@ -184,43 +184,47 @@ fn set_aside(db: &Db, r: &Received, now: i64) -> Result<Outcome, DbError> {
 
 /// What became of a received message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub enum Outcome {
+    /// Stored.
     Stored,
+    /// Stored before (the same message again).
     Repeated,
+    /// Refused for good, and recorded in `refused_messages`.
     Refused,
 }
 
-/// Checks and stores one message; a message that can never be accepted is recorded in
-/// `refused_messages`. An error is the database's (try again).
-fn ingest_one(db: &Db, r: &Received, now: i64) -> Result<Outcome, DbError> {
+/// Checks and stores one message received on `topic` at `now`: the MQTT ingest's one path. A
+/// message that can never be accepted is recorded in `refused_messages`. An error is the
+/// database's (try again).
+pub fn ingest_message(db: &Db, topic: &str, payload: &[u8], now: i64) -> Result<Outcome, DbError> {
     let refuse = |device: &str, message_id: Option<&str>, reason: String| {
         tracing::error!(
-            topic = r.topic,
+            topic,
             "MQTT: message refused for good (kept in refused_messages): {reason}"
         );
         db.refuse_message(
             device,
             message_id,
-            &r.topic,
+            topic,
             &reason,
-            &r.payload,
+            payload,
             REFUSED_PREFIX,
             now,
         )
         .map(|()| Outcome::Refused)
     };
-    let (device, kind) = match parse_topic(&r.topic) {
+    let (device, kind) = match parse_topic(topic) {
         Ok(t) => t,
         Err(e) => return refuse("", None, e.to_string()),
     };
-    if r.payload.len() > MAX_PAYLOAD {
+    if payload.len() > MAX_PAYLOAD {
         return refuse(
             device,
             None,
             format!("the payload is over {} MB", MAX_PAYLOAD >> 20),
         );
     }
-    let value: Value = match serde_json::from_slice(&r.payload) {
+    let value: Value = match serde_json::from_slice(payload) {
         Ok(v) => v,
         Err(e) => {
             return refuse(
@@ -253,7 +257,8 @@ fn ingest_one(db: &Db, r: &Received, now: i64) -> Result<Outcome, DbError> {
             device,
             message_id,
             format!(
-                "published on the {kind:?} topic, but the envelope is a {}",
+                "published on the {:?} topic, but the envelope is a {}",
+                hydrowatch_core::prefix(kind),
                 checked.kind().name()
             ),
         );
