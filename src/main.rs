@@ -41,8 +41,10 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HYDROWATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Within a budget whatever happens (hydrowatch_edge::log).
+    let stderr = hydrowatch_edge::log::bounded_stderr();
     let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(move || stderr.clone())
         .with_env_filter(filter);
     if json {
         logs.json().init();

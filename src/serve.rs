@@ -72,7 +72,12 @@ pub(crate) struct ServeArgs {
     /// The header in which a --trusted-proxy forwards the client's address: X-Forwarded-For
     /// (a comma-separated list, the client's address the rightmost not a trusted proxy),
     /// X-Real-IP, or Forwarded (RFC 7239, its for= parameter).
-    #[arg(long, default_value = "X-Forwarded-For", value_name = "NAME", requires = "trusted_proxies")]
+    #[arg(
+        long,
+        default_value = "X-Forwarded-For",
+        value_name = "NAME",
+        requires = "trusted_proxies"
+    )]
     pub client_address_header: String,
     /// Speak HTTPS with this certificate chain (PEM, the server's certificate first); needs
     /// --tls-key. Session cookies are then marked Secure.
@@ -556,7 +561,9 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
 fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
     text.parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("{text:?} is neither an address (10.0.0.5, ::1) nor a network (10.0.0.0/8)"))
+        .map_err(|_| {
+            format!("{text:?} is neither an address (10.0.0.5, ::1) nor a network (10.0.0.0/8)")
+        })
 }
 
 /// `url` with its password replaced by `***`, for messages.

@@ -14,6 +14,7 @@ mod clock;
 pub mod daemon;
 pub mod health;
 pub mod latency;
+pub mod log;
 pub mod schedule;
 pub mod sources;
 pub mod uplink;

@@ -18,8 +18,10 @@ use proptest::prop_assert;
 fn database() -> (tempfile::TempDir, Arc<Db>) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(&dir.path().join("server.db")).unwrap();
-    db.add_user("ana", Role::Operator, "ana-password", 0).unwrap();
-    db.add_user("root", Role::Admin, "root-password", 0).unwrap();
+    db.add_user("ana", Role::Operator, "ana-password", 0)
+        .unwrap();
+    db.add_user("root", Role::Admin, "root-password", 0)
+        .unwrap();
     db.create_token("dma-1", 0).unwrap();
     (dir, Arc::new(db))
 }
@@ -56,7 +58,9 @@ fn runtime() -> tokio::runtime::Runtime {
 fn stays_here(path: &str) -> bool {
     let here = reqwest::Url::parse("http://server.example/").unwrap();
     path.starts_with('/')
-        && !path.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+        && !path
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
         && here.join(path).is_ok_and(|u| u.origin() == here.origin())
 }
 
@@ -100,7 +104,10 @@ fn next_parameter() {
             .nth(1)
             .and_then(|rest| rest.split('"').next())
             .unwrap_or("");
-        prop_assert!(!carried.contains('<') && !carried.contains('>'), "{carried:?}");
+        prop_assert!(
+            !carried.contains('<') && !carried.contains('>'),
+            "{carried:?}"
+        );
         Ok(())
     });
 }
@@ -197,9 +204,15 @@ fn rule_body() {
             for field in ["name", "target"] {
                 let text = answer[field].as_str().unwrap_or("");
                 prop_assert!(!text.is_empty() && text.len() <= 2048, "{field}: {answer}");
-                prop_assert!(hydrowatch_core::unsafe_text(text).is_none(), "{field}: {answer}");
+                prop_assert!(
+                    hydrowatch_core::unsafe_text(text).is_none(),
+                    "{field}: {answer}"
+                );
             }
-            prop_assert!(answer.get("secret").is_none(), "a secret read back: {answer}");
+            prop_assert!(
+                answer.get("secret").is_none(),
+                "a secret read back: {answer}"
+            );
             let request = Request::delete(format!("/api/v1/rules/{}", answer["id"]))
                 .header(header::AUTHORIZATION, format!("Bearer {admin}"))
                 .body(Body::empty())

@@ -120,9 +120,7 @@ impl Default for TrustedProxies {
 /// the IPv4 address it is.
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -149,15 +147,24 @@ mod tests {
     #[test]
     fn only_a_trusted_proxy_is_believed_and_only_to_its_right() {
         let proxies = TrustedProxies::new(
-            vec!["10.0.0.0/8".parse().unwrap(), "192.0.2.7/32".parse().unwrap()],
+            vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "192.0.2.7/32".parse().unwrap(),
+            ],
             "X-Forwarded-For",
         )
         .unwrap();
         let xff = |v: &[&str]| headers("x-forwarded-for", v);
         // Not a proxy: its header is nobody's word.
-        assert_eq!(proxies.client(ip("203.0.113.9"), &xff(&["1.2.3.4"])), ip("203.0.113.9"));
+        assert_eq!(
+            proxies.client(ip("203.0.113.9"), &xff(&["1.2.3.4"])),
+            ip("203.0.113.9")
+        );
         // Through one proxy, then two (the inner one trusted too).
-        assert_eq!(proxies.client(ip("192.0.2.7"), &xff(&["198.51.100.1"])), ip("198.51.100.1"));
+        assert_eq!(
+            proxies.client(ip("192.0.2.7"), &xff(&["198.51.100.1"])),
+            ip("198.51.100.1")
+        );
         assert_eq!(
             proxies.client(ip("192.0.2.7"), &xff(&["198.51.100.1, 10.1.2.3"])),
             ip("198.51.100.1")
@@ -172,26 +179,44 @@ mod tests {
             ip("198.51.100.1")
         );
         // Ports, brackets and mapped addresses.
-        assert_eq!(proxies.client(ip("::ffff:192.0.2.7"), &xff(&["[2001:db8::1]:443"])), ip("2001:db8::1"));
-        assert_eq!(proxies.client(ip("192.0.2.7"), &xff(&["198.51.100.1:5000"])), ip("198.51.100.1"));
+        assert_eq!(
+            proxies.client(ip("::ffff:192.0.2.7"), &xff(&["[2001:db8::1]:443"])),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            proxies.client(ip("192.0.2.7"), &xff(&["198.51.100.1:5000"])),
+            ip("198.51.100.1")
+        );
         // Missing, unreadable or huge: the proxy's own address.
-        assert_eq!(proxies.client(ip("192.0.2.7"), &HeaderMap::new()), ip("192.0.2.7"));
-        assert_eq!(proxies.client(ip("192.0.2.7"), &xff(&["6.6.6.6, bogus"])), ip("192.0.2.7"));
+        assert_eq!(
+            proxies.client(ip("192.0.2.7"), &HeaderMap::new()),
+            ip("192.0.2.7")
+        );
+        assert_eq!(
+            proxies.client(ip("192.0.2.7"), &xff(&["6.6.6.6, bogus"])),
+            ip("192.0.2.7")
+        );
         let long = format!("{}198.51.100.1", "1.1.1.1, ".repeat(600));
-        assert_eq!(proxies.client(ip("192.0.2.7"), &xff(&[&long])), ip("192.0.2.7"));
+        assert_eq!(
+            proxies.client(ip("192.0.2.7"), &xff(&[&long])),
+            ip("192.0.2.7")
+        );
         // Only proxies in the header: the first of them.
-        assert_eq!(proxies.client(ip("192.0.2.7"), &xff(&["10.9.9.9"])), ip("10.9.9.9"));
+        assert_eq!(
+            proxies.client(ip("192.0.2.7"), &xff(&["10.9.9.9"])),
+            ip("10.9.9.9")
+        );
         // Nothing trusted: never believed.
-        assert_eq!(TrustedProxies::NONE.client(ip("192.0.2.7"), &xff(&["1.2.3.4"])), ip("192.0.2.7"));
+        assert_eq!(
+            TrustedProxies::NONE.client(ip("192.0.2.7"), &xff(&["1.2.3.4"])),
+            ip("192.0.2.7")
+        );
     }
 
     #[test]
     fn forwarded_is_read_by_its_for_parameter() {
-        let proxies = TrustedProxies::new(
-            vec!["127.0.0.1/32".parse().unwrap()],
-            "Forwarded",
-        )
-        .unwrap();
+        let proxies =
+            TrustedProxies::new(vec!["127.0.0.1/32".parse().unwrap()], "Forwarded").unwrap();
         let h = headers(
             "forwarded",
             &["for=6.6.6.6;proto=http, for=\"[2001:db8:cafe::17]:4711\";by=127.0.0.1"],

@@ -68,13 +68,17 @@ pub enum ActionError {
 const ACKNOWLEDGED: &str = "(l.need_ack IS NULL OR s.acked_through >= l.need_ack)";
 
 /// Sets `to_handle` of the rows of `alarm_latest` that `{where}` picks: 1 while active or not
-/// acknowledged (the rows the list to handle reads), else 0.
-pub(crate) const TO_HANDLE: &str = "
-UPDATE alarm_latest SET to_handle = CASE WHEN state <> 'cleared' OR (need_ack IS NOT NULL AND need_ack >
-    coalesce((SELECT s.acked_through FROM alarm_state s
-              WHERE s.device_id = alarm_latest.device_id AND s.alarm_id = alarm_latest.alarm_id), 0))
-    THEN 1 ELSE 0 END
-WHERE {where}";
+/// [`ACKNOWLEDGED`] (the rows the list to handle reads), else 0.
+pub(crate) static TO_HANDLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE alarm_latest SET to_handle = (
+             SELECT CASE WHEN l.state <> 'cleared' THEN 1 WHEN {ACKNOWLEDGED} THEN 0 ELSE 1 END
+             FROM alarm_latest l
+             LEFT JOIN alarm_state s ON s.device_id = l.device_id AND s.alarm_id = l.alarm_id
+             WHERE l.device_id = alarm_latest.device_id AND l.alarm_id = alarm_latest.alarm_id)
+         WHERE {{where}}"
+    )
+});
 
 /// The state of the alarms that `{where}` picks at `?1` (now): the latest transition, the first
 /// and highest, the newest that asks for an acknowledgement, and what people did; then whether
@@ -97,9 +101,8 @@ static STATUS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 /// [`STATUS`] of one alarm (`?2` the device, `?3` the alarm).
-static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    STATUS.replace("{where}", "l.device_id = ?2 AND l.alarm_id = ?3")
-});
+static ONE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| STATUS.replace("{where}", "l.device_id = ?2 AND l.alarm_id = ?3"));
 
 /// [`STATUS`] of the alarms to handle of device `?2` (of all when NULL), in the order people work
 /// from: unacknowledged first, shelved last, active before cleared, higher stage first, first to
@@ -233,7 +236,6 @@ fn status_of(r: &Row) -> Result<AlarmStatus, DbError> {
         assigned_to: r.opt_text(16)?,
     })
 }
-
 
 /// The state of `device`'s alarm `alarm` at `now`, if the device sent it.
 pub(crate) fn status(

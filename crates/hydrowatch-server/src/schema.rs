@@ -11,16 +11,19 @@ use crate::sql::{Arg, DbError, Sql};
 
 type Result<T> = std::result::Result<T, DbError>;
 
-/// The schema's version: 7 never reuses an auto-numbered id on SQLite (`AUTOINCREMENT`: a rule's
-/// or a notification's id, which receivers see, was given again after the greatest was deleted)
-/// and keeps each alarm's latest state (`alarm_latest`, so that the list to handle reads only
-/// what is to handle, not every transition ever stored); 6 adds retention (the devices' `seen_before`, the arrival of the newest
-/// message retention removed; the forecasts' and actuals' indexes by time) and, on PostgreSQL,
-/// partitions messages, forecasts and actuals by month ([`crate::partitions`]); 5 adds the MQTT
-/// messages refused for good (`refused_messages`) and the messages' index by arrival (retention, monitoring); 4 adds notification rules, the durable queue of notifications and the
-/// alert rows the notifier has yet to plan (`unplanned_alerts`); 3 adds people (users, sessions, operator tokens) and the alarms'
-/// server-side state and audit records; 2 keys messages by (device, message id) (version 1,
-/// before it had no version table, keyed them by message id alone across the fleet).
+/// The schema's version: 7 never reuses an auto-numbered id on SQLite (`AUTOINCREMENT`: a
+/// rule's or a notification's id, which receivers see, was given again after the greatest was
+/// deleted) and keeps each alarm's latest state (`alarm_latest`, so that the list to handle
+/// reads only what is to handle, not every transition ever stored); 6 adds retention (the
+/// devices' `seen_before`, the arrival of the newest message retention removed; the forecasts'
+/// and actuals' indexes by time) and, on PostgreSQL, partitions messages, forecasts and actuals
+/// by month ([`crate::partitions`]); 5 adds the MQTT messages refused for good
+/// (`refused_messages`) and the messages' index by arrival (retention, monitoring); 4 adds
+/// notification rules, the durable queue of notifications and the alert rows the notifier has
+/// yet to plan (`unplanned_alerts`); 3 adds people (users, sessions, operator tokens) and the
+/// alarms' server-side state and audit records; 2 keys messages by (device, message id)
+/// (version 1, before it had no version table, keyed them by message id alone across the
+/// fleet).
 const SCHEMA_VERSION: i64 = 7;
 
 /// The schema of both databases; `{id}` is each one's auto-numbered key, `{with:TABLE}` and
@@ -461,10 +464,17 @@ mod tests {
                  VALUES ('a', '', '', '', 1, 'webhook', 'x', 0, 0), ('b', '', '', '', 1, 'webhook', 'x', 0, 0);
              INSERT INTO notifications (rule_id, device_id, kind, alarms, count, created_at, due_at, sent_at)
                  VALUES (2, 'dma-1', 'alarm', '[]', 1, 0, 0, 0), (2, 'dma-1', 'alarm', '[]', 1, 0, 0, 0);
-             DELETE FROM notification_rules WHERE id = 2;",
+             DELETE FROM notification_rules WHERE id = 2;
+             INSERT INTO alerts (message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
+                 VALUES ('o', 'dma-1', 5, 'flow', 'outlier', 'opened', 3, 100, '{}'),
+                        ('c', 'dma-1', 5, 'flow', 'outlier', 'cleared', 0, 200, '{}'),
+                        ('p', 'dma-1', 6, 'flow', 'outlier', 'opened', 1, 300, '{}');
+             INSERT INTO alarm_state (device_id, alarm_id, acked_through) VALUES ('dma-1', 6, 3);
+             DELETE FROM unplanned_alerts;",
         )
         .unwrap();
-        let one = |c: &mut rusqlite::Connection, sql: &str| c.rows(sql, &[]).unwrap()[0].int(0).unwrap();
+        let one =
+            |c: &mut rusqlite::Connection, sql: &str| c.rows(sql, &[]).unwrap()[0].int(0).unwrap();
         let add_rule = "INSERT INTO notification_rules (name, devices, series, kinds, min_stage, channel, target, group_seconds, created_at)
                         VALUES ('c', '', '', '', 1, 'webhook', 'x', 0, 0) RETURNING id";
         // Before: the deleted rule's id is given again (SQLite's greatest + 1).
@@ -475,6 +485,24 @@ mod tests {
         migrate(&mut c, &SQLITE, 0).unwrap();
         c.batch("COMMIT").unwrap();
         assert_eq!(one(&mut c, "SELECT max(version) FROM schema_version"), 7);
+        // Each older alarm's latest state: 5 cleared and unacknowledged (to handle, its highest
+        // stage kept), 6 active and acknowledged (to handle while active).
+        let latest = |c: &mut rusqlite::Connection, alarm: i64| {
+            let r = &c
+                .rows(
+                    "SELECT state, highest, to_handle, last_id FROM alarm_latest WHERE alarm_id = ?1",
+                    &[Arg::Int(alarm)],
+                )
+                .unwrap()[0];
+            (
+                r.text(0).unwrap(),
+                r.int(1).unwrap(),
+                r.int(2).unwrap(),
+                r.int(3).unwrap(),
+            )
+        };
+        assert_eq!(latest(&mut c, 5), ("cleared".to_string(), 3, 1, 2));
+        assert_eq!(latest(&mut c, 6), ("opened".to_string(), 1, 1, 3));
         // After: past every rule id a notification names, and a deleted greatest notification's
         // id is not given again.
         assert_eq!(one(&mut c, add_rule), 3);
@@ -491,7 +519,10 @@ mod tests {
             "SELECT count(*) FROM sqlite_master WHERE name IN ('notifications_due', 'notifications_gathering',
              'alarm_actions_by_alarm', 'alerts_by_alarm', 'alerts_unplanned') OR name LIKE '%_v6'",
         );
-        assert_eq!(made, 5, "the indexes and the trigger made anew, nothing left aside");
+        assert_eq!(
+            made, 5,
+            "the indexes and the trigger made anew, nothing left aside"
+        );
         c.batch(
             "INSERT INTO alerts (message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
              VALUES ('m', 'dma-1', 1, 'flow', 'outlier', 'opened', 2, 0, '{}')",

@@ -84,9 +84,12 @@ fn a_trusted_proxy_forwards_each_clients_address(on: On) {
             .local_address(std::net::IpAddr::from(from))
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(
-                [("x-forwarded-for".parse().unwrap(), format!("6.6.6.6, {client}").parse().unwrap())]
-                    .into_iter()
-                    .collect(),
+                [(
+                    "x-forwarded-for".parse().unwrap(),
+                    format!("6.6.6.6, {client}").parse().unwrap(),
+                )]
+                .into_iter()
+                .collect(),
             )
             .build()
             .unwrap();
@@ -96,21 +99,32 @@ fn a_trusted_proxy_forwards_each_clients_address(on: On) {
         browser
             .post(format!("{url}/login"))
             .header("cookie", format!("hw_login={csrf}"))
-            .form(&[("csrf", csrf.as_str()), ("name", "ana"), ("password", password), ("next", "/")])
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("name", "ana"),
+                ("password", password),
+                ("next", "/"),
+            ])
             .send()
             .unwrap()
             .status()
             .as_u16()
     };
     for _ in 0..5 {
-        assert_eq!(log_in([127, 0, 0, 1], "198.51.100.1", "wrong-password"), 401);
+        assert_eq!(
+            log_in([127, 0, 0, 1], "198.51.100.1", "wrong-password"),
+            401
+        );
     }
     assert_eq!(log_in([127, 0, 0, 1], "198.51.100.1", "ana-password"), 429);
     // Another client of the same proxy: not locked out.
     assert_eq!(log_in([127, 0, 0, 1], "198.51.100.2", "ana-password"), 303);
     // Not a proxy: its header changes nothing.
     for _ in 0..5 {
-        assert_eq!(log_in([127, 0, 0, 2], "198.51.100.3", "wrong-password"), 401);
+        assert_eq!(
+            log_in([127, 0, 0, 2], "198.51.100.3", "wrong-password"),
+            401
+        );
     }
     assert_eq!(log_in([127, 0, 0, 2], "198.51.100.4", "ana-password"), 429);
 }

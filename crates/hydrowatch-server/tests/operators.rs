@@ -511,7 +511,10 @@ fn the_list_to_handle_is_paged_and_ordered_by_arrival(on: On) {
     send(vec![alert("dma-1", "m4", 7, "cleared", 0, 1)]);
     assert_eq!(page("").0, "3");
     let ana = user(&s, "ana", Role::Operator);
-    assert_eq!(post_as(&s, Some(&ana), "/api/v1/alarms/dma-1/7/ack", json!({})).0, 200);
+    assert_eq!(
+        post_as(&s, Some(&ana), "/api/v1/alarms/dma-1/7/ack", json!({})).0,
+        200
+    );
     assert_eq!(page(""), ("2".to_string(), vec![3, 9]));
     // Opened again after that: to handle again, in its place by its first arrival.
     send(vec![alert("dma-1", "m5", 7, "opened", 1, 2)]);

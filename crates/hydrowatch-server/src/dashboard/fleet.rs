@@ -41,8 +41,8 @@ pub(super) fn state_words(a: &AlarmStatus) -> Markup {
     }
 }
 
-/// The list of alarms to handle, with buttons for those who may act.
-fn alarm_list(alarms: &[AlarmStatus], caller: &Caller, now: i64) -> Markup {
+/// The list of alarms to handle, with buttons for those who may act (coming back to `back`).
+fn alarm_list(alarms: &[AlarmStatus], caller: &Caller, back: &str, now: i64) -> Markup {
     let operator = caller.may(Role::Operator);
     html! {
         @if alarms.is_empty() {
@@ -68,7 +68,7 @@ fn alarm_list(alarms: &[AlarmStatus], caller: &Caller, now: i64) -> Markup {
                                 @if !a.acknowledged {
                                     form.inline method="post" action={ (link) "/ack" } {
                                         input type="hidden" name="csrf" value=(caller.csrf());
-                                        input type="hidden" name="next" value="/";
+                                        input type="hidden" name="next" value=(back);
                                         button type="submit" { "Acknowledge" }
                                     }
                                     " "
@@ -115,7 +115,7 @@ pub async fn fleet(
         h1 { "hydrowatch fleet" }
         p { (devices.len()) " devices · " (open) " open alarms · " (list.unacknowledged) " unacknowledged" }
         h2 { "alarms to handle" }
-        (alarm_list(&list.alarms, &caller, now))
+        (alarm_list(&list.alarms, &caller, &format!("/?page={page_number}"), now))
         @if pages > 1 {
             p.pages {
                 @if page_number > 1 { a href={ "/?page=" (page_number - 1) } { "← previous" } " " }
