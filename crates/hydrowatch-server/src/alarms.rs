@@ -15,6 +15,7 @@ use hydrowatch_protocol::{
 };
 
 use crate::accounts::User;
+use crate::alarm_latest::{ACKNOWLEDGED, refresh_to_handle};
 use crate::db::{Db, stored};
 use crate::sql::{Arg, DbError, Row, Sql};
 
@@ -63,23 +64,6 @@ pub enum ActionError {
     Db(#[from] DbError),
 }
 
-/// Whether the alarm of row `l` of `alarm_latest` (with its `alarm_state` as `s`) is acknowledged:
-/// nothing asks for it, or people acknowledged through the newest opening or escalation.
-const ACKNOWLEDGED: &str = "(l.need_ack IS NULL OR s.acked_through >= l.need_ack)";
-
-/// Sets `to_handle` of the rows of `alarm_latest` that `{where}` picks: 1 while active or not
-/// [`ACKNOWLEDGED`] (the rows the list to handle reads), else 0.
-pub(crate) static TO_HANDLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "UPDATE alarm_latest SET to_handle = (
-             SELECT CASE WHEN l.state <> 'cleared' THEN 1 WHEN {ACKNOWLEDGED} THEN 0 ELSE 1 END
-             FROM alarm_latest l
-             LEFT JOIN alarm_state s ON s.device_id = l.device_id AND s.alarm_id = l.alarm_id
-             WHERE l.device_id = alarm_latest.device_id AND l.alarm_id = alarm_latest.alarm_id)
-         WHERE {{where}}"
-    )
-});
-
 /// The state of the alarms that `{where}` picks at `?1` (now): the latest transition, the first
 /// and highest, the newest that asks for an acknowledgement, and what people did; then whether
 /// acknowledged, shelved and cleared, and the stage it ranks by (a cleared alarm's highest).
@@ -126,77 +110,6 @@ static TO_HANDLE_COUNT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
          WHERE l.to_handle = 1 AND (CAST(?1 AS TEXT) IS NULL OR l.device_id = ?1)"
     )
 });
-
-/// Stores the transition `alert` of `device`, carried by message `message_id`, stamped
-/// `created_at` by the device, its body stored as `body`, arrived at `now`; and brings its alarm's
-/// row of `alarm_latest` up to it: the one way an alarm's transition is stored.
-pub(crate) fn record_transition(
-    c: &mut dyn Sql,
-    device: &str,
-    message_id: &str,
-    alert: &AlertBody,
-    created_at: i64,
-    body: &str,
-    now: i64,
-) -> Result<(), DbError> {
-    // Checked on arrival (and the server's own ids): below 2^62.
-    let alarm = i64::try_from(alert.alarm_id).unwrap_or(i64::MAX);
-    let id = c.rows(
-        "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
-        &[
-            Arg::Text(Some(message_id)),
-            Arg::Text(Some(device)),
-            Arg::Int(alarm),
-            Arg::Text(Some(&alert.series)),
-            Arg::Text(Some(alert.kind.name())),
-            Arg::Text(Some(alert.state.name())),
-            Arg::Int(i64::from(alert.outlier_stage)),
-            Arg::Int(created_at),
-            Arg::Text(Some(body)),
-        ],
-    )?[0]
-        .int(0)?;
-    let asks = matches!(
-        alert.state,
-        hydrowatch_protocol::Transition::Opened | hydrowatch_protocol::Transition::Escalated
-    );
-    c.exec(
-        "INSERT INTO alarm_latest (device_id, alarm_id, last_id, series, kind, state, stage, changed_at,
-                                   opened_at, highest, need_ack, arrived_at, to_handle)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?7, ?9, ?10, 1)
-         ON CONFLICT (device_id, alarm_id) DO UPDATE SET
-             last_id = excluded.last_id, series = excluded.series, kind = excluded.kind,
-             state = excluded.state, stage = excluded.stage, changed_at = excluded.changed_at,
-             opened_at = CASE WHEN excluded.opened_at < alarm_latest.opened_at
-                              THEN excluded.opened_at ELSE alarm_latest.opened_at END,
-             highest = CASE WHEN excluded.highest > alarm_latest.highest
-                            THEN excluded.highest ELSE alarm_latest.highest END,
-             need_ack = coalesce(excluded.need_ack, alarm_latest.need_ack)",
-        &[
-            Arg::Text(Some(device)),
-            Arg::Int(alarm),
-            Arg::Int(id),
-            Arg::Text(Some(&alert.series)),
-            Arg::Text(Some(alert.kind.name())),
-            Arg::Text(Some(alert.state.name())),
-            Arg::Int(i64::from(alert.outlier_stage)),
-            Arg::Int(created_at),
-            Arg::OptInt(asks.then_some(id)),
-            Arg::Int(now),
-        ],
-    )?;
-    refresh_to_handle(c, device, alarm)
-}
-
-/// Sets whether `device`'s alarm `alarm` is to handle, after a transition or an action.
-fn refresh_to_handle(c: &mut dyn Sql, device: &str, alarm: i64) -> Result<(), DbError> {
-    c.exec(
-        &TO_HANDLE.replace("{where}", "device_id = ?1 AND alarm_id = ?2"),
-        &[Arg::Text(Some(device)), Arg::Int(alarm)],
-    )?;
-    Ok(())
-}
 
 /// An [`AlarmStatus`] from a row of [`STATUS`].
 fn status_of(r: &Row) -> Result<AlarmStatus, DbError> {

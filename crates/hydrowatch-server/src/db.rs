@@ -328,7 +328,7 @@ impl Db {
                 let body_text = m.envelope["body"].to_string();
                 match &m.body {
                     CheckedBody::Alert(a) => {
-                        crate::alarms::record_transition(
+                        crate::alarm_latest::record_transition(
                             c,
                             device,
                             &m.message_id,

@@ -8,6 +8,7 @@
 //! batch is stored whole or not at all; tokens are kept only as SHA-256 hashes.
 
 pub mod accounts;
+mod alarm_latest;
 pub mod alarm_load;
 pub mod alarms;
 pub mod api;

@@ -393,7 +393,10 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect, now: i64) -> Result<()
             if version > 0 {
                 tracing::info!("server database: each alarm's latest state (schema version 7)");
                 c.exec(LATEST_OF_OLDER, &[Arg::Int(now)])?;
-                c.exec(&crate::alarms::TO_HANDLE.replace("{where}", "1 = 1"), &[])?;
+                c.exec(
+                    &crate::alarm_latest::TO_HANDLE.replace("{where}", "1 = 1"),
+                    &[],
+                )?;
             }
             c.batch(trigger)?;
             c.exec("DELETE FROM schema_version", &[])?;

@@ -42,7 +42,7 @@ fn record(
     };
     let text = serde_json::to_string(&body).unwrap_or_default();
     let message_id = format!("server-{alarm}-{}", state.name());
-    crate::alarms::record_transition(c, device, &message_id, &body, now, &text, now)
+    crate::alarm_latest::record_transition(c, device, &message_id, &body, now, &text, now)
 }
 
 impl Db {
