@@ -10,7 +10,7 @@ use hydrowatch_core::time::format_local;
 use hydrowatch_forecast::combination::Combination;
 use hydrowatch_forecast::neural::{Loss, ModelKind, NeuralConfig, Strategy};
 use hydrowatch_forecast::{Fitted, Forecaster, HORIZON, Predict};
-use hydrowatch_ops::forecasting as ops;
+use hydrowatch_ops::models;
 
 use crate::context::Context;
 use crate::forecasting::{InputArgs, fit_with_bar, model_names, network};
@@ -161,7 +161,7 @@ pub(crate) fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
         }
     }
     let (_, fitted) = best.expect("at least one candidate");
-    ops::save_model(&fitted, &history, &args.model_dir)?;
+    models::save_model(&fitted, &history, &args.model_dir)?;
     println!(
         "fitted {} on {} hours of {source}",
         fitted.name(),
@@ -174,7 +174,7 @@ pub(crate) fn train(global: &Global, args: TrainArgs) -> anyhow::Result<()> {
         }
         _ => 0,
     };
-    if let Some((net, folder)) = ops::network_of(&fitted, &args.model_dir) {
+    if let Some((net, folder)) = models::network_of(&fitted, &args.model_dir) {
         let title = format!(
             "{} ({} epochs, batch {})",
             net.name(),

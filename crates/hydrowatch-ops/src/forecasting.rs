@@ -5,12 +5,11 @@
 //! backtests better than the one in use. `hydrowatch forecast` and the daemon's jobs both call
 //! these: one code path.
 //!
-//! A model folder is replaced whole: the new one is written beside it and renamed into place,
-//! so a crash while saving leaves the old model, never half of a new one.
+//! A model folder is replaced whole ([`crate::models`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono_tz::Tz;
 use hydrowatch_config::Config;
@@ -19,60 +18,15 @@ use hydrowatch_core::time::format_local;
 use hydrowatch_forecast::backtest::{Schedule, origins};
 use hydrowatch_forecast::calendar::{DeviceCalendar, device_calendar};
 use hydrowatch_forecast::forecaster::best_baseline;
-use hydrowatch_forecast::neural::FittedNeural;
 use hydrowatch_forecast::{
-    Fit, Fitted, Forecast, ForecastError, Forecaster, History, Holidays, Predict, artifact,
+    Fit, Forecast, ForecastError, Forecaster, History, Holidays, Predict, artifact,
 };
 use hydrowatch_store::{ForecastPoint, Kept, OutboxLimits, Retrain, SeriesInfo, Store, StoreError};
 
+use crate::error::{JobError, PerSeries};
 use crate::judge::Outbound;
+use crate::models::{clear, fresh_dir, install, saved_model};
 use crate::training::{Comparison, HistoryData, Order, Outcome, Training};
-
-/// Why a forecast or a retraining failed.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// The database failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The forecaster failed.
-    #[error(transparent)]
-    Forecast(#[from] ForecastError),
-    /// A file could not be written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
-    /// Nothing to forecast from.
-    #[error("series {series} of {db} has no readings")]
-    NoReadings {
-        /// The series.
-        series: String,
-        /// The database.
-        db: String,
-    },
-    /// The training process failed (killed, or it could not train).
-    #[error("{0}")]
-    Worker(String),
-    /// The default forecaster recorded for a series is not one this program knows.
-    #[error(
-        "series {series}: unknown default forecaster {name:?} (run `hydrowatch backtest --select` again)"
-    )]
-    UnknownForecaster {
-        /// The series.
-        series: String,
-        /// The recorded name.
-        name: String,
-    },
-}
-
-/// What an operation over several series did for each: its name and its result.
-pub type PerSeries<T> = Vec<(String, Result<T, JobError>)>;
-
-/// Fits a forecaster (the command line shows a progress bar; the daemon logs).
-pub type Trainer<'a> = &'a dyn Fn(&Forecaster, &History) -> Result<Fitted, ForecastError>;
 
 /// The device's days off in `zone` (the device's, or a file's): the national holidays of its
 /// country and its region's, and the days `[forecast]` lists (see [`device_calendar`]).
@@ -122,113 +76,6 @@ pub fn series_forecaster(store: &Store, series: &SeriesInfo) -> Result<Forecaste
             name: m.name,
         }),
         None => Ok(Forecaster::default()),
-    }
-}
-
-/// Writes the training log of `model` as CSV: `net,epoch,train_loss,val_loss,learning_rate`.
-pub fn write_loss_history(model: &FittedNeural, path: &Path) -> std::io::Result<()> {
-    let mut out = BufWriter::new(File::create(path)?);
-    writeln!(out, "net,epoch,train_loss,val_loss,learning_rate")?;
-    for (net, log) in model.log.iter().enumerate() {
-        for e in log {
-            writeln!(
-                out,
-                "{},{},{},{},{}",
-                net + 1,
-                e.epoch,
-                e.train_loss,
-                e.val_loss,
-                e.learning_rate
-            )?;
-        }
-    }
-    out.flush()
-}
-
-/// The network of a trained forecaster (a network, or a combination's member) and the folder
-/// it is saved in, inside the model's folder `dir`.
-pub fn network_of<'a>(model: &'a Fitted, dir: &Path) -> Option<(&'a FittedNeural, PathBuf)> {
-    match model {
-        Fitted::Network(n) => Some((n.as_ref(), dir.to_path_buf())),
-        Fitted::Combination(c) => c.network.as_ref().map(|n| (n, dir.join("network"))),
-        _ => None,
-    }
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> JobError {
-    let path = path.to_path_buf();
-    move |source| JobError::Io { path, source }
-}
-
-/// `.<name>.<what>` beside the folder `dir`.
-fn beside(dir: &Path, what: &str) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map_or("model".into(), |n| n.to_string_lossy().into_owned());
-    dir.parent()
-        .unwrap_or(Path::new("."))
-        .join(format!(".{name}.{what}"))
-}
-
-/// Where a new model for the folder `dir` is written before it is renamed into place:
-/// `.<name>.new` beside it.
-pub(crate) fn fresh_dir(dir: &Path) -> PathBuf {
-    beside(dir, "new")
-}
-
-/// Writes `model` (and its network's loss history) as the new folder `out` (removed first when
-/// a crash left one there).
-pub(crate) fn write_model(model: &Fitted, history: &History, out: &Path) -> Result<(), JobError> {
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(io_error(out))?;
-    }
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-    }
-    let context = artifact::Context {
-        step: 3600,
-        timezone: history.timezone,
-        holidays: history.holidays.clone(),
-    };
-    artifact::save_fitted(model, &context, out)?;
-    if let Some((net, folder)) = network_of(model, out) {
-        let path = folder.join("loss_history.csv");
-        write_loss_history(net, &path).map_err(io_error(&path))?;
-    }
-    Ok(())
-}
-
-/// Puts the model folder `fresh` in the place of `dir` by renaming (the old one moved aside
-/// first and removed after), so that a crash at any point leaves a whole model in `dir` or
-/// none, never half of one.
-pub(crate) fn install(fresh: &Path, dir: &Path) -> Result<(), JobError> {
-    let old = beside(dir, "old");
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
-    }
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(io_error(dir))?;
-    }
-    std::fs::rename(fresh, dir).map_err(io_error(dir))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
-    }
-    Ok(())
-}
-
-/// Saves `model` as the folder `dir`, replacing what was there in one rename.
-pub fn save_model(model: &Fitted, history: &History, dir: &Path) -> Result<(), JobError> {
-    let fresh = fresh_dir(dir);
-    write_model(model, history, &fresh)?;
-    install(&fresh, dir)
-}
-
-/// Removes what a training left in `fresh` (nothing to do when it left nothing).
-fn clear(fresh: &Path) {
-    if fresh.exists()
-        && let Err(e) = std::fs::remove_dir_all(fresh)
-    {
-        tracing::warn!("cannot remove {}: {e}", fresh.display());
     }
 }
 
@@ -457,23 +304,6 @@ fn write_csv_copy(dir: &Path, series: &str, fc: &Forecast, tz: Tz) -> std::io::R
     out.flush()?;
     drop(out);
     std::fs::rename(tmp, path)
-}
-
-/// The model saved in `dir` if it is the forecaster `forecaster` names and can be read; a
-/// folder that cannot be read is logged (and replaced by the caller).
-pub(crate) fn saved_model(dir: &Path, forecaster: &Forecaster) -> Option<Fitted> {
-    let saved = dir.join("model.json").is_file() || dir.join("combination.json").is_file();
-    if !saved {
-        return None;
-    }
-    match artifact::load_fitted(dir) {
-        Ok((m, _)) if m.name() == forecaster.name() => Some(m),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), "{e}; training a new model");
-            None
-        }
-    }
 }
 
 /// Retrains each series of the database in turn ([`retrain_series`]) until `stop` says so.

@@ -14,18 +14,22 @@
 //! - [`envelope`]: the messages to the central server (hydrowatch-protocol's types).
 //! - [`import`]: CSV files into the database, all or nothing;
 //! - [`training`]: a model's training as plain data in and out, to run in this process or in a
-//!   child process whose memory returns when it exits.
+//!   child process whose memory returns when it exits;
+//! - [`models`]: a series' model folder, replaced whole by a rename;
+//! - [`error`]: why an operation failed.
 //!
 //! Invariants: nothing here keeps state between calls but the database and the model folders;
 //! every write of a result is one transaction or a rename, so a crash leaves the old state.
 
 pub mod contest;
 pub mod envelope;
+pub mod error;
 pub mod export;
 pub mod forecasting;
 pub mod history;
 pub mod import;
 pub mod judge;
 pub mod labels;
+pub mod models;
 pub mod retention;
 pub mod training;

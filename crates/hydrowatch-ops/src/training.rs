@@ -7,7 +7,7 @@
 //! Invariants: the work writes nothing but the folder `order.out` (never the database, never the
 //! folder of the model in use); `out` holds a complete model when the work succeeds with
 //! `keep`, and nothing is promised about it otherwise (the caller removes it). The caller alone
-//! puts a kept model in place, by renaming ([`crate::forecasting::install`]).
+//! puts a kept model in place, by renaming ([`crate::models::install`]).
 
 use std::path::PathBuf;
 
@@ -17,7 +17,11 @@ use hydrowatch_forecast::backtest::evaluate;
 use hydrowatch_forecast::{Fitted, ForecastError, Forecaster, History, Holidays};
 use serde::{Deserialize, Serialize};
 
-use crate::forecasting::{JobError, Trainer, saved_model, write_model};
+use crate::error::JobError;
+use crate::models::{saved_model, write_model};
+
+/// Fits a forecaster (the command line shows a progress bar; the daemon logs).
+pub type Trainer<'a> = &'a dyn Fn(&Forecaster, &History) -> Result<Fitted, ForecastError>;
 
 /// An hourly history as plain data (missing hours are `null`, not `NaN`, which JSON lacks).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -25,7 +25,7 @@ fn quick(forecaster: &Forecaster, history: &History) -> Result<Fitted, ForecastE
 /// Training in this process with [`quick`].
 fn here(
     order: &Order,
-) -> Result<hydrowatch_ops::training::Outcome, hydrowatch_ops::forecasting::JobError> {
+) -> Result<hydrowatch_ops::training::Outcome, hydrowatch_ops::error::JobError> {
     carry_out(order, &quick)
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use hydrowatch_forecast::neural::{EpochLog, MAX_TRAINING_HOURS};
 use hydrowatch_forecast::{Forecaster, History};
-use hydrowatch_ops::forecasting::JobError;
+use hydrowatch_ops::error::JobError;
 use hydrowatch_ops::training::{Answer, Order, Outcome, carry_out};
 
 use super::Shared;
