@@ -3,8 +3,8 @@
 //! arrival of its first at the server, and whether it is to handle. The list people work from
 //! reads these rows only, never every transition ever stored.
 //!
-//! Invariants: a transition is stored only by [`record_transition`], which brings the alarm's row
-//! up to it in the same transaction; `to_handle` is 1 exactly while the alarm is active or not
+//! Invariants: a transition is stored only by [`NewTransitions`], which brings its alarm's row up
+//! to it in the same transaction; `to_handle` is 1 exactly while the alarm is active or not
 //! [`ACKNOWLEDGED`], set by [`refresh_to_handle`] after every transition and every action.
 
 use hydrowatch_protocol::AlertBody;
@@ -28,66 +28,116 @@ pub(crate) static TO_HANDLE: std::sync::LazyLock<String> = std::sync::LazyLock::
     )
 });
 
-/// Stores the transition `alert` of `device`, carried by message `message_id`, stamped
-/// `created_at` by the device, its body stored as `body`, arrived at `now`; and brings its alarm's
-/// row of `alarm_latest` up to it: the one way an alarm's transition is stored.
-pub(crate) fn record_transition(
-    c: &mut dyn Sql,
-    device: &str,
-    message_id: &str,
-    alert: &AlertBody,
-    created_at: i64,
-    body: &str,
-    now: i64,
-) -> Result<(), DbError> {
-    // Checked on arrival (and the server's own ids): below 2^62.
-    let alarm = i64::try_from(alert.alarm_id).unwrap_or(i64::MAX);
-    let id = c.rows(
-        "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
-        &[
-            Arg::Text(Some(message_id)),
-            Arg::Text(Some(device)),
-            Arg::Int(alarm),
-            Arg::Text(Some(&alert.series)),
-            Arg::Text(Some(alert.kind.name())),
-            Arg::Text(Some(alert.state.name())),
-            Arg::Int(i64::from(alert.outlier_stage)),
-            Arg::Int(created_at),
-            Arg::Text(Some(body)),
-        ],
-    )?[0]
-        .int(0)?;
-    let asks = matches!(
-        alert.state,
-        hydrowatch_protocol::Transition::Opened | hydrowatch_protocol::Transition::Escalated
-    );
+/// Brings `alarm_latest` up to the transitions that `{where}` picks (in `alerts`), one row per
+/// alarm however many of its transitions there are: the latest, the first opening, the highest
+/// stage, the newest that asks for an acknowledgement; `{arrived}` is a new alarm's arrival.
+/// `to_handle` is set to 1 here and put right by [`TO_HANDLE`] afterwards.
+const UPSERT: &str = "
+INSERT INTO alarm_latest (device_id, alarm_id, last_id, series, kind, state, stage, changed_at,
+                          opened_at, highest, need_ack, arrived_at, to_handle)
+SELECT g.device_id, g.alarm_id, a.id, a.series, a.kind, a.state, a.stage, a.created_at,
+       g.opened_at, g.highest, g.need_ack, {arrived}, 1
+FROM (SELECT device_id, alarm_id, max(id) AS last, min(created_at) AS opened_at, max(stage) AS highest,
+             max(CASE WHEN state IN ('opened', 'escalated') THEN id END) AS need_ack
+      FROM alerts WHERE {where} GROUP BY device_id, alarm_id) g
+JOIN alerts a ON a.id = g.last
+ON CONFLICT (device_id, alarm_id) DO UPDATE SET
+    last_id = excluded.last_id, series = excluded.series, kind = excluded.kind,
+    state = excluded.state, stage = excluded.stage, changed_at = excluded.changed_at,
+    opened_at = CASE WHEN excluded.opened_at < alarm_latest.opened_at
+                     THEN excluded.opened_at ELSE alarm_latest.opened_at END,
+    highest = CASE WHEN excluded.highest > alarm_latest.highest
+                   THEN excluded.highest ELSE alarm_latest.highest END,
+    need_ack = coalesce(excluded.need_ack, alarm_latest.need_ack), to_handle = 1";
+
+/// Builds `alarm_latest` from every transition of an older database (versions 1 to 6): the
+/// arrival of an alarm's first transition, which they did not keep, taken as its opening on the
+/// device's clock, at most `now`.
+pub(crate) fn build_from_older(c: &mut dyn Sql, now: i64) -> Result<(), DbError> {
     c.exec(
-        "INSERT INTO alarm_latest (device_id, alarm_id, last_id, series, kind, state, stage, changed_at,
-                                   opened_at, highest, need_ack, arrived_at, to_handle)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?7, ?9, ?10, 1)
-         ON CONFLICT (device_id, alarm_id) DO UPDATE SET
-             last_id = excluded.last_id, series = excluded.series, kind = excluded.kind,
-             state = excluded.state, stage = excluded.stage, changed_at = excluded.changed_at,
-             opened_at = CASE WHEN excluded.opened_at < alarm_latest.opened_at
-                              THEN excluded.opened_at ELSE alarm_latest.opened_at END,
-             highest = CASE WHEN excluded.highest > alarm_latest.highest
-                            THEN excluded.highest ELSE alarm_latest.highest END,
-             need_ack = coalesce(excluded.need_ack, alarm_latest.need_ack)",
-        &[
-            Arg::Text(Some(device)),
-            Arg::Int(alarm),
-            Arg::Int(id),
-            Arg::Text(Some(&alert.series)),
-            Arg::Text(Some(alert.kind.name())),
-            Arg::Text(Some(alert.state.name())),
-            Arg::Int(i64::from(alert.outlier_stage)),
-            Arg::Int(created_at),
-            Arg::OptInt(asks.then_some(id)),
-            Arg::Int(now),
-        ],
+        &UPSERT.replace("{where}", "1 = 1").replace(
+            "{arrived}",
+            "CASE WHEN g.opened_at > ?1 THEN ?1 ELSE g.opened_at END",
+        ),
+        &[Arg::Int(now)],
     )?;
-    refresh_to_handle(c, device, alarm)
+    c.exec(&TO_HANDLE.replace("{where}", "1 = 1"), &[])?;
+    Ok(())
+}
+
+/// The transitions of one device stored in one transaction: each stored by [`Self::record`],
+/// then [`Self::finish`] brings their alarms' rows up to them (two statements for the whole
+/// batch, not per transition). The one way an alarm's transition is stored.
+pub(crate) struct NewTransitions<'a> {
+    device: &'a str,
+    /// The first and last `alerts` id stored (a device's transitions of one transaction are
+    /// the only rows of that device between them: its ingests take turns).
+    ids: Option<(i64, i64)>,
+}
+
+impl<'a> NewTransitions<'a> {
+    /// None yet, of `device`.
+    pub(crate) fn of(device: &'a str) -> Self {
+        NewTransitions { device, ids: None }
+    }
+
+    /// Stores the transition `alert`, carried by message `message_id`, stamped `created_at` by
+    /// the device, its body stored as `body`.
+    pub(crate) fn record(
+        &mut self,
+        c: &mut dyn Sql,
+        message_id: &str,
+        alert: &AlertBody,
+        created_at: i64,
+        body: &str,
+    ) -> Result<(), DbError> {
+        let id = c.rows(
+            "INSERT INTO alerts(message_id, device_id, alarm_id, series, kind, state, stage, created_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+            &[
+                Arg::Text(Some(message_id)),
+                Arg::Text(Some(self.device)),
+                // Checked on arrival (and the server's own ids): below 2^62.
+                Arg::Int(i64::try_from(alert.alarm_id).unwrap_or(i64::MAX)),
+                Arg::Text(Some(&alert.series)),
+                Arg::Text(Some(alert.kind.name())),
+                Arg::Text(Some(alert.state.name())),
+                Arg::Int(i64::from(alert.outlier_stage)),
+                Arg::Int(created_at),
+                Arg::Text(Some(body)),
+            ],
+        )?[0]
+            .int(0)?;
+        self.ids = Some(self.ids.map_or((id, id), |(first, _)| (first, id)));
+        Ok(())
+    }
+
+    /// Brings the rows of the alarms of the transitions stored, arrived at `now`, up to them.
+    pub(crate) fn finish(self, c: &mut dyn Sql, now: i64) -> Result<(), DbError> {
+        let Some((first, last)) = self.ids else {
+            return Ok(());
+        };
+        let (device, first, last) = (
+            Arg::Text(Some(self.device)),
+            Arg::Int(first),
+            Arg::Int(last),
+        );
+        c.exec(
+            &UPSERT
+                .replace("{where}", "device_id = ?2 AND id BETWEEN ?3 AND ?4")
+                .replace("{arrived}", "CAST(?1 AS BIGINT)"),
+            &[Arg::Int(now), device.clone(), first.clone(), last.clone()],
+        )?;
+        c.exec(
+            &TO_HANDLE.replace(
+                "{where}",
+                "(device_id, alarm_id) IN (SELECT device_id, alarm_id FROM alerts
+                                           WHERE device_id = ?1 AND id BETWEEN ?2 AND ?3)",
+            ),
+            &[device, first, last],
+        )?;
+        Ok(())
+    }
 }
 
 /// Sets whether `device`'s alarm `alarm` is to handle, after a transition or an action.

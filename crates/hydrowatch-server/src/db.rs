@@ -286,6 +286,7 @@ impl Db {
             }
             let mut stored = 0;
             let mut conflicts = Vec::new();
+            let mut transitions = crate::alarm_latest::NewTransitions::of(device);
             for m in messages {
                 let before = c.rows(
                     "SELECT envelope FROM messages WHERE device_id = ?1 AND message_id = ?2",
@@ -328,15 +329,7 @@ impl Db {
                 let body_text = m.envelope["body"].to_string();
                 match &m.body {
                     CheckedBody::Alert(a) => {
-                        crate::alarm_latest::record_transition(
-                            c,
-                            device,
-                            &m.message_id,
-                            a,
-                            m.created_at,
-                            &body_text,
-                            now,
-                        )?;
+                        transitions.record(c, &m.message_id, a, m.created_at, &body_text)?;
                     }
                     CheckedBody::Forecast {
                         body,
@@ -366,6 +359,7 @@ impl Db {
                     CheckedBody::Heartbeat(_) => {}
                 }
             }
+            transitions.finish(c, now)?;
             if conflicts.is_empty() {
                 Ok(stored)
             } else {

@@ -236,19 +236,6 @@ DROP TABLE forecasts_v5;
 DROP TABLE actuals_v5;
 ";
 
-/// Versions 1 to 6 to 7: each alarm's latest state from its transitions; the arrival of its first,
-/// which older versions did not keep, is taken as its opening on the device's clock, at most `?1`
-/// (now).
-const LATEST_OF_OLDER: &str = "
-INSERT INTO alarm_latest (device_id, alarm_id, last_id, series, kind, state, stage, changed_at,
-                          opened_at, highest, need_ack, arrived_at, to_handle)
-SELECT g.device_id, g.alarm_id, a.id, a.series, a.kind, a.state, a.stage, a.created_at,
-       g.opened_at, g.highest, g.need_ack, CASE WHEN g.opened_at > ?1 THEN ?1 ELSE g.opened_at END, 1
-FROM (SELECT device_id, alarm_id, max(id) AS last, min(created_at) AS opened_at, max(stage) AS highest,
-             max(CASE WHEN state IN ('opened', 'escalated') THEN id END) AS need_ack
-      FROM alerts GROUP BY device_id, alarm_id) g
-JOIN alerts a ON a.id = g.last";
-
 /// The tables keyed by an auto-numbered id.
 const NUMBERED: [&str; 5] = [
     "alerts",
@@ -392,11 +379,7 @@ pub(crate) fn migrate(c: &mut dyn Sql, dialect: &Dialect, now: i64) -> Result<()
             }
             if version > 0 {
                 tracing::info!("server database: each alarm's latest state (schema version 7)");
-                c.exec(LATEST_OF_OLDER, &[Arg::Int(now)])?;
-                c.exec(
-                    &crate::alarm_latest::TO_HANDLE.replace("{where}", "1 = 1"),
-                    &[],
-                )?;
+                crate::alarm_latest::build_from_older(c, now)?;
             }
             c.batch(trigger)?;
             c.exec("DELETE FROM schema_version", &[])?;

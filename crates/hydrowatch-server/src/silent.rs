@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use hydrowatch_protocol::{AlarmKind, AlertBody, Direction, SERVER_ALARM_IDS, Transition};
 
+use crate::alarm_latest::NewTransitions;
 use crate::db::{Db, LAST_SEEN};
 use crate::sql::{Arg, DbError, Sql};
 
@@ -42,7 +43,9 @@ fn record(
     };
     let text = serde_json::to_string(&body).unwrap_or_default();
     let message_id = format!("server-{alarm}-{}", state.name());
-    crate::alarm_latest::record_transition(c, device, &message_id, &body, now, &text, now)
+    let mut transitions = NewTransitions::of(device);
+    transitions.record(c, &message_id, &body, now, &text)?;
+    transitions.finish(c, now)
 }
 
 impl Db {

@@ -52,12 +52,16 @@ pub struct Queued {
 /// Due notifications taken per device at most (one device's flood leaves room for the others').
 pub const TAKEN_PER_DEVICE: i64 = 100;
 
-/// The notifications due at `?1`, at most `?2`, oldest first, at most `?3` of each device.
+/// The notifications due at `?1`, at most `?2`, oldest first, at most `?3` of each device. The
+/// outer test of being due is not redundant: on PostgreSQL a row another server took (and
+/// leased) while this query ran is read again under `FOR UPDATE`, and only the outer conditions
+/// are checked again, so without it both servers would send it (seen: 24 of 200 sent twice).
 const DUE: &str =
     "SELECT id, rule_id, device_id, kind, alarms, count, attempts, created_at FROM notifications
      WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY device_id ORDER BY due_at, id) AS turn
                                   FROM notifications WHERE sent_at IS NULL AND failed_at IS NULL AND due_at <= ?1) AS due
                   WHERE turn <= ?3)
+       AND sent_at IS NULL AND failed_at IS NULL AND due_at <= ?1
      ORDER BY due_at, id LIMIT ?2";
 
 fn queued_of(r: &Row) -> Result<Queued, DbError> {
