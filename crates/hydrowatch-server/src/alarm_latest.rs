@@ -126,7 +126,7 @@ impl<'a> NewTransitions<'a> {
             &UPSERT
                 .replace("{where}", "device_id = ?2 AND id BETWEEN ?3 AND ?4")
                 .replace("{arrived}", "CAST(?1 AS BIGINT)"),
-            &[Arg::Int(now), device.clone(), first.clone(), last.clone()],
+            &[Arg::Int(now), device, first, last],
         )?;
         c.exec(
             &TO_HANDLE.replace(
