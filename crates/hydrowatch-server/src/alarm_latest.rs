@@ -29,26 +29,38 @@ pub(crate) static TO_HANDLE: std::sync::LazyLock<String> = std::sync::LazyLock::
 });
 
 /// Brings `alarm_latest` up to the transitions that `{where}` picks (in `alerts`), one row per
-/// alarm however many of its transitions there are: the latest, the first opening, the highest
-/// stage, the newest that asks for an acknowledgement; `{arrived}` is a new alarm's arrival.
-/// `to_handle` is set to 1 here and put right by [`TO_HANDLE`] afterwards.
-const UPSERT: &str = "
-INSERT INTO alarm_latest (device_id, alarm_id, last_id, series, kind, state, stage, changed_at,
-                          opened_at, highest, need_ack, arrived_at, to_handle)
-SELECT g.device_id, g.alarm_id, a.id, a.series, a.kind, a.state, a.stage, a.created_at,
-       g.opened_at, g.highest, g.need_ack, {arrived}, 1
-FROM (SELECT device_id, alarm_id, max(id) AS last, min(created_at) AS opened_at, max(stage) AS highest,
-             max(CASE WHEN state IN ('opened', 'escalated') THEN id END) AS need_ack
-      FROM alerts WHERE {where} GROUP BY device_id, alarm_id) g
-JOIN alerts a ON a.id = g.last
-ON CONFLICT (device_id, alarm_id) DO UPDATE SET
-    last_id = excluded.last_id, series = excluded.series, kind = excluded.kind,
-    state = excluded.state, stage = excluded.stage, changed_at = excluded.changed_at,
-    opened_at = CASE WHEN excluded.opened_at < alarm_latest.opened_at
-                     THEN excluded.opened_at ELSE alarm_latest.opened_at END,
-    highest = CASE WHEN excluded.highest > alarm_latest.highest
-                   THEN excluded.highest ELSE alarm_latest.highest END,
-    need_ack = coalesce(excluded.need_ack, alarm_latest.need_ack), to_handle = 1";
+/// alarm however many of its transitions there are, merged with the row it had: the latest
+/// transition, the first opening, the highest stage, the newest transition that asks for an
+/// acknowledgement, the arrival (`{arrived}` for an alarm new here), and whether it is to handle
+/// (active, or not [`ACKNOWLEDGED`]). One statement, every row found by its key.
+static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO alarm_latest (device_id, alarm_id, last_id, series, kind, state, stage, changed_at,
+                                   opened_at, highest, need_ack, arrived_at, to_handle)
+         SELECT l.device_id, l.alarm_id, l.last_id, l.series, l.kind, l.state, l.stage, l.changed_at,
+                l.opened_at, l.highest, l.need_ack, l.arrived_at,
+                CASE WHEN l.state <> 'cleared' THEN 1 WHEN {ACKNOWLEDGED} THEN 0 ELSE 1 END
+         FROM (SELECT g.device_id, g.alarm_id, a.id AS last_id, a.series, a.kind, a.state, a.stage,
+                      a.created_at AS changed_at,
+                      CASE WHEN o.opened_at < g.opened_at THEN o.opened_at ELSE g.opened_at END AS opened_at,
+                      CASE WHEN o.highest > g.highest THEN o.highest ELSE g.highest END AS highest,
+                      coalesce(g.need_ack, o.need_ack) AS need_ack,
+                      coalesce(o.arrived_at, {{arrived}}) AS arrived_at
+               FROM (SELECT device_id, alarm_id, max(id) AS last, min(created_at) AS opened_at,
+                            max(stage) AS highest,
+                            max(CASE WHEN state IN ('opened', 'escalated') THEN id END) AS need_ack
+                     FROM alerts WHERE {{where}} GROUP BY device_id, alarm_id) g
+               JOIN alerts a ON a.id = g.last
+               LEFT JOIN alarm_latest o ON o.device_id = g.device_id AND o.alarm_id = g.alarm_id) l
+         LEFT JOIN alarm_state s ON s.device_id = l.device_id AND s.alarm_id = l.alarm_id
+         WHERE 1 = 1
+         ON CONFLICT (device_id, alarm_id) DO UPDATE SET
+             last_id = excluded.last_id, series = excluded.series, kind = excluded.kind,
+             state = excluded.state, stage = excluded.stage, changed_at = excluded.changed_at,
+             opened_at = excluded.opened_at, highest = excluded.highest,
+             need_ack = excluded.need_ack, to_handle = excluded.to_handle"
+    )
+});
 
 /// Builds `alarm_latest` from every transition of an older database (versions 1 to 6): the
 /// arrival of an alarm's first transition, which they did not keep, taken as its opening on the
@@ -61,17 +73,16 @@ pub(crate) fn build_from_older(c: &mut dyn Sql, now: i64) -> Result<(), DbError>
         ),
         &[Arg::Int(now)],
     )?;
-    c.exec(&TO_HANDLE.replace("{where}", "1 = 1"), &[])?;
     Ok(())
 }
 
 /// The transitions of one device stored in one transaction: each stored by [`Self::record`],
-/// then [`Self::finish`] brings their alarms' rows up to them (two statements for the whole
-/// batch, not per transition). The one way an alarm's transition is stored.
+/// then [`Self::finish`] brings their alarms' rows up to them (one statement for the whole
+/// batch). The one way an alarm's transition is stored.
 pub(crate) struct NewTransitions<'a> {
     device: &'a str,
-    /// The first and last `alerts` id stored (a device's transitions of one transaction are
-    /// the only rows of that device between them: its ingests take turns).
+    /// The first and last `alerts` id stored: a device's transitions of one transaction are its
+    /// only rows between them (its ingests take turns, and ids grow).
     ids: Option<(i64, i64)>,
 }
 
@@ -117,24 +128,19 @@ impl<'a> NewTransitions<'a> {
         let Some((first, last)) = self.ids else {
             return Ok(());
         };
-        let (device, first, last) = (
-            Arg::Text(Some(self.device)),
-            Arg::Int(first),
-            Arg::Int(last),
-        );
+        // By the key's range: `device_id || ''` keeps SQLite's planner from the device's index,
+        // which would read every transition the device ever sent (and one statement text for
+        // every batch keeps the prepared statements' cache warm).
         c.exec(
             &UPSERT
-                .replace("{where}", "device_id = ?2 AND id BETWEEN ?3 AND ?4")
+                .replace("{where}", "(device_id || '') = ?2 AND id BETWEEN ?3 AND ?4")
                 .replace("{arrived}", "CAST(?1 AS BIGINT)"),
-            &[Arg::Int(now), device, first, last],
-        )?;
-        c.exec(
-            &TO_HANDLE.replace(
-                "{where}",
-                "(device_id, alarm_id) IN (SELECT device_id, alarm_id FROM alerts
-                                           WHERE device_id = ?1 AND id BETWEEN ?2 AND ?3)",
-            ),
-            &[device, first, last],
+            &[
+                Arg::Int(now),
+                Arg::Text(Some(self.device)),
+                Arg::Int(first),
+                Arg::Int(last),
+            ],
         )?;
         Ok(())
     }

@@ -100,6 +100,10 @@ impl Db {
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+        // Every statement the server runs stays prepared (rusqlite keeps 16 by default: the
+        // ingest's, the notifier's and the pages' together are more, and each miss parses and
+        // plans its statement again).
+        conn.set_prepared_statement_cache_capacity(128);
         let db = Db {
             backend: Backend::Sqlite(Mutex::new(conn)),
         };
