@@ -459,6 +459,7 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             )
             .context("--client-address-header")?;
             let nobody = db.users()?.is_empty();
+            let kind = db.kind();
             let mailer = match (&args.smtp, &args.smtp_from) {
                 (Some(url), Some(from)) => {
                     let ca_pem = match &args.smtp_ca {
@@ -483,31 +484,46 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                 _ => None,
             };
             let mqtt = args.mqtt.settings()?;
-            let db = Arc::new(db);
-            let mqtt = match mqtt {
-                Some(settings) => {
-                    eprintln!(
-                        "taking the devices' MQTT messages from {} as {} (shared subscription {})",
-                        settings.address(),
-                        settings.client_id,
-                        hydrowatch_mqtt::SHARED_SUBSCRIPTION
-                    );
-                    Some(hydrowatch_server::mqtt::start(db.clone(), settings).context("--mqtt")?)
-                }
-                None => None,
-            };
-            let _retention =
-                hydrowatch_server::retention::start(db.clone(), keep_days(args.retention_days))?;
-            let _notifier = hydrowatch_server::notify::start(
-                db.clone(),
-                hydrowatch_server::notify::NotifySettings {
-                    mailer,
-                    silent_after: (args.silent_after > 0)
-                        .then(|| std::time::Duration::from_secs(u64::from(args.silent_after) * 60)),
+            if let Some(broker) = &mqtt {
+                eprintln!(
+                    "taking the devices' MQTT messages from {} as {} (shared subscription {})",
+                    broker.address(),
+                    broker.client_id,
+                    hydrowatch_mqtt::SHARED_SUBSCRIPTION
+                );
+            }
+            let config = hydrowatch_server::ServerConfig {
+                settings: hydrowatch_server::Settings {
+                    rate_limit: hydrowatch_server::RateLimit {
+                        per_second: args.rate_limit.max(0.0),
+                        burst: args.rate_limit.max(0.0) * 3.0,
+                    },
+                    session_seconds: i64::from(args.session_hours) * 3600,
                     private_webhooks: args.private_webhooks,
                     ..Default::default()
                 },
-            )?;
+                limits: hydrowatch_server::Limits {
+                    max_connections: args.max_connections as usize,
+                    max_per_address: args.max_connections_per_address as usize,
+                    trusted_proxies,
+                    ..hydrowatch_server::Limits::default()
+                },
+                tls,
+                notify: hydrowatch_server::notify::NotifySettings {
+                    mailer,
+                    silent_after: (args.silent_after > 0)
+                        .then(|| std::time::Duration::from_secs(u64::from(args.silent_after) * 60)),
+                    ..Default::default()
+                },
+                mqtt,
+                retention_days: keep_days(args.retention_days),
+            };
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let server = hydrowatch_server::Server::new(Arc::new(db), config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -516,41 +532,17 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
                 eprintln!(
-                    "hydrowatch server on {}://{} ({} database {name})",
-                    if tls.is_some() { "https" } else { "http" },
+                    "hydrowatch server on {scheme}://{} ({kind} database {name})",
                     listener.local_addr()?,
-                    db.kind()
                 );
                 if nobody {
                     eprintln!(
                         "nobody can log in yet: add a user with `hydrowatch serve user add NAME --role admin`"
                     );
                 }
-                let settings = hydrowatch_server::Settings {
-                    rate_limit: hydrowatch_server::RateLimit {
-                        per_second: args.rate_limit.max(0.0),
-                        burst: args.rate_limit.max(0.0) * 3.0,
-                    },
-                    session_seconds: i64::from(args.session_hours) * 3600,
-                    tls: tls.is_some(),
-                    private_webhooks: args.private_webhooks,
-                };
-                hydrowatch_server::serve(
-                    listener,
-                    hydrowatch_server::router_with(db, settings),
-                    hydrowatch_server::Limits {
-                        max_connections: args.max_connections as usize,
-                        max_per_address: args.max_connections_per_address as usize,
-                        trusted_proxies,
-                        ..hydrowatch_server::Limits::default()
-                    },
-                    tls,
-                    hydrowatch_edge::shutdown_signal(),
-                )
-                .await;
-                if let Some(mqtt) = mqtt {
-                    mqtt.stop();
-                }
+                server
+                    .run(listener, hydrowatch_edge::shutdown_signal())
+                    .await?;
                 Ok(())
             })
         }

@@ -51,16 +51,14 @@ fn central_server(dir: &Path) -> anyhow::Result<(String, String, hydrowatch_serv
     let token = db.create_token("bench", 0)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let url = format!("http://{}", listener.local_addr()?);
-    let runtime = hydrowatch_server::serve_in_background(
-        Arc::new(db),
-        hydrowatch_server::Settings {
+    let config = hydrowatch_server::ServerConfig {
+        settings: hydrowatch_server::Settings {
             rate_limit: hydrowatch_server::RateLimit::OFF,
             ..hydrowatch_server::Settings::default()
         },
-        listener,
-        hydrowatch_server::Limits::default(),
-        hydrowatch_server::notify::NotifySettings::default(),
-    )?;
+        ..Default::default()
+    };
+    let runtime = hydrowatch_server::Server::new(Arc::new(db), config).spawn(listener)?;
     Ok((url, token, runtime))
 }
 

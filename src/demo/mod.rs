@@ -148,13 +148,8 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         password,
         chrono::Utc::now().timestamp(),
     )?;
-    let server = hydrowatch_server::serve_in_background(
-        server_db.clone(),
-        hydrowatch_server::Settings::default(),
-        listener,
-        hydrowatch_server::Limits::default(),
-        hydrowatch_server::notify::NotifySettings::default(),
-    )?;
+    let server =
+        hydrowatch_server::Server::new(server_db.clone(), Default::default()).spawn(listener)?;
     println!(
         "\n  dashboard: {url}/   (log in as demo, password {password}; open it now: it fills while the replay runs)\n"
     );

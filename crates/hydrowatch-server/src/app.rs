@@ -125,48 +125,6 @@ pub fn router_with(db: Arc<Db>, settings: Settings) -> Router {
 /// The `Strict-Transport-Security` of a server that speaks TLS.
 const HSTS: &str = "max-age=31536000";
 
-/// A server running inside another program: its runtime (serving) and its notifier, both
-/// stopped when this is dropped.
-pub struct Background {
-    /// Sends notifications (dropped first).
-    _notifier: crate::notify::Notifier,
-    /// Serves the routes.
-    pub runtime: tokio::runtime::Runtime,
-}
-
-/// The server on `listener` with its notifier, run by a runtime of its own (two worker
-/// threads) until dropped: for a server inside another program (the demo, benchmarks, tests).
-pub fn serve_in_background(
-    db: Arc<Db>,
-    settings: Settings,
-    listener: std::net::TcpListener,
-    limits: crate::Limits,
-    notify: crate::notify::NotifySettings,
-) -> std::io::Result<Background> {
-    listener.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let listener = {
-        let _entered = runtime.enter();
-        tokio::net::TcpListener::from_std(listener)?
-    };
-    let notifier = crate::notify::start(db.clone(), notify)?;
-    let app = router_with(db, settings);
-    runtime.spawn(hydrowatch_listen::serve(
-        listener,
-        app,
-        limits,
-        None,
-        std::future::pending(),
-    ));
-    Ok(Background {
-        _notifier: notifier,
-        runtime,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use hydrowatch_protocol::{

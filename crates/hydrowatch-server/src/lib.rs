@@ -23,13 +23,15 @@ pub(crate) mod partitions;
 pub mod periodic;
 pub mod retention;
 pub mod schema;
+pub mod server;
 pub mod silent;
 pub mod sql;
 pub mod state;
 
 pub use accounts::{Role, User};
-pub use app::{Background, router, router_with, serve_in_background};
+pub use app::{router, router_with};
 pub use db::{Db, DbError};
 pub use hydrowatch_listen::{Limits, TlsError, TrustedProxies, serve, tls_config};
 pub use limit::RateLimit;
+pub use server::{Background, Server, ServerConfig, ServerError};
 pub use state::Settings;

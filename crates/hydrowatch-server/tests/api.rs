@@ -443,18 +443,17 @@ fn a_database_of_the_first_schema_is_migrated_keeping_what_it_held(on: On) {
     let db = std::sync::Arc::new(open());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let _runtime = hydrowatch_server::serve_in_background(
-        db.clone(),
-        hydrowatch_server::Settings::default(),
-        listener,
-        hydrowatch_server::Limits::default(),
+    let config = hydrowatch_server::ServerConfig {
         // The fixture's device was last heard from long ago: no silence alarm in this count.
-        hydrowatch_server::notify::NotifySettings {
+        notify: hydrowatch_server::notify::NotifySettings {
             silent_after: None,
             ..Default::default()
         },
-    )
-    .unwrap();
+        ..Default::default()
+    };
+    let _runtime = hydrowatch_server::Server::new(db.clone(), config)
+        .spawn(listener)
+        .unwrap();
     let r = reqwest::blocking::Client::new()
         .post(format!("{url}/api/v1/ingest"))
         .bearer_auth(&token)

@@ -328,14 +328,9 @@ fn webhooks_reach_private_addresses_only_when_the_server_allows_it() {
     let admin = db.create_operator_token("root", 0).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let _server = hydrowatch_server::serve_in_background(
-        db.clone(),
-        hydrowatch_server::Settings::default(),
-        listener,
-        hydrowatch_server::Limits::default(),
-        NotifySettings::default(),
-    )
-    .unwrap();
+    let _server = hydrowatch_server::Server::new(db.clone(), Default::default())
+        .spawn(listener)
+        .unwrap();
     let hook = Webhook::start(0, Duration::ZERO);
     let add = |target: &str| {
         let r = reqwest::blocking::Client::new()
@@ -723,14 +718,13 @@ fn two_replicas_notify_each_alarm_once_and_raise_one_silence_alarm() {
     let settings = NotifySettings {
         every: Duration::from_millis(100),
         silent_after: Some(Duration::from_secs(60)),
-        // The receiver listens on 127.0.0.1.
-        private_webhooks: true,
         ..Default::default()
     };
     let replicas: Vec<_> = (0..2)
         .map(|_| {
             let db = std::sync::Arc::new(Db::connect(&url).unwrap());
-            hydrowatch_server::notify::start(db, settings.clone()).unwrap()
+            // The receiver listens on 127.0.0.1.
+            hydrowatch_server::notify::start(db, settings.clone(), true).unwrap()
         })
         .collect();
     // 5 devices, 40 alarms each, arriving in 8 batches while both notifiers run.

@@ -405,25 +405,15 @@ fn the_server_speaks_tls_with_its_certificate() {
     let db = std::sync::Arc::new(hydrowatch_server::Db::open(&dir.path().join("s.db")).unwrap());
     db.add_user("ana", Role::Operator, "ana-password", 0)
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime.block_on(listener).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let settings = hydrowatch_server::Settings {
-        tls: true,
+    let config = hydrowatch_server::ServerConfig {
+        tls: Some(tls),
         ..Default::default()
     };
-    runtime.spawn(hydrowatch_server::serve(
-        listener,
-        hydrowatch_server::router_with(db, settings),
-        hydrowatch_server::Limits::default(),
-        Some(tls),
-        std::future::pending(),
-    ));
+    let server = hydrowatch_server::Server::new(db, config)
+        .spawn(listener)
+        .unwrap();
     let client = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
         .resolve("localhost", addr)
@@ -470,7 +460,7 @@ fn the_server_speaks_tls_with_its_certificate() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("cert.pem"), "{e}");
-    drop(runtime);
+    drop(server);
 }
 
 /// The list to handle (issue #30, findings 12 and 15): ordered by arrival where the device's

@@ -48,9 +48,6 @@ pub struct NotifySettings {
     pub every: Duration,
     /// A device heard from last longer ago than this gets a `device_silent` alarm (None: never).
     pub silent_after: Option<Duration>,
-    /// Webhooks may go to loopback, link-local and private addresses (`serve
-    /// --private-webhooks`); without it, only to public ones.
-    pub private_webhooks: bool,
 }
 
 impl Default for NotifySettings {
@@ -59,7 +56,6 @@ impl Default for NotifySettings {
             mailer: None,
             every: Duration::from_secs(1),
             silent_after: Some(Duration::from_secs(15 * 60)),
-            private_webhooks: false,
         }
     }
 }
@@ -93,17 +89,27 @@ impl Drop for Notifier {
     }
 }
 
-/// Starts the notifier over `db`.
-pub fn start(db: Arc<Db>, settings: NotifySettings) -> std::io::Result<Notifier> {
+/// Starts the notifier over `db`; webhooks go to private addresses only when
+/// `private_webhooks` (the server's [`crate::Settings`] says it).
+pub fn start(
+    db: Arc<Db>,
+    settings: NotifySettings,
+    private_webhooks: bool,
+) -> std::io::Result<Notifier> {
     let mut http = reqwest::blocking::Client::builder()
         .timeout(send::ATTEMPT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none());
-    if !settings.private_webhooks {
+    if !private_webhooks {
         http = http.dns_resolver(Arc::new(send::PublicOnly));
     }
     let http = http.build().map_err(std::io::Error::other)?;
     let deliveries = Arc::new(Deliveries::default());
-    let shared = Arc::new(Sending { db, http, settings });
+    let shared = Arc::new(Sending {
+        db,
+        http,
+        settings,
+        private_webhooks,
+    });
     let d = deliveries.clone();
     let rounds = Periodic::start("notifier", shared.settings.every, move |stopping| {
         if let Err(e) = round(&shared, &d, stopping) {
@@ -121,6 +127,8 @@ struct Sending {
     db: Arc<Db>,
     http: reqwest::blocking::Client,
     settings: NotifySettings,
+    /// Webhooks may go to private addresses (the server's `Settings` says so).
+    private_webhooks: bool,
 }
 
 /// The deliveries under way in this process.
@@ -368,7 +376,7 @@ fn attempt(shared: &Sending, rule: &Rule, q: &Queued) -> Result<bool, DbError> {
     match send::send(
         &shared.http,
         settings.mailer.as_ref(),
-        settings.private_webhooks,
+        shared.private_webhooks,
         rule,
         &n,
         now,

@@ -88,13 +88,15 @@ fn start_full(
         private_webhooks: true,
         ..hydrowatch_server::Settings::default()
     };
-    let notify = hydrowatch_server::notify::NotifySettings {
-        private_webhooks: true,
-        ..notify
+    let config = hydrowatch_server::ServerConfig {
+        settings,
+        limits,
+        notify,
+        ..Default::default()
     };
-    let runtime =
-        hydrowatch_server::serve_in_background(db.clone(), settings, listener, limits, notify)
-            .unwrap();
+    let runtime = hydrowatch_server::Server::new(db.clone(), config)
+        .spawn(listener)
+        .unwrap();
     db.add_user(
         "reader",
         hydrowatch_server::Role::Viewer,
