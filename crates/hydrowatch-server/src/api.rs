@@ -389,15 +389,9 @@ pub async fn add_rule(
     caller.require(Role::Admin)?;
     caller.check_csrf(headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))?;
     let request: RuleRequest = body(&bytes)?;
-    if request.channel == hydrowatch_protocol::Channel::Webhook
-        && !app.settings.private_webhooks
-        && let Some(why) = crate::notify::send::private_target(&request.target)
-    {
-        return Err(ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("target: {why}"),
-        ));
-    }
+    crate::notify::channels::channel_of(request.channel)
+        .reachable(&request.target, app.settings.private_webhooks)
+        .map_err(|why| ApiError(StatusCode::UNPROCESSABLE_ENTITY, why))?;
     let now = chrono::Utc::now().timestamp();
     match tokio::task::block_in_place(|| app.db.add_rule(&request, now)) {
         Ok(rule) => {

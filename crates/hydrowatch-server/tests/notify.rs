@@ -320,7 +320,7 @@ fn a_flood_of_one_device_does_not_hold_back_another_devices_alarm() {
 /// refused, and one whose host name resolves to such an address is never reached.
 #[test]
 fn webhooks_reach_private_addresses_only_when_the_server_allows_it() {
-    use hydrowatch_server::notify::send::{private_address, private_target};
+    use hydrowatch_server::notify::channels::webhook::{private_address, private_target};
     let dir = tempfile::tempdir().unwrap();
     let db = std::sync::Arc::new(Db::open(&dir.path().join("s.db")).unwrap());
     db.add_user("root", Role::Admin, "root-password", 0)

@@ -16,9 +16,9 @@
 //! [`Db::write_alone`]'s lock, and each due notification is taken by one process for
 //! [`LEASE_SECONDS`] before it is sent.
 
+pub mod channels;
 pub mod queue;
 pub mod rules;
-pub mod send;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,9 +30,9 @@ use hydrowatch_protocol::Notification;
 use crate::db::Db;
 use crate::periodic::Periodic;
 use crate::sql::DbError;
+pub use channels::email::{Mailer, MailerError};
 use queue::Queued;
 use rules::Rule;
-pub use send::{Mailer, MailerError};
 
 /// How long a notification taken for sending is left to the process that took it, in seconds
 /// (longer than an attempt's time limit): one taken by a server that dies is sent by another
@@ -97,10 +97,10 @@ pub fn start(
     private_webhooks: bool,
 ) -> std::io::Result<Notifier> {
     let mut http = reqwest::blocking::Client::builder()
-        .timeout(send::ATTEMPT_TIMEOUT)
+        .timeout(channels::ATTEMPT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none());
     if !private_webhooks {
-        http = http.dns_resolver(Arc::new(send::PublicOnly));
+        http = http.dns_resolver(Arc::new(channels::webhook::PublicOnly));
     }
     let http = http.build().map_err(std::io::Error::other)?;
     let deliveries = Arc::new(Deliveries::default());
@@ -214,16 +214,9 @@ impl Deliveries {
     }
 }
 
-/// The receiver a rule's notifications go to: a webhook's origin, or the e-mail relay.
+/// The receiver a rule's notifications go to (a webhook's origin, the e-mail relay).
 fn receiver_of(rule: &Rule) -> String {
-    match rule.record.channel {
-        hydrowatch_protocol::Channel::Email => "smtp".into(),
-        hydrowatch_protocol::Channel::Webhook => reqwest::Url::parse(&rule.record.target)
-            .map_or_else(
-                |_| rule.record.target.clone(),
-                |u| u.origin().ascii_serialization(),
-            ),
-    }
+    channels::channel_of(rule.record.channel).receiver(&rule.record.target)
 }
 
 /// One round: raise silent devices' alarms, plan, then hand what is due to the receivers'
@@ -373,14 +366,13 @@ fn attempt(shared: &Sending, rule: &Rule, q: &Queued) -> Result<bool, DbError> {
     };
     let now = chrono::Utc::now().timestamp();
     let settings = &shared.settings;
-    match send::send(
-        &shared.http,
-        settings.mailer.as_ref(),
-        shared.private_webhooks,
-        rule,
-        &n,
-        now,
-    ) {
+    let with = channels::Delivery {
+        http: &shared.http,
+        mailer: settings.mailer.as_ref(),
+        private_webhooks: shared.private_webhooks,
+    };
+    let channel = channels::channel_of(rule.record.channel);
+    match channel.send(&with, &rule.record.target, rule.secret.as_deref(), &n, now) {
         Ok(()) => {
             tracing::info!(
                 delivery = n.delivery,

@@ -80,34 +80,9 @@ pub fn check(r: &RuleRequest) -> Result<(), RuleError> {
     if !(1..=4).contains(&r.min_stage) {
         return Err(invalid(format!("min_stage: 1 to 4, not {}", r.min_stage)));
     }
-    match r.channel {
-        Channel::Webhook => {
-            let url = reqwest::Url::parse(&r.target)
-                .map_err(|e| invalid(format!("target: not a URL ({e})")))?;
-            if !matches!(url.scheme(), "http" | "https") || r.target.len() > 2000 {
-                return Err(invalid(
-                    "target: an http or https URL of at most 2000 characters".into(),
-                ));
-            }
-            if !r
-                .secret
-                .as_ref()
-                .is_some_and(|s| (16..=256).contains(&s.len()))
-            {
-                return Err(invalid(
-                    "secret: a webhook needs a key of 16 to 256 characters to sign with".into(),
-                ));
-            }
-        }
-        Channel::Email => {
-            if r.target.parse::<lettre::Address>().is_err() || r.target.len() > 254 {
-                return Err(invalid(format!(
-                    "target: {:?} is not an e-mail address",
-                    hydrowatch_core::prefix(&r.target)
-                )));
-            }
-        }
-    }
+    super::channels::channel_of(r.channel)
+        .check(r)
+        .map_err(invalid)?;
     if r.remind_minutes
         .is_some_and(|m| !(1..=MAX_REMIND_MINUTES).contains(&m))
     {
