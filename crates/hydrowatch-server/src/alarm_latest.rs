@@ -4,8 +4,10 @@
 //! reads these rows only, never every transition ever stored.
 //!
 //! Invariants: a transition is stored only by [`NewTransitions`], which brings its alarm's row up
-//! to it in the same transaction; `to_handle` is 1 exactly while the alarm is active or not
-//! [`ACKNOWLEDGED`], set by [`refresh_to_handle`] after every transition and every action.
+//! to it in the same transaction, and a row never goes back to an older transition (merges keep
+//! the greater id, whatever a batch's range holds); `to_handle` is 1 exactly while the alarm is
+//! active or not [`ACKNOWLEDGED`], set with every transition and by [`refresh_to_handle`] after
+//! every action.
 
 use hydrowatch_protocol::AlertBody;
 
@@ -30,21 +32,27 @@ pub(crate) static TO_HANDLE: std::sync::LazyLock<String> = std::sync::LazyLock::
 
 /// Brings `alarm_latest` up to the transitions that `{where}` picks (in `alerts`), one row per
 /// alarm however many of its transitions there are, merged with the row it had: the latest
-/// transition, the first opening, the highest stage, the newest transition that asks for an
-/// acknowledgement, the arrival (`{arrived}` for an alarm new here), and whether it is to handle
-/// (active, or not [`ACKNOWLEDGED`]). One statement, every row found by its key.
+/// transition (the one with the greater id, so that a merge never goes back), the first opening,
+/// the highest stage, the newest transition that asks for an acknowledgement, the arrival
+/// (`{arrived}` for an alarm new here), and whether it is to handle (active, or not
+/// [`ACKNOWLEDGED`]). One statement, every row found by its key.
 static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let newer =
+        |column: &str| format!("CASE WHEN o.last_id > a.id THEN o.{column} ELSE a.{column} END");
     format!(
         "INSERT INTO alarm_latest (device_id, alarm_id, last_id, series, kind, state, stage, changed_at,
                                    opened_at, highest, need_ack, arrived_at, to_handle)
          SELECT l.device_id, l.alarm_id, l.last_id, l.series, l.kind, l.state, l.stage, l.changed_at,
                 l.opened_at, l.highest, l.need_ack, l.arrived_at,
                 CASE WHEN l.state <> 'cleared' THEN 1 WHEN {ACKNOWLEDGED} THEN 0 ELSE 1 END
-         FROM (SELECT g.device_id, g.alarm_id, a.id AS last_id, a.series, a.kind, a.state, a.stage,
-                      a.created_at AS changed_at,
+         FROM (SELECT g.device_id, g.alarm_id,
+                      CASE WHEN o.last_id > a.id THEN o.last_id ELSE a.id END AS last_id,
+                      {series} AS series, {kind} AS kind, {state} AS state, {stage} AS stage,
+                      CASE WHEN o.last_id > a.id THEN o.changed_at ELSE a.created_at END AS changed_at,
                       CASE WHEN o.opened_at < g.opened_at THEN o.opened_at ELSE g.opened_at END AS opened_at,
                       CASE WHEN o.highest > g.highest THEN o.highest ELSE g.highest END AS highest,
-                      coalesce(g.need_ack, o.need_ack) AS need_ack,
+                      CASE WHEN o.need_ack > g.need_ack THEN o.need_ack
+                           ELSE coalesce(g.need_ack, o.need_ack) END AS need_ack,
                       coalesce(o.arrived_at, {{arrived}}) AS arrived_at
                FROM (SELECT device_id, alarm_id, max(id) AS last, min(created_at) AS opened_at,
                             max(stage) AS highest,
@@ -58,8 +66,21 @@ static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              last_id = excluded.last_id, series = excluded.series, kind = excluded.kind,
              state = excluded.state, stage = excluded.stage, changed_at = excluded.changed_at,
              opened_at = excluded.opened_at, highest = excluded.highest,
-             need_ack = excluded.need_ack, to_handle = excluded.to_handle"
+             need_ack = excluded.need_ack, to_handle = excluded.to_handle",
+        series = newer("series"),
+        kind = newer("kind"),
+        state = newer("state"),
+        stage = newer("stage"),
     )
+});
+
+/// [`UPSERT`] of the transitions of device `?2` with ids from `?3` to `?4`, arrived at `?1`.
+/// `device_id || ''` keeps SQLite's planner from the device's index (which would read every
+/// transition the device ever sent) and on the key's range.
+static UPSERT_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    UPSERT
+        .replace("{where}", "(device_id || '') = ?2 AND id BETWEEN ?3 AND ?4")
+        .replace("{arrived}", "CAST(?1 AS BIGINT)")
 });
 
 /// Builds `alarm_latest` from every transition of an older database (versions 1 to 6): the
@@ -81,8 +102,9 @@ pub(crate) fn build_from_older(c: &mut dyn Sql, now: i64) -> Result<(), DbError>
 /// batch). The one way an alarm's transition is stored.
 pub(crate) struct NewTransitions<'a> {
     device: &'a str,
-    /// The first and last `alerts` id stored: a device's transitions of one transaction are its
-    /// only rows between them (its ingests take turns, and ids grow).
+    /// The first and last `alerts` id stored: a device's ingests take turns, so its rows between
+    /// them are this transaction's (and any other of its rows there, the server's own silence
+    /// alarm, merges harmlessly: see [`UPSERT`]).
     ids: Option<(i64, i64)>,
 }
 
@@ -128,13 +150,8 @@ impl<'a> NewTransitions<'a> {
         let Some((first, last)) = self.ids else {
             return Ok(());
         };
-        // By the key's range: `device_id || ''` keeps SQLite's planner from the device's index,
-        // which would read every transition the device ever sent (and one statement text for
-        // every batch keeps the prepared statements' cache warm).
         c.exec(
-            &UPSERT
-                .replace("{where}", "(device_id || '') = ?2 AND id BETWEEN ?3 AND ?4")
-                .replace("{arrived}", "CAST(?1 AS BIGINT)"),
+            &UPSERT_BATCH,
             &[
                 Arg::Int(now),
                 Arg::Text(Some(self.device)),
@@ -153,4 +170,63 @@ pub(crate) fn refresh_to_handle(c: &mut dyn Sql, device: &str, alarm: i64) -> Re
         &[Arg::Text(Some(device)), Arg::Int(alarm)],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hydrowatch_protocol::{AlarmKind, Direction, Transition};
+
+    fn alert(alarm: u64, state: Transition, stage: u8) -> AlertBody {
+        AlertBody {
+            machine_number: 1,
+            time: "2024-07-01 09:00".into(),
+            outlier_stage: stage,
+            value: Some(1.0),
+            series: "flow".into(),
+            unit: "m3/h".into(),
+            kind: AlarmKind::Outlier,
+            direction: Direction::High,
+            expected: None,
+            percentile: None,
+            alarm_id: alarm,
+            state,
+        }
+    }
+
+    /// A batch whose id range also holds an older transition of an alarm (the server's own
+    /// silence alarm stored meanwhile) never takes that alarm's row back to it.
+    #[test]
+    fn a_row_never_goes_back_to_an_older_transition() {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut c, &crate::schema::SQLITE, 0).unwrap();
+        let store = |c: &mut rusqlite::Connection, id: &str, state, stage, now| {
+            let mut t = NewTransitions::of("dma-1");
+            t.record(c, id, &alert(7, state, stage), now, "{}").unwrap();
+            t.finish(c, now).unwrap();
+        };
+        store(&mut c, "m1", Transition::Opened, 3, 10);
+        store(&mut c, "m2", Transition::Cleared, 0, 20);
+        // The range of ids 1 to 2 again (as a batch holding m1 alone would see it at its end).
+        let mut t = NewTransitions::of("dma-1");
+        t.ids = Some((1, 1));
+        t.finish(&mut c, 30).unwrap();
+        let r = &c
+            .rows(
+                "SELECT state, last_id, highest, opened_at, arrived_at, to_handle FROM alarm_latest",
+                &[],
+            )
+            .unwrap()[0];
+        let got = (
+            r.text(0).unwrap(),
+            r.int(1).unwrap(),
+            r.int(2).unwrap(),
+            r.int(3).unwrap(),
+            r.int(4).unwrap(),
+            r.int(5).unwrap(),
+        );
+        // Cleared (not back to opened), its highest stage and first arrival kept; still to
+        // handle: nobody acknowledged it.
+        assert_eq!(got, ("cleared".to_string(), 2, 3, 10, 10, 1));
+    }
 }
