@@ -67,7 +67,7 @@ pub(crate) struct ServeArgs {
     /// --client-address-header, for the failed-login limits and the logs. Nobody else's header
     /// is believed. Without it, behind a proxy every client shares the proxy's address and 20
     /// failed logins anywhere lock everybody out for 15 minutes.
-    #[arg(long = "trusted-proxy", value_name = "ADDR[/PREFIX]", value_parser = parse_net)]
+    #[arg(long = "trusted-proxy", value_name = "ADDR[/PREFIX]", value_parser = hydrowatch_server::TrustedProxies::parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The header in which a --trusted-proxy forwards the client's address: X-Forwarded-For
     /// (a comma-separated list, the client's address the rightmost not a trusted proxy),
@@ -547,15 +547,6 @@ pub(crate) fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             })
         }
     }
-}
-
-/// A --trusted-proxy: a network, or one address (as its /32 or /128).
-fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
-    text.parse::<ipnet::IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| {
-            format!("{text:?} is neither an address (10.0.0.5, ::1) nor a network (10.0.0.0/8)")
-        })
 }
 
 /// `url` with its password replaced by `***`, for messages.

@@ -51,6 +51,16 @@ impl TrustedProxies {
         Ok(TrustedProxies { nets, header })
     }
 
+    /// A trusted proxy as written (`serve --trusted-proxy`): a network (10.0.0.0/8), or one
+    /// address (as its /32 or /128).
+    pub fn parse_net(text: &str) -> Result<IpNet, String> {
+        text.parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                format!("{text:?} is neither an address (10.0.0.5, ::1) nor a network (10.0.0.0/8)")
+            })
+    }
+
     /// Whether `address` is a trusted proxy.
     pub fn trusts(&self, address: IpAddr) -> bool {
         let address = canonical(address);

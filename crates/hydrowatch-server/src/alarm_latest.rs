@@ -17,19 +17,6 @@ use crate::sql::{Arg, DbError, Sql};
 /// nothing asks for it, or people acknowledged through the newest opening or escalation.
 pub(crate) const ACKNOWLEDGED: &str = "(l.need_ack IS NULL OR s.acked_through >= l.need_ack)";
 
-/// Sets `to_handle` of the rows of `alarm_latest` that `{where}` picks: 1 while active or not
-/// [`ACKNOWLEDGED`] (the rows the list to handle reads), else 0.
-pub(crate) static TO_HANDLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "UPDATE alarm_latest SET to_handle = (
-             SELECT CASE WHEN l.state <> 'cleared' THEN 1 WHEN {ACKNOWLEDGED} THEN 0 ELSE 1 END
-             FROM alarm_latest l
-             LEFT JOIN alarm_state s ON s.device_id = l.device_id AND s.alarm_id = l.alarm_id
-             WHERE l.device_id = alarm_latest.device_id AND l.alarm_id = alarm_latest.alarm_id)
-         WHERE {{where}}"
-    )
-});
-
 /// Brings `alarm_latest` up to the transitions that `{where}` picks (in `alerts`), one row per
 /// alarm however many of its transitions there are, merged with the row it had: the latest
 /// transition (the one with the greater id, so that a merge never goes back), the first opening,
@@ -81,6 +68,14 @@ static UPSERT_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     UPSERT
         .replace("{where}", "(device_id || '') = ?2 AND id BETWEEN ?3 AND ?4")
         .replace("{arrived}", "CAST(?1 AS BIGINT)")
+});
+
+/// [`UPSERT`] of every transition of device `?1`'s alarm `?2`: its row made again, `to_handle`
+/// with it, after people acted on the alarm (the row exists: its arrival is kept).
+static UPSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    UPSERT
+        .replace("{where}", "device_id = ?1 AND alarm_id = ?2")
+        .replace("{arrived}", "o.arrived_at")
 });
 
 /// Builds `alarm_latest` from every transition of an older database (versions 1 to 6): the
@@ -163,12 +158,9 @@ impl<'a> NewTransitions<'a> {
     }
 }
 
-/// Sets whether `device`'s alarm `alarm` is to handle, after a transition or an action.
+/// Sets whether `device`'s alarm `alarm` is to handle, after people acted on it.
 pub(crate) fn refresh_to_handle(c: &mut dyn Sql, device: &str, alarm: i64) -> Result<(), DbError> {
-    c.exec(
-        &TO_HANDLE.replace("{where}", "device_id = ?1 AND alarm_id = ?2"),
-        &[Arg::Text(Some(device)), Arg::Int(alarm)],
-    )?;
+    c.exec(&UPSERT_ONE, &[Arg::Text(Some(device)), Arg::Int(alarm)])?;
     Ok(())
 }
 

@@ -107,6 +107,16 @@ impl Server {
         })
     }
 
+    /// The routes served on `listener` within the limits until `shutdown` completes.
+    fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> impl Future<Output = ()> {
+        let app = crate::router_with(self.db, self.config.settings);
+        hydrowatch_listen::serve(listener, app, self.config.limits, self.config.tls, shutdown)
+    }
+
     /// Serves on `listener` until `shutdown` completes, then lets open requests finish (for at
     /// most 10 s) and stops everything it started. Runs on a multi-threaded runtime (what runs
     /// beside the listener starts on a thread that may block).
@@ -116,9 +126,7 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
         let parts = tokio::task::block_in_place(|| self.start_parts())?;
-        let app = crate::router_with(self.db, self.config.settings);
-        hydrowatch_listen::serve(listener, app, self.config.limits, self.config.tls, shutdown)
-            .await;
+        self.serve(listener, shutdown).await;
         drop(parts);
         Ok(())
     }
@@ -136,14 +144,7 @@ impl Server {
             tokio::net::TcpListener::from_std(listener)?
         };
         let parts = self.start_parts()?;
-        let app = crate::router_with(self.db, self.config.settings);
-        runtime.spawn(hydrowatch_listen::serve(
-            listener,
-            app,
-            self.config.limits,
-            self.config.tls,
-            std::future::pending(),
-        ));
+        runtime.spawn(self.serve(listener, std::future::pending()));
         Ok(Background {
             _parts: parts,
             runtime,
