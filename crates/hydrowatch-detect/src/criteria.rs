@@ -36,7 +36,7 @@ use hydrowatch_core::time::DAY;
 use serde::{Deserialize, Serialize};
 
 use crate::Limits;
-use crate::checks::LocalClock;
+use crate::clock::LocalClock;
 use crate::stats::{median_of, robust};
 use crate::switches::{self, Recent, Switch};
 

@@ -10,11 +10,13 @@ use hydrowatch_core::time::{hour_phase, hour_start};
 use hydrowatch_protocol::DetectableLeak;
 use serde::{Deserialize, Serialize};
 
-use crate::checks::{self, CheckState, LocalClock};
+use crate::checks::{self, CHECKS, ClosedHour, Found, Judges, Memories, Reported, Seen, Ticked};
+use crate::clock::LocalClock;
 use crate::criteria::{follow_level, minute_of_week};
 use crate::lifecycle::{LifecycleSettings, Machine, Taken};
 use crate::nightflow::{NightFlow, NightResult};
-use crate::residual::{self, HourForecast, HourSum};
+use crate::residual::{HourForecast, HourSum};
+use crate::sampling::Sampling;
 use crate::switches::{Offset, Recent};
 use crate::{AlarmKind, Alert, Criteria, DetectError, Direction, SeriesSettings, Transition};
 
@@ -49,7 +51,7 @@ pub struct Judgement {
 }
 
 impl Judgement {
-    fn unjudged(verdict: Verdict) -> Judgement {
+    pub(crate) fn unjudged(verdict: Verdict) -> Judgement {
         Judgement {
             verdict,
             stage: 0,
@@ -61,16 +63,17 @@ impl Judgement {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SeriesState {
     name: String,
     criteria: Option<Criteria>,
-    checks: CheckState,
+    /// Saved as `checks`, its name before the checks were registered.
+    #[serde(rename = "checks")]
+    sampling: Sampling,
     machines: Vec<Machine>,
-    night: Option<NightFlow>,
     /// The level of the deviation from expected (see the criteria module): time, level.
     level: Option<(Timestamp, f64)>,
-    /// The hour being summed for the forecast-residual check.
+    /// The hour being summed for the checks that judge hours.
     #[serde(default)]
     hour_sum: HourSum,
     /// The last readings, to recognise a switch (see the switches module).
@@ -80,10 +83,109 @@ struct SeriesState {
     /// pump running through the night is not a leak).
     #[serde(default)]
     offset: Offset,
+    /// The checks' own memories, each saved as a field of its own.
+    #[serde(flatten)]
+    memories: Memories,
+    /// Per machine, how it is stepped (from its check and the series' settings).
+    #[serde(skip)]
+    wiring: Vec<Wiring>,
+    /// The checks whose stage is also the reading's, with their directions on the series, in
+    /// the order of [`CHECKS`].
+    #[serde(skip)]
+    staging: Vec<(usize, Direction)>,
+}
+
+/// How a machine is stepped: its check's place in [`CHECKS`] and the check's lifecycle on the
+/// series, worked out once.
+#[derive(Debug, Clone)]
+struct Wiring {
+    check: usize,
+    lifecycle: LifecycleSettings,
+    counted_alone: bool,
+}
+
+impl SeriesState {
+    /// Adds the machines of the checks that judge a series with `settings` and have none yet
+    /// (all of them on a new series; on a restored one, the checks added since it was saved),
+    /// and finds every machine's check.
+    fn complete_machines(&mut self, settings: &SeriesSettings) -> Result<(), DetectError> {
+        for check in CHECKS {
+            for &direction in check.directions(settings) {
+                let known = self
+                    .machines
+                    .iter()
+                    .any(|m| (m.kind, m.direction) == (check.kind(), direction));
+                if !known {
+                    self.machines.push(Machine::new(check.kind(), direction));
+                }
+            }
+        }
+        self.wiring = self
+            .machines
+            .iter()
+            .map(|m| {
+                let check = checks::index_of(m.kind)?;
+                Some(Wiring {
+                    check,
+                    lifecycle: CHECKS[check].lifecycle(settings),
+                    counted_alone: CHECKS[check].counted_alone(),
+                })
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                DetectError::State(serde::de::Error::custom(
+                    "a stored alarm is of a kind no check raises",
+                ))
+            })?;
+        self.staging = CHECKS
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.stages_the_reading())
+            .flat_map(|(i, c)| c.directions(settings).iter().map(move |&d| (i, d)))
+            .collect();
+        Ok(())
+    }
+
+    /// Steps every machine whose check judged the event (`found`, by check), pushing the
+    /// alerts of their transitions; `at`: when the reading was taken, for the windows that are
+    /// also times.
+    fn step(
+        &mut self,
+        settings: &SeriesSettings,
+        found: &[Option<Found>],
+        at: Option<Taken>,
+        next_id: &mut u64,
+        alerts: &mut Vec<Alert>,
+    ) {
+        if found.iter().all(Option::is_none) {
+            return;
+        }
+        for (machine, wiring) in self.machines.iter_mut().zip(&self.wiring) {
+            let Some(f) = &found[wiring.check] else {
+                continue;
+            };
+            let at = at.filter(|_| !wiring.counted_alone);
+            if let Some((transition, stage, alarm_id)) = machine.step(
+                f.stage(machine.direction),
+                f.percentile,
+                &wiring.lifecycle,
+                next_id,
+                at,
+            ) {
+                alerts.push(alert(
+                    settings,
+                    machine,
+                    (transition, stage, alarm_id),
+                    f.time,
+                    f.reported,
+                ));
+            }
+        }
+    }
 }
 
 /// The part of a detector that is saved across restarts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Saved {
     next_alarm_id: u64,
     series: Vec<SeriesState>,
@@ -104,47 +206,22 @@ pub struct Detector {
     /// The local minute of the week of the last reading judged (the runner keeps it with the
     /// reading for the criteria instead of converting the time again).
     last_minute: u32,
+    /// What each check found of the event being judged, by check (kept to spare an allocation
+    /// a reading).
+    found: Vec<Option<Found>>,
+    /// The checks that judge readings, time passing and closed hours, by place in [`CHECKS`].
+    judging: [Vec<usize>; 3],
 }
 
-/// The machines of a series, in a fixed order.
-fn machines(night: bool) -> Vec<Machine> {
-    let mut m = vec![
-        Machine::new(AlarmKind::Outlier, Direction::High),
-        Machine::new(AlarmKind::Outlier, Direction::Low),
-        Machine::new(AlarmKind::Stale, Direction::None),
-        Machine::new(AlarmKind::Stuck, Direction::None),
-        Machine::new(AlarmKind::Range, Direction::High),
-        Machine::new(AlarmKind::Range, Direction::Low),
-        Machine::new(AlarmKind::Jump, Direction::High),
-        Machine::new(AlarmKind::Jump, Direction::Low),
-    ];
-    if night {
-        m.push(Machine::new(AlarmKind::NightFlow, Direction::High));
-    }
-    m.push(Machine::new(AlarmKind::Forecast, Direction::High));
-    m.push(Machine::new(AlarmKind::Forecast, Direction::Low));
-    m
+/// The checks judging each event: readings, time passing, closed hours.
+fn judging() -> [Vec<usize>; 3] {
+    let of = |judges: fn(Judges) -> bool| -> Vec<usize> {
+        (0..CHECKS.len())
+            .filter(|&i| judges(CHECKS[i].judges()))
+            .collect()
+    };
+    [of(|j| j.readings), of(|j| j.time), of(|j| j.hours)]
 }
-
-fn lifecycle_of(kind: AlarmKind, settings: &SeriesSettings) -> LifecycleSettings {
-    match kind {
-        AlarmKind::Outlier => settings.lifecycle,
-        // A reading clears a stale alarm; a changed value a stuck one.
-        AlarmKind::Stale | AlarmKind::Stuck => LifecycleSettings::immediate(1),
-        AlarmKind::Range | AlarmKind::Jump => LifecycleSettings::immediate(3),
-        // Two normal nights in a row.
-        AlarmKind::NightFlow => LifecycleSettings::immediate(2),
-        AlarmKind::Forecast => LifecycleSettings {
-            open_after: residual::HOURS,
-            ..LifecycleSettings::immediate(residual::CLEAR_HOURS)
-        },
-        // The server's alarm: no machine of a device has this kind.
-        AlarmKind::DeviceSilent => LifecycleSettings::immediate(1),
-    }
-}
-
-/// While the criteria are coarser than hour of week, outlier alarms need this many spreads.
-const LEARNING_Z: f64 = 6.0;
 
 /// Deviations this many spreads from expected-plus-level leave the level where it is.
 const FREEZE_Z: f64 = 5.0;
@@ -160,20 +237,24 @@ impl Detector {
         for s in &settings {
             s.validate()?;
         }
-        let series = settings
-            .iter()
-            .map(|s| SeriesState {
+        let mut series = Vec::with_capacity(settings.len());
+        for s in &settings {
+            let mut state = SeriesState {
                 name: s.name.clone(),
                 criteria: None,
-                checks: CheckState::default(),
-                machines: machines(s.night_flow.is_some()),
-                night: s.night_flow.as_ref().map(|_| NightFlow::new()),
+                sampling: Sampling::default(),
+                machines: Vec::new(),
                 level: None,
                 hour_sum: HourSum::default(),
                 recent: Recent::default(),
                 offset: Offset::default(),
-            })
-            .collect();
+                memories: Memories::new(s),
+                wiring: Vec::new(),
+                staging: Vec::new(),
+            };
+            state.complete_machines(s)?;
+            series.push(state);
+        }
         let n = settings.len();
         Ok(Detector {
             settings,
@@ -186,45 +267,31 @@ impl Detector {
             forecasts: vec![BTreeMap::new(); n],
             phase: hour_phase(tz),
             last_minute: 0,
+            found: vec![None; CHECKS.len()],
+            judging: judging(),
         })
     }
 
     /// A detector continuing from a state saved by [`Detector::state_json`]; the settings are
-    /// today's, the series must be the same.
+    /// today's, the series must be the same. Checks added since the state was saved start
+    /// closed.
     pub fn restore(
         tz: Tz,
         settings: Vec<SeriesSettings>,
         state: &str,
     ) -> Result<Detector, DetectError> {
         let mut detector = Detector::new(tz, settings)?;
-        let saved: Saved = serde_json::from_str(state)?;
+        let mut saved: Saved = serde_json::from_str(state)?;
         let stored: Vec<String> = saved.series.iter().map(|s| s.name.clone()).collect();
         let configured: Vec<String> = detector.settings.iter().map(|s| s.name.clone()).collect();
         if stored != configured {
             return Err(DetectError::StateMismatch { stored, configured });
         }
-        for (state, settings) in saved.series.iter().zip(&detector.settings) {
-            if state.night.is_some() != settings.night_flow.is_some() {
-                return Err(DetectError::Settings {
-                    series: settings.name.clone(),
-                    field: "night_flow",
-                    message: "switched since the state was saved: clear the stored state".into(),
-                });
-            }
+        for (state, settings) in saved.series.iter_mut().zip(&detector.settings) {
+            state.memories.restore(settings)?;
+            state.complete_machines(settings)?;
         }
         detector.saved = saved;
-        // Checks added since the state was saved start closed.
-        for (state, settings) in detector.saved.series.iter_mut().zip(&detector.settings) {
-            for m in machines(settings.night_flow.is_some()) {
-                let known = state
-                    .machines
-                    .iter()
-                    .any(|k| (k.kind, k.direction) == (m.kind, m.direction));
-                if !known {
-                    state.machines.push(m);
-                }
-            }
-        }
         Ok(detector)
     }
 
@@ -255,7 +322,7 @@ impl Detector {
     /// one in units, change the deviation the level follows, not what the reading was).
     pub fn set_criteria(&mut self, series: usize, criteria: Option<Criteria>) {
         let minute = self.saved.series[series]
-            .checks
+            .sampling
             .last
             .map(|(ts, value)| (minute_of_week(self.clock.local(ts)), value));
         let state = &mut self.saved.series[series];
@@ -285,8 +352,8 @@ impl Detector {
             .iter()
             .zip(&self.settings)
             .filter_map(|(state, settings)| {
-                let (last, _) = state.checks.last?;
-                let due = last + state.checks.stale_after(settings);
+                let (last, _) = state.sampling.last?;
+                let due = last + state.sampling.stale_after(settings);
                 let open = || {
                     state
                         .machines
@@ -311,7 +378,7 @@ impl Detector {
 
     /// Time of the last reading judged of series `series`.
     pub fn last_judged(&self, series: usize) -> Option<Timestamp> {
-        self.saved.series[series].checks.last.map(|(t, _)| t)
+        self.saved.series[series].sampling.last.map(|(t, _)| t)
     }
 
     /// The nights judged (minimum night flow) since the last call: series index, result. One
@@ -324,7 +391,10 @@ impl Detector {
     /// persistent rise of its night minimum found within 3 nights, in its unit, and the
     /// baseline night minimum it is a rise over; `None` before enough nights.
     fn detectable_leak(&self, series: usize) -> Option<(f64, f64)> {
-        self.saved.series[series].night.as_ref()?.detectable()
+        self.saved.series[series]
+            .memories
+            .find::<NightFlow>()?
+            .detectable()
     }
 
     /// The smallest leak each series with nights judged can see, as the heartbeat states it.
@@ -390,257 +460,164 @@ impl Detector {
             return (Judgement::unjudged(Verdict::Invalid), Vec::new());
         }
         let state = &mut self.saved.series[series];
-        if state.checks.last.is_some_and(|(last, _)| ts <= last) {
+        if state.sampling.last.is_some_and(|(last, _)| ts <= last) {
             return (Judgement::unjudged(Verdict::Late), Vec::new());
         }
         let settings = &self.settings[series];
         let local = self.clock.local(ts);
-        let learned = state.criteria.as_ref().and_then(|c| c.limits.as_ref());
         let minute = minute_of_week(local);
         self.last_minute = minute;
-        let hour = minute as usize / 60;
-        let checks = checks::judge(&mut state.checks, settings, learned, (ts, hour), value);
-        let resting = learned.is_some_and(|l| l.resting.contains(&value));
-
-        let mut judgement = Judgement {
-            verdict: Verdict::Judged,
-            stage: 0,
-            kind: None,
-            direction: None,
-            percentile: None,
-            expected: None,
+        let previous = state.sampling.add(ts, value);
+        let (mut judgement, z) = state.expect(ts, value, minute);
+        let seen = Seen {
+            settings,
+            ts,
+            value,
+            local,
+            hour: minute as usize / 60,
+            sampling: &state.sampling,
+            previous,
+            criteria: state.criteria.as_ref(),
+            z,
+            judgement: &judgement,
+            offset: state.offset.value(),
         };
-        let mut outlier = (0u8, 0u8);
-        if let Some(c) = &state.criteria {
-            let (expected, spread) = c.at(minute);
-            // A step of a size the series takes when something changes state (a pump) is the
-            // new state: the level jumps to it.
-            if !c.switches.is_empty() {
-                let gap = 3 * state.checks.interval().unwrap_or(60);
-                let switched = state
-                    .recent
-                    .switched(&c.switches, ts, (value, expected), gap);
-                if let Some(step) = switched {
-                    state.offset.take(&c.switches, step);
-                    state.level = Some((ts, c.deviation(value, expected)));
-                }
-            }
-            let level = state.level.map_or(0.0, |(_, l)| l);
-            let deviation = c.deviation(value, expected);
-            let z = c.in_units(
-                follow_level(&mut state.level, ts, deviation, false),
-                expected,
-            ) / spread;
-            let z_abs = z.abs();
-            let percentile = 100.0 * phi(z_abs);
-            // While the criteria are coarser than the hour of the week (a short history), a
-            // reading is staged only when it is a gross deviation: a short history cannot say
-            // whether a few spreads are unusual, and a verdict of "normal, still learning" is
-            // more honest than a guess. Resting values (a pump off) are a state, at any hour.
-            let learning = c.level != crate::Level::HourOfWeek && z.abs() < LEARNING_Z;
-            let stage = if resting || learning {
-                0
-            } else {
-                settings.stage_of(percentile)
-            };
-            // Far-out readings do not move the level: a burst must not become the level its
-            // end is judged against. Ordinary excursions (even at stage 4) still do, or the
-            // level would stop following the noise it is there to follow.
-            if z.abs() < FREEZE_Z {
-                follow_level(&mut state.level, ts, deviation, true);
-            }
-            let expected = expected + c.in_units(level, expected);
-            let direction = if z >= 0.0 {
-                Direction::High
-            } else {
-                Direction::Low
-            };
-            outlier = if z >= 0.0 { (stage, 0) } else { (0, stage) };
-            judgement.direction = Some(direction);
-            judgement.percentile = Some(percentile);
-            judgement.expected = Some(expected);
-            if stage > 0 {
-                judgement.stage = stage;
-                judgement.kind = Some(AlarmKind::Outlier);
-            }
+        self.found.fill(None);
+        for &index in &self.judging[0] {
+            self.found[index] = CHECKS[index].reading(&seen, state.memories.of(index));
         }
-        // System checks win ties: a reading outside the range is a range problem first.
-        for (kind, direction, stage) in checks {
+        // The reading's stage is the highest any check staging readings gave it; a later
+        // check wins a tie (a reading outside the range is a range problem first).
+        for &(index, direction) in &state.staging {
+            let stage = self.found[index].as_ref().map_or(0, |f| f.stage(direction));
             if stage > 0 && stage >= judgement.stage {
                 judgement.stage = stage;
-                judgement.kind = Some(kind);
+                judgement.kind = Some(CHECKS[index].kind());
                 judgement.direction = Some(direction);
             }
         }
-        let night = match (&mut state.night, &settings.night_flow) {
-            (Some(nf), Some(ns)) => nf.observe(ns, local, value - state.offset.value()),
-            _ => None,
-        };
-        if let Some(n) = &night {
-            self.nights.push((series, n.clone()));
-        }
-
-        let first_week = state.criteria.as_ref().is_none_or(|c| c.days < 7);
+        keep_nights(series, &mut self.found, &mut self.nights);
         let mut alerts = Vec::new();
+        let at = Taken {
+            ts,
+            interval: state.sampling.interval().unwrap_or(60),
+        };
         let next_id = &mut self.saved.next_alarm_id;
-        for machine in &mut state.machines {
-            let stage = match (machine.kind, machine.direction) {
-                (AlarmKind::Outlier, Direction::High) => outlier.0,
-                (AlarmKind::Outlier, _) => outlier.1,
-                (AlarmKind::Stale, _) => 0,
-                // Judged by the hour (below).
-                (AlarmKind::Forecast, _) => continue,
-                (AlarmKind::NightFlow, _) => match &night {
-                    Some(n) => n.stage,
-                    None => continue,
-                },
-                (kind, direction) => checks
-                    .iter()
-                    .find(|c| c.0 == kind && c.1 == direction)
-                    .map_or(0, |c| c.2),
-            };
-            let lifecycle = lifecycle_of(machine.kind, settings);
-            // Before a whole week has been seen, no outlier alarm opens (the system checks still
-            // judge); until the criteria resolve the hour of the week, only gross deviations
-            // are staged at all (above), so only they can open one.
-            let percentile = match machine.kind {
-                AlarmKind::Outlier if first_week => 0.0,
-                AlarmKind::Outlier => judgement.percentile.unwrap_or(100.0),
-                _ => 100.0,
-            };
-            // Silences and nights count alone; every other check's windows are also times.
-            let counted_alone = matches!(machine.kind, AlarmKind::Stale | AlarmKind::NightFlow);
-            let at = (!counted_alone).then_some(Taken {
-                ts,
-                interval: state.checks.interval().unwrap_or(60),
-            });
-            if let Some((transition, stage, alarm_id)) =
-                machine.step(stage, percentile, &lifecycle, next_id, at)
-            {
-                let values = match machine.kind {
-                    AlarmKind::Outlier => (Some(value), judgement.expected, judgement.percentile),
-                    AlarmKind::NightFlow => night_values(night.as_ref()),
-                    _ => (Some(value), judgement.expected, None),
-                };
-                alerts.push(alert(
-                    settings,
-                    machine,
-                    (transition, stage, alarm_id),
-                    ts,
-                    values,
-                ));
-            }
-        }
-        let hour = hour_start(ts, self.phase);
-        let closed = state.hour_sum.add(hour, value);
-        alerts.extend(self.judge_hour(series, closed));
+        state.step(settings, &self.found, Some(at), next_id, &mut alerts);
+        let closed = state.hour_sum.add(hour_start(ts, self.phase), value);
+        self.judge_hour(series, closed, &mut alerts);
         (judgement, alerts)
     }
 
-    /// Steps the forecast-residual alarms of `series` with the hour `closed` (start, sum,
-    /// count), if it has a forecast.
-    fn judge_hour(&mut self, series: usize, closed: Option<(Timestamp, f64, u32)>) -> Vec<Alert> {
+    /// Judges the hour `closed` (start, sum, count) of `series`, if one closed, by every check
+    /// that judges hours.
+    fn judge_hour(
+        &mut self,
+        series: usize,
+        closed: Option<(Timestamp, f64, u32)>,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let Some(closed) = closed else { return };
         let state = &mut self.saved.series[series];
-        let interval = state.checks.interval().unwrap_or(60);
-        let Some(judged) =
-            closed.and_then(|c| residual::judge_hour(&self.forecasts[series], c, interval))
-        else {
-            return Vec::new();
-        };
-        let settings = &self.settings[series];
-        let lifecycle = lifecycle_of(AlarmKind::Forecast, settings);
-        let next_id = &mut self.saved.next_alarm_id;
-        let mut alerts = Vec::new();
-        // The side whose alarm is open: one departure from the forecast is one alarm, and a
-        // forecast that overshoots while it lasts does not open the other side's.
-        let open_side = state
-            .machines
-            .iter()
-            .find(|m| m.kind == AlarmKind::Forecast && m.open.is_some())
-            .map(|m| {
-                if m.direction == Direction::High {
-                    1
-                } else {
-                    -1
-                }
+        self.found.fill(None);
+        for &index in &self.judging[2] {
+            let check = CHECKS[index];
+            let open = state
+                .machines
+                .iter()
+                .find(|m| m.kind == check.kind() && m.open.is_some())
+                .map(|m| m.direction);
+            self.found[index] = check.hour(&ClosedHour {
+                closed,
+                forecasts: &self.forecasts[series],
+                interval: state.sampling.interval().unwrap_or(60),
+                open,
             });
-        for machine in &mut state.machines {
-            let side = match (machine.kind, machine.direction) {
-                (AlarmKind::Forecast, Direction::High) => 1,
-                (AlarmKind::Forecast, _) => -1,
-                _ => continue,
-            };
-            let other_open = open_side.is_some_and(|s| s != side);
-            let stage = if judged.side == side && !other_open {
-                3
-            } else {
-                0
-            };
-            if let Some(transition) = machine.step(stage, 100.0, &lifecycle, next_id, None) {
-                alerts.push(alert(
-                    settings,
-                    machine,
-                    transition,
-                    judged.hour + 3600,
-                    (Some(judged.mean), Some(judged.forecast.value), None),
-                ));
-            }
         }
-        alerts
+        let next_id = &mut self.saved.next_alarm_id;
+        state.step(&self.settings[series], &self.found, None, next_id, alerts);
     }
 
-    /// Advances time to `now` without a reading: opens `stale` alarms of series silent for
-    /// their stale time (at least 3 of their typical intervals), and closes nights whose window
-    /// has passed.
+    /// Advances time to `now` without a reading: every check judges the time passed (a series
+    /// silent for its stale time, a night whose window has passed), then the hours it closed.
     pub fn tick(&mut self, now: Timestamp) -> Vec<Alert> {
         let local = self.clock.local(now);
         let mut alerts = Vec::new();
         let mut hours = Vec::new();
-        for (index, (state, settings)) in
-            self.saved.series.iter_mut().zip(&self.settings).enumerate()
-        {
-            let stale_after = state.checks.stale_after(settings);
-            let stale = state
-                .checks
-                .last
-                .is_some_and(|(last, _)| now - last >= stale_after);
-            let night = match (&mut state.night, &settings.night_flow) {
-                (Some(nf), Some(ns)) => nf.tick(ns, local),
-                _ => None,
+        for series in 0..self.settings.len() {
+            let state = &mut self.saved.series[series];
+            let settings = &self.settings[series];
+            let ticked = Ticked {
+                settings,
+                now,
+                local,
+                sampling: &state.sampling,
             };
-            if let Some(n) = &night {
-                self.nights.push((index, n.clone()));
+            self.found.fill(None);
+            for &index in &self.judging[1] {
+                self.found[index] = CHECKS[index].tick(&ticked, state.memories.of(index));
             }
-            let closed = state.hour_sum.close_before(hour_start(now, self.phase));
-            hours.push((index, closed));
+            keep_nights(series, &mut self.found, &mut self.nights);
+            hours.push(state.hour_sum.close_before(hour_start(now, self.phase)));
             let next_id = &mut self.saved.next_alarm_id;
-            for machine in &mut state.machines {
-                let (stage, values) = match machine.kind {
-                    AlarmKind::Stale if stale => (3, (None, None, None)),
-                    AlarmKind::NightFlow if night.is_some() => (
-                        night.as_ref().map_or(0, |n| n.stage),
-                        night_values(night.as_ref()),
-                    ),
-                    _ => continue,
-                };
-                let lifecycle = lifecycle_of(machine.kind, settings);
-                if let Some((transition, stage, alarm_id)) =
-                    machine.step(stage, 100.0, &lifecycle, next_id, None)
-                {
-                    alerts.push(alert(
-                        settings,
-                        machine,
-                        (transition, stage, alarm_id),
-                        now,
-                        values,
-                    ));
-                }
-            }
+            state.step(settings, &self.found, None, next_id, &mut alerts);
         }
-        for (index, closed) in hours {
-            alerts.extend(self.judge_hour(index, closed));
+        for (series, closed) in hours.into_iter().enumerate() {
+            self.judge_hour(series, closed, &mut alerts);
         }
         alerts
+    }
+}
+
+impl SeriesState {
+    /// The reading's deviation from the criteria's expectation, in spreads, and the judgement
+    /// it makes (expected value, percentile, direction); follows the level, and takes a step
+    /// of a size the series takes when something changes state (a pump) as the new state.
+    fn expect(&mut self, ts: Timestamp, value: f64, minute: u32) -> (Judgement, Option<f64>) {
+        let mut judgement = Judgement::unjudged(Verdict::Judged);
+        let Some(c) = &self.criteria else {
+            return (judgement, None);
+        };
+        let (expected, spread) = c.at(minute);
+        if !c.switches.is_empty() {
+            let gap = 3 * self.sampling.interval().unwrap_or(60);
+            let switched = self
+                .recent
+                .switched(&c.switches, ts, (value, expected), gap);
+            if let Some(step) = switched {
+                self.offset.take(&c.switches, step);
+                self.level = Some((ts, c.deviation(value, expected)));
+            }
+        }
+        let level = self.level.map_or(0.0, |(_, l)| l);
+        let deviation = c.deviation(value, expected);
+        let z = c.in_units(
+            follow_level(&mut self.level, ts, deviation, false),
+            expected,
+        ) / spread;
+        // Far-out readings do not move the level: a burst must not become the level its end is
+        // judged against. Ordinary excursions (even at stage 4) still do, or the level would
+        // stop following the noise it is there to follow.
+        if z.abs() < FREEZE_Z {
+            follow_level(&mut self.level, ts, deviation, true);
+        }
+        judgement.direction = Some(if z >= 0.0 {
+            Direction::High
+        } else {
+            Direction::Low
+        });
+        judgement.percentile = Some(100.0 * phi(z.abs()));
+        judgement.expected = Some(expected + c.in_units(level, expected));
+        (judgement, Some(z))
+    }
+}
+
+/// Keeps the night a check of series `series` summed up, if one did.
+fn keep_nights(series: usize, found: &mut [Option<Found>], nights: &mut Vec<(usize, NightResult)>) {
+    for found in found.iter_mut().flatten() {
+        if let Some(night) = found.night.take() {
+            nights.push((series, *night));
+        }
     }
 }
 
@@ -651,7 +628,7 @@ fn alert(
     machine: &Machine,
     (state, stage, alarm_id): (Transition, u8, u64),
     time: Timestamp,
-    (value, expected, percentile): (Option<f64>, Option<f64>, Option<f64>),
+    (value, expected, percentile): Reported,
 ) -> Alert {
     Alert {
         alarm_id,
@@ -665,12 +642,5 @@ fn alert(
         value,
         expected,
         percentile,
-    }
-}
-
-fn night_values(night: Option<&NightResult>) -> (Option<f64>, Option<f64>, Option<f64>) {
-    match night {
-        Some(n) => (Some(n.minimum).filter(|m| m.is_finite()), n.baseline, None),
-        None => (None, None, None),
     }
 }

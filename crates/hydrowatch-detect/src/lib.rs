@@ -16,6 +16,7 @@
 //!   with serde, so a restart continues where it stopped.
 
 mod checks;
+mod clock;
 mod criteria;
 mod detector;
 mod lifecycle;
@@ -23,6 +24,7 @@ mod limits;
 mod nightflow;
 mod residual;
 mod runner;
+mod sampling;
 pub mod score;
 mod settings;
 mod stats;

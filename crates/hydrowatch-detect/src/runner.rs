@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::local_date;
 
-use crate::checks::LocalClock;
+use crate::clock::LocalClock;
 use crate::criteria::{Placed, minute_of_week};
 use crate::{Alert, Criteria, Detector, Judgement, Verdict};
 
