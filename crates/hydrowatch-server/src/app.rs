@@ -14,8 +14,42 @@ use crate::db::Db;
 use crate::limit::Limiter;
 use crate::state::{AppState, Settings};
 
-/// The OpenAPI document of these routes (checked against them by the tests).
-pub const OPENAPI: &str = include_str!("../openapi.json");
+/// The OpenAPI document as written (`openapi.json`), without the values of the protocol's
+/// enumerations: [`openapi`] writes those in from the types.
+const OPENAPI_SOURCE: &str = include_str!("../openapi.json");
+
+/// The OpenAPI document of these routes, as served (checked against them by the tests): the
+/// written document, each of the protocol's enumerations (`components/schemas/AlarmKind`, ...)
+/// given its values from its type, so that a new kind, channel or action is never listed by
+/// hand.
+pub fn openapi() -> &'static str {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use hydrowatch_protocol::{
+            AlarmKind, Channel, Direction, Kind, OperatorAction, Transition,
+        };
+        fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> serde_json::Value {
+            all.iter().map(|v| name(*v)).collect()
+        }
+        let mut doc: serde_json::Value =
+            serde_json::from_str(OPENAPI_SOURCE).expect("openapi.json is JSON (tested)");
+        let schemas = &mut doc["components"]["schemas"];
+        for (schema, values) in [
+            ("AlarmKind", names(&AlarmKind::ALL, AlarmKind::name)),
+            ("Direction", names(&Direction::ALL, Direction::name)),
+            ("Transition", names(&Transition::ALL, Transition::name)),
+            ("MessageKind", names(&Kind::ALL, Kind::name)),
+            ("Channel", names(&Channel::ALL, Channel::name)),
+            (
+                "OperatorAction",
+                names(&OperatorAction::ALL, OperatorAction::name),
+            ),
+        ] {
+            schemas[schema]["enum"] = values;
+        }
+        doc.to_string()
+    });
+    &DOCUMENT
+}
 
 /// Every route: (method, path).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -102,7 +136,7 @@ pub fn router_with(db: Arc<Db>, settings: Settings) -> Router {
         .route("/api/v1/accuracy", get(api::accuracy))
         .route(
             "/api/v1/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi()) }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
@@ -136,7 +170,7 @@ mod tests {
     use serde::de::DeserializeOwned;
     use serde_json::{Value, json};
 
-    use super::OPENAPI;
+    use super::openapi;
 
     fn alert() -> AlertBody {
         AlertBody {
@@ -193,7 +227,7 @@ mod tests {
 
     #[test]
     fn the_openapi_schemas_are_the_protocol_types() {
-        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let doc: Value = serde_json::from_str(openapi()).unwrap();
         let point = ForecastPoint {
             time: "2024-07-01T00:00:00Z".into(),
             local_time: Some("2024-07-01 09:00".into()),
@@ -402,26 +436,46 @@ mod tests {
                 alarms: vec![notified],
             },
         );
+        // Each enumeration is served with the values serde writes, and every property of
+        // that type refers to it.
         let schemas = &doc["components"]["schemas"];
-        assert_eq!(
-            schemas["RuleRequest"]["properties"]["channel"]["enum"],
-            names(&Channel::ALL)
+        for (schema, values) in [
+            ("AlarmKind", names(&AlarmKind::ALL)),
+            ("Direction", names(&Direction::ALL)),
+            ("Transition", names(&Transition::ALL)),
+            ("MessageKind", names(&Kind::ALL)),
+            ("Channel", names(&Channel::ALL)),
+            ("OperatorAction", names(&OperatorAction::ALL)),
+        ] {
+            assert_eq!(schemas[schema]["enum"], values, "{schema}");
+        }
+        let refers = |property: &Value, schema: &str| {
+            assert_eq!(
+                property["$ref"],
+                format!("#/components/schemas/{schema}"),
+                "{property}"
+            );
+        };
+        refers(&schemas["RuleRequest"]["properties"]["channel"], "Channel");
+        refers(
+            &schemas["RuleRequest"]["properties"]["kinds"]["items"],
+            "AlarmKind",
         );
-        assert_eq!(
-            schemas["AlarmActionRecord"]["properties"]["action"]["enum"],
-            names(&OperatorAction::ALL)
+        refers(
+            &schemas["AlarmActionRecord"]["properties"]["action"],
+            "OperatorAction",
         );
-        assert_eq!(
-            schemas["AlarmStatus"]["properties"]["kind"]["enum"],
-            names(&AlarmKind::ALL)
-        );
-        assert_eq!(
-            schemas["Envelope"]["properties"]["kind"]["enum"],
-            names(&Kind::ALL)
-        );
+        refers(&schemas["AlarmStatus"]["properties"]["kind"], "AlarmKind");
+        refers(&schemas["Envelope"]["properties"]["kind"], "MessageKind");
         let alert = &schemas["AlertBody"]["properties"];
-        assert_eq!(alert["kind"]["enum"], names(&AlarmKind::ALL));
-        assert_eq!(alert["direction"]["enum"], names(&Direction::ALL));
-        assert_eq!(alert["state"]["enum"], names(&Transition::ALL));
+        refers(&alert["kind"], "AlarmKind");
+        refers(&alert["direction"], "Direction");
+        refers(&alert["state"], "Transition");
+        // The document as written lists no value of them by hand.
+        let written: Value = serde_json::from_str(super::OPENAPI_SOURCE).unwrap();
+        for schema in ["AlarmKind", "Channel", "OperatorAction"] {
+            assert!(written["components"]["schemas"][schema]["enum"].is_null());
+        }
+        assert!(!super::OPENAPI_SOURCE.contains("night_flow"));
     }
 }
