@@ -94,8 +94,19 @@ pub struct Accuracy {
 }
 
 /// What a person did to an alarm (an audit record's action).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum OperatorAction {
     /// Acknowledged it (seen, being handled).
     Acknowledged,
@@ -111,28 +122,19 @@ pub enum OperatorAction {
 
 impl OperatorAction {
     /// Every action.
-    pub const ALL: [OperatorAction; 5] = [
-        OperatorAction::Acknowledged,
-        OperatorAction::Shelved,
-        OperatorAction::Unshelved,
-        OperatorAction::Commented,
-        OperatorAction::Assigned,
-    ];
+    pub const ALL: &'static [OperatorAction] = <OperatorAction as strum::VariantArray>::VARIANTS;
 
-    /// Its name in the API and the database.
+    /// Its name in the API and the database, serde's.
     pub fn name(self) -> &'static str {
-        match self {
-            OperatorAction::Acknowledged => "acknowledged",
-            OperatorAction::Shelved => "shelved",
-            OperatorAction::Unshelved => "unshelved",
-            OperatorAction::Commented => "commented",
-            OperatorAction::Assigned => "assigned",
-        }
+        self.into()
     }
 
     /// The action named `name`.
     pub fn from_name(name: &str) -> Option<OperatorAction> {
-        OperatorAction::ALL.into_iter().find(|a| a.name() == name)
+        OperatorAction::ALL
+            .iter()
+            .copied()
+            .find(|a| a.name() == name)
     }
 }
 
@@ -255,8 +257,19 @@ pub struct AssignRequest {
 }
 
 /// Where a notification rule sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Channel {
     /// A JSON POST to a URL, signed with HMAC-SHA256.
     Webhook,
@@ -266,14 +279,11 @@ pub enum Channel {
 
 impl Channel {
     /// Every channel.
-    pub const ALL: [Channel; 2] = [Channel::Webhook, Channel::Email];
+    pub const ALL: &'static [Channel] = <Channel as strum::VariantArray>::VARIANTS;
 
-    /// Its name.
+    /// Its name, serde's.
     pub fn name(self) -> &'static str {
-        match self {
-            Channel::Webhook => "webhook",
-            Channel::Email => "email",
-        }
+        self.into()
     }
 }
 

@@ -10,8 +10,20 @@
 use serde::{Deserialize, Serialize};
 
 /// What a message carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Kind {
     /// An alarm transition.
     Alert,
@@ -23,20 +35,16 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of the wire documentation.
-    pub const ALL: [Kind; 3] = [Kind::Alert, Kind::Forecast, Kind::Heartbeat];
+    pub const ALL: &'static [Kind] = <Kind as strum::VariantArray>::VARIANTS;
 
-    /// Its name on the wire (`alert`, `forecast`, `heartbeat`).
+    /// Its name on the wire (`alert`, `forecast`, `heartbeat`), serde's.
     pub fn name(self) -> &'static str {
-        match self {
-            Kind::Alert => "alert",
-            Kind::Forecast => "forecast",
-            Kind::Heartbeat => "heartbeat",
-        }
+        self.into()
     }
 
     /// The kind named `name` on the wire.
     pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
+        Kind::ALL.iter().copied().find(|k| k.name() == name)
     }
 }
 
@@ -45,8 +53,22 @@ impl Kind {
 pub const SERVER_ALARM_IDS: u64 = 1 << 62;
 
 /// What an alarm is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum AlarmKind {
     /// The value is unusual for this hour of the week (the prototype's staged outlier).
     Outlier,
@@ -69,37 +91,32 @@ pub enum AlarmKind {
 
 impl AlarmKind {
     /// Every kind.
-    pub const ALL: [AlarmKind; 8] = [
-        AlarmKind::Outlier,
-        AlarmKind::Stale,
-        AlarmKind::Stuck,
-        AlarmKind::Range,
-        AlarmKind::Jump,
-        AlarmKind::NightFlow,
-        AlarmKind::Forecast,
-        AlarmKind::DeviceSilent,
-    ];
+    pub const ALL: &'static [AlarmKind] = <AlarmKind as strum::VariantArray>::VARIANTS;
 
-    /// Its name in files and messages.
+    /// Its name in files and messages, serde's.
     pub fn name(self) -> &'static str {
-        match self {
-            AlarmKind::Outlier => "outlier",
-            AlarmKind::Stale => "stale",
-            AlarmKind::Stuck => "stuck",
-            AlarmKind::Range => "range",
-            AlarmKind::Jump => "jump",
-            AlarmKind::NightFlow => "night_flow",
-            AlarmKind::Forecast => "forecast",
-            AlarmKind::DeviceSilent => "device_silent",
-        }
+        self.into()
     }
 }
 
 /// Which way a value is abnormal; `None` for checks without a direction (stale, stuck).
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Direction {
     /// Above what is expected.
     High,
@@ -112,21 +129,29 @@ pub enum Direction {
 
 impl Direction {
     /// Every direction.
-    pub const ALL: [Direction; 3] = [Direction::High, Direction::Low, Direction::None];
+    pub const ALL: &'static [Direction] = <Direction as strum::VariantArray>::VARIANTS;
 
-    /// Its name in files and messages.
+    /// Its name in files and messages, serde's.
     pub fn name(self) -> &'static str {
-        match self {
-            Direction::High => "high",
-            Direction::Low => "low",
-            Direction::None => "none",
-        }
+        self.into()
     }
 }
 
 /// A change of an alarm's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Transition {
     /// The alarm opened.
     Opened,
@@ -140,21 +165,11 @@ pub enum Transition {
 
 impl Transition {
     /// Every transition.
-    pub const ALL: [Transition; 4] = [
-        Transition::Opened,
-        Transition::Escalated,
-        Transition::DeEscalated,
-        Transition::Cleared,
-    ];
+    pub const ALL: &'static [Transition] = <Transition as strum::VariantArray>::VARIANTS;
 
-    /// Its name in messages.
+    /// Its name in messages, serde's.
     pub fn name(self) -> &'static str {
-        match self {
-            Transition::Opened => "opened",
-            Transition::Escalated => "escalated",
-            Transition::DeEscalated => "de-escalated",
-            Transition::Cleared => "cleared",
-        }
+        self.into()
     }
 }
 
@@ -358,17 +373,17 @@ mod tests {
 
     #[test]
     fn names_on_the_wire_are_the_serde_names() {
-        for k in Kind::ALL {
+        for &k in Kind::ALL {
             assert_eq!(serde_json::to_value(k).unwrap(), k.name());
             assert_eq!(Kind::from_name(k.name()), Some(k));
         }
-        for t in Transition::ALL {
+        for &t in Transition::ALL {
             assert_eq!(serde_json::to_value(t).unwrap(), t.name());
         }
-        for k in AlarmKind::ALL {
+        for &k in AlarmKind::ALL {
             assert_eq!(serde_json::to_value(k).unwrap(), k.name());
         }
-        for d in Direction::ALL {
+        for &d in Direction::ALL {
             assert_eq!(serde_json::to_value(d).unwrap(), d.name());
         }
         assert_eq!(seconds("2024-07-01T02:00:00+02:00"), Some(1_719_792_000));

@@ -115,7 +115,8 @@ static TO_HANDLE_COUNT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 fn status_of(r: &Row) -> Result<AlarmStatus, DbError> {
     let kind_name = r.text(3)?;
     let kind = AlarmKind::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .find(|k| k.name() == kind_name)
         .ok_or_else(|| DbError::Column(3, "an alarm kind", kind_name.chars().take(20).collect()))?;
     let active = r.text(4)? != "cleared";

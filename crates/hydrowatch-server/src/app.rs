@@ -34,14 +34,14 @@ pub fn openapi() -> &'static str {
             serde_json::from_str(OPENAPI_SOURCE).expect("openapi.json is JSON (tested)");
         let schemas = &mut doc["components"]["schemas"];
         for (schema, values) in [
-            ("AlarmKind", names(&AlarmKind::ALL, AlarmKind::name)),
-            ("Direction", names(&Direction::ALL, Direction::name)),
-            ("Transition", names(&Transition::ALL, Transition::name)),
-            ("MessageKind", names(&Kind::ALL, Kind::name)),
-            ("Channel", names(&Channel::ALL, Channel::name)),
+            ("AlarmKind", names(AlarmKind::ALL, AlarmKind::name)),
+            ("Direction", names(Direction::ALL, Direction::name)),
+            ("Transition", names(Transition::ALL, Transition::name)),
+            ("MessageKind", names(Kind::ALL, Kind::name)),
+            ("Channel", names(Channel::ALL, Channel::name)),
             (
                 "OperatorAction",
-                names(&OperatorAction::ALL, OperatorAction::name),
+                names(OperatorAction::ALL, OperatorAction::name),
             ),
         ] {
             schemas[schema]["enum"] = values;
@@ -440,12 +440,12 @@ mod tests {
         // that type refers to it.
         let schemas = &doc["components"]["schemas"];
         for (schema, values) in [
-            ("AlarmKind", names(&AlarmKind::ALL)),
-            ("Direction", names(&Direction::ALL)),
-            ("Transition", names(&Transition::ALL)),
-            ("MessageKind", names(&Kind::ALL)),
-            ("Channel", names(&Channel::ALL)),
-            ("OperatorAction", names(&OperatorAction::ALL)),
+            ("AlarmKind", names(AlarmKind::ALL)),
+            ("Direction", names(Direction::ALL)),
+            ("Transition", names(Transition::ALL)),
+            ("MessageKind", names(Kind::ALL)),
+            ("Channel", names(Channel::ALL)),
+            ("OperatorAction", names(OperatorAction::ALL)),
         ] {
             assert_eq!(schemas[schema]["enum"], values, "{schema}");
         }

@@ -487,7 +487,7 @@ mod tests {
 
     #[test]
     fn every_check_has_its_own_kind_and_every_device_kind_a_check() {
-        for kind in AlarmKind::ALL {
+        for &kind in AlarmKind::ALL {
             let checks = CHECKS.iter().filter(|c| c.kind() == kind).count();
             let expected = usize::from(kind != AlarmKind::DeviceSilent);
             assert_eq!(checks, expected, "{kind:?}");

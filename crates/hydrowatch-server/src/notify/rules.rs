@@ -114,14 +114,16 @@ fn rule_of(r: &Row) -> Result<Rule, DbError> {
         .iter()
         .map(|k| {
             AlarmKind::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .find(|a| a.name() == k)
                 .ok_or_else(|| bad(4, "an alarm kind", k))
         })
         .collect::<Result<_, _>>()?;
     let channel_name = r.text(6)?;
     let channel = Channel::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .find(|c| c.name() == channel_name)
         .ok_or_else(|| bad(6, "a channel", &channel_name))?;
     Ok(Rule {

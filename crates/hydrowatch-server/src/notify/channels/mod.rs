@@ -69,7 +69,7 @@ pub fn channel_of(channel: Channel) -> &'static dyn NotificationChannel {
 mod tests {
     #[test]
     fn every_channel_is_listed_once() {
-        for channel in hydrowatch_protocol::Channel::ALL {
+        for &channel in hydrowatch_protocol::Channel::ALL {
             let listed = super::CHANNELS
                 .iter()
                 .filter(|c| c.channel() == channel)
