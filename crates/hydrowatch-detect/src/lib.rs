@@ -19,6 +19,7 @@ mod checks;
 mod clock;
 mod criteria;
 mod detector;
+mod judgement;
 mod lifecycle;
 mod limits;
 mod nightflow;
@@ -31,8 +32,9 @@ mod stats;
 mod switches;
 
 pub use criteria::{Criteria, Level};
-pub use detector::{Detector, Judgement, Verdict};
+pub use detector::Detector;
 pub use hydrowatch_protocol::{AlarmKind, Direction, Transition};
+pub use judgement::{Judgement, Verdict};
 pub use lifecycle::{Alert, LifecycleSettings};
 pub use limits::Limits;
 pub use nightflow::{NightResult, NightSettings};

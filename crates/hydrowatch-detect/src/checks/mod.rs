@@ -34,7 +34,7 @@ use serde::de::Error as _;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::detector::Judgement;
+use crate::judgement::Judgement;
 use crate::lifecycle::LifecycleSettings;
 use crate::residual::HourForecast;
 use crate::sampling::Sampling;
