@@ -140,6 +140,47 @@ impl SeriesState {
             }
         }
     }
+
+    /// The reading's deviation from the criteria's expectation, in spreads, and the judgement
+    /// it makes (expected value, percentile, direction); follows the level, and takes a step
+    /// of a size the series takes when something changes state (a pump) as the new state.
+    fn expect(&mut self, ts: Timestamp, value: f64, minute: u32) -> (Judgement, Option<f64>) {
+        let mut judgement = Judgement::unjudged(Verdict::Judged);
+        let Some(c) = &self.criteria else {
+            return (judgement, None);
+        };
+        let (expected, spread) = c.at(minute);
+        if !c.switches.is_empty() {
+            let gap = 3 * self.sampling.interval().unwrap_or(60);
+            let switched = self
+                .recent
+                .switched(&c.switches, ts, (value, expected), gap);
+            if let Some(step) = switched {
+                self.offset.take(&c.switches, step);
+                self.level = Some((ts, c.deviation(value, expected)));
+            }
+        }
+        let level = self.level.map_or(0.0, |(_, l)| l);
+        let deviation = c.deviation(value, expected);
+        let z = c.in_units(
+            follow_level(&mut self.level, ts, deviation, false),
+            expected,
+        ) / spread;
+        // Far-out readings do not move the level: a burst must not become the level its end is
+        // judged against. Ordinary excursions (even at stage 4) still do, or the level would
+        // stop following the noise it is there to follow.
+        if z.abs() < FREEZE_Z {
+            follow_level(&mut self.level, ts, deviation, true);
+        }
+        judgement.direction = Some(if z >= 0.0 {
+            Direction::High
+        } else {
+            Direction::Low
+        });
+        judgement.percentile = Some(100.0 * phi(z.abs()));
+        judgement.expected = Some(expected + c.in_units(level, expected));
+        (judgement, Some(z))
+    }
 }
 
 /// The part of a detector that is saved across restarts.
@@ -169,6 +210,8 @@ pub struct Detector {
     found: Vec<Option<Found>>,
     /// The checks that judge readings, time passing and closed hours, by place in [`CHECKS`].
     judging: [Vec<usize>; 3],
+    /// Per series, the hour a tick closed (start, sum, count), judged once every series ticked.
+    closed: Vec<Option<(Timestamp, f64, u32)>>,
 }
 
 /// The checks judging each event: readings, time passing, closed hours.
@@ -227,6 +270,7 @@ impl Detector {
             last_minute: 0,
             found: vec![None; CHECKS.len()],
             judging: judging(),
+            closed: vec![None; n],
         })
     }
 
@@ -501,7 +545,6 @@ impl Detector {
     pub fn tick(&mut self, now: Timestamp) -> Vec<Alert> {
         let local = self.clock.local(now);
         let mut alerts = Vec::new();
-        let mut hours = Vec::new();
         for series in 0..self.settings.len() {
             let state = &mut self.saved.series[series];
             let settings = &self.settings[series];
@@ -516,57 +559,15 @@ impl Detector {
                 self.found[index] = CHECKS[index].tick(&ticked, state.memories.of(index));
             }
             keep_nights(series, &mut self.found, &mut self.nights);
-            hours.push(state.hour_sum.close_before(hour_start(now, self.phase)));
+            self.closed[series] = state.hour_sum.close_before(hour_start(now, self.phase));
             let next_id = &mut self.saved.next_alarm_id;
             state.step(settings, &self.found, None, next_id, &mut alerts);
         }
-        for (series, closed) in hours.into_iter().enumerate() {
+        for series in 0..self.settings.len() {
+            let closed = self.closed[series].take();
             self.judge_hour(series, closed, &mut alerts);
         }
         alerts
-    }
-}
-
-impl SeriesState {
-    /// The reading's deviation from the criteria's expectation, in spreads, and the judgement
-    /// it makes (expected value, percentile, direction); follows the level, and takes a step
-    /// of a size the series takes when something changes state (a pump) as the new state.
-    fn expect(&mut self, ts: Timestamp, value: f64, minute: u32) -> (Judgement, Option<f64>) {
-        let mut judgement = Judgement::unjudged(Verdict::Judged);
-        let Some(c) = &self.criteria else {
-            return (judgement, None);
-        };
-        let (expected, spread) = c.at(minute);
-        if !c.switches.is_empty() {
-            let gap = 3 * self.sampling.interval().unwrap_or(60);
-            let switched = self
-                .recent
-                .switched(&c.switches, ts, (value, expected), gap);
-            if let Some(step) = switched {
-                self.offset.take(&c.switches, step);
-                self.level = Some((ts, c.deviation(value, expected)));
-            }
-        }
-        let level = self.level.map_or(0.0, |(_, l)| l);
-        let deviation = c.deviation(value, expected);
-        let z = c.in_units(
-            follow_level(&mut self.level, ts, deviation, false),
-            expected,
-        ) / spread;
-        // Far-out readings do not move the level: a burst must not become the level its end is
-        // judged against. Ordinary excursions (even at stage 4) still do, or the level would
-        // stop following the noise it is there to follow.
-        if z.abs() < FREEZE_Z {
-            follow_level(&mut self.level, ts, deviation, true);
-        }
-        judgement.direction = Some(if z >= 0.0 {
-            Direction::High
-        } else {
-            Direction::Low
-        });
-        judgement.percentile = Some(100.0 * phi(z.abs()));
-        judgement.expected = Some(expected + c.in_units(level, expected));
-        (judgement, Some(z))
     }
 }
 

@@ -2,7 +2,7 @@
 //! residual module). One departure is one alarm: while one side's alarm is open, the other
 //! side's does not open.
 
-use crate::checks::{Check, ClosedHour, Found, Judges};
+use crate::checks::{Check, ClosedHour, Found, HIGH_AND_LOW, Judges};
 use crate::lifecycle::LifecycleSettings;
 use crate::residual;
 use crate::{AlarmKind, Direction, SeriesSettings};
@@ -16,7 +16,7 @@ impl Check for Forecast {
     }
 
     fn directions(&self, _: &SeriesSettings) -> &'static [Direction] {
-        &[Direction::High, Direction::Low]
+        HIGH_AND_LOW
     }
 
     fn lifecycle(&self, _: &SeriesSettings) -> LifecycleSettings {

@@ -1,7 +1,7 @@
 //! `jump`: a change faster than plausible since the last reading (the configured rate per
 //! minute, or the step learned per typical interval at the reading's hour of the week).
 
-use crate::checks::{Check, Found, Memory, Seen, stage_if};
+use crate::checks::{Check, Found, HIGH_AND_LOW, Memory, Seen, stage_if};
 use crate::lifecycle::LifecycleSettings;
 use crate::{AlarmKind, Direction, SeriesSettings};
 
@@ -14,7 +14,7 @@ impl Check for Jump {
     }
 
     fn directions(&self, _: &SeriesSettings) -> &'static [Direction] {
-        &[Direction::High, Direction::Low]
+        HIGH_AND_LOW
     }
 
     fn lifecycle(&self, _: &SeriesSettings) -> LifecycleSettings {

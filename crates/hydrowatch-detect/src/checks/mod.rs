@@ -252,6 +252,9 @@ impl Found {
     }
 }
 
+/// The directions of a check that judges both ways.
+pub(crate) const HIGH_AND_LOW: &[Direction] = &[Direction::High, Direction::Low];
+
 /// Stage `stage` where `abnormal`, else 0.
 pub(crate) fn stage_if(abnormal: bool, stage: u8) -> u8 {
     if abnormal { stage } else { 0 }

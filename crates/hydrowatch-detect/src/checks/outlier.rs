@@ -1,7 +1,7 @@
 //! `outlier`: a reading unusual for its hour of the week (the prototype's staged outlier),
 //! judged on its deviation from the criteria's expectation and the level the detector follows.
 
-use crate::checks::{Check, Found, Memory, Seen};
+use crate::checks::{Check, Found, HIGH_AND_LOW, Memory, Seen};
 use crate::lifecycle::LifecycleSettings;
 use crate::{AlarmKind, Direction, Level, SeriesSettings};
 
@@ -17,7 +17,7 @@ impl Check for Outlier {
     }
 
     fn directions(&self, _: &SeriesSettings) -> &'static [Direction] {
-        &[Direction::High, Direction::Low]
+        HIGH_AND_LOW
     }
 
     fn lifecycle(&self, settings: &SeriesSettings) -> LifecycleSettings {

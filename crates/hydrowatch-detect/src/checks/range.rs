@@ -1,6 +1,6 @@
 //! `range`: outside the sensor's physical range (configured, or learned from its history).
 
-use crate::checks::{Check, Found, Memory, Seen, stage_if};
+use crate::checks::{Check, Found, HIGH_AND_LOW, Memory, Seen, stage_if};
 use crate::lifecycle::LifecycleSettings;
 use crate::{AlarmKind, Direction, SeriesSettings};
 
@@ -13,7 +13,7 @@ impl Check for Range {
     }
 
     fn directions(&self, _: &SeriesSettings) -> &'static [Direction] {
-        &[Direction::High, Direction::Low]
+        HIGH_AND_LOW
     }
 
     fn lifecycle(&self, _: &SeriesSettings) -> LifecycleSettings {
