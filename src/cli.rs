@@ -25,7 +25,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// The whole system on embedded defaults: a central server and simulated devices in one
     /// process, weeks replayed in a minute, the dashboard to watch.
-    Demo(crate::demo::DemoArgs),
+    Demo(hydrowatch_demo::DemoArgs),
     /// Write realistic minute data of one DMA (flow, pressure) with labelled events.
     Simulate(crate::simulate::SimulateArgs),
     /// Load readings from CSV files into the database (all files, or nothing).

@@ -7,7 +7,6 @@ mod bench;
 mod cli;
 mod config_cmd;
 mod context;
-mod demo;
 mod detect;
 mod detect_report;
 mod export;
@@ -78,7 +77,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     use cli::{BenchCommand, Command, ConfigCommand};
     let global = cli.global;
     match cli.command {
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) => Ok(hydrowatch_demo::run(args)?),
         Command::Simulate(args) => simulate::run(&global, args),
         Command::Import(args) => import::run(&global, args),
         Command::Export(args) => export::run(&global, args),

@@ -1,18 +1,17 @@
 //! The demo's replay: every device's real daemon, in threads, until its replay ended and its
 //! outbox is delivered.
 
-use anyhow::Context as _;
 use std::time::{Duration, Instant};
 
 use hydrowatch_core::time::HOUR;
 use hydrowatch_store::Store;
 
-use super::Device;
+use super::{DemoError, Device};
 
 /// Runs every device's daemon until its replay ended and its outbox is delivered, with a
 /// progress bar; returns how long it took, and whether it was stopped before the end (Ctrl-C
 /// stops the daemons: each finishes what it received).
-pub(super) fn replay(devices: &[Device], days: u32) -> anyhow::Result<(Duration, bool)> {
+pub(super) fn replay(devices: &[Device], days: u32) -> Result<(Duration, bool), DemoError> {
     let t = Instant::now();
     let stores = devices
         .iter()
@@ -31,7 +30,8 @@ pub(super) fn replay(devices: &[Device], days: u32) -> anyhow::Result<(Duration,
     let bar = indicatif::ProgressBar::new(minutes).with_style(
         indicatif::ProgressStyle::with_template(
             "  replaying {msg} [{bar:40}] {percent:>3}% ({elapsed})",
-        )?
+        )
+        .expect("the template is valid")
         .progress_chars("=> "),
     );
     bar.set_message(format!("{days} days x {}", devices.len()));
@@ -56,17 +56,15 @@ pub(super) fn replay(devices: &[Device], days: u32) -> anyhow::Result<(Duration,
             bar.set_position(done);
             std::thread::sleep(Duration::from_millis(250));
         }
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a device's daemon panicked"))
-            })
-            .collect::<Vec<_>>()
+        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
     });
     bar.finish();
     for (d, r) in devices.iter().zip(results) {
-        r?.with_context(|| format!("{}'s daemon failed", d.dma.id))?;
+        r.map_err(|_| DemoError::Panicked(d.dma.id))?
+            .map_err(|source| DemoError::Daemon {
+                device: d.dma.id,
+                source,
+            })?;
     }
     // Stopped early: a device's newest reading is over two hours before its replay's end
     // (DST days excepted, the data ends at the end).

@@ -7,11 +7,11 @@ use hydrowatch_protocol::AlarmRecord;
 use hydrowatch_sim::SERIES;
 use hydrowatch_store::Store;
 
-use super::Device;
+use super::{DemoError, Device};
 
 /// Prints what the devices stored and delivered, how soon each event was alarmed, and the
 /// forecasts' day-ahead accuracy.
-pub(super) fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> anyhow::Result<()> {
+pub(super) fn summary(devices: &[Device], server: &hydrowatch_server::Db) -> Result<(), DemoError> {
     let transitions = server.alarms(&hydrowatch_server::db::AlarmFilter::default())?;
     println!(
         "| device | readings | alarms (stage 1 / 2 / 3 / 4) | delivered | forecasts | newest flow model | day-ahead MAE flow | MAPE flow |"

@@ -19,7 +19,6 @@ use std::time::Instant;
 mod replay;
 mod summary;
 
-use anyhow::Context as _;
 use chrono_tz::Tz;
 use clap::Args;
 use hydrowatch_config::{ReplaySource, SourceConfig};
@@ -28,6 +27,64 @@ use hydrowatch_ops::import::{ImportRequest, import};
 use hydrowatch_sim::{Event, EventKind, EventPlan, SERIES, SimConfig, Simulator};
 use hydrowatch_store::Store;
 
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A file or directory of the demo.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The demo's directory could not be made.
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No local port to listen on.
+    #[error("cannot listen on a local port: {0}")]
+    Listen(std::io::Error),
+    /// The server's database.
+    #[error("the server's database: {0}")]
+    Server(#[from] hydrowatch_server::DbError),
+    /// The demo's user.
+    #[error("the demo's user: {0}")]
+    Account(#[from] hydrowatch_server::accounts::AccountError),
+    /// The server did not start.
+    #[error("the server: {0}")]
+    Start(#[from] hydrowatch_server::ServerError),
+    /// A device's database.
+    #[error("a device's database: {0}")]
+    Store(#[from] hydrowatch_store::StoreError),
+    /// A device's configuration does not pass its checks.
+    #[error("{device}: {problems}")]
+    Config {
+        /// The device.
+        device: &'static str,
+        /// What its checks said.
+        problems: String,
+    },
+    /// A device's history did not import.
+    #[error("importing {device}'s history: {source}")]
+    Import {
+        /// The device.
+        device: &'static str,
+        /// Why.
+        source: hydrowatch_ops::import::ImportError,
+    },
+    /// A device's daemon failed.
+    #[error("{device}'s daemon failed: {source}")]
+    Daemon {
+        /// The device.
+        device: &'static str,
+        /// Why.
+        source: hydrowatch_edge::DaemonError,
+    },
+    /// A device's daemon panicked.
+    #[error("{0}'s daemon panicked")]
+    Panicked(&'static str),
+}
+
 /// Options of `hydrowatch demo`.
 #[derive(Debug, Args)]
 #[command(
@@ -35,7 +92,7 @@ use hydrowatch_store::Store;
 temporary directory (or --dir). Open the printed address in a browser while it runs; the pages \
 refresh by themselves. Ctrl-C stops it."
 )]
-pub(crate) struct DemoArgs {
+pub struct DemoArgs {
     /// Stop once the replay is done and the summary printed, instead of serving the dashboard
     /// until Ctrl-C.
     #[arg(long)]
@@ -104,11 +161,14 @@ struct Device {
 }
 
 /// Runs the demo.
-pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub fn run(args: DemoArgs) -> Result<(), DemoError> {
     let started = Instant::now();
     let (_temp, dir) = match &args.dir {
         Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            std::fs::create_dir_all(d).map_err(|source| DemoError::Dir {
+                path: d.clone(),
+                source,
+            })?;
             (None, std::path::absolute(d)?)
         }
         None => {
@@ -132,7 +192,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let server_db = Arc::new(hydrowatch_server::Db::open(&dir.join("server.db"))?);
     let listener = std::net::TcpListener::bind(&args.listen)
         .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .context("cannot listen on a local port")?;
+        .map_err(DemoError::Listen)?;
     let url = format!("http://{}", listener.local_addr()?);
     let mut devices = Vec::new();
     for dma in &DMAS[..usize::from(args.devices)] {
@@ -205,7 +265,7 @@ fn prepare(
     url: &str,
     token: &str,
     args: &DemoArgs,
-) -> anyhow::Result<Device> {
+) -> Result<Device, DemoError> {
     let home = dir.join(dma.id);
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home)?;
@@ -272,7 +332,12 @@ fn prepare(
         series: None,
     })];
     let problems = config.problems();
-    anyhow::ensure!(problems.is_empty(), "{}: {}", dma.id, problems.join("; "));
+    if !problems.is_empty() {
+        return Err(DemoError::Config {
+            device: dma.id,
+            problems: problems.join("; "),
+        });
+    }
     let mut store = Store::open(&db, dma.tz)?;
     let files = [home.join("history.csv")];
     let request = ImportRequest {
@@ -286,8 +351,10 @@ fn prepare(
         config: Some(&config),
         new_series: false,
     };
-    import(&mut store, &request, &mut |_| {})
-        .with_context(|| format!("importing {}'s history", dma.id))?;
+    import(&mut store, &request, &mut |_| {}).map_err(|source| DemoError::Import {
+        device: dma.id,
+        source,
+    })?;
     Ok(Device {
         dma,
         db,
