@@ -60,7 +60,7 @@ pub(crate) enum Command {
     },
     /// Internal: one measured step of `bench storage`, in a fresh process.
     #[command(hide = true)]
-    BenchStorageStep(crate::bench::storage::StepArgs),
+    BenchStorageStep(hydrowatch_bench::storage::StepArgs),
     /// Internal: one training order of the daemon, in a child process.
     #[command(hide = true, name = hydrowatch_edge::daemon::WORKER_COMMAND)]
     TrainWorker,
@@ -81,18 +81,18 @@ pub(crate) enum ConfigCommand {
 pub(crate) enum BenchCommand {
     /// CSV files against SQLite for the device's workload: append, bulk load, newest readings,
     /// one day, one year, hourly roll-up; time and peak memory, mean and standard deviation.
-    Storage(crate::bench::storage::BenchArgs),
+    Storage(hydrowatch_bench::storage::BenchArgs),
     /// One LSTM training step (1 layer, input seq x 2, dense 168 outputs, MSE, AdamW) with burn,
     /// and with Keras side by side when --python is given.
-    LstmStep(crate::bench::lstm::LstmStepArgs),
+    LstmStep(hydrowatch_bench::lstm::LstmStepArgs),
     /// Detection speed: one reading judged, and a year of minute data for two series
     /// backfilled (criteria refitted daily), on simulated data held in memory.
-    Detect(crate::bench::detect::BenchArgs),
+    Detect(hydrowatch_bench::detect::BenchArgs),
     /// The daemon: a week of minute data replayed through `hydrowatch run` (ingest, detection,
     /// daily jobs, upload to a local test server); readings per second and memory.
-    Daemon(crate::bench::daemon::BenchArgs),
+    Daemon(hydrowatch_bench::daemon::BenchArgs),
     /// A fleet: N simulated devices, each with its own outbox, delivering over HTTPS or MQTT to
     /// `hydrowatch serve` processes (started here, or given); delivered, lost and duplicated
     /// messages, latency, the servers', broker's and database's CPU and memory.
-    Fleet(crate::bench::fleet::FleetArgs),
+    Fleet(hydrowatch_bench::fleet::FleetArgs),
 }

@@ -3,7 +3,6 @@
 
 mod backtest;
 mod backtest_tables;
-mod bench;
 mod cli;
 mod config_cmd;
 mod context;
@@ -97,20 +96,23 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         } => config_cmd::example(),
         Command::Bench {
             command: BenchCommand::Storage(args),
-        } => bench::storage::run(args),
+        } => Ok(hydrowatch_bench::storage::run(args)?),
         Command::Bench {
             command: BenchCommand::LstmStep(args),
-        } => bench::lstm::run(args),
+        } => Ok(hydrowatch_bench::lstm::run(args)?),
         Command::Bench {
             command: BenchCommand::Fleet(args),
-        } => bench::fleet::run(args),
+        } => Ok(hydrowatch_bench::fleet::run(args)?),
         Command::Bench {
             command: BenchCommand::Detect(args),
-        } => bench::detect::run(&global, args),
+        } => Ok(hydrowatch_bench::detect::run(
+            &context::Context::load(&global)?.config,
+            args,
+        )?),
         Command::Bench {
             command: BenchCommand::Daemon(args),
-        } => bench::daemon::run(args),
-        Command::BenchStorageStep(args) => bench::storage::run_step(args),
+        } => Ok(hydrowatch_bench::daemon::run(args)?),
+        Command::BenchStorageStep(args) => Ok(hydrowatch_bench::storage::run_step(args)?),
         Command::TrainWorker => Ok(hydrowatch_edge::daemon::worker()?),
     }
 }

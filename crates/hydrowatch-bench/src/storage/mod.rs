@@ -15,14 +15,14 @@
 
 mod step;
 
-pub(crate) use step::run_step;
+pub use step::run_step;
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use crate::Context as _;
 use clap::{Args, ValueEnum};
 use hydrowatch_csv::ReadOptions;
 use hydrowatch_ops::import::{ImportRequest, import};
@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 /// Options of `hydrowatch bench storage`.
 #[derive(Debug, Args)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// Repetitions of every step.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub reps: u32,
@@ -50,7 +50,7 @@ pub(crate) struct BenchArgs {
 
 /// Options of the hidden per-step command.
 #[derive(Debug, Args)]
-pub(crate) struct StepArgs {
+pub struct StepArgs {
     #[arg(long, value_enum)]
     backend: Backend,
     #[arg(long, value_enum)]
@@ -114,7 +114,7 @@ const WORK_CSV: &str = "work.csv";
 pub(super) const SERIES: [&str; 2] = ["flow_rate", "pressure"];
 
 /// Runs the whole benchmark and prints the table.
-pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: BenchArgs) -> crate::Result<()> {
     let tmp;
     let dir = match &args.dir {
         Some(d) => {
@@ -157,10 +157,10 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
                     .arg(&dir)
                     .output()?;
                 if !out.status.success() {
-                    bail!(
+                    return Err(crate::BenchError::Failed(format!(
                         "step {op:?} on {backend:?} failed: {}",
                         String::from_utf8_lossy(&out.stderr)
-                    );
+                    )));
                 }
                 results.push(serde_json::from_slice::<StepResult>(&out.stdout)?);
                 bar.inc(1);
@@ -228,7 +228,7 @@ fn fmt_secs(mean: f64, sd: f64) -> String {
 }
 
 /// Writes the input CSV, the loaded database and the CSV store.
-fn prepare(dir: &Path, days: u32) -> anyhow::Result<()> {
+fn prepare(dir: &Path, days: u32) -> crate::Result<()> {
     let config = SimConfig {
         days,
         seed: 1,
@@ -248,7 +248,7 @@ fn prepare(dir: &Path, days: u32) -> anyhow::Result<()> {
 }
 
 /// Gives a step fresh copies of what it changes.
-fn reset_work_files(dir: &Path, backend: Backend, op: Op) -> anyhow::Result<()> {
+fn reset_work_files(dir: &Path, backend: Backend, op: Op) -> crate::Result<()> {
     for f in [WORK_DB, "work.db-wal", "work.db-shm", WORK_CSV] {
         let _ = fs::remove_file(dir.join(f));
     }
@@ -266,7 +266,7 @@ fn reset_work_files(dir: &Path, backend: Backend, op: Op) -> anyhow::Result<()> 
 }
 
 /// A `kB` field of `/proc/<process>/status` (`process`: `self` or a pid).
-pub(crate) fn proc_status_kib(process: &str, field: &str) -> anyhow::Result<u64> {
+pub(crate) fn proc_status_kib(process: &str, field: &str) -> crate::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{process}/status"))?;
     status
         .lines()
@@ -280,7 +280,7 @@ pub(crate) fn proc_status_kib(process: &str, field: &str) -> anyhow::Result<u64>
 
 /// The product's import path (hydrowatch-ops' `import`, as `hydrowatch import`). Returns values
 /// stored.
-fn bulk_load_sqlite(source: &Path, db: &Path) -> anyhow::Result<u64> {
+fn bulk_load_sqlite(source: &Path, db: &Path) -> crate::Result<u64> {
     let mut store = Store::open(db, chrono_tz::Asia::Seoul)?;
     let files = [source.to_path_buf()];
     let request = ImportRequest {

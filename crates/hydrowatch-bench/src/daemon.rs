@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use crate::Context as _;
 use clap::Args;
 use hydrowatch_sim::{SimConfig, Simulator};
 
@@ -27,7 +27,7 @@ use super::storage::proc_status_kib;
 
 /// `hydrowatch bench daemon`
 #[derive(Debug, Args)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// Days of minute data replayed through the daemon (8 include a weekly retraining).
     #[arg(long, default_value_t = 8)]
     pub days: u32,
@@ -46,7 +46,7 @@ pub(crate) struct BenchArgs {
 /// The central server (hydrowatch-server, no rate limit) on a free local port, in this process,
 /// with a token for the device `bench`; returns its URL and the token, and the runtime that
 /// serves it until dropped.
-fn central_server(dir: &Path) -> anyhow::Result<(String, String, hydrowatch_server::Background)> {
+fn central_server(dir: &Path) -> crate::Result<(String, String, hydrowatch_server::Background)> {
     let db = hydrowatch_server::Db::open(&dir.join("server.db"))?;
     let token = db.create_token("bench", 0)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -96,7 +96,7 @@ fn sample(pid: &str) -> Option<Sample> {
 
 /// One replay through `hydrowatch run` in `dir` (its bench.toml, its database): the samples,
 /// the seconds it took and its summary (stdout).
-fn replay(exe: &Path, dir: &Path) -> anyhow::Result<(Vec<Sample>, u64, f64, serde_json::Value)> {
+fn replay(exe: &Path, dir: &Path) -> crate::Result<(Vec<Sample>, u64, f64, serde_json::Value)> {
     let started = Instant::now();
     let mut child = Command::new(exe)
         .current_dir(dir)
@@ -128,7 +128,7 @@ fn replay(exe: &Path, dir: &Path) -> anyhow::Result<(Vec<Sample>, u64, f64, serd
         std::thread::sleep(Duration::from_millis(20));
     };
     let seconds = started.elapsed().as_secs_f64();
-    anyhow::ensure!(status.success(), "the daemon failed: {status}");
+    crate::ensure(status.success(), || format!("the daemon failed: {status}"))?;
     let mut summary = String::new();
     if let Some(mut out) = child.stdout.take() {
         out.read_to_string(&mut summary)?;
@@ -160,7 +160,7 @@ fn mb(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn one_run(dir: &Path, args: &BenchArgs) -> anyhow::Result<RunResult> {
+fn one_run(dir: &Path, args: &BenchArgs) -> crate::Result<RunResult> {
     let (url, token, _server) = central_server(dir)?;
     let exe = std::env::current_exe()?;
     let mut sim = Simulator::new(SimConfig {
@@ -190,7 +190,7 @@ fn one_run(dir: &Path, args: &BenchArgs) -> anyhow::Result<RunResult> {
         .args(["--config", "bench.toml", "import", "../history.csv"])
         .stdout(Stdio::null())
         .status()?;
-    anyhow::ensure!(status.success(), "importing the history failed");
+    crate::ensure(status.success(), || "importing the history failed".into())?;
     std::fs::copy(fast.join("hydrowatch.db"), paced.join("hydrowatch.db"))?;
 
     let (samples, daemon_peak, seconds, summary) = replay(&exe, &fast)?;
@@ -264,7 +264,7 @@ fn waits(latency: &serde_json::Value, stage: &str, when: &str) -> String {
 }
 
 /// Runs the benchmark.
-pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: BenchArgs) -> crate::Result<()> {
     println!(
         "{} days of minute data (flow_rate, pressure) replayed through `hydrowatch run` after {} days imported, as fast as it goes and at {}x real time; {} runs:",
         args.days, args.history_days, args.speed, args.runs

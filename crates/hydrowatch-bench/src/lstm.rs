@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
+use crate::Context as _;
 use clap::Args;
 
 /// `hydrowatch bench lstm-step`
@@ -13,7 +13,7 @@ use clap::Args;
 python3 -m venv .venv-peers && .venv-peers/bin/pip install tensorflow-cpu\n  \
 hydrowatch bench lstm-step --python .venv-peers/bin/python --keras-script ../shared/peers/keras_lstm_step.py"
 )]
-pub(crate) struct LstmStepArgs {
+pub struct LstmStepArgs {
     /// Sequence length.
     #[arg(long, default_value_t = 168)]
     pub seq: usize,
@@ -39,7 +39,7 @@ pub(crate) struct LstmStepArgs {
 }
 
 /// `hydrowatch bench lstm-step`: burn's step time, and Keras's in the same run when asked.
-pub(crate) fn run(args: LstmStepArgs) -> anyhow::Result<()> {
+pub fn run(args: LstmStepArgs) -> crate::Result<()> {
     use hydrowatch_forecast::bench::{Layer, train_step_ms};
     let step = |layer| train_step_ms(layer, args.batch, args.seq, args.hidden, args.steps);
     let (fused_ms, stock_ms) = (step(Layer::FusedLstm), step(Layer::StockLstm));

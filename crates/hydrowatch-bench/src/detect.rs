@@ -7,12 +7,10 @@ use hydrowatch_ops::judge::{series_settings, time_of_day};
 use clap::Args;
 
 use super::mean_sd;
-use crate::context::Context;
-use crate::global::Global;
 
 /// `hydrowatch bench detect`
 #[derive(Debug, Args)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// Days of simulated minute data.
     #[arg(long, default_value_t = 365)]
     pub days: u32,
@@ -24,10 +22,9 @@ pub(crate) struct BenchArgs {
 /// `hydrowatch bench detect`: the detection of the daemon without any I/O, on a simulated year
 /// held in memory. Prints the backfill time (criteria refitted daily, every reading judged, every
 /// tick) and the time per reading with fixed criteria.
-pub(crate) fn run(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
+pub fn run(config: &hydrowatch_config::Config, args: BenchArgs) -> crate::Result<()> {
     use std::time::Instant;
-    let ctx = Context::load(global)?;
-    let tz = ctx.config.device.timezone;
+    let tz = config.device.timezone;
     let sim = hydrowatch_sim::Simulator::new(hydrowatch_sim::SimConfig {
         days: args.days,
         timezone: tz,
@@ -39,10 +36,10 @@ pub(crate) fn run(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
     let settings = || -> Vec<SeriesSettings> {
         hydrowatch_sim::SERIES
             .iter()
-            .map(|n| series_settings(&ctx.config, n, None))
+            .map(|n| series_settings(config, n, None))
             .collect()
     };
-    let pass = |refit: Refit| -> anyhow::Result<(f64, usize)> {
+    let pass = |refit: Refit| -> crate::Result<(f64, usize)> {
         let mut engine = Runner::new(Detector::new(tz, settings())?, tz, refit);
         let mut alerts = 0;
         let started = Instant::now();
@@ -64,7 +61,7 @@ pub(crate) fn run(global: &Global, args: BenchArgs) -> anyhow::Result<()> {
     let mut backfill = Vec::new();
     let mut judged = Vec::new();
     for _ in 0..args.runs.max(1) {
-        let (s, _) = pass(Refit::Daily(time_of_day(ctx.config.schedule.criteria_at)))?;
+        let (s, _) = pass(Refit::Daily(time_of_day(config.schedule.criteria_at)))?;
         backfill.push(s);
         let (s, _) = pass(Refit::Once(until))?;
         judged.push(s * 1e6 / readings as f64);

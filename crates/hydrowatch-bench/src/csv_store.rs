@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use anyhow::Context as _;
+use crate::Context as _;
 use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::{HOUR, hour_start};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
@@ -14,7 +14,7 @@ use hydrowatch_csv::{ReadOptions, ReadingsCsv};
 use super::storage::SERIES;
 
 /// The CSV store's bulk load: parse and check every row like an import, write the store file.
-pub(super) fn bulk_load_csv(source: &Path, store: &Path) -> anyhow::Result<u64> {
+pub(super) fn bulk_load_csv(source: &Path, store: &Path) -> crate::Result<u64> {
     let options = ReadOptions {
         timezone: chrono_tz::Asia::Seoul,
         series: None,
@@ -44,7 +44,7 @@ pub(super) fn bulk_load_csv(source: &Path, store: &Path) -> anyhow::Result<u64> 
     Ok(n)
 }
 
-pub(super) fn open_store_csv(path: &Path) -> anyhow::Result<ReadingsCsv<BufReader<File>>> {
+pub(super) fn open_store_csv(path: &Path) -> crate::Result<ReadingsCsv<BufReader<File>>> {
     Ok(ReadingsCsv::open(
         path,
         &ReadOptions {
@@ -56,7 +56,7 @@ pub(super) fn open_store_csv(path: &Path) -> anyhow::Result<ReadingsCsv<BufReade
 }
 
 /// First and last time of the CSV store.
-pub(super) fn csv_span(path: &Path) -> anyhow::Result<(Timestamp, Timestamp)> {
+pub(super) fn csv_span(path: &Path) -> crate::Result<(Timestamp, Timestamp)> {
     let mut f = open_store_csv(path)?;
     let first = f.next_row().context("empty CSV store")??.ts;
     let lines = tail_lines(path, 1)?;
@@ -66,7 +66,7 @@ pub(super) fn csv_span(path: &Path) -> anyhow::Result<(Timestamp, Timestamp)> {
 }
 
 /// The last `n` lines of a file, read backwards from its end in blocks.
-pub(super) fn tail_lines(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
+pub(super) fn tail_lines(path: &Path, n: usize) -> crate::Result<Vec<String>> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
     let mut buf = Vec::new();
@@ -80,7 +80,7 @@ pub(super) fn tail_lines(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
         block.extend_from_slice(&buf);
         buf = block;
     }
-    let text = String::from_utf8(buf)?;
+    let text = String::from_utf8(buf).context("the CSV store is not UTF-8")?;
     let lines: Vec<&str> = text.lines().collect();
     Ok(lines[lines.len().saturating_sub(n)..]
         .iter()
@@ -89,20 +89,24 @@ pub(super) fn tail_lines(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
 }
 
 /// The newest `n` flow readings of the CSV store; returns how many were parsed.
-pub(super) fn csv_latest(path: &Path, n: usize) -> anyhow::Result<u64> {
+pub(super) fn csv_latest(path: &Path, n: usize) -> crate::Result<u64> {
     let mut parser = hydrowatch_core::LocalTimeParser::new(chrono_tz::Asia::Seoul);
     let mut got = Vec::with_capacity(n);
     for line in tail_lines(path, n)? {
         let mut f = line.split(',');
         let ts = parser.parse(f.next().unwrap_or_default())?;
-        let v: f64 = f.next().unwrap_or_default().parse()?;
+        let v: f64 = f
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .context("a value of the CSV store")?;
         got.push((ts, v));
     }
     Ok(got.len() as u64)
 }
 
 /// Reads both series for `from <= ts < to` (stopping after `to`); returns the values read.
-pub(super) fn csv_read(path: &Path, from: Timestamp, to: Timestamp) -> anyhow::Result<u64> {
+pub(super) fn csv_read(path: &Path, from: Timestamp, to: Timestamp) -> crate::Result<u64> {
     let mut f = open_store_csv(path)?;
     let mut cols: [Vec<(Timestamp, f64)>; 2] = [Vec::new(), Vec::new()];
     while let Some(row) = f.next_row() {
@@ -122,7 +126,7 @@ pub(super) fn csv_read(path: &Path, from: Timestamp, to: Timestamp) -> anyhow::R
 }
 
 /// Hourly means of the flow series from the CSV store; returns the number of hours.
-pub(super) fn csv_hourly(path: &Path) -> anyhow::Result<u64> {
+pub(super) fn csv_hourly(path: &Path) -> crate::Result<u64> {
     let mut f = open_store_csv(path)?;
     let mut hours: Vec<(Timestamp, f64, u32)> = Vec::new();
     while let Some(row) = f.next_row() {

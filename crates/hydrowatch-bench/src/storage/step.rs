@@ -6,7 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::Context as _;
+use crate::Context as _;
 use hydrowatch_core::time::DAY;
 use hydrowatch_store::{Outcome, Store};
 
@@ -14,10 +14,10 @@ use super::{
     Backend, CSV_STORE, DB, Op, SERIES, SOURCE, StepArgs, StepResult, WORK_CSV, WORK_DB,
     bulk_load_sqlite, proc_status_kib,
 };
-use crate::bench::csv_store::{bulk_load_csv, csv_hourly, csv_latest, csv_read, csv_span};
+use crate::csv_store::{bulk_load_csv, csv_hourly, csv_latest, csv_read, csv_span};
 
 /// Runs one step in this (fresh) process and prints its [`StepResult`].
-pub(crate) fn run_step(args: StepArgs) -> anyhow::Result<()> {
+pub fn run_step(args: StepArgs) -> crate::Result<()> {
     let dir = &args.dir;
     // Everything the step needs but should not be charged for is set up before the clock starts.
     let tz = chrono_tz::Asia::Seoul;
@@ -45,7 +45,9 @@ pub(crate) fn run_step(args: StepArgs) -> anyhow::Result<()> {
                     value: 100.0 + i as f64,
                 };
                 let out = s.insert_readings(&[(id, r)])?;
-                anyhow::ensure!(out == [Outcome::Inserted]);
+                crate::ensure(out == [Outcome::Inserted], || {
+                    format!("one reading inserted, not {out:?}")
+                })?;
             }
             1000
         }

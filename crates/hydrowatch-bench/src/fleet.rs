@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use crate::Context as _;
 use clap::Args;
 
 use hydrowatch_fleet::device::{self, Device, Fleet};
@@ -29,7 +29,7 @@ hydrowatch bench fleet --devices 10000 --transport mqtt --seconds 600 --database
 Latency is from a device's enqueue to the message seen in the server's database, which the bench \
 polls every 100 ms. Lost: enqueued and not stored when the drain ends. Duplicated: stored rows \
 beyond one per message id. Resent: messages a device sent again after a failure (stored once).")]
-pub(crate) struct FleetArgs {
+pub struct FleetArgs {
     /// Simulated devices.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=50_000))]
     devices: u32,
@@ -85,7 +85,7 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(dir: &Path, args: Vec<String>, port: u16, n: usize) -> anyhow::Result<Replica> {
+    fn start(dir: &Path, args: Vec<String>, port: u16, n: usize) -> crate::Result<Replica> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -98,18 +98,19 @@ impl Replica {
             .context("cannot start `hydrowatch serve`")?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "server {n} did not listen on port {port} within 60 s (its log: {})",
-                dir.join(format!("replica-{n}.log")).display()
-            );
+            crate::ensure(Instant::now() < deadline, || {
+                format!(
+                    "server {n} did not listen on port {port} within 60 s (its log: {})",
+                    dir.join(format!("replica-{n}.log")).display()
+                )
+            })?;
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(Replica { child, args, port })
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+fn free_port() -> crate::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -131,12 +132,15 @@ fn raise_file_limit() {
     }
 }
 
-pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.replicas == 1 || args.database.is_some(),
-        "--replicas {}: more than one server needs --database postgres://... (a SQLite file is one process's)",
-        args.replicas
-    );
+/// `hydrowatch bench fleet`: starts the servers, the broker and the simulated devices of the
+/// run, drives them at the rate asked, and prints what was stored, how soon, and what it cost.
+pub fn run(args: FleetArgs) -> crate::Result<()> {
+    crate::ensure(args.replicas == 1 || args.database.is_some(), || {
+        format!(
+            "--replicas {}: more than one server needs --database postgres://... (a SQLite file is one process's)",
+            args.replicas
+        )
+    })?;
     let mqtt = args.transport == "mqtt";
     raise_file_limit();
     let dir = tempfile::Builder::new()
@@ -166,7 +170,8 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     // TLS for the servers (HTTPS) and the broker: a certificate of this run for "localhost".
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .context("a certificate for the fleet")?;
     let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
     std::fs::write(d.join("cert.pem"), &cert_pem)?;
     std::fs::write(d.join("key.pem"), &key_pem)?;
@@ -410,7 +415,7 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
             && elapsed >= at
             && !broker_restarted
         {
-            b.restart()?;
+            b.restart().context("restarting the broker")?;
             broker_restarted = true;
             eprintln!("bench fleet: broker restarted at {elapsed} s");
         }
