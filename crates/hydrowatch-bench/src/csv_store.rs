@@ -11,7 +11,7 @@ use hydrowatch_core::Timestamp;
 use hydrowatch_core::time::{HOUR, hour_start};
 use hydrowatch_csv::{ReadOptions, ReadingsCsv};
 
-use super::storage::SERIES;
+use hydrowatch_sim::SERIES;
 
 /// The CSV store's bulk load: parse and check every row like an import, write the store file.
 pub(super) fn bulk_load_csv(source: &Path, store: &Path) -> crate::Result<u64> {

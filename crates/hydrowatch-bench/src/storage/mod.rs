@@ -111,7 +111,6 @@ const DB: &str = "store.db";
 const CSV_STORE: &str = "store.csv";
 const WORK_DB: &str = "work.db";
 const WORK_CSV: &str = "work.csv";
-pub(super) const SERIES: [&str; 2] = ["flow_rate", "pressure"];
 
 /// Runs the whole benchmark and prints the table.
 pub fn run(args: BenchArgs) -> crate::Result<()> {

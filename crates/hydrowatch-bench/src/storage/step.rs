@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use crate::Context as _;
 use hydrowatch_core::time::DAY;
+use hydrowatch_sim::SERIES;
 use hydrowatch_store::{Outcome, Store};
 
 use super::{
-    Backend, CSV_STORE, DB, Op, SERIES, SOURCE, StepArgs, StepResult, WORK_CSV, WORK_DB,
-    bulk_load_sqlite, proc_status_kib,
+    Backend, CSV_STORE, DB, Op, SOURCE, StepArgs, StepResult, WORK_CSV, WORK_DB, bulk_load_sqlite,
+    proc_status_kib,
 };
 use crate::csv_store::{bulk_load_csv, csv_hourly, csv_latest, csv_read, csv_span};
 
